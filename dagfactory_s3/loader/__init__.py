@@ -1,0 +1,38 @@
+"""The entry point generated stubs call: ``load_dag(__file__, "<name>.json", api=1)``.
+
+The stub template lives next to this module (``stub.py.tmpl``); see ``README.md`` here for the
+contract between a stub and the factory. This module stays importable without Airflow; the factory
+is imported only when a stub actually builds its DAG.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from dagfactory_s3.errors import ManifestError, Problem
+
+if TYPE_CHECKING:
+    from airflow.sdk import DAG
+
+__all__ = ["API_VERSION", "SUPPORTED_APIS", "load_dag"]
+
+API_VERSION = 1
+SUPPORTED_APIS = frozenset({1})
+
+
+def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
+    """Build the DAG described by the manifest named ``manifest`` next to ``stub_file``.
+
+    Raises :class:`ManifestError` (one message naming the file, pointer and reason) when the
+    manifest is missing, unreadable or invalid, so Airflow records an import error for this stub only.
+    """
+    path = os.path.join(os.path.dirname(os.path.abspath(stub_file)), manifest)
+    if api not in SUPPORTED_APIS:
+        raise ManifestError(
+            [Problem(path, "", f"stub uses loader API {api}, this dagfactory-s3 supports {sorted(SUPPORTED_APIS)}; "
+                     "regenerate the stub or upgrade dagfactory-s3 in the Airflow image")]
+        )
+    from dagfactory_s3 import factory, manifest as manifests
+
+    return factory.build_dag(manifests.load(path))

@@ -1,0 +1,301 @@
+"""Job manifests: read, check everything at once, and resolve into plain data. No Airflow here.
+
+A manifest is accepted only when it passes the JSON Schema *and* the rules a schema cannot express
+(naming, unique task ids, an acyclic graph, cron syntax, pinned images, Kubernetes names). Every
+problem is collected and reported together as a :class:`~dagfactory_s3.errors.ManifestError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dagfactory_s3 import naming
+from dagfactory_s3.errors import ManifestError, Problem
+from dagfactory_s3.schedule import check_cron, parse_duration, parse_instant
+from dagfactory_s3.schema import schema_problems, to_pointer
+
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "Manifest", "load", "parse"]
+
+MAX_BYTES = 256 * 1024
+MAX_DEPTH = 32
+DEFAULT_NAMESPACE = "etl-jobs"
+
+# Task fields whose values are objects merged key by key with task_defaults (the task wins).
+_MERGED = ("env", "labels", "annotations", "node_selector")
+# Defaults applied when neither the task nor task_defaults sets a field.
+TASK_DEFAULTS: dict[str, Any] = {
+    "namespace": DEFAULT_NAMESPACE,
+    "startup_timeout": "2m",
+    "retries": 0,
+    "retry_delay": "5m",
+    "on_finish_action": "delete_pod",
+    "get_logs": True,
+    "allow_mutable_image": False,
+}
+
+
+@dataclass(frozen=True)
+class Task:
+    """One resolved task: defaults applied, inherited fields merged. ``where`` is its JSON pointer."""
+
+    task_id: str
+    where: str
+    fields: dict[str, Any]
+    depends_on: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A valid manifest: its bytes, their sha256 and the resolved, plain-data view of them."""
+
+    file: str
+    raw: bytes
+    data: dict[str, Any]
+    tasks: tuple[Task, ...] = field(repr=False)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @property
+    def package(self) -> str:
+        return self.data["package"]
+
+    @property
+    def dag_id(self) -> str:
+        return self.data["dag_id"]
+
+    @property
+    def images(self) -> list[str]:
+        return sorted({t.fields["image"] for t in self.tasks})
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _depth(value: Any, limit: int) -> bool:
+    """True when ``value`` nests deeper than ``limit`` (iterative: hostile input cannot blow the stack)."""
+    stack = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if level > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return False
+
+
+def load(path: str | Path, *, package: str | None = None, display: str | None = None) -> Manifest:
+    """Read and check the manifest at ``path``. Raises ManifestError naming ``display`` (default: path)."""
+    file = display or str(path)
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ManifestError([Problem(file, "", "manifest file does not exist")]) from None
+    except IsADirectoryError:
+        raise ManifestError([Problem(file, "", "is a directory, not a manifest file")]) from None
+    except OSError as exc:
+        raise ManifestError([Problem(file, "", f"cannot read manifest: {exc.strerror or exc}")]) from None
+    return parse(raw, file=file, package=package)
+
+
+def parse(raw: bytes, *, file: str, package: str | None = None) -> Manifest:
+    """Check manifest bytes. ``package``, when given, is the package the manifest must belong to."""
+    if len(raw) > MAX_BYTES:
+        raise ManifestError([Problem(file, "", f"manifest is larger than {MAX_BYTES} bytes (256 KiB)")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError([Problem(file, "", f"not UTF-8: invalid byte at offset {exc.start}")]) from None
+    if text.startswith("\ufeff"):
+        raise ManifestError([Problem(file, "", "starts with a byte-order mark; save as UTF-8 without BOM")])
+    try:
+        document = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except _DuplicateKey as exc:
+        raise ManifestError([Problem(file, "", f"duplicate key {exc.args[0]!r} in an object")]) from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(
+            [Problem(file, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise ManifestError([Problem(file, "", f"invalid JSON: {exc}")]) from None
+    if _depth(document, MAX_DEPTH):
+        raise ManifestError([Problem(file, "", f"nested deeper than {MAX_DEPTH} levels")])
+    problems = schema_problems(document, file)
+    if problems:
+        raise ManifestError(problems)
+    tasks = _resolve_tasks(document)
+    problems = _check_rules(document, tasks, file, package)
+    if problems:
+        raise ManifestError(problems)
+    return Manifest(file=file, raw=raw, data=document, tasks=tasks)
+
+
+def _resolve_tasks(document: dict[str, Any]) -> tuple[Task, ...]:
+    defaults = document.get("task_defaults", {})
+    if "job" in document:
+        job = dict(document["job"])
+        entries = [("/job", job.pop("name"), job, [])]
+    else:
+        entries = []
+        for i, task in enumerate(document["tasks"]):
+            body = dict(task)
+            task_id, depends = body.pop("task_id"), body.pop("depends_on", [])
+            entries.append((f"/tasks/{i}", task_id, body, depends))
+    resolved = []
+    for where, task_id, body, depends in entries:
+        merged = {**TASK_DEFAULTS, **defaults, **body}
+        for key in _MERGED:
+            if key in defaults and key in body:
+                merged[key] = {**defaults[key], **body[key]}
+        if "resources" in defaults and "resources" in body:
+            merged["resources"] = {
+                kind: {**defaults["resources"].get(kind, {}), **body["resources"].get(kind, {})}
+                for kind in ("requests", "limits")
+                if kind in defaults["resources"] or kind in body["resources"]
+            }
+        resolved.append(Task(task_id=task_id, where=where, fields=merged, depends_on=tuple(depends)))
+    return tuple(resolved)
+
+
+def _image_problem(image: str) -> str | None:
+    if any(c.isspace() for c in image) or image != image.strip():
+        return f"image {image!r} contains whitespace"
+    if "@" in image:
+        name, _, digest = image.partition("@")
+        if not digest.startswith("sha256:") or len(digest) != 71:
+            return f"image digest in {image!r} must be sha256:<64 hex digits>"
+        return None
+    last = image.rsplit("/", 1)[-1]
+    if ":" not in last:
+        return f"image {image!r} has no tag; pin a version or digest (or set allow_mutable_image: true)"
+    if last.rsplit(":", 1)[1] == "latest":
+        return f"image tag 'latest' in {image!r} is mutable; pin a version or digest (or set allow_mutable_image: true)"
+    return None
+
+
+def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[Problem]) -> None:
+    """Rules on task fields as written (in a task, the job, or task_defaults)."""
+    if "image" in fields and not fields.get("allow_mutable_image", False):
+        reason = _image_problem(fields["image"])
+        if reason:
+            problems.append(Problem(file, f"{where}/image", reason))
+    for name in fields.get("env", {}):
+        if not naming.is_env_name(name):
+            problems.append(
+                Problem(file, f"{where}/env/{to_pointer([name])[1:]}", f"environment variable name {name!r} is invalid")
+            )
+    for kind in ("labels", "annotations", "node_selector"):
+        for key, value in fields.get(kind, {}).items():
+            reason = naming.check_label_key(key)
+            if reason is None and kind != "annotations":
+                reason = naming.check_label_value(value)
+            if reason:
+                problems.append(Problem(file, f"{where}/{kind}{to_pointer([key])}", reason))
+    for key in ("startup_timeout", "execution_timeout", "retry_delay"):
+        if key in fields and parse_duration(fields[key]).total_seconds() <= 0:
+            problems.append(Problem(file, f"{where}/{key}", "duration must be greater than zero"))
+
+
+def _check_rules(document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None) -> list[Problem]:
+    problems: list[Problem] = []
+    own = document["package"]
+    if package is not None and own != package:
+        problems.append(Problem(file, "/package", f"manifest belongs to package {own!r}, not {package!r}"))
+    reason = naming.check_dag_id(document["dag_id"], own)
+    if reason:
+        problems.append(Problem(file, "/dag_id", reason))
+
+    schedule = document.get("schedule")
+    if schedule is not None:
+        reason = check_cron(schedule)
+        if reason:
+            problems.append(Problem(file, "/schedule", reason))
+    dates = {}
+    for key in ("start_date", "end_date"):
+        if key in document:
+            try:
+                dates[key] = parse_instant(document[key])
+            except ValueError as exc:
+                problems.append(Problem(file, f"/{key}", f"{document[key]!r} is not a valid date: {exc}"))
+    if "start_date" in dates and "end_date" in dates and dates["end_date"] <= dates["start_date"]:
+        problems.append(Problem(file, "/end_date", "end_date must be after start_date"))
+    if "dagrun_timeout" in document and parse_duration(document["dagrun_timeout"]).total_seconds() <= 0:
+        problems.append(Problem(file, "/dagrun_timeout", "duration must be greater than zero"))
+
+    if "task_defaults" in document:
+        _check_fields(document["task_defaults"], "/task_defaults", file, problems)
+    raw_tasks = [document["job"]] if "job" in document else document["tasks"]
+    seen: dict[str, str] = {}
+    for task, raw in zip(tasks, raw_tasks, strict=True):
+        _check_fields(raw, task.where, file, problems)
+        id_pointer = f"{task.where}/{'name' if 'job' in document else 'task_id'}"
+        if task.task_id in seen:
+            problems.append(Problem(file, id_pointer, f"task_id {task.task_id!r} is already used at {seen[task.task_id]}"))
+        seen.setdefault(task.task_id, task.where)
+        if "image" not in task.fields:
+            problems.append(Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'"))
+        pod = naming.pod_name(document["dag_id"], task.task_id)
+        if not naming.is_rfc1123_label(pod):
+            problems.append(Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label"))
+        for key in ("labels", "annotations"):
+            reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
+            for k in reserved:
+                problems.append(Problem(file, f"{task.where}/{key}{to_pointer([k])}", "the dagfactory-s3/ prefix is reserved"))
+
+    for task in tasks:
+        for j, dep in enumerate(task.depends_on):
+            if dep == task.task_id:
+                problems.append(Problem(file, f"{task.where}/depends_on/{j}", "a task cannot depend on itself"))
+            elif dep not in seen:
+                problems.append(Problem(file, f"{task.where}/depends_on/{j}", f"depends on unknown task {dep!r}"))
+    cycle = _find_cycle(tasks)
+    if cycle:
+        problems.append(Problem(file, "/tasks", f"dependency cycle: {' -> '.join(cycle)}"))
+    return problems
+
+
+def _find_cycle(tasks: tuple[Task, ...]) -> list[str] | None:
+    """A cycle in depends_on (ignoring self-edges and unknown ids, reported elsewhere), or None."""
+    graph = {t.task_id: [d for d in t.depends_on if d != t.task_id] for t in tasks}
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    for start in graph:
+        if state.get(start):
+            continue
+        path, stack = [start], [iter(graph[start])]
+        state[start] = 1
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif nxt not in graph or state.get(nxt) == 2:
+                continue
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            else:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(graph[nxt]))
+    return None

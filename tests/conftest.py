@@ -1,0 +1,66 @@
+"""Shared fixtures: an isolated Airflow home, the moto S3 server, a counting proxy in front of it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from s3server import MotoServer, Proxy, aws_env
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples" / "packages"
+
+# Airflow reads its configuration when first imported: point it at a throw-away home before any test
+# module imports it, and keep the examples and the unit-test DB out of the way.
+_AIRFLOW_HOME = Path(os.environ.setdefault("DAGFACTORY_TEST_AIRFLOW_HOME", "/tmp/dagfactory-s3-test-airflow"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_AIRFLOW_HOME / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+
+
+def example_manifests() -> list[Path]:
+    return sorted(EXAMPLES.glob("*/airflow_dags/*.json"))
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    server = MotoServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Proxy]:
+    """A fresh moto state behind a counting proxy; AWS_* env points at the proxy for this test."""
+    if moto_server.proc is None or moto_server.proc.poll() is not None:
+        moto_server.start()
+    moto_server.reset()
+    proxy = Proxy(moto_server.url)
+    for key, value in aws_env(proxy.url).items():
+        if key.startswith("AWS_"):
+            monkeypatch.setenv(key, value)
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def bucket(s3: Proxy) -> str:
+    """An empty bucket on the moto server (created directly, not through the proxy's counters)."""
+    name = "etl-airflow-dags-test"
+    boto3.client("s3", endpoint_url=s3.upstream).create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def examples_copy(tmp_path: Path) -> Path:
+    """A writable copy of examples/packages."""
+    dest = tmp_path / "packages"
+    shutil.copytree(EXAMPLES, dest)
+    return dest
