@@ -7,6 +7,7 @@ same serialized DAG hash in every process and on every machine.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 try:
@@ -163,6 +164,8 @@ def render_pods(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
     """
     from kubernetes.client import ApiClient
 
+    # The operator logs "Building pod ..." at INFO; rendering is not running, keep stdout clean.
+    logging.getLogger("airflow.task.operators").setLevel(logging.WARNING)
     dag = build_dag(manifest)
     client = ApiClient()
     pods = []

@@ -31,7 +31,7 @@ def check_package(name: str) -> str | None:
     """Return why ``name`` is not a valid package name, or None."""
     if not isinstance(name, str) or not name:
         return "package name is empty"
-    if not PACKAGE_RE.match(name):
+    if not PACKAGE_RE.fullmatch(name):
         return (
             f"package name {name!r} is invalid: use 1-50 lowercase letters, digits and '_', "
             "starting with a letter (it becomes the S3 prefix <env>/<package>/)"
@@ -41,7 +41,7 @@ def check_package(name: str) -> str | None:
 
 def check_dag_id(dag_id: str, package: str) -> str | None:
     """Return why ``dag_id`` does not belong to ``package``, or None."""
-    if not DAG_ID_RE.match(dag_id):
+    if not DAG_ID_RE.fullmatch(dag_id):
         return f"dag_id {dag_id!r} is invalid: use lowercase letters, digits and '_', at most 63 characters"
     prefix = f"{package}_"
     if not dag_id.startswith(prefix) or len(dag_id) == len(prefix):
@@ -64,23 +64,23 @@ def pod_name(dag_id: str, task_id: str) -> str:
 
 
 def is_rfc1123_label(name: str) -> bool:
-    return bool(_RFC1123_LABEL.match(name))
+    return bool(_RFC1123_LABEL.fullmatch(name))
 
 
 def is_env_name(name: str) -> bool:
-    return bool(_ENV_NAME.match(name))
+    return bool(_ENV_NAME.fullmatch(name))
 
 
 def check_label_key(key: str) -> str | None:
     prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
         return f"label key prefix {prefix!r} must be a DNS subdomain"
-    if not _LABEL_NAME.match(name):
+    if not _LABEL_NAME.fullmatch(name):
         return f"label key {key!r} is invalid: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends"
     return None
 
 
 def check_label_value(value: str) -> str | None:
-    if not _LABEL_VALUE.match(value):
+    if not _LABEL_VALUE.fullmatch(value):
         return f"label value {value!r} is invalid: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends"
     return None

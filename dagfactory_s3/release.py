@@ -44,7 +44,7 @@ _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def check_environment(env: str) -> str | None:
-    if not _ENV_RE.match(env or ""):
+    if not _ENV_RE.fullmatch(env or ""):
         return f"environment {env!r} is invalid: use 1-50 lowercase letters, digits, '-' or '_'"
     return None
 
@@ -71,7 +71,7 @@ def split_key(env: str, key: str) -> tuple[str, str] | None:
 def is_dag_file(rest: str) -> bool:
     """True for ``dags/<dag_id>.json`` or ``dags/<dag_id>.py`` (the only files served to Airflow)."""
     directory, sep, name = rest.partition("/")
-    return directory == DAGS_DIR and bool(sep) and bool(_DAG_FILE_RE.match(name))
+    return directory == DAGS_DIR and bool(sep) and bool(_DAG_FILE_RE.fullmatch(name))
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class Release:
                 raise bad(pointer, "file is not dags/<dag_id>.json or dags/<dag_id>.py")
             if (
                 not isinstance(entry, dict)
-                or not _SHA256_RE.match(str(entry.get("sha256", "")))
+                or not _SHA256_RE.fullmatch(str(entry.get("sha256", "")))
                 or not isinstance(entry.get("size"), int)
             ):
                 raise bad(pointer, "needs sha256 (64 hex digits) and size (integer)")

@@ -76,7 +76,7 @@ def parse_instant(text: str) -> datetime:
 
 def parse_duration(text: str) -> timedelta:
     """Parse ``1d2h30m15s``-style durations. Raises ValueError."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if not match:
         raise ValueError(f"duration {text!r} is not like 45s, 30m, 2h, 1h30m or 1d")
     d, h, m, s = (int(g or 0) for g in match.groups())

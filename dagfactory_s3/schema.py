@@ -9,7 +9,7 @@ import re
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import ValidationError, best_match
 
 from dagfactory_s3.errors import Problem
@@ -30,9 +30,21 @@ def schema() -> dict[str, Any]:
     return json.loads(schema_text())
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    """``pattern`` with ECMA-262 semantics for ``$``: Python's ``$`` also matches before a final
+    newline, which would let ``"name\n"`` through every anchored pattern of the schema."""
+    if not validator.is_type(instance, "string"):
+        return
+    if not re.search(pattern, instance) or (pattern.endswith("$") and instance.endswith("\n")):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_StrictValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
 @functools.cache
-def _validator() -> Draft202012Validator:
-    return Draft202012Validator(schema())
+def _validator() -> Any:
+    return _StrictValidator(schema())
 
 
 def to_pointer(path: Any) -> str:
@@ -72,16 +84,28 @@ def _messages(error: ValidationError) -> list[tuple[str, str]]:
         return [(f"{pointer}/{name}", f"required field {name!r} is missing")]
     if kind == "type":
         return [(pointer, f"expected {error.validator_value}, got {_json_type(instance)}")]
-    if kind == "oneOf" and error.absolute_path == error.relative_path and not error.absolute_path:
-        return [(pointer, "give either 'tasks' (a list of tasks) or 'job' (the single-job shorthand), not both")]
+    if kind == "oneOf" and not error.absolute_path:  # the root's tasks-or-job choice
+        if not isinstance(instance, dict):
+            return []  # the type error already says it all
+        both = "tasks" in instance and "job" in instance
+        return [(pointer, "give either 'tasks' (a list of tasks) or 'job' (the single-job shorthand)"
+                 + (", not both" if both else ""))]
     if kind in ("oneOf", "anyOf") and error.context:
-        deepest = best_match(error.context)
-        if kind == "oneOf" and isinstance(instance, dict) and not instance:
-            return [(pointer, "empty object is not allowed here")]
-        return _messages(deepest)
+        # The branch that got furthest into the value is the one the author meant.
+        depth = max(len(e.absolute_path) for e in error.context)
+        if depth > len(error.absolute_path):
+            return _messages(best_match(e for e in error.context if len(e.absolute_path) == depth))
+        types = [e.validator_value for e in error.context if e.validator == "type"]
+        if len(types) == len(error.context):
+            return [(pointer, f"expected {' or '.join(types)}, got {_json_type(instance)}")]
+        if "description" in error.schema:
+            return [(pointer, f"invalid value; {error.schema['description']}")]
+        return _messages(best_match(error.context))
     if kind == "pattern":
-        hint = error.schema.get("description", "")
-        return [(pointer, f"{instance!r} does not match {error.validator_value}" + (f" ({hint})" if hint else ""))]
+        hint = error.schema.get("description")
+        if hint:
+            return [(pointer, f"{instance!r} is not valid: {hint}")]
+        return [(pointer, f"{instance!r} does not match {error.validator_value}")]
     if kind == "const":
         return [(pointer, f"must be {error.validator_value!r}, got {instance!r}")]
     if kind == "enum":

@@ -19,7 +19,7 @@ def _template() -> str:
 
 def render(manifest_name: str) -> bytes:
     """The stub for the manifest file ``manifest_name`` (a bare file name), byte for byte."""
-    if not _SAFE_NAME.match(manifest_name):
+    if not _SAFE_NAME.fullmatch(manifest_name):
         raise ConfigError(
             f"{manifest_name}: manifest file name must be letters, digits, '_', '.', '-' and end in .json"
         )

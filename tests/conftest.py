@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,14 +15,35 @@ from s3server import MotoServer, Proxy, aws_env
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "packages"
+GOLDEN = Path(__file__).resolve().parent / "golden"
 
 # Airflow reads its configuration when first imported: point it at a throw-away home before any test
 # module imports it, and keep the examples and the unit-test DB out of the way.
-_AIRFLOW_HOME = Path(os.environ.setdefault("DAGFACTORY_TEST_AIRFLOW_HOME", "/tmp/dagfactory-s3-test-airflow"))
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="dagfactory-s3-airflow-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_AIRFLOW_HOME / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--regen-golden", action="store_true", help="rewrite tests/golden/ from the current code")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):
+    """Compare bytes with tests/golden/<name>; --regen-golden rewrites the file instead."""
+    regen = request.config.getoption("--regen-golden")
+
+    def check(name: str, actual: bytes) -> None:
+        path = GOLDEN / name
+        if regen:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(actual)
+        assert path.exists(), f"missing golden file {path}; run pytest --regen-golden and review the diff"
+        assert actual == path.read_bytes(), f"{path} differs; if intended, run pytest --regen-golden and review"
+
+    return check
 
 
 def example_manifests() -> list[Path]:

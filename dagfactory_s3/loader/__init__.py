@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from dagfactory_s3.errors import ManifestError, Problem
+from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG
@@ -33,6 +33,13 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
             [Problem(path, "", f"stub uses loader API {api}, this dagfactory-s3 supports {sorted(SUPPORTED_APIS)}; "
                      "regenerate the stub or upgrade dagfactory-s3 in the Airflow image")]
         )
-    from dagfactory_s3 import factory, manifest as manifests
+    from dagfactory_s3 import factory
+    from dagfactory_s3 import manifest as manifests
 
-    return factory.build_dag(manifests.load(path))
+    try:
+        checked = manifests.load(path)
+    except DagFactoryError as exc:
+        # Airflow records the last frames of the traceback as the import error: drop our internal
+        # frames so the record is the stub line plus the one message, the same text every surface shows.
+        raise exc.with_traceback(None) from None
+    return factory.build_dag(checked)

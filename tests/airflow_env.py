@@ -1,0 +1,65 @@
+"""Helpers for tests that run real Airflow processes: an isolated AIRFLOW_HOME with our settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from dagfactory_s3 import stub
+
+ROOT = Path(__file__).resolve().parent.parent
+PROBE = Path(__file__).resolve().parent / "airflow_probe.py"
+AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def airflow_env(home: Path, dags: Path, **extra: str) -> dict[str, str]:
+    """Environment for an Airflow process with the settings docs/deploy.md recommends."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        AIRFLOW_HOME=str(home),
+        AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+        AIRFLOW__CORE__LOAD_EXAMPLES="False",
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        AIRFLOW__DAG_PROCESSOR__DAG_VERSION_INFLATION_CHECK_LEVEL="error",
+        AIRFLOW__DAG_PROCESSOR__FILE_PARSING_SORT_MODE="modified_time",
+        AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="2",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def dags_folder_with_examples(dest: Path, manifests: list[Path]) -> Path:
+    """Copy manifests into ``dest`` and write their canonical stubs next to them."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in manifests:
+        shutil.copy(path, dest / path.name)
+        (dest / path.with_suffix(".py").name).write_bytes(stub.render(path.name))
+    return dest
+
+
+def probe(dags: Path, home: Path, *, cwd: Path | None = None, **env: str) -> dict:
+    """Parse ``dags`` in a fresh interpreter like the dag-processor does; hashes and import errors."""
+    out = home / "probe.json"
+    subprocess.run(
+        [sys.executable, str(PROBE), str(dags), str(out)],
+        env=airflow_env(home, dags, **env),
+        cwd=cwd or home,
+        check=True,
+        capture_output=True,
+    )
+    return json.loads(out.read_text())
+
+
+def db_rows(home: Path, query: str) -> list[tuple]:
+    with sqlite3.connect(home / "airflow.db") as conn:
+        return conn.execute(query).fetchall()
+
+
+def migrate(home: Path, dags: Path) -> None:
+    subprocess.run([AIRFLOW, "db", "migrate"], env=airflow_env(home, dags), check=True, capture_output=True)
