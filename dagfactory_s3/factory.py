@@ -7,12 +7,12 @@ same serialized DAG hash in every process and on every machine.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 try:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk import DAG
+    from kubernetes.client import ApiClient
     from kubernetes.client import models as k8s
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
@@ -20,6 +20,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
     ) from exc
 
 from dagfactory_s3 import __version__, naming
+from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.loader import API_VERSION
 from dagfactory_s3.manifest import Manifest, Task
 from dagfactory_s3.schedule import parse_duration, parse_instant
@@ -78,6 +79,28 @@ def _tolerations(items: list[dict[str, Any]]) -> list[k8s.V1Toleration]:
     ]
 
 
+def _affinity(manifest: Manifest, task: Task) -> k8s.V1Affinity:
+    """The Kubernetes Affinity object, refusing what the client would silently drop or change."""
+    value = task.fields["affinity"]
+    where = f"{task.where}/affinity" if "affinity" in _own_fields(manifest, task) else "/task_defaults/affinity"
+    client = ApiClient()
+    try:
+        affinity = client._ApiClient__deserialize(value, "V1Affinity")  # what the operator itself uses
+        same = client.sanitize_for_serialization(affinity) == value
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ManifestError([Problem(manifest.file, where, f"not a valid Kubernetes Affinity: {exc}")]) from None
+    if not same:
+        raise ManifestError([Problem(manifest.file, where, "not a valid Kubernetes Affinity: unknown fields or wrong "
+                                     "types would be dropped; check it against the Kubernetes API (camelCase)")])
+    return affinity
+
+
+def _own_fields(manifest: Manifest, task: Task) -> dict[str, Any]:
+    if task.where == "/job":
+        return manifest.data["job"]
+    return manifest.data["tasks"][int(task.where.rsplit("/", 1)[1])]
+
+
 def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
     """One KubernetesPodOperator for one resolved task (call inside the DAG context)."""
     f = task.fields
@@ -113,7 +136,7 @@ def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
     if f.get("tolerations"):
         kwargs["tolerations"] = _tolerations(f["tolerations"])
     if f.get("affinity"):
-        kwargs["affinity"] = f["affinity"]
+        kwargs["affinity"] = _affinity(manifest, task)
     if f.get("annotations"):
         kwargs["annotations"] = dict(f["annotations"])
     if "image_pull_policy" in f:
@@ -162,10 +185,6 @@ def render_pods(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
     The operator's random name suffix is turned off so the output is stable; at run time the
     operator appends ``-<8 random characters>`` to the name shown here.
     """
-    from kubernetes.client import ApiClient
-
-    # The operator logs "Building pod ..." at INFO; rendering is not running, keep stdout clean.
-    logging.getLogger("airflow.task.operators").setLevel(logging.WARNING)
     dag = build_dag(manifest)
     client = ApiClient()
     pods = []

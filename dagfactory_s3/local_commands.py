@@ -6,6 +6,7 @@ None of them needs S3; only ``render`` needs Airflow (it builds pods with the op
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
@@ -140,6 +141,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    # Airflow logs "Building pod ..." at INFO on stdout, which is where the YAML goes. Its logging
+    # config is read once, on first import, so this must be set before importing the factory.
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     try:
         import kubernetes_validate
         import yaml

@@ -183,7 +183,7 @@ def _image_problem(image: str) -> str | None:
     if any(c.isspace() for c in image) or image != image.strip():
         return f"image {image!r} contains whitespace"
     if "@" in image:
-        name, _, digest = image.partition("@")
+        digest = image.partition("@")[2]
         if not digest.startswith("sha256:") or len(digest) != 71:
             return f"image digest in {image!r} must be sha256:<64 hex digits>"
         return None

@@ -9,14 +9,15 @@ import pytest
 
 pytest.importorskip("airflow", reason="needs the [airflow] extra")
 
-from airflow.dag_processing.dagbag import DagBag  # noqa: E402
-from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator  # noqa: E402
-from kubernetes.client import models as k8s  # noqa: E402
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+from kubernetes.client import models as k8s
 
-from airflow_env import dags_folder_with_examples, probe  # noqa: E402
-from bad_inputs import GOOD  # noqa: E402
-from conftest import example_manifests  # noqa: E402
-from dagfactory_s3 import stub  # noqa: E402
+from dagfactory_s3 import stub
+
+from airflow_env import dags_folder_with_examples, probe
+from bad_inputs import GOOD
+from conftest import example_manifests
 
 
 @pytest.fixture

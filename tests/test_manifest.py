@@ -6,10 +6,11 @@ import json
 
 import pytest
 
-from bad_inputs import CASES, GOOD, PACKAGE
-from conftest import example_manifests
 from dagfactory_s3 import manifest
 from dagfactory_s3.errors import ManifestError
+
+from bad_inputs import CASES, GOOD, PACKAGE
+from conftest import example_manifests
 
 
 def test_corpus_is_large_and_unique():

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import example_manifests
 from dagfactory_s3 import stub
 from dagfactory_s3.errors import ConfigError
+
+from conftest import example_manifests
 
 
 @pytest.mark.parametrize("path", example_manifests(), ids=lambda p: p.name)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
 
 if TYPE_CHECKING:
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG  # noqa: TID251  (type only; never imported at run time)
 
 __all__ = ["API_VERSION", "SUPPORTED_APIS", "load_dag"]
 
@@ -37,9 +37,8 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
     from dagfactory_s3 import manifest as manifests
 
     try:
-        checked = manifests.load(path)
+        return factory.build_dag(manifests.load(path))
     except DagFactoryError as exc:
         # Airflow records the last frames of the traceback as the import error: drop our internal
         # frames so the record is the stub line plus the one message, the same text every surface shows.
         raise exc.with_traceback(None) from None
-    return factory.build_dag(checked)
