@@ -1,0 +1,120 @@
+"""The sidecar's memory between cycles and restarts: what it wrote to the dags folder, from where.
+
+One JSON file, replaced atomically. It is written *after* the files it describes, and before a cycle
+writes anything it records the paths it is about to create (``pending``), so a SIGKILL at any point
+leaves either a state that matches the disk or pending paths the next cycle checks by content.
+The state is a cache: losing it costs GETs, never correctness.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dagfactory_s3.files import atomic_write
+
+__all__ = ["FORMAT", "Applied", "PackageState", "State"]
+
+FORMAT = "dagfactory-s3/sync-state@1"
+STATE_FILE = ".dagfactory-sync-state.json"
+
+
+@dataclass
+class Applied:
+    """One file on disk written by the sidecar: its sha256 and the ETag of the object it came from."""
+
+    sha256: str
+    etag: str | None = None
+
+
+@dataclass
+class PackageState:
+    mode: str  # "release" or "mirror"
+    release_id: str | None = None
+    files: dict[str, Applied] = field(default_factory=dict)  # rest ("dags/x.json") -> applied
+
+    def dag_ids(self) -> set[str]:
+        return {rest[len("dags/"):-len(".json")] for rest in self.files if rest.endswith(".json")}
+
+
+@dataclass
+class State:
+    bucket: str
+    environment: str
+    packages: dict[str, PackageState] = field(default_factory=dict)
+    # Release records seen, by package: (metadata.json ETag, raw record). Saves a GET per cycle.
+    records: dict[str, tuple[str, str]] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # "<package>/<rest>" possibly on disk
+
+    @classmethod
+    def load(cls, directory: Path, *, bucket: str, environment: str) -> State:
+        """The saved state, or an empty one when missing, unreadable or for another bucket/env."""
+        path = directory / STATE_FILE
+        empty = cls(bucket, environment)
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return empty
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            return empty
+        if doc.get("bucket") != bucket or doc.get("environment") != environment:
+            # Another source: what is on disk is still ours to manage, so keep the file list.
+            doc["records"] = {}
+        try:
+            packages = {
+                name: PackageState(
+                    mode=p["mode"],
+                    release_id=p.get("release_id"),
+                    files={rest: Applied(a["sha256"], a.get("etag")) for rest, a in p["files"].items()},
+                )
+                for name, p in doc.get("packages", {}).items()
+            }
+            records = {name: (r[0], r[1]) for name, r in doc.get("records", {}).items()}
+            pending = [str(p) for p in doc.get("pending", [])]
+        except (KeyError, TypeError, IndexError, AttributeError):
+            return empty
+        return cls(bucket, environment, packages, records, pending)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        doc: dict[str, Any] = {
+            "format": FORMAT,
+            "bucket": self.bucket,
+            "environment": self.environment,
+            "packages": {
+                name: {
+                    "mode": p.mode,
+                    "release_id": p.release_id,
+                    "files": {rest: {"sha256": a.sha256, "etag": a.etag} for rest, a in sorted(p.files.items())},
+                }
+                for name, p in sorted(self.packages.items())
+            },
+            "records": {name: list(r) for name, r in sorted(self.records.items())},
+            "pending": sorted(set(self.pending)),
+        }
+        atomic_write(directory / STATE_FILE, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+    def served(self) -> dict[str, str]:
+        """dag_id -> the package serving it now."""
+        out: dict[str, str] = {}
+        for name in sorted(self.packages):
+            for dag_id in self.packages[name].dag_ids():
+                out.setdefault(dag_id, name)
+        return out
+
+    def dag_count(self) -> int:
+        return sum(len(p.dag_ids()) for p in self.packages.values())
+
+
+def remove_stale_temp_files(root: Path) -> int:
+    """Delete temp files an interrupted atomic write left in ``<package>/dags/`` (never read by Airflow)."""
+    removed = 0
+    for tmp in root.glob("*/dags/.*.tmp"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed += 1
+    return removed
