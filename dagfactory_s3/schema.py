@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import functools
 import json
 import re
@@ -71,6 +70,8 @@ def _messages(error: ValidationError) -> list[tuple[str, str]]:
     if kind in ("additionalProperties", "unevaluatedProperties"):
         match = _UNEXPECTED.search(error.message)
         names = [n.strip().strip("'") for n in match.group(1).split(",")] if match else []
+        import difflib  # only on the error path: keeps the parse-time import light
+
         known = _known_keys(error)
         out = []
         for name in names:
