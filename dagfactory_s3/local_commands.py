@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(p)
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser("render", help="print the Kubernetes pod of every task as YAML (needs the [airflow] extra)")
+    p = sub.add_parser("render", help="print the Kubernetes pod of every task as YAML (needs the [render] extra)")
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
     p.add_argument("--kubernetes-version", default=None, help="Kubernetes version to validate against (default: newest known)")
     p.add_argument("--output", choices=("yaml", "json"), default="yaml")
@@ -150,7 +150,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
         from dagfactory_s3 import factory
     except ImportError as exc:
-        raise ConfigError(f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[airflow]' ({exc})") from None
+        raise ConfigError(f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})") from None
     path = _manifest_path(args.dag_file)
     m = manifests.load(path)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()

@@ -38,12 +38,12 @@ def test_airflow_free_modules_import_without_airflow():
 
 
 def test_render_without_airflow_names_the_extra():
-    """Without Airflow, render fails with one line naming the [airflow] extra."""
+    """Without Airflow, render fails with one line naming the [render] extra."""
     code = _BLOCK_AIRFLOW + "from dagfactory_s3.cli import main; sys.exit(main(sys.argv[1:]))"
     manifest = EXAMPLES / "reporting_seeder/airflow_dags/reporting_seeder_refresh_all.json"
     result = subprocess.run([sys.executable, "-c", code, "render", "--dag-file", str(manifest)], capture_output=True, text=True)
     assert result.returncode == 2
-    assert "pip install 'dagfactory-s3[airflow]'" in result.stderr and "Traceback" not in result.stderr
+    assert "pip install 'dagfactory-s3[render]'" in result.stderr and "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
