@@ -76,7 +76,7 @@ def _report(args: argparse.Namespace | None, exc: DagFactoryError) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dagfactory_s3 import local_commands
+    from dagfactory_s3 import local_commands, publish
 
     parser = argparse.ArgumentParser(
         prog="airflow-dag-publisher",
@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local_commands.register(sub)
+    publish.register(sub)
     return parser
 
 

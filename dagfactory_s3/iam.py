@@ -1,0 +1,125 @@
+"""Least-privilege IAM policy documents for a package's CI role and for Airflow's read-only role.
+
+The CI role may write only ``<env>/<package>/`` (an explicit Deny covers any broader grant attached
+elsewhere) and read the other packages' ``metadata.json`` (for DAG-id uniqueness). Airflow (the
+sync sidecar) may only list and read ``<env>/``. Pure data; no AWS calls.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from dagfactory_s3.errors import ConfigError
+from dagfactory_s3.naming import check_package
+from dagfactory_s3.release import METADATA, check_environment
+
+__all__ = ["airflow_policy", "dumps", "package_policy", "policies"]
+
+_VERSION = "2012-10-17"
+# Every action that creates, replaces or removes an object or its access settings.
+_WRITES = [
+    "s3:PutObject",
+    "s3:PutObjectAcl",
+    "s3:PutObjectTagging",
+    "s3:PutObjectRetention",
+    "s3:PutObjectLegalHold",
+    "s3:DeleteObject",
+    "s3:DeleteObjectVersion",
+    "s3:DeleteObjectTagging",
+    "s3:RestoreObject",
+]
+
+
+def _check(bucket: str, environment: str, package: str | None) -> None:
+    for reason in (check_environment(environment), check_package(package) if package is not None else None):
+        if reason:
+            raise ConfigError(reason)
+    if not bucket or "/" in bucket or "*" in bucket:
+        raise ConfigError(f"bucket name {bucket!r} is invalid")
+
+
+def package_policy(bucket: str, environment: str, package: str) -> dict[str, Any]:
+    """The CI role of ``package``: read/write its own prefix, read other packages' records."""
+    _check(bucket, environment, package)
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    own = f"{environment}/{package}/"
+    return {
+        "Version": _VERSION,
+        "Statement": [
+            {
+                "Sid": "ListOwnPrefix",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [own, f"{own}*"]}},
+            },
+            {
+                "Sid": "ListPackagesOfEnvironment",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                "Condition": {"StringEquals": {"s3:prefix": f"{environment}/", "s3:delimiter": "/"}},
+            },
+            {
+                "Sid": "ReadWriteOwnPrefix",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": f"{bucket_arn}/{own}*",
+            },
+            {
+                "Sid": "ReadOtherPackagesRecords",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket_arn}/{environment}/*/{METADATA}",
+            },
+            {
+                "Sid": "DenyWritesOutsideOwnPrefix",
+                "Effect": "Deny",
+                "Action": _WRITES,
+                "NotResource": f"{bucket_arn}/{own}*",
+            },
+        ],
+    }
+
+
+def airflow_policy(bucket: str, environment: str) -> dict[str, Any]:
+    """Airflow's sync sidecar: list and read ``<env>/``; nothing else."""
+    _check(bucket, environment, None)
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    return {
+        "Version": _VERSION,
+        "Statement": [
+            {
+                "Sid": "ListEnvironment",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [f"{environment}/", f"{environment}/*"]}},
+            },
+            {
+                "Sid": "ReadEnvironment",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": f"{bucket_arn}/{environment}/*",
+            },
+            {
+                "Sid": "DenyAllWrites",
+                "Effect": "Deny",
+                "Action": _WRITES,
+                "Resource": f"{bucket_arn}/*",
+            },
+        ],
+    }
+
+
+def policies(bucket: str, environment: str, package: str) -> dict[str, Any]:
+    return {
+        "package_ci_role": package_policy(bucket, environment, package),
+        "airflow_read_only_role": airflow_policy(bucket, environment),
+    }
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"

@@ -1,0 +1,533 @@
+"""The publisher against a real moto S3 server over HTTP, through the counting, fault-injecting proxy.
+
+User-facing behaviour runs the CLI as a subprocess; details call ``cli.main`` in-process (same code,
+same environment: the ``s3`` fixture points AWS_* at the proxy).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+
+from dagfactory_s3 import cli
+from dagfactory_s3.errors import PublishError
+from dagfactory_s3.publish import Wanted, execute, make_plan, wanted_from_dir
+from dagfactory_s3.s3 import client as s3_client
+from dagfactory_s3.store import PackageStore, RecordConflict
+
+from bad_inputs import CASES, GOOD
+from s3server import aws_env
+
+ENV = "dev"
+PP, RS = "pipeline_processing", "reporting_seeder"
+
+
+def run_cli(proxy, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a subprocess, talking to S3 through the proxy."""
+    return subprocess.run(
+        [sys.executable, "-m", "dagfactory_s3.cli", *args], env=aws_env(proxy.url), capture_output=True, text=True, timeout=120
+    )
+
+
+def main(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def publish_args(bucket: str, package: str, dag_path: Path, *extra: str) -> list[str]:
+    return ["publish", "--bucket", bucket, "--environment", ENV, "--package-name", package, "--dag-path", str(dag_path), *extra]
+
+
+def objects(s3, bucket: str, prefix: str = "") -> dict[str, bytes]:
+    """Every object of the bucket with its bytes, read directly from moto (not counted by the proxy)."""
+    c = boto3.client("s3", endpoint_url=s3.upstream)
+    out = {}
+    for page in c.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            out[item["Key"]] = c.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+    return out
+
+
+def record(s3, bucket: str, package: str) -> dict:
+    return json.loads(objects(s3, bucket, f"{ENV}/{package}/metadata.json")[f"{ENV}/{package}/metadata.json"])
+
+
+def put_keys(s3) -> list[str]:
+    return [r.path.split("/", 2)[2] for r in s3.requests if r.method == "PUT"]
+
+
+def dags_dir(examples_copy: Path, package: str) -> Path:
+    return examples_copy / package / "airflow_dags"
+
+
+def edit_manifest(path: Path, **changes) -> None:
+    doc = json.loads(path.read_bytes())
+    doc.update(changes)
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+# -- publish and list --------------------------------------------------------------------------
+
+
+def test_publish_both_examples_then_list(s3, bucket, examples_copy):
+    """Both example packages publish through the CLI; list shows their DAGs and a consistent S3."""
+    for package in (PP, RS):
+        result = run_cli(s3, *publish_args(bucket, package, dags_dir(examples_copy, package)))
+        assert result.returncode == 0, result.stderr
+        assert "release" in result.stdout
+    keys = set(objects(s3, bucket))
+    for dag_id in ("pipeline_processing_example_job", "reporting_seeder_refresh_all", "reporting_seeder_refresh_agency"):
+        package = dag_id.split("_example")[0] if dag_id.startswith(PP) else RS
+        assert {f"{ENV}/{package}/dags/{dag_id}.json", f"{ENV}/{package}/dags/{dag_id}.py"} <= keys
+    result = run_cli(s3, "list", "--bucket", bucket, "--environment", ENV, "--all-packages", "--output", "json")
+    assert result.returncode == 0, result.stderr
+    listed = {p["package"]: p for p in json.loads(result.stdout)["packages"]}
+    assert set(listed) == {PP, RS}
+    rs = listed[RS]
+    assert rs["consistent"] and rs["release_id"] == record(s3, bucket, RS)["release_id"]
+    assert {d["dag_id"]: d["schedule"] for d in rs["dags"]} == {"reporting_seeder_refresh_agency": None, "reporting_seeder_refresh_all": "@daily"}
+    assert rs["dags"][1]["images"] == ["123456789012.dkr.ecr.us-east-1.amazonaws.com/reporting-seeder:2.4.1"]
+    assert rs["published_at"]
+
+
+def test_published_stub_is_regenerated_and_record_names_every_file(s3, bucket, examples_copy, capsys):
+    """The record lists each manifest and its canonical stub with sha256 and size; the stub bytes are canonical."""
+    from dagfactory_s3 import stub
+
+    src = dags_dir(examples_copy, RS)
+    for py in src.glob("*.py"):
+        py.unlink()  # stubs are optional in the source tree: they are regenerated
+    assert main(capsys, *publish_args(bucket, RS, src, "--package-version", "2.4.1", "--git-sha", "abc123"))[0] == 0
+    rec = record(s3, bucket, RS)
+    assert set(rec["files"]) == {f"dags/reporting_seeder_refresh_{n}.{e}" for n in ("all", "agency") for e in ("json", "py")}
+    assert (rec["package_version"], rec["git_sha"], rec["tombstone"]) == ("2.4.1", "abc123", False)
+    live = objects(s3, bucket, f"{ENV}/{RS}/dags/")
+    assert live[f"{ENV}/{RS}/dags/reporting_seeder_refresh_all.py"] == stub.render("reporting_seeder_refresh_all.json")
+
+
+def test_republish_unchanged_makes_no_put(s3, bucket, examples_copy):
+    """Publishing identical content again performs zero PUTs and zero DELETEs."""
+    args = publish_args(bucket, RS, dags_dir(examples_copy, RS))
+    assert run_cli(s3, *args).returncode == 0
+    before = objects(s3, bucket)
+    s3.clear()
+    result = run_cli(s3, *args, "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["changed"] is False
+    assert (s3.count("PUT"), s3.count("DELETE")) == (0, 0)
+    assert objects(s3, bucket) == before
+
+
+def test_one_changed_dag_writes_only_its_objects_and_the_record(s3, bucket, examples_copy, capsys):
+    """Changing one manifest writes that manifest, its content copy, the history record and metadata.json, last."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="changed")
+    s3.clear()
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    keys = put_keys(s3)
+    assert len(keys) == 4
+    prefix = f"{ENV}/{RS}/"
+    assert keys[-1] == prefix + "metadata.json"
+    assert keys[-2].startswith(prefix + "_releases/") and keys[-2].endswith(".json")
+    sha = record(s3, bucket, RS)["files"]["dags/reporting_seeder_refresh_all.json"]["sha256"]
+    assert set(keys[:2]) == {prefix + "dags/reporting_seeder_refresh_all.json", prefix + "_releases/objects/" + sha}
+    assert s3.count("DELETE") == 0
+
+
+def test_removed_dag_is_deleted_after_the_record_stub_first(s3, bucket, examples_copy, capsys):
+    """A DAG gone from --dag-path is deleted only after metadata.json is written, its stub before its manifest."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    for ext in ("json", "py"):
+        (src / f"reporting_seeder_refresh_agency.{ext}").unlink()
+    s3.clear()
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    order = [(r.method, r.path.split("/", 2)[2]) for r in s3.requests if r.method in ("PUT", "DELETE")]
+    prefix = f"{ENV}/{RS}/"
+    assert order[-3:] == [
+        ("PUT", prefix + "metadata.json"),
+        ("DELETE", prefix + "dags/reporting_seeder_refresh_agency.py"),
+        ("DELETE", prefix + "dags/reporting_seeder_refresh_agency.json"),
+    ]
+    assert set(record(s3, bucket, RS)["dags"]) == {"reporting_seeder_refresh_all"}
+
+
+def test_plan_and_dry_run_write_nothing(s3, bucket, examples_copy, capsys):
+    """plan and publish --dry-run print the diff and send no PUT or DELETE."""
+    src = dags_dir(examples_copy, RS)
+    code, out, _ = main(capsys, "plan", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--dag-path", str(src), "--output", "json")
+    assert code == 0
+    plan = json.loads(out)
+    assert len(plan["add"]) == 4 and plan["dry_run"]
+    code, out, _ = main(capsys, *publish_args(bucket, RS, src, "--dry-run"))
+    assert code == 0 and "+ dags/reporting_seeder_refresh_all.json" in out
+    assert (s3.count("PUT"), s3.count("DELETE")) == (0, 0)
+
+
+# -- bad inputs and isolation ------------------------------------------------------------------
+
+
+@pytest.fixture
+def published_pp(s3, bucket, examples_copy, capsys):
+    """pipeline_processing published once; returns the full bucket content afterwards."""
+    assert main(capsys, *publish_args(bucket, PP, dags_dir(examples_copy, PP)))[0] == 0
+    s3.clear()
+    return objects(s3, bucket)
+
+
+def test_every_bad_input_changes_nothing(s3, bucket, examples_copy, published_pp, capsys, tmp_path):
+    """Each case of the bad-input corpus, next to a good manifest: exit 1, the file named, no request that writes, bucket unchanged."""
+    failures = []
+    for case, raw, _pointer, _text in CASES:
+        src = tmp_path / case
+        shutil.copytree(dags_dir(examples_copy, PP), src)
+        (src / f"{GOOD['dag_id']}.json").write_bytes(raw)
+        code, _, err = main(capsys, *publish_args(bucket, PP, src))
+        if code != 1 or f"{GOOD['dag_id']}.json" not in err or s3.count("PUT") or s3.count("DELETE"):
+            failures.append(f"{case}: exit {code}, {s3.count('PUT')} PUTs: {err.strip()[:200]}")
+    assert not failures, "\n".join(failures)
+    assert len(CASES) >= 40
+    assert objects(s3, bucket) == published_pp
+
+
+def test_hand_edited_stub_is_refused(s3, bucket, examples_copy, published_pp, capsys):
+    """A .py that is not the canonical stub is never uploaded: the publish is refused."""
+    src = dags_dir(examples_copy, PP)
+    (src / "pipeline_processing_example_job.py").write_text("import os\nos.system('rm -rf /')\n")
+    code, _, err = main(capsys, *publish_args(bucket, PP, src))
+    assert code == 1 and "not the canonical stub" in err
+    assert objects(s3, bucket) == published_pp
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--package-name", "../reporting_seeder"], "package name '../reporting_seeder' is invalid"),
+        (["--package-name", "Reporting_Seeder"], "is invalid"),
+        (["--package-name", "pipeline_processing/dags"], "is invalid"),
+        (["--environment", "dev/../prod"], "environment 'dev/../prod' is invalid"),
+        (["--environment", ""], "environment '' is invalid"),
+    ],
+    ids=["traversal", "uppercase", "slash", "env-traversal", "env-empty"],
+)
+def test_bad_names_are_refused_before_any_request(s3, bucket, examples_copy, published_pp, capsys, flags, message):
+    """Package and environment names that could escape <env>/<package>/ exit 2 before talking to S3."""
+    args = publish_args(bucket, PP, dags_dir(examples_copy, PP))
+    for flag, value in zip(flags[::2], flags[1::2], strict=True):
+        args[args.index(flag) + 1] = value
+    code, _, err = main(capsys, *args)
+    assert code == 2 and message in err
+    assert s3.count() == 0
+
+
+def test_foreign_package_manifest_is_refused(s3, bucket, examples_copy, published_pp, capsys):
+    """Publishing another package's manifests under --package-name is refused, nothing written."""
+    code, _, err = main(capsys, *publish_args(bucket, PP, dags_dir(examples_copy, RS)))
+    assert code == 1 and "belongs to package 'reporting_seeder', not 'pipeline_processing'" in err
+    assert objects(s3, bucket) == published_pp
+
+
+@pytest.mark.parametrize(
+    "rest",
+    ["../reporting_seeder/metadata.json", "dags/../../reporting_seeder/dags/x.py", "/dags/x.py", "dags/sub/x.py", "other.json", "_releases/../metadata.json", "_releases/objects/abc"],
+)
+def test_store_refuses_keys_outside_its_files(rest):
+    """The store builds keys only for its allow-listed files under <env>/<package>/."""
+    store = PackageStore(object(), "b", ENV, PP)
+    with pytest.raises(PublishError, match="refusing to write"):
+        store.key(rest)
+
+
+@pytest.mark.parametrize("rest", ["../reporting_seeder/dags/x.py", "dags/../../x/dags/a.py", "metadata.json", "dags/", "other/x", "dags//x.py"])
+def test_store_refuses_deletes_outside_dags_and_history(rest):
+    """Deletes are limited to dags/ and _releases/ of the package, without '..' or empty segments."""
+    store = PackageStore(object(), "b", ENV, PP)
+    with pytest.raises(PublishError, match="refusing to delete"):
+        store.delete(rest)
+
+
+def test_dag_id_owned_by_another_package_is_refused(s3, bucket, tmp_path, capsys):
+    """Package 'a' cannot publish DAG id a_b_c when package 'a_b' already publishes it (naming alone allows both)."""
+    for package in ("a_b", "a"):
+        src = tmp_path / package
+        src.mkdir()
+        doc = {**GOOD, "package": package, "dag_id": "a_b_c"}
+        (src / "a_b_c.json").write_text(json.dumps(doc))
+        code, _, err = main(capsys, *publish_args(bucket, package, src))
+    assert code == 4
+    assert "dag_id 'a_b_c' is already published by package 'a_b'" in err
+    assert not [k for k in objects(s3, bucket) if k.startswith(f"{ENV}/a/")]
+
+
+# -- failures, concurrency ---------------------------------------------------------------------
+
+
+def _fail_puts_after(k: int, action: str, only: str = ""):
+    seen = {"puts": 0}
+
+    def rule(request, index):
+        if request.method != "PUT" or only not in request.path:
+            return None
+        seen["puts"] += 1
+        return action if seen["puts"] > k else None
+
+    return rule
+
+
+@pytest.mark.parametrize(("k", "action"), [(0, "500"), (2, "500"), (5, "drop")])
+def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(s3, bucket, examples_copy, capsys, k, action):
+    """S3 failing after k uploads: exit 3, metadata.json still names the previous release; a rerun completes."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    before = record(s3, bucket, RS)
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
+    edit_manifest(src / "reporting_seeder_refresh_agency.json", description="v2")
+    s3.fault = _fail_puts_after(k, action)
+    code, _, err = main(capsys, *publish_args(bucket, RS, src))
+    assert code == 3
+    assert "Traceback" not in err and f"release {before['release_id']} is still current" in err
+    assert record(s3, bucket, RS) == before
+    s3.clear()
+    code, out, err = main(capsys, *publish_args(bucket, RS, src))
+    assert code == 0, err
+    after = record(s3, bucket, RS)
+    assert after["previous_release_id"] == before["release_id"]
+    code, out, _ = main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--output", "json")
+    assert json.loads(out)["consistent"] and json.loads(out)["release_id"] == after["release_id"]
+
+
+def test_failed_upload_restores_overwritten_objects(s3, bucket, examples_copy, capsys):
+    """When only one upload fails, the objects already overwritten are put back: the old release is byte-identical."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    before = objects(s3, bucket, f"{ENV}/{RS}/dags/")
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
+    edit_manifest(src / "reporting_seeder_refresh_agency.json", description="v2")
+    # Only the agency manifest's live key fails; the other manifest is overwritten, then restored.
+    s3.fault = _fail_puts_after(0, "500", only="dags/reporting_seeder_refresh_agency.json")
+    code, _, err = main(capsys, *publish_args(bucket, RS, src, "--parallelism", "1"))
+    assert code == 3, err
+    assert "still differ" not in err
+    assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == before
+
+
+def test_concurrent_publish_loses_cleanly_to_the_first_commit(s3, bucket, examples_copy, capsys):
+    """Two publishes planned from the same state: the second commit is refused (If-Match) and the winner's objects stand."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    store = PackageStore(s3_client(), bucket, ENV, RS)
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="A")
+    plan_a = make_plan(store, wanted_from_dir(src, RS))
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="B")
+    (src / "reporting_seeder_refresh_agency.json").unlink()
+    (src / "reporting_seeder_refresh_agency.py").unlink()
+    plan_b = make_plan(store, wanted_from_dir(src, RS))
+    winner = execute(plan_a)
+    with pytest.raises(RecordConflict, match="another publish of 'reporting_seeder' committed first"):
+        execute(plan_b)
+    assert record(s3, bucket, RS)["release_id"] == winner.release_id
+    _, out, _ = main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--output", "json", "--history")
+    status = json.loads(out)
+    assert status["consistent"], status
+    assert winner.release_id in status["history"] and len(status["history"]) == 2
+
+
+def test_first_publish_race_is_refused_too(s3, bucket, examples_copy):
+    """Two first publishes: the second's If-None-Match commit fails instead of overwriting."""
+    store = PackageStore(s3_client(), bucket, ENV, RS)
+    src = dags_dir(examples_copy, RS)
+    plan_a, plan_b = make_plan(store, wanted_from_dir(src, RS)), make_plan(store, wanted_from_dir(src, RS))
+    execute(plan_a)
+    with pytest.raises(RecordConflict):
+        execute(plan_b)
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [("missing-bucket", "bucket does not exist"), ("network", "cannot reach S3")],
+)
+def test_storage_errors_are_one_line_without_traceback(s3, bucket, examples_copy, moto_server, setup, message):
+    """A missing bucket or unreachable endpoint: exit 3 and one line naming the problem."""
+    args = publish_args(bucket if setup != "missing-bucket" else "no-such-bucket", RS, dags_dir(examples_copy, RS))
+    env = aws_env(s3.url if setup != "network" else "http://127.0.0.1:9")
+    result = subprocess.run([sys.executable, "-m", "dagfactory_s3.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# -- rollback, retire, history -----------------------------------------------------------------
+
+
+def test_rollback_restores_byte_identical_objects(s3, bucket, examples_copy, capsys):
+    """rollback --to v1 after a v2 that changed, removed and added DAGs brings back v1's exact objects."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    v1 = record(s3, bucket, RS)
+    v1_objects = objects(s3, bucket, f"{ENV}/{RS}/dags/")
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
+    (src / "reporting_seeder_refresh_agency.json").rename(src / "x.tmp")
+    (src / "reporting_seeder_refresh_agency.py").unlink()
+    doc = json.loads((src / "x.tmp").read_bytes()) | {"dag_id": "reporting_seeder_new"}
+    (src / "x.tmp").unlink()
+    (src / "reporting_seeder_new.json").write_text(json.dumps(doc))
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    assert objects(s3, bucket, f"{ENV}/{RS}/dags/") != v1_objects
+    result = run_cli(s3, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", v1["release_id"], "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == v1_objects
+    now = record(s3, bucket, RS)
+    assert now["files"] == v1["files"] and now["dags"] == v1["dags"]
+    assert now["release_id"] != v1["release_id"] and json.loads(result.stdout)["release_id"] == now["release_id"]
+
+
+def test_rollback_to_unknown_or_malformed_release_is_refused(s3, bucket, examples_copy, capsys):
+    """--to must be a kept release id: a path is a config error, an unknown id a publish error."""
+    assert main(capsys, *publish_args(bucket, RS, dags_dir(examples_copy, RS)))[0] == 0
+    base = ["rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to"]
+    assert main(capsys, *base, "../../pipeline_processing/metadata")[0] == 2
+    code, _, err = main(capsys, *base, "20200101T000000.000Z-abcdef")
+    assert code == 4 and "is not in" in err
+
+
+def test_retire_leaves_a_tombstone_and_keeps_history(s3, bucket, examples_copy, capsys):
+    """retire --yes writes a tombstone record, then deletes every DAG file; publish brings the package back."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    base = ["retire", "--bucket", bucket, "--environment", ENV, "--package-name", RS]
+    assert main(capsys, *base)[0] == 0  # without --yes: a dry run
+    assert s3.count("DELETE") == 0
+    result = run_cli(s3, *base, "--yes")
+    assert result.returncode == 0, result.stderr
+    rec = record(s3, bucket, RS)
+    assert rec["tombstone"] is True and rec["files"] == {} and rec["dags"] == {}
+    left = set(objects(s3, bucket, f"{ENV}/{RS}/"))
+    assert not [k for k in left if "/dags/" in k]
+    assert len([k for k in left if k.endswith(".json") and "/_releases/" in k]) == 2
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    assert record(s3, bucket, RS)["tombstone"] is False
+
+
+def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_copy, capsys):
+    """--keep 2 keeps two history records and only the content they (or the current release) reference."""
+    src = dags_dir(examples_copy, RS)
+    for version in range(4):
+        edit_manifest(src / "reporting_seeder_refresh_all.json", description=f"v{version}")
+        assert main(capsys, *publish_args(bucket, RS, src, "--keep", "2"))[0] == 0
+    keys = objects(s3, bucket, f"{ENV}/{RS}/_releases/")
+    records = [k for k in keys if k.endswith(".json")]
+    assert len(records) == 2
+    needed = {e["sha256"] for k in records for e in json.loads(keys[k])["files"].values()}
+    assert {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k} == needed
+
+
+# -- IAM ---------------------------------------------------------------------------------------
+
+
+def _matches(pattern: str, value: str) -> bool:
+    import fnmatch
+
+    return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
+
+
+def _allowed(policy: dict, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
+    """A small IAM evaluator (explicit Deny wins, default deny) for Action/Resource/NotResource and String conditions."""
+    context = context or {}
+    allowed = False
+    for st in policy["Statement"]:
+        actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+        if action not in actions:
+            continue
+        if "Resource" in st and not _matches(st["Resource"], resource):
+            continue
+        if "NotResource" in st and _matches(st["NotResource"], resource):
+            continue
+        ok = True
+        for op, conds in st.get("Condition", {}).items():
+            for key, want in conds.items():
+                wants = want if isinstance(want, list) else [want]
+                have = context.get(key)
+                test = _matches if op == "StringLike" else str.__eq__
+                ok &= have is not None and any(test(w, have) if op == "StringLike" else w == have for w in wants)
+        if not ok:
+            continue
+        if st["Effect"] == "Deny":
+            return False
+        allowed = True
+    return allowed
+
+
+def test_iam_policy_grants_own_prefix_only(s3, capsys):
+    """Structural check (moto does not enforce IAM on S3 by default): the CI role writes only <env>/<package>/, Airflow only reads <env>/."""
+    code, out, _ = main(capsys, "iam-policy", "--bucket", "dags", "--environment", ENV, "--package-name", PP)
+    assert code == 0
+    policies = json.loads(out)
+    ci, airflow = policies["package_ci_role"], policies["airflow_read_only_role"]
+    obj = "arn:aws:s3:::dags/"
+    assert _allowed(ci, "s3:PutObject", obj + "dev/pipeline_processing/dags/pipeline_processing_x.py")
+    assert _allowed(ci, "s3:DeleteObject", obj + "dev/pipeline_processing/_releases/objects/ab")
+    assert _allowed(ci, "s3:GetObject", obj + "dev/reporting_seeder/metadata.json")
+    for key in ("dev/reporting_seeder/dags/x.py", "dev/pipeline_processing_extra/dags/x.py", "prod/pipeline_processing/dags/x.py", "dev/x.py", "dev/reporting_seeder/metadata.json"):
+        assert not _allowed(ci, "s3:PutObject", obj + key), key
+        assert not _allowed(ci, "s3:DeleteObject", obj + key), key
+    assert not _allowed(ci, "s3:GetObject", obj + "dev/reporting_seeder/dags/x.json")
+    bucket_arn = "arn:aws:s3:::dags"
+    assert _allowed(ci, "s3:ListBucket", bucket_arn, {"s3:prefix": "dev/pipeline_processing/"})
+    assert _allowed(ci, "s3:ListBucket", bucket_arn, {"s3:prefix": "dev/", "s3:delimiter": "/"})
+    assert not _allowed(ci, "s3:ListBucket", bucket_arn, {"s3:prefix": "dev/"})
+    assert not _allowed(ci, "s3:ListBucket", bucket_arn, {"s3:prefix": "prod/pipeline_processing/"})
+    assert _allowed(airflow, "s3:GetObject", obj + "dev/reporting_seeder/dags/x.py")
+    assert _allowed(airflow, "s3:ListBucket", bucket_arn, {"s3:prefix": "dev/"})
+    assert not _allowed(airflow, "s3:GetObject", obj + "prod/reporting_seeder/dags/x.py")
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not _allowed(airflow, action, obj + "dev/reporting_seeder/dags/x.py")
+    assert s3.count() == 0
+
+
+def test_iam_policy_matches_what_publish_requests(s3, bucket, examples_copy, capsys):
+    """Every request a publish + list + rollback sends is allowed by the CI policy (checked request by request)."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, PP, dags_dir(examples_copy, PP)))[0] == 0
+    s3.clear()
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    v1 = record(s3, bucket, RS)["release_id"]
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    assert main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", v1)[0] == 0
+    assert main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS)[0] == 0
+    ci = json.loads(main(capsys, "iam-policy", "--bucket", bucket, "--environment", ENV, "--package-name", RS)[1])["package_ci_role"]
+    from urllib.parse import parse_qs, unquote
+
+    for r in s3.requests:
+        key = unquote(r.path.split("/", 2)[2]) if r.path.count("/") >= 2 else ""
+        if r.kind == "LIST":
+            q = {k: v[0] for k, v in parse_qs(r.query).items()}
+            ctx = {"s3:prefix": q.get("prefix", "")} | ({"s3:delimiter": q["delimiter"]} if "delimiter" in q else {})
+            assert _allowed(ci, "s3:ListBucket", f"arn:aws:s3:::{bucket}", ctx), r
+        else:
+            action = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject", "DELETE": "s3:DeleteObject"}[r.method]
+            assert _allowed(ci, action, f"arn:aws:s3:::{bucket}/{key}"), r
+
+
+# -- boundaries --------------------------------------------------------------------------------
+
+
+def test_publisher_does_not_import_airflow():
+    """The publisher runs in package CI without Airflow: importing it (and the CLI) loads no airflow module."""
+    code = "import sys, dagfactory_s3.publish, dagfactory_s3.store, dagfactory_s3.iam, dagfactory_s3.cli as c; c.build_parser(); assert not [m for m in sys.modules if m.split('.')[0] == 'airflow'], 'airflow imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_wanted_is_plain_data(examples_copy):
+    """Building what to publish reads only local files: manifest bytes plus regenerated stubs, by relative name."""
+    wanted = wanted_from_dir(dags_dir(examples_copy, PP), PP)
+    assert isinstance(wanted, Wanted)
+    assert sorted(wanted.files) == ["dags/pipeline_processing_example_job.json", "dags/pipeline_processing_example_job.py"]
