@@ -19,6 +19,7 @@ publishes of an earlier record's files and of no files (a tombstone record).
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import hashlib
 import secrets
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from dagfactory_s3 import __version__, files, iam, stub
 from dagfactory_s3.cli import add_flag, add_output, emit
@@ -52,6 +55,8 @@ __all__ = ["Plan", "Wanted", "execute", "make_plan", "register", "retire", "roll
 
 DEFAULT_KEEP = 10
 DEFAULT_PARALLELISM = 8
+# New content up to this size rides inside the history record (one PUT); beyond it, one object each.
+MAX_EMBEDDED = 8 * 1024 * 1024
 
 
 def _sha(data: bytes) -> str:
@@ -110,7 +115,8 @@ class Plan:
     update: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    copies: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content missing from the store
+    copies: dict[str, bytes] = field(default_factory=dict)  # sha256 -> new content, too big to embed: own object
+    embedded: dict[str, bytes] = field(default_factory=dict)  # sha256 -> new content carried by the history record
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -125,7 +131,7 @@ class Plan:
 
     @property
     def noop(self) -> bool:
-        return not (self.add or self.update or self.delete or self.copies) and self.record_is_current
+        return not (self.add or self.update or self.delete) and self.record_is_current
 
     def to_dict(self) -> dict[str, Any]:
         rec = self.current.record
@@ -137,7 +143,7 @@ class Plan:
             "update": self.update,
             "delete": self.delete,
             "unchanged": len(self.unchanged),
-            "content_copies": len(self.copies),
+            "new_contents": len(self.copies) + len(self.embedded),
             "commit": not self.record_is_current or bool(self.add or self.update or self.delete),
             "warnings": self.warnings,
         }
@@ -175,10 +181,15 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
         (r for r in plan.listing if r.startswith(f"{DAGS_DIR}/") and r not in wanted.files),
         key=lambda r: (not r.endswith(".py"), r),  # stubs before manifests: never a stub without its manifest
     )
-    for data in wanted.files.values():
+    # Content the next rollback may need: whatever the current record does not already guarantee.
+    known = {e.sha256 for e in plan.current.record.files.values()} if plan.current.record else set()
+    size = 0
+    for data in sorted(wanted.files.values(), key=len):
         sha = _sha(data)
-        if object_name(sha) not in plan.listing:
-            plan.copies[sha] = data
+        if sha in known or object_name(sha) in plan.listing or sha in plan.embedded or sha in plan.copies:
+            continue
+        size += len(data)
+        (plan.embedded if size <= MAX_EMBEDDED else plan.copies)[sha] = data
     _check_dag_ids(plan)
     return plan
 
@@ -219,26 +230,71 @@ class _Progress:
             print(file=sys.stderr, flush=True)
 
 
-def _content(store: PackageStore, rest: str, sha: str) -> bytes | None:
-    """The bytes of ``rest`` at ``sha``: from the content store, else a regenerated stub, else the live object."""
-    data = store.get(object_name(sha))
-    if data is None and rest.endswith(".py"):
-        data = stub.stub_for(rest.rsplit("/", 1)[-1])
-    if data is None or _sha(data) != sha:
-        data = store.get(rest)
-    return data if data is not None and _sha(data) == sha else None
+def history_document(record: Release, contents: dict[str, bytes], etags: dict[str, str]) -> bytes:
+    """A history record: the release record, the content it introduced (base64, by sha256) and each
+    file's single-part ETag (its MD5), which lets ``list`` check S3 against the record from a listing.
+
+    ``_releases/`` is the publisher's own (the sidecar ignores it), so the extra field is private.
+    """
+    body = orjson.loads(record.to_json())
+    body["contents"] = {sha: base64.b64encode(contents[sha]).decode() for sha in sorted(contents)}
+    body["etags"] = {rest: etags[rest] for rest in sorted(etags)}
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+class Contents:
+    """Finds old bytes by sha256: the content store, the kept history records, a regenerated stub, the live object.
+
+    Invariant kept by publish and prune: every sha256 named by a kept record is in the content store
+    or in the ``contents`` of a kept history record.
+    """
+
+    def __init__(self, store: PackageStore, listing: dict[str, Listed]) -> None:
+        self.store, self.listing = store, listing
+        self._pending = list(reversed(_history_ids(listing)))  # newest first
+        self._found: dict[str, bytes] = {}
+
+    def embedded(self, release_id: str) -> dict[str, bytes]:
+        raw = self.store.get(history_name(release_id)) or b"{}"
+        try:
+            items = orjson.loads(raw).get("contents") or {}
+            return {sha: base64.b64decode(text) for sha, text in items.items()}
+        except (orjson.JSONDecodeError, ValueError, AttributeError):
+            return {}
+
+    def get(self, rest: str, sha: str) -> bytes | None:
+        candidates = []
+        if object_name(sha) in self.listing:
+            candidates.append(lambda: self.store.get(object_name(sha)))
+        if rest.endswith(".py"):
+            candidates.append(lambda: stub.stub_for(rest.rsplit("/", 1)[-1]))
+        candidates += [lambda: self._from_history(sha), lambda: self.store.get(rest)]
+        for candidate in candidates:
+            data = candidate()
+            if data is not None and _sha(data) == sha:
+                return data
+        return None
+
+    def _from_history(self, sha: str) -> bytes | None:
+        while sha not in self._found and self._pending:
+            self._found.update(self.embedded(self._pending.pop(0)))
+        return self._found.get(sha)
 
 
 def _restore(store: PackageStore, record: Release | None, written: Iterable[str]) -> list[str]:
     """Best effort: put the objects we wrote back to ``record``'s content. Returns what could not be."""
-    failed = []
+    failed: list[str] = []
+    try:
+        contents = Contents(store, store.list())
+    except DagFactoryError:
+        return sorted(written)
     for rest in sorted(written, key=lambda r: (r.endswith(".json"), r)):
         try:
             entry = record.files.get(rest) if record else None
             if entry is None:
                 store.delete(rest)
                 continue
-            data = _content(store, rest, entry.sha256)
+            data = contents.get(rest, entry.sha256)
             if data is None:
                 failed.append(rest)
             else:
@@ -300,10 +356,8 @@ def execute(
         previous_release_id=current.record.release_id if current.record else None,
         tombstone=plan.wanted.tombstone,
     )
-    if plan.record_is_current and not changed and not plan.delete:
-        return None  # only content copies were missing (a rerun after a failure); the record stands
     try:
-        store.put(history_name(record.release_id), record.to_json())
+        store.put(history_name(record.release_id), history_document(record, plan.embedded, {r: hashlib.md5(d, usedforsecurity=False).hexdigest() for r, d in plan.wanted.files.items()}))
         store.commit(record, expected_etag=current.etag)
     except StorageError as exc:
         # The commit may or may not have been applied (a dropped response): look before restoring.
@@ -345,17 +399,28 @@ def _history_ids(listing: dict[str, Listed]) -> list[str]:
 
 
 def _prune(plan: Plan, record: Release, keep: int, parallelism: int) -> None:
-    """Keep the newest ``keep`` history records; delete content no kept record (or the current) needs."""
+    """Keep the newest ``keep`` history records and only the content they need (moving it out of doomed ones)."""
     ids = sorted({*_history_ids(plan.listing), record.release_id})
     if keep <= 0 or len(ids) <= keep:
         return
     doomed, kept = ids[:-keep], ids[-keep:]
+    store, contents = plan.store, Contents(plan.store, plan.listing)
     needed = {e.sha256 for e in record.files.values()}
     for release_id in kept:
         if release_id != record.release_id:
-            needed |= {e.sha256 for e in plan.store.history(release_id).files.values()}
-    objects = [r for r in plan.listing if r.startswith(f"{OBJECTS_DIR}/") and r.rsplit("/", 1)[-1] not in needed]
-    _parallel(plan.store.delete, [history_name(i) for i in doomed] + objects, parallelism)
+            needed |= {e.sha256 for e in store.history(release_id).files.values()}
+    stored = {r.rsplit("/", 1)[-1] for r in plan.listing if r.startswith(f"{OBJECTS_DIR}/")} | set(plan.copies)
+    embedded_in_kept: set[str] = set(plan.embedded)
+    for release_id in kept:
+        if release_id != record.release_id:
+            embedded_in_kept |= set(contents.embedded(release_id))
+    for release_id in doomed:
+        for sha, data in contents.embedded(release_id).items():
+            if sha in needed and sha not in stored and sha not in embedded_in_kept:
+                store.put(object_name(sha), data)  # still needed: move it into the content store first
+                stored.add(sha)
+    objects = [object_name(sha) for sha in stored if sha not in needed and object_name(sha) in plan.listing]
+    _parallel(store.delete, [history_name(i) for i in doomed] + objects, parallelism)
 
 
 # -- rollback, retire, status ------------------------------------------------------------------
@@ -368,14 +433,15 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
         raise PublishError(f"release {release_id} is a tombstone (retire); roll back to a release before it")
     wanted = Wanted(dags=dict(target.dags), images=target.images, package_version=target.package_version, git_sha=target.git_sha)
     missing = []
+    contents = Contents(store, store.list())
     for rest, entry in sorted(target.files.items()):
-        data = _content(store, rest, entry.sha256)
+        data = contents.get(rest, entry.sha256)
         if data is None:
             missing.append(rest)
         else:
             wanted.files[rest] = data
     if missing:
-        raise PublishError(f"cannot roll back to {release_id}: content of {', '.join(missing)} is not in {store.prefix}{OBJECTS_DIR}/")
+        raise PublishError(f"cannot roll back to {release_id}: content of {', '.join(missing)} is neither in {store.prefix}{OBJECTS_DIR}/ nor in a kept release record")
     return make_plan(store, wanted, parallelism=parallelism)
 
 
@@ -403,14 +469,18 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
     extra = sorted(live - set(rec.files))
     unsure = []
     mismatched = []
+    etags: dict[str, str] = {}
+    if history_name(rec.release_id) in listing:
+        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
+            etags = orjson.loads(store.get(history_name(rec.release_id)) or b"{}").get("etags") or {}
     for rest, entry in sorted(rec.files.items()):
-        listed, copy = listing.get(rest), listing.get(object_name(entry.sha256))
+        listed = listing.get(rest)
         if listed is None:
             continue
         if listed.size != entry.size:
             mismatched.append(rest)
-        elif copy is None or copy.etag != listed.etag or "-" in listed.etag:
-            unsure.append(rest)  # no content copy with a comparable ETag: read the bytes
+        elif etags.get(rest) != listed.etag:
+            unsure.append(rest)  # no MD5 to compare with (or it differs): read the bytes
     datas = _parallel(store.get, unsure, parallelism)
     mismatched += [r for r, d in zip(unsure, datas, strict=True) if d is None or _sha(d) != rec.files[r].sha256]
     out.update(

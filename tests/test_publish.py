@@ -126,19 +126,18 @@ def test_republish_unchanged_makes_no_put(s3, bucket, examples_copy):
 
 
 def test_one_changed_dag_writes_only_its_objects_and_the_record(s3, bucket, examples_copy, capsys):
-    """Changing one manifest writes that manifest, its content copy, the history record and metadata.json, last."""
+    """Changing one manifest writes 3 objects: that manifest, the history record (carrying its content), metadata.json last."""
     src = dags_dir(examples_copy, RS)
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     edit_manifest(src / "reporting_seeder_refresh_all.json", description="changed")
     s3.clear()
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     keys = put_keys(s3)
-    assert len(keys) == 4
     prefix = f"{ENV}/{RS}/"
-    assert keys[-1] == prefix + "metadata.json"
-    assert keys[-2].startswith(prefix + "_releases/") and keys[-2].endswith(".json")
-    sha = record(s3, bucket, RS)["files"]["dags/reporting_seeder_refresh_all.json"]["sha256"]
-    assert set(keys[:2]) == {prefix + "dags/reporting_seeder_refresh_all.json", prefix + "_releases/objects/" + sha}
+    assert keys[0] == prefix + "dags/reporting_seeder_refresh_all.json"
+    assert keys[1].startswith(prefix + "_releases/") and keys[1].endswith(".json")
+    assert keys[2] == prefix + "metadata.json"
+    assert len(keys) == 3
     assert s3.count("DELETE") == 0
 
 
@@ -282,7 +281,7 @@ def _fail_puts_after(k: int, action: str, only: str = ""):
     return rule
 
 
-@pytest.mark.parametrize(("k", "action"), [(0, "500"), (2, "500"), (5, "drop")])
+@pytest.mark.parametrize(("k", "action"), [(0, "500"), (1, "500"), (2, "drop"), (3, "drop")])
 def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(s3, bucket, examples_copy, capsys, k, action):
     """S3 failing after k uploads: exit 3, metadata.json still names the previous release; a rerun completes."""
     src = dags_dir(examples_copy, RS)
@@ -417,16 +416,25 @@ def test_retire_leaves_a_tombstone_and_keeps_history(s3, bucket, examples_copy, 
 
 
 def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_copy, capsys):
-    """--keep 2 keeps two history records and only the content they (or the current release) reference."""
+    """--keep 2 keeps two history records; content they still need moves out of pruned ones, so rollback works."""
     src = dags_dir(examples_copy, RS)
+    ids = []
     for version in range(4):
         edit_manifest(src / "reporting_seeder_refresh_all.json", description=f"v{version}")
         assert main(capsys, *publish_args(bucket, RS, src, "--keep", "2"))[0] == 0
+        ids.append(record(s3, bucket, RS)["release_id"])
     keys = objects(s3, bucket, f"{ENV}/{RS}/_releases/")
-    records = [k for k in keys if k.endswith(".json")]
-    assert len(records) == 2
+    records = sorted(k for k in keys if k.endswith(".json"))
+    assert [k.rsplit("/", 1)[1][:-5] for k in records] == ids[-2:]
     needed = {e["sha256"] for k in records for e in json.loads(keys[k])["files"].values()}
-    assert {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k} == needed
+    available = {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k} | {s for k in records for s in json.loads(keys[k])["contents"]}
+    assert needed <= available
+    live = objects(s3, bucket, f"{ENV}/{RS}/dags/")
+    code, _, err = main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", ids[-2], "--keep", "2")
+    assert code == 0, err
+    assert objects(s3, bucket, f"{ENV}/{RS}/dags/") != live
+    assert main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", ids[-1], "--keep", "2")[0] == 0
+    assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == live
 
 
 # -- IAM ---------------------------------------------------------------------------------------
