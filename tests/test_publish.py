@@ -539,3 +539,35 @@ def test_wanted_is_plain_data(examples_copy):
     wanted = wanted_from_dir(dags_dir(examples_copy, PP), PP)
     assert isinstance(wanted, Wanted)
     assert sorted(wanted.files) == ["dags/pipeline_processing_example_job.json", "dags/pipeline_processing_example_job.py"]
+
+
+class _DenyEnvironmentListing:
+    """A real client that gets AccessDenied when listing <env>/ with a delimiter (what a CI role without that grant sees)."""
+
+    def __init__(self, real):
+        self._real = real
+
+    def __getattr__(self, name):
+        return getattr(self._real, name)
+
+    def get_paginator(self, name):
+        from botocore.exceptions import ClientError
+
+        real = self._real.get_paginator(name)
+
+        class Paginator:
+            def paginate(self, **kw):
+                if "Delimiter" in kw:
+                    raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "ListObjectsV2")
+                return real.paginate(**kw)
+
+        return Paginator()
+
+
+def test_unreadable_environment_warns_and_still_publishes(s3, bucket, examples_copy):
+    """Without read access to other packages' records, publish warns (uniqueness left to the sidecar) and commits."""
+    store = PackageStore(_DenyEnvironmentListing(s3_client()), bucket, ENV, RS)
+    plan = make_plan(store, wanted_from_dir(dags_dir(examples_copy, RS), RS))
+    assert any("access denied" in w and "left to the sidecar" in w for w in plan.warnings)
+    assert execute(plan) is not None
+    assert record(s3, bucket, RS)["release_id"]
