@@ -174,7 +174,11 @@ def next_delay(interval: float, failures: int, max_backoff: float, rand: Callabl
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from dagfactory_s3._sync_observe import HealthServer, Log, Metrics
+    try:
+        from dagfactory_s3._sync_observe import HealthServer, Log, Metrics
+    except ModuleNotFoundError as exc:  # prometheus-client is the [sidecar] extra
+        print(f"airflow-dag-sync needs {exc.name}: pip install 'dagfactory-s3[sidecar]'", file=sys.stderr)
+        return ConfigError.exit_code
     from dagfactory_s3._sync_reconcile import Reconciler
 
     log = Log()

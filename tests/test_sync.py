@@ -7,6 +7,7 @@ partial file, no stub without its manifest, no non-canonical ``.py``, ever.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -14,6 +15,7 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -144,19 +146,27 @@ def world(s3, bucket) -> World:
     return World(s3, bucket)
 
 
-@pytest.fixture
-def watcher(tmp_path, world) -> Watcher:
-    """Watches the dags folder for the whole test; any violation fails the test."""
-    root = tmp_path / "dags"
-    root.mkdir()
+@contextlib.contextmanager
+def watching(root: Path, world: World) -> Iterator[Watcher]:
+    """Watch ``root`` while the block runs; any violation seen fails the test afterwards."""
+    root.mkdir(exist_ok=True)
     watch = Watcher(root, world)
     watch.start()
-    yield watch
-    watch.stop.set()
-    watch.join()
+    try:
+        yield watch
+    finally:
+        watch.stop.set()
+        watch.join()
     watch.scan()
     assert watch.scans > 0
     assert watch.violations == []
+
+
+@pytest.fixture
+def watcher(tmp_path, world) -> Iterator[Watcher]:
+    """Watches the dags folder for the whole test; any violation fails the test."""
+    with watching(tmp_path / "dags", world) as watch:
+        yield watch
 
 
 @pytest.fixture

@@ -1,0 +1,188 @@
+"""The real ``airflow-dag-sync`` binary as a process: init-container mode, daemon, signals, config."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import test_sync as shared
+from test_sync import ENV, expected_examples, manifest
+
+from s3server import aws_env, free_port
+
+SYNC = str(Path(sys.executable).parent / "airflow-dag-sync")
+
+
+@pytest.fixture
+def world(s3, bucket) -> shared.World:
+    return shared.World(s3, bucket)
+
+
+@pytest.fixture
+def dags(tmp_path, world) -> Iterator[Path]:
+    """The dags folder, watched for the whole test (see test_sync.Watcher)."""
+    with shared.watching(tmp_path / "dags", world) as watch:
+        yield watch.root
+
+
+def sync_env(s3, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in aws_env(s3.url).items() if not k.startswith("DAG_SYNC_")}
+    env.update(extra)
+    return env
+
+
+def run_once(s3, world, dags: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags), *args],
+        env=sync_env(s3), capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def served(dags: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(dags)): p.read_bytes() for p in sorted(dags.glob("*/dags/*")) if not p.name.startswith(".")}
+
+
+def events(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def wait_for(predicate, timeout: float = 20, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_once_syncs_and_exits_zero(s3, world, dags):
+    """Init-container mode: one complete sync, exit 0, every line of output is JSON."""
+    world.examples()
+    result = run_once(s3, world, dags)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert served(dags) == expected_examples()
+    lines = events(result.stdout)
+    assert lines[0]["event"] == "start" and lines[-1]["event"] == "cycle" and lines[-1]["status"] == "success"
+    s3.clear()
+    again = run_once(s3, world, dags)
+    assert again.returncode == 0 and s3.count("GET") == 0 and s3.count("LIST") == 1
+
+
+def test_once_exits_nonzero_when_s3_fails(s3, world, dags):
+    """Init-container mode with S3 failing: exit 1, nothing written, the error rendered in JSON."""
+    world.examples()
+    s3.fault = lambda request, index: "503" if request.kind == "LIST" else None
+    result = run_once(s3, world, dags)
+    assert result.returncode == 1
+    assert served(dags) == {}
+    error = next(e for e in events(result.stdout) if e["event"] == "error")
+    assert error["kind"] == "list" and error["level"] == "error" and "s3://" in error["error"]
+
+
+def test_daemon_health_metrics_reload_and_sigterm(s3, world, dags):
+    """Daemon: /readyz 503 until a complete sync, then 200; /metrics counts; changes land; SIGTERM exits 0."""
+    world.examples()
+    port = free_port()
+    s3.fault = lambda request, index: "500" if request.kind == "LIST" else None
+    env = sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAGS_FOLDER=str(dags), DAG_SYNC_INTERVAL="0.3",
+                   DAG_SYNC_METRICS_PORT=str(port), DAG_SYNC_MAX_BACKOFF="1")
+    proc = subprocess.Popen([SYNC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: 'dagsync_cycles_total{status="error"} 1.0' in http_get(port, "/metrics")[1], what="a failed cycle")
+        assert http_get(port, "/healthz")[0] == 200
+        assert http_get(port, "/readyz") == (503, "no complete sync yet\n")
+        s3.fault = None
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="/readyz")
+        assert served(dags) == expected_examples()
+        world.mirror("demo", {"demo_a.json": manifest("demo", "a")})
+        wait_for(lambda: "demo/dags/demo_a.py" in served(dags), what="a new DAG")
+        status, text = http_get(port, "/metrics")
+        assert status == 200
+        for needle in ('dagsync_cycles_total{status="success"}', 'dagsync_cycles_total{status="error"}',
+                       "dagsync_cycle_duration_seconds_bucket", "dagsync_last_success_timestamp_seconds",
+                       'dagsync_release_info{package="reporting_seeder",release_id="r1"} 1.0', "dagsync_dags_served 4.0"):
+            assert needle in text, needle
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, err = proc.communicate()
+    assert err == ""
+    names = [e["event"] for e in events(out)]
+    assert "ready" in names and names[-1] in ("stopping", "cycle")
+
+
+def test_sigkill_mid_download_then_restart(s3, world, dags):
+    """SIGKILL while objects are downloading: nothing half-applied; a restart completes the sync."""
+    files = {f"demo_{i:02}.json": manifest("demo", f"{i:02}") for i in range(30)}
+    world.release("demo", files)
+    world.mirror("plain", {"plain_a.json": manifest("plain", "a")})
+    downloading = threading.Event()
+
+    def stall(request, index):
+        if request.kind == "GET" and "/dags/" in request.path:
+            downloading.set()
+            time.sleep(0.2)  # the proxy holds its lock: every download stalls here
+        return None
+
+    s3.fault = stall
+    proc = subprocess.Popen([SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags)],
+                            env=sync_env(s3), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert downloading.wait(30)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=10)
+    s3.fault = None
+    assert not any(k.startswith("demo/") for k in served(dags))  # a release is all or nothing
+    result = run_once(s3, world, dags)
+    assert result.returncode == 0, result.stdout
+    assert len(served(dags)) == 62
+    s3.clear()
+    assert run_once(s3, world, dags).returncode == 0 and s3.count("GET") == 0
+
+
+def test_config_errors_and_misspelled_variables(s3, world, tmp_path):
+    """A missing bucket or a bad value exits 2 naming the setting; an unknown DAG_SYNC_* var is warned."""
+    base = [SYNC, "--once", "--dags-folder", str(tmp_path / "d")]
+    missing = subprocess.run(base, env=sync_env(s3, ENVIRONMENT=ENV), capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2 and "DAG_BUCKET" in events(missing.stdout)[0]["error"]
+    bad = subprocess.run(base, env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAG_SYNC_INTERVAL="soon"),
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "DAG_SYNC_INTERVAL" in events(bad.stdout)[0]["error"]
+    typo = subprocess.run(base, env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAG_SYNC_INTERVALL="5"),
+                          capture_output=True, text=True, timeout=30)
+    assert typo.returncode == 0
+    warning = next(e for e in events(typo.stdout) if e["event"] == "config_warning")
+    assert "DAG_SYNC_INTERVALL" in warning["warning"]
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_cli_describes_itself(flag):
+    """--help lists every env twin; --version prints the version."""
+    result = subprocess.run([SYNC, flag], capture_output=True, text=True, timeout=30, env={**os.environ})
+    assert result.returncode == 0
+    if flag == "--help":
+        for name in ("DAG_BUCKET", "ENVIRONMENT", "DAG_SYNC_INTERVAL", "DAGS_FOLDER", "DAG_SYNC_METRICS_PORT"):
+            assert name in result.stdout
