@@ -481,7 +481,7 @@ class TestFailStatic:
         v1 = {f"demo_{n}.json": manifest("demo", n) for n in "abc"}
         v2 = {"demo_a.json": manifest("demo", "a", description="v2"), "demo_b.json": manifest("demo", "b"),
               "demo_d.json": manifest("demo", "d")}
-        real_write, real_unlink = reconcile.atomic_write, pathlib.Path.unlink
+        real_write, real_unlink = reconcile._write, pathlib.Path.unlink
 
         class Killed(BaseException):
             pass
@@ -501,13 +501,15 @@ class TestFailStatic:
             world.mirror("plain", {"plain_b.json": manifest("plain", "b")})
             writes = 0
 
-            def dying_write(path, data, crash_after=crash_after, **kw):
+            lock = threading.Lock()
+
+            def dying_write(path, data, crash_after=crash_after, lock=lock):
                 nonlocal writes
-                if not str(path).endswith(STATE_FILE):
+                with lock:
                     if writes == crash_after:
                         raise Killed
                     writes += 1
-                real_write(path, data, **kw)
+                real_write(path, data)
 
             def dying_unlink(self, *args, crash_after=crash_after, **kw):
                 if crash_after == "delete" and "/dags/" in str(self):
@@ -515,7 +517,7 @@ class TestFailStatic:
                 return real_unlink(self, *args, **kw)
 
             with monkeypatch.context() as patch, pytest.raises(Killed):
-                patch.setattr(reconcile, "atomic_write", dying_write)
+                patch.setattr(reconcile, "_write", dying_write)
                 patch.setattr(pathlib.Path, "unlink", dying_unlink)
                 side.cycle()
             side.reconciler.pool.shutdown()

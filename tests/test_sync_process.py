@@ -18,6 +18,7 @@ import pytest
 import test_sync as shared
 from test_sync import ENV, expected_examples, manifest
 
+from conftest import ROOT
 from s3server import aws_env, free_port
 
 SYNC = str(Path(sys.executable).parent / "airflow-dag-sync")
@@ -186,3 +187,42 @@ def test_cli_describes_itself(flag):
     if flag == "--help":
         for name in ("DAG_BUCKET", "ENVIRONMENT", "DAG_SYNC_INTERVAL", "DAGS_FOLDER", "DAG_SYNC_METRICS_PORT"):
             assert name in result.stdout
+
+
+class TestDeployment:
+    def test_helm_values_use_known_settings(self):
+        """The Helm snippet sets only settings the binary knows, for init (--once) and sidecar containers."""
+        import yaml
+
+        from dagfactory_s3.sync import OPTIONS
+
+        values = yaml.safe_load((ROOT / "sidecar" / "helm-values.yaml").read_text())
+        known = {opt.env for opt in OPTIONS.values()} | {"AWS_REGION"}
+        for component in ("dagProcessor", "workers", "triggerer"):
+            init, = values[component]["extraInitContainers"]
+            side, = values[component]["extraContainers"]
+            assert init["args"] == ["--once"] and "args" not in side
+            for container in (init, side):
+                assert {e["name"] for e in container["env"]} <= known
+                assert container["securityContext"]["runAsNonRoot"] is True
+                assert container["volumeMounts"][0]["mountPath"] == "/opt/airflow/dags"
+            assert side["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert values[component]["extraVolumeMounts"][0]["readOnly"] is True
+
+    def test_image_is_slim_non_root_and_execs_the_binary(self):
+        """The Dockerfile runs as uid 50000 from python:3.11-slim; the entrypoint execs airflow-dag-sync."""
+        dockerfile = (ROOT / "sidecar" / "Dockerfile").read_text()
+        assert "FROM python:3.11-slim" in dockerfile and "USER 50000:0" in dockerfile
+        assert "[sidecar]" in dockerfile and "airflow" not in dockerfile.replace("airflow-dag-sync", "").replace(
+            "/opt/airflow", "").replace("Airflow", "").replace("airflow-sync", "")
+        entrypoint = (ROOT / "sidecar" / "entrypoint.sh").read_text()
+        assert 'exec airflow-dag-sync "$@"' in entrypoint
+        assert os.access(ROOT / "sidecar" / "entrypoint.sh", os.X_OK)
+
+    def test_readme_states_the_contract_first(self):
+        """sidecar/README.md opens with the contract, before how to run or configure it."""
+        readme = (ROOT / "sidecar" / "README.md").read_text()
+        headings = [line for line in readme.splitlines() if line.startswith("## ")]
+        assert headings[0] == "## The contract"
+        for name in ("DAG_BUCKET", "ENVIRONMENT", "DAG_SYNC_INTERVAL", "DAGS_FOLDER"):
+            assert f"`{name}`" in readme
