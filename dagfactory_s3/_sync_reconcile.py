@@ -92,6 +92,7 @@ class CycleReport:
     errors: int = 0
     waiting: list[str] = field(default_factory=list)
     duration: float = 0.0
+    list_duration: float = 0.0
 
     @property
     def status(self) -> str:
@@ -170,6 +171,8 @@ class Reconciler:
         except StorageError as exc:
             self._error("list", exc, report)
             return self._finish(report, start)
+        finally:
+            report.list_duration = time.monotonic() - start
         report.listed = len(listing)
         self.metrics.listed.set(len(listing))
 
@@ -214,6 +217,7 @@ class Reconciler:
             "cycle", level="info" if report.status != "error" else "warning", status=report.status,
             listed=report.listed, written=report.written, deleted=report.deleted, refused=report.refused,
             errors=report.errors, waiting=report.waiting or None, seconds=round(report.duration, 3),
+            list_seconds=round(report.list_duration, 3),
         )
         return report
 
