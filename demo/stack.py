@@ -213,11 +213,11 @@ def wait_for(
     poll: float = 0.2,
     progress: Callable[[float], None] | None = None,
 ) -> T:
-    """Call ``check`` until it returns something other than None/False; StackError after ``timeout``."""
+    """Call ``check`` until it returns something truthy, and return that; StackError after ``timeout``."""
     start = time.monotonic()
     while True:
         value = check()
-        if value is not None and value is not False:
+        if value:
             return value
         elapsed = time.monotonic() - start
         if elapsed > timeout:
