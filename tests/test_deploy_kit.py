@@ -1,0 +1,430 @@
+"""The deployment kit: every YAML parses, Kubernetes objects validate, and the files agree with each other.
+
+What can run here does: the example CI workflow's validate and publish steps run against the example
+packages and a moto S3, the pre-commit hook runs as pre-commit would call it, the generated IAM
+policies go through moto's IAM policy validator, the bucket template through cfn-lint.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import boto3
+import kubernetes_validate
+import pytest
+import yaml
+from moto import mock_aws
+
+from conftest import EXAMPLES, ROOT
+from s3server import Proxy, aws_env
+
+BIN = Path(sys.executable).parent
+AIRFLOW_CONFIG = Path(__import__("airflow").__file__).parent / "config_templates" / "config.yml"
+SKIP_DIRS = {".git", ".venv", ".demo", ".pytest_cache", ".ruff_cache", "node_modules", "out", "build", "dist"}
+K8S_VERSION = kubernetes_validate.utils.latest_version()
+
+
+def _repo_yaml_files() -> list[Path]:
+    found = []
+    for path in sorted(ROOT.rglob("*")):
+        rel = path.relative_to(ROOT)
+        if any(part in SKIP_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
+            continue
+        if path.suffix in (".yaml", ".yml") and path.is_file():
+            found.append(path)
+    return found
+
+
+YAML_FILES = _repo_yaml_files()
+
+
+def _ids(paths: list[Path]) -> list[str]:
+    return [str(p.relative_to(ROOT)) for p in paths]
+
+
+def _documents(path: Path) -> list[Any]:
+    with open(path) as handle:
+        return [d for d in yaml.safe_load_all(handle) if d is not None]
+
+
+def _k8s_objects() -> list[tuple[str, dict]]:
+    out = []
+    for path in YAML_FILES:
+        for i, doc in enumerate(_documents(path)):
+            if isinstance(doc, dict) and "apiVersion" in doc and "kind" in doc:
+                out.append((f"{path.relative_to(ROOT)}#{i}", doc))
+    return out
+
+
+def _merge(base: Any, override: Any) -> Any:
+    """Helm's merge of -f value files: maps key by key (the later file wins), anything else replaced."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base[key], value) if key in base else copy.deepcopy(value)
+        return merged
+    return copy.deepcopy(override)
+
+
+def _helm_values() -> dict[str, Any]:
+    return _merge(yaml.safe_load((ROOT / "sidecar" / "helm-values.yaml").read_text()),
+                  yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text()))
+
+
+def _airflow_options() -> dict[str, set[str]]:
+    config = yaml.safe_load(AIRFLOW_CONFIG.read_text())
+    return {section: set(body.get("options", {})) for section, body in config.items()}
+
+
+def _constraint(name: str) -> str:
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.lower().startswith(f"{name.lower()}=="):
+            return line.split("==", 1)[1].strip()
+    raise AssertionError(f"{name} is not pinned in constraints.txt")
+
+
+# -- every YAML, every Kubernetes object ------------------------------------------------------
+
+
+def test_the_kit_is_in_the_repository():
+    """The files docs/deploy.md points at exist (a broken link would otherwise go unnoticed)."""
+    for rel in ("deploy/airflow/Dockerfile", "deploy/helm/values.yaml", "deploy/k8s/etl-jobs.yaml",
+                "deploy/s3/dag-bucket.cfn.yaml", "deploy/iam/package-ci-trust.json",
+                "deploy/iam/airflow-irsa-trust.json", "examples/ci/github-actions.yml", ".pre-commit-hooks.yaml",
+                "sidecar/helm-values.yaml", "docs/deploy.md", "docs/operations.md"):
+        assert (ROOT / rel).is_file(), rel
+    linked = set(re.findall(r"\]\(\.\./([^)#]+)\)", (ROOT / "docs" / "deploy.md").read_text()))
+    assert linked, "docs/deploy.md links no kit file"
+    for rel in linked:
+        assert (ROOT / rel).exists(), f"docs/deploy.md links a missing file: {rel}"
+
+
+@pytest.mark.parametrize("path", YAML_FILES, ids=_ids(YAML_FILES))
+def test_every_yaml_file_parses(path: Path):
+    """Every YAML file in the repository (Helm values, Kubernetes specs, workflows, goldens) parses."""
+    assert _documents(path), f"{path} holds no document"
+
+
+K8S_OBJECTS = _k8s_objects()
+
+
+@pytest.mark.parametrize(("where", "obj"), K8S_OBJECTS, ids=[w for w, _ in K8S_OBJECTS])
+def test_every_kubernetes_object_validates_strictly(where: str, obj: dict):
+    """Every Kubernetes object in the repository is valid for the newest Kubernetes, unknown fields refused."""
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def test_the_kit_holds_kubernetes_objects():
+    """The RBAC for job pods is among the validated objects (the parametrized test is not vacuous)."""
+    kinds = {(o["kind"], o["metadata"]["name"]) for w, o in K8S_OBJECTS if w.startswith("deploy/")}
+    assert {("Namespace", "etl-jobs"), ("Role", "airflow-job-launcher"), ("RoleBinding", "airflow-job-launcher")} <= kinds
+
+
+# -- Helm values: the chart's pods, with the sidecar --------------------------------------------
+
+
+def _pod(values: dict, component: str, image: str) -> dict:
+    part = values[component]
+    main = {"name": component.lower(), "image": image, "volumeMounts": part.get("extraVolumeMounts", [])}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"airflow-{component.lower()}"},
+        "spec": {
+            "serviceAccountName": f"airflow-{component.lower()}",
+            "initContainers": part.get("extraInitContainers", []),
+            "containers": [main, *part.get("extraContainers", [])],
+            "volumes": part.get("extraVolumes", []),
+        },
+    }
+
+
+@pytest.mark.parametrize("component", ["dagProcessor", "workers", "triggerer"])
+def test_helm_values_give_every_dag_reader_a_valid_pod_with_the_sync(component: str):
+    """Merged values (sidecar, then deploy): each pod that reads DAGs validates and gets a complete folder first."""
+    values = _helm_values()
+    image = f"{values['images']['airflow']['repository']}:{values['images']['airflow']['tag']}"
+    pod = _pod(values, component, image)
+    kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+    dags_folder = values["config"]["core"]["dags_folder"]
+    init = pod["spec"]["initContainers"]
+    assert [c["args"] for c in init] == [["--once"]], "the dags folder must be complete before Airflow starts"
+    for container in init + pod["spec"]["containers"][1:]:
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["DAGS_FOLDER"] == dags_folder
+        assert {m["mountPath"] for m in container["volumeMounts"]} == {dags_folder}
+    main_mounts = pod["spec"]["containers"][0]["volumeMounts"]
+    assert [(m["mountPath"], m.get("readOnly")) for m in main_mounts] == [(dags_folder, True)]
+    role = values[component]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"]
+    assert role.endswith(":role/airflow-dags-read-prod")
+
+
+def test_helm_values_keep_the_sidecar_out_of_kubernetes_executor_task_pods():
+    """A task pod must end with its task: with the KubernetesExecutor workers get the init container only."""
+    values = _helm_values()
+    assert values["executor"] == "KubernetesExecutor"
+    assert values["workers"]["extraContainers"] == []
+    assert [c["name"] for c in values["dagProcessor"]["extraContainers"]] == ["dag-sync"]
+
+
+def test_helm_config_options_exist_in_the_installed_airflow():
+    """Every [section] option the Helm values set exists in Airflow 3.3's config.yml, and the versions agree."""
+    options = _airflow_options()
+    values = _helm_values()
+    for section, body in values["config"].items():
+        for key in body:
+            assert key in options.get(section, set()), f"[{section}] {key} is not an Airflow {_constraint('apache-airflow')} option"
+    import airflow
+
+    assert values["airflowVersion"] == airflow.__version__ == _constraint("apache-airflow")
+    assert values["images"]["airflow"]["tag"] == f"{airflow.__version__}-{_project_version()}"
+
+
+def test_demo_and_test_settings_exist_in_the_installed_airflow():
+    """The AIRFLOW__SECTION__KEY variables the demo, the e2e tests and airflow_env.py set are real options."""
+    sys.path.insert(0, str(ROOT))
+    try:
+        from demo.stack import airflow_settings
+    finally:
+        sys.path.remove(str(ROOT))
+    from airflow_env import airflow_env
+
+    options = _airflow_options()
+    names = set(airflow_settings(Path("/h"), Path("/d"), refresh_interval=5, min_file_process_interval=300,
+                                 min_serialized_dag_update_interval=1, api_port=8080))
+    names |= set(airflow_env(Path("/h"), Path("/d")))
+    checked = 0
+    for name in sorted(names):
+        if name.startswith("AIRFLOW__"):
+            section, key = name[len("AIRFLOW__"):].lower().split("__", 1)
+            assert key in options.get(section, set()), f"{name} is not an Airflow option"
+            checked += 1
+    assert checked >= 10
+
+
+def test_deploy_doc_states_every_setting_the_helm_values_use():
+    """docs/deploy.md has a row `[section] option` | `value` for each Helm config option, same value."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    rows = dict(re.findall(r"^\| `\[(\w+\] \w+)` \| `([^`]*)` \|", doc, flags=re.M))
+    values = _helm_values()["config"]
+    for section, body in values.items():
+        for key, value in body.items():
+            assert rows.get(f"{section}] {key}") == str(value), f"docs/deploy.md: [{section}] {key} should be `{value}`"
+
+
+def _project_version() -> str:
+    text = (ROOT / "dagfactory_s3" / "__init__.py").read_text()
+    return re.search(r'__version__ = "([^"]+)"', text).group(1)
+
+
+def test_airflow_image_installs_the_tested_versions():
+    """The Dockerfile pins Airflow and installs dagfactory-s3[airflow] under constraints.txt, versions matching."""
+    dockerfile = (ROOT / "deploy" / "airflow" / "Dockerfile").read_text()
+    assert f"ARG AIRFLOW_VERSION={_constraint('apache-airflow')}" in dockerfile
+    python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert python == ">=3.11" and "ARG PYTHON_VERSION=3.11" in dockerfile
+    install = dockerfile[dockerfile.index("RUN pip install"):]
+    assert "-c /tmp/constraints.txt" in install
+    assert '"apache-airflow==${AIRFLOW_VERSION}"' in install
+    assert "[airflow]" in install
+    assert "FROM apache/airflow:slim-${AIRFLOW_VERSION}-python${PYTHON_VERSION}" in dockerfile
+
+
+# -- S3 bucket and IAM --------------------------------------------------------------------------
+
+
+def test_bucket_template_passes_cfn_lint():
+    """The CloudFormation template of the DAG bucket is valid for CloudFormation's resource specification."""
+    cfn_lint = BIN / "cfn-lint"
+    assert cfn_lint.exists(), "cfn-lint is missing (it comes with moto[server] in the dev extra)"
+    result = subprocess.run([str(cfn_lint), str(ROOT / "deploy" / "s3" / "dag-bucket.cfn.yaml")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_bucket_template_is_versioned_private_and_tls_only():
+    """Versioning on, all four public-access blocks, ACLs off, MD5-preserving encryption, insecure transport denied."""
+    template = yaml.safe_load((ROOT / "deploy" / "s3" / "dag-bucket.cfn.yaml").read_text())
+    bucket = template["Resources"]["DagBucket"]
+    props = bucket["Properties"]
+    assert bucket["DeletionPolicy"] == "Retain"
+    assert props["VersioningConfiguration"] == {"Status": "Enabled"}
+    assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True)
+    assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
+    sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
+    assert sse == {"SSEAlgorithm": "AES256"}
+    [statement] = template["Resources"]["DagBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+@pytest.mark.parametrize("package", sorted(p.name for p in EXAMPLES.iterdir()))
+def test_generated_iam_policies_are_accepted_by_iam(package: str):
+    """`iam-policy` output attaches to roles with the kit's trust policies (moto validates policy documents)."""
+    result = subprocess.run([str(BIN / "airflow-dag-publisher"), "iam-policy", "--bucket", "etl-airflow-dags-prod",
+                             "--environment", "prod", "--package-name", package], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    policies = json.loads(result.stdout)
+    trusts = {"package_ci_role": "package-ci-trust.json", "airflow_read_only_role": "airflow-irsa-trust.json"}
+    assert set(policies) == set(trusts)
+    env = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1"}
+    with pytest.MonkeyPatch.context() as mp:
+        for k, v in env.items():
+            mp.setenv(k, v)
+        mp.delenv("AWS_ENDPOINT_URL", raising=False)
+        with mock_aws():
+            iam = boto3.client("iam")
+            for role, trust_file in trusts.items():
+                trust = json.loads((ROOT / "deploy" / "iam" / trust_file).read_text())
+                assert [s["Action"] for s in trust["Statement"]] == ["sts:AssumeRoleWithWebIdentity"]
+                iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+                iam.put_role_policy(RoleName=role, PolicyName="dags", PolicyDocument=json.dumps(policies[role]))
+    writes = [s for s in policies["airflow_read_only_role"]["Statement"]
+              if s["Effect"] == "Allow" and any(a.startswith(("s3:Put", "s3:Delete")) for a in _actions(s))]
+    assert writes == [], "Airflow's role must be read-only"
+
+
+def _actions(statement: dict) -> list[str]:
+    actions = statement.get("Action", [])
+    return [actions] if isinstance(actions, str) else list(actions)
+
+
+# -- the example CI workflow --------------------------------------------------------------------
+
+
+def _workflow() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "examples" / "ci" / "github-actions.yml").read_text())
+
+
+def _step(job: dict, step_id: str) -> dict:
+    return next(s for s in job["steps"] if s.get("id") == step_id)
+
+
+def test_workflow_validates_pull_requests_and_publishes_merges_to_main():
+    """PRs run validate (no credentials); only a push to main runs publish, after validate, with OIDC."""
+    wf = _workflow()
+    triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert set(triggers) == {"pull_request", "push"} and triggers["push"]["branches"] == ["main"]
+    validate, publish = wf["jobs"]["validate"], wf["jobs"]["publish"]
+    assert "if" not in validate and "permissions" not in validate  # read-only token, no AWS
+    assert "airflow-dag-publisher validate" in _step(validate, "validate")["run"]
+    assert publish["needs"] == "validate"
+    assert publish["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
+    assert publish["permissions"] == {"contents": "read", "id-token": "write"}
+    assert any(s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in publish["steps"])
+    assert "airflow-dag-publisher publish" in _step(publish, "publish")["run"]
+    assert wf["concurrency"]["cancel-in-progress"] is False
+    for job in wf["jobs"].values():
+        for step in job["steps"]:
+            assert "${{" not in step.get("run", ""), f"step {step.get('name')}: use env vars in scripts, not expressions"
+
+
+def _run_step(step: dict, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def _ci_env(wf: dict, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAG_", "AIRFLOW"))}
+    env.update({k: str(v) for k, v in wf["env"].items()})
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def package_repo(tmp_path: Path) -> Path:
+    """A package repository laid out as the workflow expects: airflow_dags/ at its root."""
+    shutil.copytree(EXAMPLES / "pipeline_processing" / "airflow_dags", tmp_path / "airflow_dags")
+    return tmp_path
+
+
+def test_workflow_validate_steps_pass_on_a_good_package_and_fail_on_a_bad_one(package_repo: Path):
+    """The validate job's scripts, run as written, accept the example package and reject a broken manifest."""
+    wf = _workflow()
+    env = _ci_env(wf)
+    for step_id in ("validate", "stubs"):
+        result = _run_step(_step(wf["jobs"]["validate"], step_id), package_repo, env)
+        assert result.returncode == 0, result.stdout + result.stderr
+    manifest = package_repo / "airflow_dags" / "pipeline_processing_example_job.json"
+    manifest.write_text(manifest.read_text().replace(":v1.0.0", ":latest"))
+    result = _run_step(_step(wf["jobs"]["validate"], "validate"), package_repo, env)
+    assert result.returncode == 1
+    assert "/job/image: image tag 'latest'" in result.stderr
+
+
+def test_workflow_publish_steps_publish_to_s3(package_repo: Path, bucket: str, s3: Proxy):
+    """The publish job's scripts, run as written against moto, publish the release and list it."""
+    wf = _workflow()
+    env = _ci_env(wf, **{k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")},
+                  DAG_BUCKET=bucket, GITHUB_REF_NAME="main", GITHUB_RUN_NUMBER="7", GITHUB_SHA="0" * 40)
+    result = _run_step(_step(wf["jobs"]["publish"], "publish"), package_repo, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    published = json.loads((package_repo / "publish.json").read_text())
+    assert published["ok"] and published["package"] == "pipeline_processing" and published["release_id"]
+    keys = {o["Key"] for o in boto3.client("s3", endpoint_url=s3.upstream).list_objects_v2(Bucket=bucket)["Contents"]}
+    assert {"prod/pipeline_processing/metadata.json", "prod/pipeline_processing/dags/pipeline_processing_example_job.py",
+            "prod/pipeline_processing/dags/pipeline_processing_example_job.json"} <= keys
+    record = json.loads(boto3.client("s3", endpoint_url=s3.upstream).get_object(
+        Bucket=bucket, Key="prod/pipeline_processing/metadata.json")["Body"].read())
+    assert record["git_sha"] == "0" * 40 and record["package_version"] == "main-7"
+    listed = _run_step(_step(wf["jobs"]["publish"], "list"), package_repo, env)
+    assert listed.returncode == 0, listed.stderr
+    assert "pipeline_processing_example_job" in listed.stdout
+
+
+# -- the pre-commit hook ------------------------------------------------------------------------
+
+
+def _hook() -> dict[str, Any]:
+    [hook] = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    return hook
+
+
+def _run_hook(files: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the hook the way pre-commit does: shlex-split entry, then args, then the matching file names."""
+    hook = _hook()
+    pattern = re.compile(hook["files"])
+    names = [str(f.relative_to(cwd)) for f in files if pattern.search(str(f.relative_to(cwd)))]
+    argv = [*shlex.split(hook["entry"]), *hook.get("args", []), *names]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAG_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_pre_commit_hook_is_declared_for_the_publisher():
+    """The hook id, language and files pattern; its command is a console script this package installs."""
+    hook = _hook()
+    assert hook["id"] == "validate-dag-manifests" and hook["language"] == "python"
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert "airflow-dag-publisher validate" in hook["entry"] and "airflow-dag-publisher" in scripts
+    pattern = re.compile(hook["files"])
+    assert pattern.search("packages/reporting_seeder/airflow_dags/reporting_seeder_refresh_all.json")
+    assert pattern.search("airflow_dags/x_y.py")
+    assert not pattern.search("src/reporting_seeder/jobs/refresh.py")
+    assert not pattern.search("airflow_dags/nested/x.json")
+
+
+def test_pre_commit_hook_passes_good_manifests_and_names_the_problem_in_bad_ones(tmp_path: Path):
+    """Changed files in two packages pass; a broken manifest fails the hook with its file, pointer and fix."""
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES, repo / "packages")
+    changed = sorted((repo / "packages").glob("*/airflow_dags/*"))
+    result = _run_hook(changed, repo)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("ok ") == 3
+    bad = repo / "packages" / "reporting_seeder" / "airflow_dags" / "reporting_seeder_refresh_all.json"
+    bad.write_text(bad.read_text().replace('"@daily"', '"every day"'))
+    result = _run_hook([bad], repo)
+    assert result.returncode == 1
+    assert "reporting_seeder_refresh_all.json: /schedule:" in result.stderr
