@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             keep_running(stack, console)
         console.line()
         console.line(f"Done in {console.elapsed()}. Stopping everything" + ("" if args.keep_running else " (--keep-running leaves it up)") + " …")
-        if len(trials) > 1:
+        if args.trials > 1:
             summarize(trials, console)
         return 0
     except KeyboardInterrupt:

@@ -11,6 +11,7 @@ stops each child by its process group, SIGTERM first and SIGKILL after a grace p
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import json
@@ -160,6 +161,7 @@ class Proc:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.started = time.monotonic()
+        self.stopped = False
 
     @property
     def pid(self) -> int:
@@ -174,7 +176,10 @@ class Proc:
 
     def signal(self, signum: int) -> None:
         # The child leads its own process group (start_new_session): this reaches it and the
-        # processes it forked (parsing processes, uvicorn workers) and nothing else.
+        # processes it forked (parsing processes, uvicorn workers) and nothing else. Once stopped,
+        # the group id may be reused by an unrelated process: never signal it again.
+        if self.stopped:
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.popen.pid, signum)
 
@@ -188,6 +193,7 @@ class Proc:
                 self.popen.wait(10)
         # Forked children outlive a leader that exited first; they are still in its group.
         self.signal(signal.SIGKILL)
+        self.stopped = True
 
     def tail(self, lines: int = 30) -> str:
         try:
@@ -408,6 +414,8 @@ class Stack:
         self.db = MetadataDB(self.home / "airflow.db")
         for directory in (self.dags, self.home, self.logs, self.packages):
             directory.mkdir(parents=True, exist_ok=True)
+        # Whatever happens to the caller (an exception in a test fixture, a bug), the children go too.
+        atexit.register(self.stop)
 
     # environment for each kind of process
 

@@ -116,8 +116,11 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
         wait_for("the dag-processor to record its job", lambda: stack.db.processor_jobs(), timeout=120)
         yield E2E(stack, processor, watcher, stack.workdir / "IMPORTED")
     finally:
-        watcher.stop()
-        stack.stop()
+        try:
+            if watcher.is_alive():
+                watcher.stop()
+        finally:
+            stack.stop()
 
 
 def _fail_with_logs(e2e: E2E, message: str) -> None:
