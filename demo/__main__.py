@@ -90,14 +90,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="python -m demo",
         description="Publish DAGs to a local S3 and watch a running Airflow 3 pick them up without a restart.",
     )
-    parser.add_argument("--keep-running", action="store_true", help="leave everything up at the end, until Ctrl-C")
-    parser.add_argument("--trials", type=int, default=1, help="new-DAG and change publishes to time (default: 1)")
-    parser.add_argument("--workdir", type=Path, default=ROOT / ".demo", help="where everything lives (default: .demo/)")
-    parser.add_argument("--port", type=int, default=8080, help="Airflow UI port; a free one is used if taken (default: 8080)")
-    parser.add_argument("--sync-interval", type=float, default=5.0, help="DAG_SYNC_INTERVAL of the sidecar, seconds (default: 5)")
-    parser.add_argument("--refresh-interval", type=int, default=5, help="[dag_processor] refresh_interval, seconds (default: 5)")
-    parser.add_argument("--no-ui", action="store_true", help="skip the api-server (UI): faster, registration only")
-    parser.add_argument("--timeout", type=float, default=300, help="longest wait for any one step, seconds (default: 300)")
+    parser.add_argument(
+        "--keep-running", action="store_true", help="leave everything up at the end, until Ctrl-C"
+    )
+    parser.add_argument(
+        "--trials", type=int, default=1, help="new-DAG and change publishes to time (default: 1)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=ROOT / ".demo", help="where everything lives (default: .demo/)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=8080, help="Airflow UI port; a free one is used if taken (default: 8080)"
+    )
+    parser.add_argument(
+        "--sync-interval",
+        type=float,
+        default=5.0,
+        help="DAG_SYNC_INTERVAL of the sidecar, seconds (default: 5)",
+    )
+    parser.add_argument(
+        "--refresh-interval",
+        type=int,
+        default=5,
+        help="[dag_processor] refresh_interval, seconds (default: 5)",
+    )
+    parser.add_argument(
+        "--no-ui", action="store_true", help="skip the api-server (UI): faster, registration only"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=300, help="longest wait for any one step, seconds (default: 300)"
+    )
     args = parser.parse_args(argv)
     if args.trials < 1:
         parser.error("--trials must be at least 1")
@@ -119,19 +141,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     from demo.stack import free_port
 
     port = None if args.no_ui else free_port(args.port)
-    stack = Stack(workdir, Settings(
-        sync_interval=args.sync_interval, refresh_interval=args.refresh_interval,
-        min_file_process_interval=300, api_port=port,
-    ))
-    console.line("dagfactory-s3 demo: a package publishes, and its DAG appears in a running Airflow nobody restarts.")
-    console.line(f"Everything runs on this machine under {_rel(workdir)}/ (logs in {_rel(stack.logs)}/). Ctrl-C stops it all.")
+    stack = Stack(
+        workdir,
+        Settings(
+            sync_interval=args.sync_interval,
+            refresh_interval=args.refresh_interval,
+            min_file_process_interval=300,
+            api_port=port,
+        ),
+    )
+    console.line(
+        "dagfactory-s3 demo: a package publishes, and its DAG appears in a running Airflow nobody restarts."
+    )
+    console.line(
+        f"Everything runs on this machine under {_rel(workdir)}/ (logs in {_rel(stack.logs)}/). Ctrl-C stops it all."
+    )
     console.line()
     try:
         trials = run(stack, args, console)
         if args.keep_running:
             keep_running(stack, console)
         console.line()
-        console.line(f"Done in {console.elapsed()}. Stopping everything" + ("" if args.keep_running else " (--keep-running leaves it up)") + " …")
+        console.line(
+            f"Done in {console.elapsed()}. Stopping everything"
+            + ("" if args.keep_running else " (--keep-running leaves it up)")
+            + " …"
+        )
         if args.trials > 1:
             summarize(trials, console)
         return 0
@@ -142,7 +177,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StackError as exc:
         console.line()
         console.line(f"demo failed: {exc}")
-        proc = exc.proc or next((p for p in stack.procs.values() if not p.alive() and p.popen.returncode), None)
+        proc = exc.proc or next(
+            (p for p in stack.procs.values() if not p.alive() and p.popen.returncode), None
+        )
         if proc is not None:
             console.line(f"--- last lines of {_rel(proc.log)} ---")
             console.line(proc.tail(25))
@@ -158,8 +195,11 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
     migrate = stack.start_migrate()
     started = time.monotonic()
     stack.start_s3()
-    console.step("S3", f"moto server on {stack.s3_url}, bucket s3://{stack.bucket} (versioned, public access blocked) "
-                 f"[{time.monotonic() - started:.1f}s]")
+    console.step(
+        "S3",
+        f"moto server on {stack.s3_url}, bucket s3://{stack.bucket} (versioned, public access blocked) "
+        f"[{time.monotonic() - started:.1f}s]",
+    )
 
     # 2. Publish the examples exactly as a package's CI job would.
     stack.copy_examples()
@@ -167,29 +207,49 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
     for package in sorted(p.name for p in EXAMPLES.iterdir() if (p / "airflow_dags").is_dir()):
         extra = ("--package-version", "demo", *(("--git-sha", git_sha) if git_sha else ()))
         published = stack.publish(package, *extra)
-        console.step("publish", f"$ {shlex.join(published.argv)}".replace(str(stack.workdir), _rel(stack.workdir)))
+        console.step(
+            "publish", f"$ {shlex.join(published.argv)}".replace(str(stack.workdir), _rel(stack.workdir))
+        )
         changes = len(published.result.get("add", [])) + len(published.result.get("update", []))
-        console.detail(f"release {published.release_id}: {changes} files uploaded, metadata.json written last "
-                       f"[{published.seconds:.1f}s]")
+        console.detail(
+            f"release {published.release_id}: {changes} files uploaded, metadata.json written last "
+            f"[{published.seconds:.1f}s]"
+        )
 
     # 3. The sidecar, continuously.
     started = time.monotonic()
     stack.start_sync()
-    files = sorted(p.relative_to(stack.dags) for p in stack.dags.rglob("*.json") if not p.parent.name.startswith("."))
-    console.step("sync", f"airflow-dag-sync every {args.sync_interval:g}s → {_rel(stack.dags)}/ "
-                 f"({len(files)} manifests + stubs after the first sync, {time.monotonic() - started:.1f}s)")
+    files = sorted(
+        p.relative_to(stack.dags) for p in stack.dags.rglob("*.json") if not p.parent.name.startswith(".")
+    )
+    console.step(
+        "sync",
+        f"airflow-dag-sync every {args.sync_interval:g}s → {_rel(stack.dags)}/ "
+        f"({len(files)} manifests + stubs after the first sync, {time.monotonic() - started:.1f}s)",
+    )
     console.detail(f"metrics {stack.metrics_url}/metrics · health {stack.metrics_url}/readyz")
 
     # 4. Airflow: migrate (already running), then the dag-processor and the UI.
-    wait_for("airflow db migrate", lambda: migrate.popen.poll() is not None, timeout=timeout,
-             progress=lambda e: console.progress(f"airflow db migrate (SQLite) [{_duration(e)}]"))
+    wait_for(
+        "airflow db migrate",
+        lambda: migrate.popen.poll() is not None,
+        timeout=timeout,
+        progress=lambda e: console.progress(f"airflow db migrate (SQLite) [{_duration(e)}]"),
+    )
     stack.wait_migrate(migrate)
-    console.step("airflow", f"db migrate done (SQLite at {_rel(stack.db.path)}) [{_duration(time.monotonic() - migrate.started)}]")
+    console.step(
+        "airflow",
+        f"db migrate done (SQLite at {_rel(stack.db.path)}) [{_duration(time.monotonic() - migrate.started)}]",
+    )
     password = stack.write_password()
     processor = stack.start_dag_processor()
     api = stack.start_api_server() if stack.settings.api_port else None
-    console.step("airflow", f"dag-processor pid {processor.pid}" + (f", api-server pid {api.pid} on {stack.api_url}" if api else "")
-                 + f" · refresh_interval={args.refresh_interval}s, min_file_process_interval=300s, sort=modified_time")
+    console.step(
+        "airflow",
+        f"dag-processor pid {processor.pid}"
+        + (f", api-server pid {api.pid} on {stack.api_url}" if api else "")
+        + f" · refresh_interval={args.refresh_interval}s, min_file_process_interval=300s, sort=modified_time",
+    )
     console.detail("(the settings docs/deploy.md recommends; the intervals are shortened for the demo)")
 
     # 5. Wait for the three example DAGs (and the UI), then show them.
@@ -218,15 +278,24 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
     def waiting(elapsed: float) -> None:
         done = len(expected & set(stack.db.active()))
         ui = "" if not api else (" · UI up" if stack.api_healthy() else " · UI starting")
-        console.progress(f"waiting for Airflow to register the example DAGs: {done}/{len(expected)}{ui} [{_duration(elapsed)}]")
+        console.progress(
+            f"waiting for Airflow to register the example DAGs: {done}/{len(expected)}{ui} [{_duration(elapsed)}]"
+        )
 
-    dags = wait_for("the example DAGs to be registered", registered, timeout=timeout, poll=0.5, progress=waiting)
-    console.step("airflow", f"{len(expected)} DAGs registered {_duration(time.monotonic() - start)} after the dag-processor started"
-                 + (" (listed by the REST API too)" if api else ""))
+    dags = wait_for(
+        "the example DAGs to be registered", registered, timeout=timeout, poll=0.5, progress=waiting
+    )
+    console.step(
+        "airflow",
+        f"{len(expected)} DAGs registered {_duration(time.monotonic() - start)} after the dag-processor started"
+        + (" (listed by the REST API too)" if api else ""),
+    )
     print_table([dags[d] for d in sorted(expected)], console)
     if api:
         console.line()
-        console.line(f"    Airflow UI  {stack.api_url}   user {DEMO_USER}   password {password}   ({_rel(stack.home / 'passwords.json')})")
+        console.line(
+            f"    Airflow UI  {stack.api_url}   user {DEMO_USER}   password {password}   ({_rel(stack.home / 'passwords.json')})"
+        )
     console.line()
 
     # 6. Publish a new DAG and a change while Airflow keeps running.
@@ -238,9 +307,11 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
     jobs = stack.db.processor_jobs()
     restarted = not processor.alive() or len(jobs) != 1 or (api is not None and not api.alive())
     console.step("restarts", "none" if not restarted else "UNEXPECTED")
-    console.detail(f"dag-processor pid {processor.pid} running for {_duration(time.monotonic() - processor.started)}; "
-                   f"Airflow recorded {len(jobs)} dag-processor job(s)"
-                   + (f"; api-server pid {api.pid} running" if api else ""))
+    console.detail(
+        f"dag-processor pid {processor.pid} running for {_duration(time.monotonic() - processor.started)}; "
+        f"Airflow recorded {len(jobs)} dag-processor job(s)"
+        + (f"; api-server pid {api.pid} running" if api else "")
+    )
     if restarted:
         raise StackError("Airflow restarted during the demo", processor)
     return trials
@@ -249,15 +320,36 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
 def publish_new(stack: Stack, console: Console, dag_id: str, timeout: float) -> Trial:
     folder = stack.package_dir("pipeline_processing")
     generate = [
-        "generate", "--package-name", "pipeline_processing", "--dag-id", dag_id,
-        "--job-name", "hourly_report", "--image-tag", NEW_IMAGE, "--schedule", "@hourly",
-        "--start-date", "2024-01-01", "--command", "python -m pipeline_processing.jobs.hourly_report",
-        "--output", str(folder / f"{dag_id}.py"),
+        "generate",
+        "--package-name",
+        "pipeline_processing",
+        "--dag-id",
+        dag_id,
+        "--job-name",
+        "hourly_report",
+        "--image-tag",
+        NEW_IMAGE,
+        "--schedule",
+        "@hourly",
+        "--start-date",
+        "2024-01-01",
+        "--command",
+        "python -m pipeline_processing.jobs.hourly_report",
+        "--output",
+        str(folder / f"{dag_id}.py"),
     ]
     stack.cli(*generate)
-    console.step("new DAG", f"{dag_id}: written with `airflow-dag-publisher generate`, then publish pipeline_processing")
-    trial = stack.measure("new", "pipeline_processing", dag_id, timeout=timeout,
-                          progress=lambda stage, e: console.progress(f"{dag_id}: {stage} [{_duration(e)}]"))
+    console.step(
+        "new DAG",
+        f"{dag_id}: written with `airflow-dag-publisher generate`, then publish pipeline_processing",
+    )
+    trial = stack.measure(
+        "new",
+        "pipeline_processing",
+        dag_id,
+        timeout=timeout,
+        progress=lambda stage, e: console.progress(f"{dag_id}: {stage} [{_duration(e)}]"),
+    )
     report(console, trial)
     return trial
 
@@ -268,9 +360,17 @@ def publish_change(stack: Stack, console: Console, i: int, timeout: float) -> Tr
     old = document["task_defaults"]["image"]
     new = CHANGED_IMAGE.format(2 + i)
     path.write_text(path.read_text().replace(json.dumps(old), json.dumps(new)))
-    console.step("change", f"{CHANGED_DAG}: image {old.rsplit('/', 1)[-1]} → {new.rsplit('/', 1)[-1]}, then publish reporting_seeder")
-    trial = stack.measure("change", "reporting_seeder", CHANGED_DAG, timeout=timeout,
-                          progress=lambda stage, e: console.progress(f"{CHANGED_DAG}: {stage} [{_duration(e)}]"))
+    console.step(
+        "change",
+        f"{CHANGED_DAG}: image {old.rsplit('/', 1)[-1]} → {new.rsplit('/', 1)[-1]}, then publish reporting_seeder",
+    )
+    trial = stack.measure(
+        "change",
+        "reporting_seeder",
+        CHANGED_DAG,
+        timeout=timeout,
+        progress=lambda stage, e: console.progress(f"{CHANGED_DAG}: {stage} [{_duration(e)}]"),
+    )
     info = stack.db.dags()[CHANGED_DAG]
     report(console, trial, extra=f"Airflow now runs {', '.join(i.rsplit('/', 1)[-1] for i in info.images)}")
     return trial
@@ -291,23 +391,34 @@ def print_table(dags: list[DagInfo], console: Console) -> None:
         rows.append((info.dag_id, str(info.schedule), tasks, ", ".join(info.images)))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
-        console.line("    " + "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+        console.line(
+            "    " + "  ".join(c.ljust(w) for c, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        )
 
 
 def summarize(trials: list[Trial], console: Console) -> None:
     for kind in ("new", "change"):
         values = [t.visible for t in trials if t.kind == kind]
         if values:
-            console.line(f"publish → visible, {kind:>6}: n={len(values)} p50 {percentile(values, 50):.1f}s "
-                         f"p95 {percentile(values, 95):.1f}s max {max(values):.1f}s")
+            console.line(
+                f"publish → visible, {kind:>6}: n={len(values)} p50 {percentile(values, 50):.1f}s "
+                f"p95 {percentile(values, 95):.1f}s max {max(values):.1f}s"
+            )
 
 
 def keep_running(stack: Stack, console: Console) -> None:
     env = stack.aws_env()
-    exports = " ".join(f"{k}={shlex.quote(env[k])}" for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"))
+    exports = " ".join(
+        f"{k}={shlex.quote(env[k])}"
+        for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")
+    )
     publish = shlex.join(["airflow-dag-publisher", *stack.publish_argv("reporting_seeder")])
     console.line()
-    console.line("Everything keeps running. Edit a manifest under " + _rel(stack.packages) + "/ and publish it from another terminal:")
+    console.line(
+        "Everything keeps running. Edit a manifest under "
+        + _rel(stack.packages)
+        + "/ and publish it from another terminal:"
+    )
     console.line(f"    {exports} \\\n      {_rel(BIN)}/{publish}")
     console.line("Press Ctrl-C to stop.")
     while True:
@@ -321,7 +432,9 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _git_sha() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
     except OSError:
         return None
     return out.stdout.strip() if out.returncode == 0 else None

@@ -150,15 +150,22 @@ def aws_env(endpoint: str) -> dict[str, str]:
 class Proc:
     """A child process in its own session, its output in ``log``."""
 
-    def __init__(self, name: str, argv: list[str], *, env: Mapping[str, str], log: Path, cwd: Path | None = None) -> None:
+    def __init__(
+        self, name: str, argv: list[str], *, env: Mapping[str, str], log: Path, cwd: Path | None = None
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:
             self.popen = subprocess.Popen(
-                argv, env=dict(env), cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                argv,
+                env=dict(env),
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         self.started = time.monotonic()
         self.stopped = False
@@ -312,9 +319,16 @@ class MetadataDB:
                 match = _MANIFEST_SHA.search(dag.get("doc_md") or "")
                 manifest_sha = match.group(1) if match else None
             out[dag_id] = DagInfo(
-                dag_id=dag_id, schedule=schedule, stale=bool(stale), relative_fileloc=rel,
-                last_parsed_time=parsed, dag_hash=dag_hash, serialized_updated=updated,
-                versions=versions.get(dag_id, 0), tasks=tasks, manifest_sha256=manifest_sha,
+                dag_id=dag_id,
+                schedule=schedule,
+                stale=bool(stale),
+                relative_fileloc=rel,
+                last_parsed_time=parsed,
+                dag_hash=dag_hash,
+                serialized_updated=updated,
+                versions=versions.get(dag_id, 0),
+                tasks=tasks,
+                manifest_sha256=manifest_sha,
             )
         return out
 
@@ -323,7 +337,9 @@ class MetadataDB:
         return {k: v for k, v in self.dags().items() if not v.stale and v.dag_hash}
 
     def import_errors(self) -> list[tuple[str, str]]:
-        return [(f, s) for f, s in self.rows("select filename, stacktrace from import_error order by filename")]
+        return [
+            (f, s) for f, s in self.rows("select filename, stacktrace from import_error order by filename")
+        ]
 
     def processor_jobs(self) -> list[tuple[int, str, str]]:
         """Every dag-processor job Airflow recorded: a restart would add a row."""
@@ -424,12 +440,16 @@ class Stack:
 
     def airflow_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_"))}
-        env.update(airflow_settings(
-            self.home, self.dags, refresh_interval=self.settings.refresh_interval,
-            min_file_process_interval=self.settings.min_file_process_interval,
-            min_serialized_dag_update_interval=self.settings.min_serialized_dag_update_interval,
-            api_port=self.settings.api_port,
-        ))
+        env.update(
+            airflow_settings(
+                self.home,
+                self.dags,
+                refresh_interval=self.settings.refresh_interval,
+                min_file_process_interval=self.settings.min_file_process_interval,
+                min_serialized_dag_update_interval=self.settings.min_serialized_dag_update_interval,
+                api_port=self.settings.api_port,
+            )
+        )
         # Airflow starts helpers by name (`airflow ...`); make sure it finds this venv's.
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         return env
@@ -445,7 +465,9 @@ class Stack:
     def start_s3(self, timeout: float = 60) -> None:
         port = free_port()
         self.s3_url = f"http://127.0.0.1:{port}"
-        proc = self._spawn("s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], os.environ)
+        proc = self._spawn(
+            "s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], os.environ
+        )
 
         def up() -> bool:
             proc.check_alive()
@@ -460,9 +482,15 @@ class Stack:
         s3.create_bucket(Bucket=self.bucket)
         # The bucket settings docs/deploy.md asks for: versioning (rollback, audit) and no public access.
         s3.put_bucket_versioning(Bucket=self.bucket, VersioningConfiguration={"Status": "Enabled"})
-        s3.put_public_access_block(Bucket=self.bucket, PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True, "RestrictPublicBuckets": True,
-        })
+        s3.put_public_access_block(
+            Bucket=self.bucket,
+            PublicAccessBlockConfiguration={
+                "BlockPublicAcls": True,
+                "IgnorePublicAcls": True,
+                "BlockPublicPolicy": True,
+                "RestrictPublicBuckets": True,
+            },
+        )
 
     def s3_client(self) -> Any:
         import boto3
@@ -486,15 +514,24 @@ class Stack:
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """``airflow-dag-publisher ARGS`` as a user or CI job runs it."""
         argv = [str(BIN / "airflow-dag-publisher"), *args]
-        result = subprocess.run(argv, env=self.aws_env(), capture_output=True, text=True, timeout=300, cwd=self.workdir)
+        result = subprocess.run(
+            argv, env=self.aws_env(), capture_output=True, text=True, timeout=300, cwd=self.workdir
+        )
         if check and result.returncode != 0:
             raise StackError(f"{shlex.join(argv)} failed ({result.returncode}):\n{result.stderr.strip()}")
         return result
 
     def publish_argv(self, package: str) -> list[str]:
         return [
-            "publish", "--bucket", self.bucket, "--environment", self.environment,
-            "--package-name", package, "--dag-path", str(self.package_dir(package)),
+            "publish",
+            "--bucket",
+            self.bucket,
+            "--environment",
+            self.environment,
+            "--package-name",
+            package,
+            "--dag-path",
+            str(self.package_dir(package)),
         ]
 
     def publish(self, package: str, *extra: str) -> Published:
@@ -555,11 +592,20 @@ class Stack:
         return password
 
     def start_dag_processor(self) -> Proc:
-        return self._spawn("airflow-dag-processor", [str(BIN / "airflow"), "dag-processor"], self.airflow_env())
+        return self._spawn(
+            "airflow-dag-processor", [str(BIN / "airflow"), "dag-processor"], self.airflow_env()
+        )
 
     def start_api_server(self) -> Proc:
         assert self.settings.api_port is not None
-        argv = [str(BIN / "airflow"), "api-server", "--host", "127.0.0.1", "--port", str(self.settings.api_port)]
+        argv = [
+            str(BIN / "airflow"),
+            "api-server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.settings.api_port),
+        ]
         return self._spawn("airflow-api-server", argv, self.airflow_env())
 
     @property
@@ -571,7 +617,9 @@ class Stack:
 
     def api_token(self, password: str) -> str | None:
         body = json.dumps({"username": DEMO_USER, "password": password}).encode()
-        request = urllib.request.Request(self.api_url + "/auth/token", data=body, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            self.api_url + "/auth/token", data=body, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
                 return json.loads(response.read())["access_token"]
@@ -628,8 +676,13 @@ class Stack:
         def tick(stage: str) -> Callable[[float], None] | None:
             return (lambda _e: progress(stage, time.monotonic() - start)) if progress else None
 
-        wait_for(f"the sidecar to {'remove' if kind == 'delete' else 'write'} {local}", on_disk,
-                 timeout=timeout, poll=0.05, progress=tick("syncing"))
+        wait_for(
+            f"the sidecar to {'remove' if kind == 'delete' else 'write'} {local}",
+            on_disk,
+            timeout=timeout,
+            poll=0.05,
+            progress=tick("syncing"),
+        )
         t_disk = time.monotonic() - start
 
         def visible() -> bool:
@@ -639,15 +692,23 @@ class Stack:
                 return info is None or info.stale
             return info is not None and not info.stale and info.manifest_sha256 == want
 
-        wait_for(f"Airflow to {'deactivate' if kind == 'delete' else 'serve'} {dag_id}", visible,
-                 timeout=timeout, poll=0.1, progress=tick("parsing"))
+        wait_for(
+            f"Airflow to {'deactivate' if kind == 'delete' else 'serve'} {dag_id}",
+            visible,
+            timeout=timeout,
+            poll=0.1,
+            progress=tick("parsing"),
+        )
         return Trial(kind, dag_id, t_published, t_disk, time.monotonic() - start)
 
     # lifecycle
 
     def save_pids(self) -> None:
-        record = {name: {"pid": p.pid, "argv0": p.argv[0] if p.name != "s3" else "moto.server"}
-                  for name, p in self.procs.items() if p.alive()}
+        record = {
+            name: {"pid": p.pid, "argv0": p.argv[0] if p.name != "s3" else "moto.server"}
+            for name, p in self.procs.items()
+            if p.alive()
+        }
         (self.workdir / "pids.json").write_text(json.dumps(record, indent=2) + "\n")
 
     def stop(self) -> None:

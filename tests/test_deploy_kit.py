@@ -77,8 +77,10 @@ def _merge(base: Any, override: Any) -> Any:
 
 
 def _helm_values() -> dict[str, Any]:
-    return _merge(yaml.safe_load((ROOT / "sidecar" / "helm-values.yaml").read_text()),
-                  yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text()))
+    return _merge(
+        yaml.safe_load((ROOT / "sidecar" / "helm-values.yaml").read_text()),
+        yaml.safe_load((ROOT / "deploy" / "helm" / "values.yaml").read_text()),
+    )
 
 
 def _airflow_options() -> dict[str, set[str]]:
@@ -98,10 +100,19 @@ def _constraint(name: str) -> str:
 
 def test_the_kit_is_in_the_repository():
     """The files docs/deploy.md points at exist (a broken link would otherwise go unnoticed)."""
-    for rel in ("deploy/airflow/Dockerfile", "deploy/helm/values.yaml", "deploy/k8s/etl-jobs.yaml",
-                "deploy/s3/dag-bucket.cfn.yaml", "deploy/iam/package-ci-trust.json",
-                "deploy/iam/airflow-irsa-trust.json", "examples/ci/github-actions.yml", ".pre-commit-hooks.yaml",
-                "sidecar/helm-values.yaml", "docs/deploy.md", "docs/operations.md"):
+    for rel in (
+        "deploy/airflow/Dockerfile",
+        "deploy/helm/values.yaml",
+        "deploy/k8s/etl-jobs.yaml",
+        "deploy/s3/dag-bucket.cfn.yaml",
+        "deploy/iam/package-ci-trust.json",
+        "deploy/iam/airflow-irsa-trust.json",
+        "examples/ci/github-actions.yml",
+        ".pre-commit-hooks.yaml",
+        "sidecar/helm-values.yaml",
+        "docs/deploy.md",
+        "docs/operations.md",
+    ):
         assert (ROOT / rel).is_file(), rel
     linked = set(re.findall(r"\]\(\.\./([^)#]+)\)", (ROOT / "docs" / "deploy.md").read_text()))
     assert linked, "docs/deploy.md links no kit file"
@@ -127,7 +138,11 @@ def test_every_kubernetes_object_validates_strictly(where: str, obj: dict):
 def test_the_kit_holds_kubernetes_objects():
     """The RBAC for job pods is among the validated objects (the parametrized test is not vacuous)."""
     kinds = {(o["kind"], o["metadata"]["name"]) for w, o in K8S_OBJECTS if w.startswith("deploy/")}
-    assert {("Namespace", "etl-jobs"), ("Role", "airflow-job-launcher"), ("RoleBinding", "airflow-job-launcher")} <= kinds
+    assert {
+        ("Namespace", "etl-jobs"),
+        ("Role", "airflow-job-launcher"),
+        ("RoleBinding", "airflow-job-launcher"),
+    } <= kinds
 
 
 # -- Helm values: the chart's pods, with the sidecar --------------------------------------------
@@ -183,7 +198,9 @@ def test_helm_config_options_exist_in_the_installed_airflow():
     values = _helm_values()
     for section, body in values["config"].items():
         for key in body:
-            assert key in options.get(section, set()), f"[{section}] {key} is not an Airflow {_constraint('apache-airflow')} option"
+            assert key in options.get(section, set()), (
+                f"[{section}] {key} is not an Airflow {_constraint('apache-airflow')} option"
+            )
     import airflow
 
     assert values["airflowVersion"] == airflow.__version__ == _constraint("apache-airflow")
@@ -200,13 +217,21 @@ def test_demo_and_test_settings_exist_in_the_installed_airflow():
     from airflow_env import airflow_env
 
     options = _airflow_options()
-    names = set(airflow_settings(Path("/h"), Path("/d"), refresh_interval=5, min_file_process_interval=300,
-                                 min_serialized_dag_update_interval=1, api_port=8080))
+    names = set(
+        airflow_settings(
+            Path("/h"),
+            Path("/d"),
+            refresh_interval=5,
+            min_file_process_interval=300,
+            min_serialized_dag_update_interval=1,
+            api_port=8080,
+        )
+    )
     names |= set(airflow_env(Path("/h"), Path("/d")))
     checked = 0
     for name in sorted(names):
         if name.startswith("AIRFLOW__"):
-            section, key = name[len("AIRFLOW__"):].lower().split("__", 1)
+            section, key = name[len("AIRFLOW__") :].lower().split("__", 1)
             assert key in options.get(section, set()), f"{name} is not an Airflow option"
             checked += 1
     assert checked >= 10
@@ -219,7 +244,9 @@ def test_deploy_doc_states_every_setting_the_helm_values_use():
     values = _helm_values()["config"]
     for section, body in values.items():
         for key, value in body.items():
-            assert rows.get(f"{section}] {key}") == str(value), f"docs/deploy.md: [{section}] {key} should be `{value}`"
+            assert rows.get(f"{section}] {key}") == str(value), (
+                f"docs/deploy.md: [{section}] {key} should be `{value}`"
+            )
 
 
 def _project_version() -> str:
@@ -233,7 +260,7 @@ def test_airflow_image_installs_the_tested_versions():
     assert f"ARG AIRFLOW_VERSION={_constraint('apache-airflow')}" in dockerfile
     python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
     assert python == ">=3.11" and "ARG PYTHON_VERSION=3.11" in dockerfile
-    install = dockerfile[dockerfile.index("RUN pip install"):]
+    install = dockerfile[dockerfile.index("RUN pip install") :]
     assert "-c /tmp/constraints.txt" in install
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in install
     assert "[airflow]" in install
@@ -247,8 +274,12 @@ def test_bucket_template_passes_cfn_lint():
     """The CloudFormation template of the DAG bucket is valid for CloudFormation's resource specification."""
     cfn_lint = BIN / "cfn-lint"
     assert cfn_lint.exists(), "cfn-lint is missing (it comes with moto[server] in the dev extra)"
-    result = subprocess.run([str(cfn_lint), str(ROOT / "deploy" / "s3" / "dag-bucket.cfn.yaml")],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(cfn_lint), str(ROOT / "deploy" / "s3" / "dag-bucket.cfn.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -260,19 +291,35 @@ def test_bucket_template_is_versioned_private_and_tls_only():
     assert bucket["DeletionPolicy"] == "Retain"
     assert props["VersioningConfiguration"] == {"Status": "Enabled"}
     assert props["PublicAccessBlockConfiguration"] == dict.fromkeys(
-        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True)
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
     assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     sse = props["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert sse == {"SSEAlgorithm": "AES256"}
     [statement] = template["Resources"]["DagBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
-    assert statement["Effect"] == "Deny" and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert statement["Effect"] == "Deny" and statement["Condition"] == {
+        "Bool": {"aws:SecureTransport": "false"}
+    }
 
 
 @pytest.mark.parametrize("package", sorted(p.name for p in EXAMPLES.iterdir()))
 def test_generated_iam_policies_are_accepted_by_iam(package: str):
     """`iam-policy` output attaches to roles with the kit's trust policies (moto validates policy documents)."""
-    result = subprocess.run([str(BIN / "airflow-dag-publisher"), "iam-policy", "--bucket", "etl-airflow-dags-prod",
-                             "--environment", "prod", "--package-name", package], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [
+            str(BIN / "airflow-dag-publisher"),
+            "iam-policy",
+            "--bucket",
+            "etl-airflow-dags-prod",
+            "--environment",
+            "prod",
+            "--package-name",
+            package,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     policies = json.loads(result.stdout)
     trusts = {"package_ci_role": "package-ci-trust.json", "airflow_read_only_role": "airflow-irsa-trust.json"}
@@ -288,9 +335,14 @@ def test_generated_iam_policies_are_accepted_by_iam(package: str):
                 trust = json.loads((ROOT / "deploy" / "iam" / trust_file).read_text())
                 assert [s["Action"] for s in trust["Statement"]] == ["sts:AssumeRoleWithWebIdentity"]
                 iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
-                iam.put_role_policy(RoleName=role, PolicyName="dags", PolicyDocument=json.dumps(policies[role]))
-    writes = [s for s in policies["airflow_read_only_role"]["Statement"]
-              if s["Effect"] == "Allow" and any(a.startswith(("s3:Put", "s3:Delete")) for a in _actions(s))]
+                iam.put_role_policy(
+                    RoleName=role, PolicyName="dags", PolicyDocument=json.dumps(policies[role])
+                )
+    writes = [
+        s
+        for s in policies["airflow_read_only_role"]["Statement"]
+        if s["Effect"] == "Allow" and any(a.startswith(("s3:Put", "s3:Delete")) for a in _actions(s))
+    ]
     assert writes == [], "Airflow's role must be read-only"
 
 
@@ -321,17 +373,27 @@ def test_workflow_validates_pull_requests_and_publishes_merges_to_main():
     assert publish["needs"] == "validate"
     assert publish["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
     assert publish["permissions"] == {"contents": "read", "id-token": "write"}
-    assert any(s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in publish["steps"])
+    assert any(
+        s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in publish["steps"]
+    )
     assert "airflow-dag-publisher publish" in _step(publish, "publish")["run"]
     assert wf["concurrency"]["cancel-in-progress"] is False
     for job in wf["jobs"].values():
         for step in job["steps"]:
-            assert "${{" not in step.get("run", ""), f"step {step.get('name')}: use env vars in scripts, not expressions"
+            assert "${{" not in step.get("run", ""), (
+                f"step {step.get('name')}: use env vars in scripts, not expressions"
+            )
 
 
 def _run_step(step: dict, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", "-eo", "pipefail", "-c", step["run"]], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", step["run"]],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _ci_env(wf: dict, **extra: str) -> dict[str, str]:
@@ -366,17 +428,32 @@ def test_workflow_validate_steps_pass_on_a_good_package_and_fail_on_a_bad_one(pa
 def test_workflow_publish_steps_publish_to_s3(package_repo: Path, bucket: str, s3: Proxy):
     """The publish job's scripts, run as written against moto, publish the release and list it."""
     wf = _workflow()
-    env = _ci_env(wf, **{k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")},
-                  DAG_BUCKET=bucket, GITHUB_REF_NAME="main", GITHUB_RUN_NUMBER="7", GITHUB_SHA="0" * 40)
+    env = _ci_env(
+        wf,
+        **{k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")},
+        DAG_BUCKET=bucket,
+        GITHUB_REF_NAME="main",
+        GITHUB_RUN_NUMBER="7",
+        GITHUB_SHA="0" * 40,
+    )
     result = _run_step(_step(wf["jobs"]["publish"], "publish"), package_repo, env)
     assert result.returncode == 0, result.stdout + result.stderr
     published = json.loads((package_repo / "publish.json").read_text())
     assert published["ok"] and published["package"] == "pipeline_processing" and published["release_id"]
-    keys = {o["Key"] for o in boto3.client("s3", endpoint_url=s3.upstream).list_objects_v2(Bucket=bucket)["Contents"]}
-    assert {"prod/pipeline_processing/metadata.json", "prod/pipeline_processing/dags/pipeline_processing_example_job.py",
-            "prod/pipeline_processing/dags/pipeline_processing_example_job.json"} <= keys
-    record = json.loads(boto3.client("s3", endpoint_url=s3.upstream).get_object(
-        Bucket=bucket, Key="prod/pipeline_processing/metadata.json")["Body"].read())
+    keys = {
+        o["Key"]
+        for o in boto3.client("s3", endpoint_url=s3.upstream).list_objects_v2(Bucket=bucket)["Contents"]
+    }
+    assert {
+        "prod/pipeline_processing/metadata.json",
+        "prod/pipeline_processing/dags/pipeline_processing_example_job.py",
+        "prod/pipeline_processing/dags/pipeline_processing_example_job.json",
+    } <= keys
+    record = json.loads(
+        boto3.client("s3", endpoint_url=s3.upstream)
+        .get_object(Bucket=bucket, Key="prod/pipeline_processing/metadata.json")["Body"]
+        .read()
+    )
     assert record["git_sha"] == "0" * 40 and record["package_version"] == "main-7"
     listed = _run_step(_step(wf["jobs"]["publish"], "list"), package_repo, env)
     assert listed.returncode == 0, listed.stderr

@@ -100,10 +100,14 @@ class E2E:
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory: pytest.TempPathFactory):
     """The running stack: S3 (empty bucket), the sidecar, a migrated SQLite DB and the dag-processor."""
-    stack = Stack(tmp_path_factory.mktemp("e2e"), Settings(
-        sync_interval=SYNC_INTERVAL, refresh_interval=REFRESH_INTERVAL,
-        min_file_process_interval=MIN_FILE_PROCESS_INTERVAL,
-    ))
+    stack = Stack(
+        tmp_path_factory.mktemp("e2e"),
+        Settings(
+            sync_interval=SYNC_INTERVAL,
+            refresh_interval=REFRESH_INTERVAL,
+            min_file_process_interval=MIN_FILE_PROCESS_INTERVAL,
+        ),
+    )
     watcher = Watcher(stack.dags)
     try:
         migrate = stack.start_migrate()
@@ -140,15 +144,22 @@ def _wait(e2e: E2E, what: str, check, timeout: float = 120, poll: float = 0.2):
 
 
 def _airflow(e2e: E2E, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(BIN / "airflow"), *args], env=e2e.stack.airflow_env(), capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [str(BIN / "airflow"), *args],
+        env=e2e.stack.airflow_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
 
 def _sync_events(e2e: E2E, event: str) -> list[dict]:
     lines = (e2e.stack.logs / "sync.log").read_text().splitlines()
-    return [d for d in (json.loads(line) for line in lines if line.startswith("{")) if d.get("event") == event]
+    return [
+        d for d in (json.loads(line) for line in lines if line.startswith("{")) if d.get("event") == event
+    ]
 
 
 # -- the story ---------------------------------------------------------------------------------
@@ -159,12 +170,19 @@ def test_publish_registers_the_dags_in_the_running_airflow(e2e: E2E):
     pid = e2e.processor.pid
     for package in ("pipeline_processing", "reporting_seeder"):
         assert e2e.stack.publish(package).changed
-    active = _wait(e2e, "the example DAGs", lambda: (a := e2e.stack.db.active()) and set(a) >= EXAMPLE_DAGS and a)
+    active = _wait(
+        e2e, "the example DAGs", lambda: (a := e2e.stack.db.active()) and set(a) >= EXAMPLE_DAGS and a
+    )
     assert set(active) == EXAMPLE_DAGS
     assert active["reporting_seeder_refresh_all"].schedule == "0 0 * * *"
-    assert [t for t, _ in active["reporting_seeder_refresh_all"].tasks] == ["extract", "refresh_tables", "publish_summary"]
+    assert [t for t, _ in active["reporting_seeder_refresh_all"].tasks] == [
+        "extract",
+        "refresh_tables",
+        "publish_summary",
+    ]
     assert active["pipeline_processing_example_job"].images == [
-        "123456789012.dkr.ecr.us-east-1.amazonaws.com/pipeline-processing:v1.0.0"]
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com/pipeline-processing:v1.0.0"
+    ]
     assert e2e.processor.alive() and e2e.processor.pid == pid
     assert len(e2e.stack.db.processor_jobs()) == 1
 
@@ -179,9 +197,23 @@ def test_new_dag_is_registered_within_sync_and_refresh_interval(e2e: E2E):
         if i:
             for suffix in (".json", ".py"):
                 (folder / f"pipeline_processing_trial_{i - 1}{suffix}").unlink()
-        stack.cli("generate", "--package-name", "pipeline_processing", "--dag-id", dag_id, "--job-name", "trial",
-                  "--image-tag", f"registry.example.com/pipeline-processing:v1.{i}.0", "--schedule", "@hourly",
-                  "--start-date", "2024-01-01", "--output", str(folder / f"{dag_id}.py"))
+        stack.cli(
+            "generate",
+            "--package-name",
+            "pipeline_processing",
+            "--dag-id",
+            dag_id,
+            "--job-name",
+            "trial",
+            "--image-tag",
+            f"registry.example.com/pipeline-processing:v1.{i}.0",
+            "--schedule",
+            "@hourly",
+            "--start-date",
+            "2024-01-01",
+            "--output",
+            str(folder / f"{dag_id}.py"),
+        )
         trial = stack.measure("new", "pipeline_processing", dag_id, timeout=120)
         e2e.trials.append(trial)
         assert trial.visible - trial.published <= bound, trial
@@ -230,12 +262,22 @@ def test_unchanged_republish_and_20_parse_cycles_keep_one_version_per_dag(e2e: E
         now = time.time()
         for path in stubs:
             os.utime(path, (now, now))
-        _wait(e2e, f"parse cycle {cycle + 1}", lambda parsed=parsed: all(
-            (i := stack.db.dags().get(d)) and i.last_parsed_time != t for d, t in parsed.items()), timeout=60, poll=0.1)
+        _wait(
+            e2e,
+            f"parse cycle {cycle + 1}",
+            lambda parsed=parsed: all(
+                (i := stack.db.dags().get(d)) and i.last_parsed_time != t for d, t in parsed.items()
+            ),
+            timeout=60,
+            poll=0.1,
+        )
     after = {d: (i.versions, i.dag_hash, i.serialized_updated) for d, i in stack.db.active().items()}
     assert after == before
     assert {d: v for d, (v, _, _) in after.items() if d in EXAMPLE_DAGS} == {
-        "pipeline_processing_example_job": 1, "reporting_seeder_refresh_agency": 1, "reporting_seeder_refresh_all": 2}
+        "pipeline_processing_example_job": 1,
+        "reporting_seeder_refresh_agency": 1,
+        "reporting_seeder_refresh_all": 2,
+    }
     assert stack.db.rows("select dag_id, message from dag_warning") == []
     assert stack.db.import_errors() == []
 
@@ -258,8 +300,12 @@ def test_bad_manifest_planted_in_s3_is_exactly_one_import_error(e2e: E2E):
     stack = e2e.stack
     s3 = stack.s3_client()
     manifest = {
-        "schema_version": 1, "package": "legacy_team", "dag_id": BROKEN, "schedule": "0 3 * * *",
-        "start_date": "2024-01-01", "job": {"name": "broken", "image": "registry.example.com/legacy:latest"},
+        "schema_version": 1,
+        "package": "legacy_team",
+        "dag_id": BROKEN,
+        "schedule": "0 3 * * *",
+        "start_date": "2024-01-01",
+        "job": {"name": "broken", "image": "registry.example.com/legacy:latest"},
     }
     prefix = f"{stack.environment}/legacy_team/dags/{BROKEN}"
     s3.put_object(Bucket=stack.bucket, Key=f"{prefix}.json", Body=json.dumps(manifest).encode())
@@ -285,12 +331,18 @@ def test_planted_python_never_reaches_the_dags_folder(e2e: E2E):
     ignored = f"{stack.environment}/pipeline_processing/dags/pipeline_processing_evil.py"
     for key in [*refused, ignored]:
         s3.put_object(Bucket=stack.bucket, Key=key, Body=evil)
-    _wait(e2e, "the sidecar to refuse the planted files",
-          lambda: {e.get("key") for e in _sync_events(e2e, "refuse")} >= set(refused), timeout=60)
+    _wait(
+        e2e,
+        "the sidecar to refuse the planted files",
+        lambda: {e.get("key") for e in _sync_events(e2e, "refuse")} >= set(refused),
+        timeout=60,
+    )
     time.sleep(max(REFRESH_INTERVAL, BUNDLE_CHECK) + 2)  # a bundle refresh: Airflow lists the folder again
     assert not e2e.marker.exists()
     assert not [p for p in e2e.watcher.seen if "evil" in p]
-    assert stub.is_canonical(f"{BROKEN}.py", (stack.dags / "legacy_team" / "dags" / f"{BROKEN}.py").read_bytes())
+    assert stub.is_canonical(
+        f"{BROKEN}.py", (stack.dags / "legacy_team" / "dags" / f"{BROKEN}.py").read_bytes()
+    )
     assert [f for f, _ in stack.db.import_errors()] == [f"legacy_team/dags/{BROKEN}.py"]
     assert set(stack.db.active()) == EXAMPLE_DAGS
 
@@ -311,13 +363,21 @@ def _report(trials: list[Trial]) -> None:
         values = [t.visible for t in trials if t.kind == kind]
         if values:
             summary[kind] = {
-                "n": len(values), "p50": round(percentile(values, 50), 2), "p95": round(percentile(values, 95), 2),
+                "n": len(values),
+                "p50": round(percentile(values, 50), 2),
+                "p95": round(percentile(values, 95), 2),
                 "max": round(max(values), 2),
-                "stages_p50": {stage: round(percentile([getattr(t, stage) for t in trials if t.kind == kind], 50), 2)
-                               for stage in ("published", "on_disk", "visible")},
+                "stages_p50": {
+                    stage: round(percentile([getattr(t, stage) for t in trials if t.kind == kind], 50), 2)
+                    for stage in ("published", "on_disk", "visible")
+                },
             }
-    settings = {"DAG_SYNC_INTERVAL": SYNC_INTERVAL, "refresh_interval": REFRESH_INTERVAL,
-                "bundle_refresh_check_interval": BUNDLE_CHECK, "min_file_process_interval": MIN_FILE_PROCESS_INTERVAL}
+    settings = {
+        "DAG_SYNC_INTERVAL": SYNC_INTERVAL,
+        "refresh_interval": REFRESH_INTERVAL,
+        "bundle_refresh_check_interval": BUNDLE_CHECK,
+        "min_file_process_interval": MIN_FILE_PROCESS_INTERVAL,
+    }
     report = {"settings": settings, "summary": summary, "trials": [t.__dict__ for t in trials]}
     print(json.dumps(summary, indent=2))
     if out := os.environ.get("DAGFACTORY_E2E_REPORT"):
