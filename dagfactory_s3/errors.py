@@ -7,7 +7,7 @@ anything else escaping is a bug and deserves its traceback.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = [
     "ConfigError",
@@ -20,8 +20,9 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, order=True)
-class Problem:
+# NamedTuples rather than dataclasses on the parse path: every dag-processor child imports this
+# module, and a NamedTuple class costs a tenth of a dataclass to create.
+class Problem(NamedTuple):
     """One thing wrong with one file: where (file and JSON pointer) and why."""
 
     file: str

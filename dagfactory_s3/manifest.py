@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from dagfactory_s3 import naming
 from dagfactory_s3.errors import ManifestError, Problem
@@ -38,8 +37,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 }
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(NamedTuple):
     """One resolved task: defaults applied, inherited fields merged. ``where`` is its JSON pointer."""
 
     task_id: str
@@ -48,14 +46,13 @@ class Task:
     depends_on: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(NamedTuple):
     """A valid manifest: its bytes, their sha256 and the resolved, plain-data view of them."""
 
     file: str
     raw: bytes
     data: dict[str, Any]
-    tasks: tuple[Task, ...] = field(repr=False)
+    tasks: tuple[Task, ...]
 
     @property
     def sha256(self) -> str:
