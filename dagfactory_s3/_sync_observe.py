@@ -42,23 +42,49 @@ class Metrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
-        self.cycles = Counter("dagsync_cycles", "Reconcile cycles by outcome (success, noop, error)", ["status"], registry=r)
+        self.cycles = Counter(
+            "dagsync_cycles", "Reconcile cycles by outcome (success, noop, error)", ["status"], registry=r
+        )
         self.duration = Histogram(
-            "dagsync_cycle_duration_seconds", "Duration of one reconcile cycle", registry=r,
+            "dagsync_cycle_duration_seconds",
+            "Duration of one reconcile cycle",
+            registry=r,
             buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
         )
-        self.listed = Gauge("dagsync_objects_listed", "Objects under <env>/ in the last complete listing", registry=r)
+        self.listed = Gauge(
+            "dagsync_objects_listed", "Objects under <env>/ in the last complete listing", registry=r
+        )
         self.list_requests = Counter("dagsync_list_requests", "ListObjectsV2 pages requested", registry=r)
         self.downloaded = Counter("dagsync_objects_downloaded", "Objects downloaded (GET)", registry=r)
-        self.written = Counter("dagsync_files_written", "Files written to the dags folder", ["action"], registry=r)
+        self.written = Counter(
+            "dagsync_files_written", "Files written to the dags folder", ["action"], registry=r
+        )
         self.deleted = Counter("dagsync_files_deleted", "Files deleted from the dags folder", registry=r)
-        self.refused = Counter("dagsync_objects_refused", "Objects refused (counted once per object version)", ["reason"], registry=r)
-        self.refused_now = Gauge("dagsync_objects_refused_current", "Objects refused in the last cycle", registry=r)
+        self.refused = Counter(
+            "dagsync_objects_refused",
+            "Objects refused (counted once per object version)",
+            ["reason"],
+            registry=r,
+        )
+        self.refused_now = Gauge(
+            "dagsync_objects_refused_current", "Objects refused in the last cycle", registry=r
+        )
         self.errors = Counter("dagsync_errors", "Errors by kind", ["kind"], registry=r)
-        self.last_success = Gauge("dagsync_last_success_timestamp_seconds", "Unix time of the last complete sync", registry=r)
+        self.last_success = Gauge(
+            "dagsync_last_success_timestamp_seconds", "Unix time of the last complete sync", registry=r
+        )
         self.dags = Gauge("dagsync_dags_served", "DAG manifests served in the dags folder", registry=r)
-        self.release = Gauge("dagsync_release_info", "Applied release per package (value 1)", ["package", "release_id"], registry=r)
-        self.in_flight = Gauge("dagsync_packages_waiting", "Packages whose recorded release is not complete in S3 yet", registry=r)
+        self.release = Gauge(
+            "dagsync_release_info",
+            "Applied release per package (value 1)",
+            ["package", "release_id"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "dagsync_packages_waiting",
+            "Packages whose recorded release is not complete in S3 yet",
+            registry=r,
+        )
         self.ready = Gauge("dagsync_ready", "1 after the first complete sync", registry=r)
         self._releases: dict[str, str] = {}
 
@@ -100,7 +126,10 @@ class HealthServer:
                     alive = time.monotonic() - server.heartbeat < server.stale_after
                     self._send(200 if alive else 503, b"ok\n" if alive else b"sync loop stalled\n")
                 elif path == "/readyz":
-                    self._send(200 if server.ready else 503, b"ready\n" if server.ready else b"no complete sync yet\n")
+                    self._send(
+                        200 if server.ready else 503,
+                        b"ready\n" if server.ready else b"no complete sync yet\n",
+                    )
                 else:
                     self._send(404, b"not found\n")
 

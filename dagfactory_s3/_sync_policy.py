@@ -70,7 +70,7 @@ def classify_key(env: str, key: str) -> KeyClass:
     prefix = f"{env}/"
     if not key.startswith(prefix):
         return KeyClass("refuse", reason=f"key is outside the environment prefix {prefix!r}")
-    rel = key[len(prefix):]
+    rel = key[len(prefix) :]
     if rel.endswith("/"):
         return KeyClass("ignore")  # a "folder" marker made by the console; holds no content
     if not _PRINTABLE_KEY.match(rel):

@@ -214,9 +214,16 @@ class Reconciler:
         if report.complete:
             self.metrics.last_success.set(time.time())
         self.log(
-            "cycle", level="info" if report.status != "error" else "warning", status=report.status,
-            listed=report.listed, written=report.written, deleted=report.deleted, refused=report.refused,
-            errors=report.errors, waiting=report.waiting or None, seconds=round(report.duration, 3),
+            "cycle",
+            level="info" if report.status != "error" else "warning",
+            status=report.status,
+            listed=report.listed,
+            written=report.written,
+            deleted=report.deleted,
+            refused=report.refused,
+            errors=report.errors,
+            waiting=report.waiting or None,
+            seconds=round(report.duration, 3),
             list_seconds=round(report.list_duration, 3),
         )
         return report
@@ -237,14 +244,18 @@ class Reconciler:
             self.metrics.list_requests.inc()
             contents = page.get("Contents", [])
             if "KeyCount" in page and page["KeyCount"] != len(contents):
-                raise StorageError(f"s3://{self.bucket}: listing page is inconsistent (KeyCount != entries); not trusting it")
+                raise StorageError(
+                    f"s3://{self.bucket}: listing page is inconsistent (KeyCount != entries); not trusting it"
+                )
             for obj in contents:
                 out[obj["Key"]] = Listed(obj["Key"], obj.get("ETag", ""), int(obj.get("Size", 0)))
             if not page.get("IsTruncated"):
                 return out
             token = page.get("NextContinuationToken")
             if not token:
-                raise StorageError(f"s3://{self.bucket}: listing truncated without a continuation token; not trusting it")
+                raise StorageError(
+                    f"s3://{self.bucket}: listing truncated without a continuation token; not trusting it"
+                )
             kwargs["ContinuationToken"] = token
 
     # -- 2. plan ------------------------------------------------------------------------------
@@ -278,15 +289,25 @@ class Reconciler:
                 continue
             want = Want(rest, "manifest", key, None, entry.sha256, entry.size, entry.version_id)
             if rest.endswith(".json") and entry.size > MANIFEST_MAX_BYTES:
-                self._refuse_want(plan, key, entry.sha256, "content", f"manifest is larger than {MANIFEST_MAX_BYTES} bytes")
+                self._refuse_want(
+                    plan, key, entry.sha256, "content", f"manifest is larger than {MANIFEST_MAX_BYTES} bytes"
+                )
                 continue
             if rest.endswith(".py"):
                 _, stub_sha, _ = canonical_stub(cls.name)
                 if entry.sha256 == stub_sha and rest[:-3] + ".json" in manifests:
                     continue  # the canonical stub: written below without a GET
                 if not self.allow_python or entry.size > _MAX_PYTHON_BYTES:
-                    why = "stub without its manifest" if entry.sha256 == stub_sha else "not the canonical stub"
-                    self._refuse_want(plan, key, entry.sha256, "python", f"{why}; only generated stubs are served (see --allow-python)")
+                    why = (
+                        "stub without its manifest" if entry.sha256 == stub_sha else "not the canonical stub"
+                    )
+                    self._refuse_want(
+                        plan,
+                        key,
+                        entry.sha256,
+                        "python",
+                        f"{why}; only generated stubs are served (see --allow-python)",
+                    )
                     continue
                 want.kind = "python"
             plan.wants[rest] = want
@@ -298,7 +319,13 @@ class Reconciler:
         for rest, (cls, obj) in sorted(files.items()):
             if cls.is_manifest:
                 if obj.size > MANIFEST_MAX_BYTES:
-                    self._refuse_want(plan, obj.key, obj.etag, "content", f"manifest is larger than {MANIFEST_MAX_BYTES} bytes")
+                    self._refuse_want(
+                        plan,
+                        obj.key,
+                        obj.etag,
+                        "content",
+                        f"manifest is larger than {MANIFEST_MAX_BYTES} bytes",
+                    )
                     continue
                 plan.wants[rest] = Want(rest, "manifest", obj.key, obj.etag, size=obj.size)
         for rest, (cls, obj) in sorted(files.items()):
@@ -315,7 +342,13 @@ class Reconciler:
                 plan.wants[rest] = Want(rest, "python", obj.key, obj.etag, size=obj.size, verify_stub=True)
             else:
                 why = "stub without its manifest" if canonical else "not the canonical stub"
-                self._refuse_want(plan, obj.key, obj.etag, "python", f"{why}; only generated stubs are served (see --allow-python)")
+                self._refuse_want(
+                    plan,
+                    obj.key,
+                    obj.etag,
+                    "python",
+                    f"{why}; only generated stubs are served (see --allow-python)",
+                )
         self._add_stubs(plan)
         return plan
 
@@ -327,7 +360,9 @@ class Reconciler:
             if stub_rest not in plan.wants:
                 data, sha, _ = canonical_stub(stub_rest.rpartition("/")[2])
                 old = applied.get(stub_rest)
-                unchanged = old is not None and old.sha256 == sha and (self.root / plan.package / stub_rest).is_file()
+                unchanged = (
+                    old is not None and old.sha256 == sha and (self.root / plan.package / stub_rest).is_file()
+                )
                 plan.wants[stub_rest] = Want(stub_rest, "stub", data=data, sha256=sha, unchanged=unchanged)
 
     def _record(self, name: str, meta: Listed) -> releases.Release:
@@ -365,7 +400,9 @@ class Reconciler:
                         f"dag_id {dag_id!r} is already served by package {holder!r}; "
                         f"refused for package {name!r} (the package serving it keeps it)"
                     )
-                    self._refuse_want(plan, want.key or rest, want.sha256 or want.etag or "", "collision", reason)
+                    self._refuse_want(
+                        plan, want.key or rest, want.sha256 or want.etag or "", "collision", reason
+                    )
 
     # -- 3. fetch -----------------------------------------------------------------------------
 
@@ -380,9 +417,13 @@ class Reconciler:
                 old = applied.get(want.rest)
                 if want.data is not None:  # a stub the sidecar writes (see _add_stubs)
                     continue
-                if old is not None and path.is_file() and (
-                    (plan.mode == "release" and old.sha256 == want.sha256)
-                    or (plan.mode == "mirror" and old.etag == want.etag)
+                if (
+                    old is not None
+                    and path.is_file()
+                    and (
+                        (plan.mode == "release" and old.sha256 == want.sha256)
+                        or (plan.mode == "mirror" and old.etag == want.etag)
+                    )
                 ):
                     want.unchanged, want.sha256 = True, old.sha256
                     continue
@@ -393,7 +434,9 @@ class Reconciler:
                         break
                 jobs.append((plan, want))
         jobs = [(p, w) for p, w in jobs if p.status == "ok"]
-        futures = [(plan, want, self.pool.submit(self._get, want.key or "", want.version_id)) for plan, want in jobs]
+        futures = [
+            (plan, want, self.pool.submit(self._get, want.key or "", want.version_id)) for plan, want in jobs
+        ]
         for plan, want, future in futures:
             try:
                 data, etag = future.result()
@@ -411,7 +454,9 @@ class Reconciler:
                     self._wait(plan, f"{want.rest} in S3 does not match the recorded sha256")
                     continue
             elif etag_matches(want.etag or "", data) is False:
-                exc = StorageError(f"s3://{self.bucket}/{want.key}: body does not match its ETag (cut short or changed during download)")
+                exc = StorageError(
+                    f"s3://{self.bucket}/{want.key}: body does not match its ETag (cut short or changed during download)"
+                )
                 self._error("get", exc, report, package=plan.package, key=want.key)
                 self._drop(plan, want.rest, keep=True)
                 continue
@@ -429,16 +474,32 @@ class Reconciler:
             if not verdict.serve:
                 self._refuse_want(plan, key, want.sha256 or "", "ownership", verdict.reason)
             elif verdict.invalid:
-                self._refuse_once(key, want.sha256 or "", "invalid",
-                                  lambda: self.log("invalid_manifest", level="warning", package=plan.package, key=key,
-                                                   note="served so Airflow shows the import error", error=verdict.invalid))
+                self._refuse_once(
+                    key,
+                    want.sha256 or "",
+                    "invalid",
+                    lambda: self.log(
+                        "invalid_manifest",
+                        level="warning",
+                        package=plan.package,
+                        key=key,
+                        note="served so Airflow shows the import error",
+                        error=verdict.invalid,
+                    ),
+                )
         elif want.verify_stub:
             name = want.rest.rpartition("/")[2]
             if want.data == canonical_stub(name)[0]:
                 del plan.wants[want.rest]
                 self._add_stubs(plan)
             elif not self.allow_python:
-                self._refuse_want(plan, key, want.sha256 or "", "python", "not the canonical stub; only generated stubs are served (see --allow-python)")
+                self._refuse_want(
+                    plan,
+                    key,
+                    want.sha256 or "",
+                    "python",
+                    "not the canonical stub; only generated stubs are served (see --allow-python)",
+                )
 
     def _get(self, key: str, version_id: str | None = None) -> tuple[bytes, str]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
@@ -452,7 +513,9 @@ class Reconciler:
         except (OSError, Urllib3Error) as exc:
             raise StorageError(f"s3://{self.bucket}/{key}: download failed: {exc}") from exc
         if len(data) != int(response.get("ContentLength", len(data))):
-            raise StorageError(f"s3://{self.bucket}/{key}: body cut short ({len(data)} of {response['ContentLength']} bytes)")
+            raise StorageError(
+                f"s3://{self.bucket}/{key}: body cut short ({len(data)} of {response['ContentLength']} bytes)"
+            )
         self.metrics.downloaded.inc()
         return data, response.get("ETag", "")
 
@@ -477,8 +540,11 @@ class Reconciler:
             if not plan.tombstone
         }
         added = sum(
-            1 for plan in plans.values() if plan.status == "ok"
-            for rest in plan.wants if rest.endswith(".json") and rest not in self._applied(plan.package)
+            1
+            for plan in plans.values()
+            if plan.status == "ok"
+            for rest in plan.wants
+            if rest.endswith(".json") and rest not in self._applied(plan.package)
         )
         count = sum(len(v) for v in doomed.values())
         if served and count and count - added > self.max_delete_fraction * served:
@@ -499,15 +565,22 @@ class Reconciler:
             plan = plans[name]
             if plan.status != "ok":
                 continue
-            writes += [(plan, w) for _, w in sorted(plan.wants.items()) if not w.unchanged and w.data is not None]
+            writes += [
+                (plan, w) for _, w in sorted(plan.wants.items()) if not w.unchanged and w.data is not None
+            ]
             deletes += [(name, rest) for rest in self._deletions(plan)]
         changed_manifests = {(p.package, w.rest[:-5]) for p, w in writes if w.rest.endswith(".json")}
         touches = [
-            (p, w) for p in plans.values() if p.status == "ok" for w in p.wants.values()
+            (p, w)
+            for p in plans.values()
+            if p.status == "ok"
+            for w in p.wants.values()
             if w.unchanged and w.rest.endswith(".py") and (p.package, w.rest[:-3]) in changed_manifests
         ]
         if writes or deletes:
-            self.state.pending = [f"{p.package}/{w.rest}" for p, w in writes] + [f"{n}/{r}" for n, r in deletes]
+            self.state.pending = [f"{p.package}/{w.rest}" for p, w in writes] + [
+                f"{n}/{r}" for n, r in deletes
+            ]
             self.state.save(self.state_dir)
 
         # Manifests first, then Python: a stub never appears before its manifest. Within a phase the
@@ -519,7 +592,9 @@ class Reconciler:
                 path = self.root / plan.package / want.rest
                 actions[path] = "update" if path.exists() else "add"
                 path.parent.mkdir(parents=True, exist_ok=True)
-            results = [self.pool.submit(_write, self.root / p.package / w.rest, w.data or b"") for p, w in batch]
+            results = [
+                self.pool.submit(_write, self.root / p.package / w.rest, w.data or b"") for p, w in batch
+            ]
             failure: BaseException | None = None
             for (plan, want), result in zip(batch, results, strict=True):
                 try:
@@ -531,8 +606,14 @@ class Reconciler:
                 self._record_applied(plan, want)
                 self.metrics.written.labels(actions[path]).inc()
                 report.written += 1
-                self.log(actions[path], package=plan.package, path=f"{plan.package}/{want.rest}", sha256=want.sha256,
-                         release_id=plan.release_id, mode=plan.mode)
+                self.log(
+                    actions[path],
+                    package=plan.package,
+                    path=f"{plan.package}/{want.rest}",
+                    sha256=want.sha256,
+                    release_id=plan.release_id,
+                    mode=plan.mode,
+                )
             for directory in {(self.root / p.package / w.rest).parent for p, w in batch}:
                 _fsync_dir(directory)
             if failure is not None:
@@ -550,8 +631,14 @@ class Reconciler:
             self.state.packages[name].files.pop(rest, None)
             self.metrics.deleted.inc()
             report.deleted += 1
-            self.log("delete", package=name, path=f"{name}/{rest}", release_id=plans[name].release_id,
-                     mode=plans[name].mode, retired=plans[name].tombstone or None)
+            self.log(
+                "delete",
+                package=name,
+                path=f"{name}/{rest}",
+                release_id=plans[name].release_id,
+                mode=plans[name].mode,
+                retired=plans[name].tombstone or None,
+            )
         for name in {n for n, _ in deletes}:
             self._remove_empty_dirs(name)
 
@@ -600,16 +687,21 @@ class Reconciler:
                 plan.keep.add(item)
 
     def _refuse_want(self, plan: Plan, key: str, version: str, kind: str, reason: str) -> None:
-        rest = key[len(f"{self.env}/{plan.package}/"):] if key.startswith(f"{self.env}/") else key
+        rest = key[len(f"{self.env}/{plan.package}/") :] if key.startswith(f"{self.env}/") else key
         self._drop(plan, rest, keep=True)
         self._refused_in_plans += 1
         self._refuse(key, version, kind, reason, plan.package)
 
     def _refuse(self, key: str, version: str, kind: str, reason: str, package: str | None) -> None:
-        self._refuse_once(key, version, reason, lambda: (
-            self.metrics.refused.labels(kind).inc(),
-            self.log("refuse", level="warning", kind=kind, package=package, key=key, reason=reason),
-        ))
+        self._refuse_once(
+            key,
+            version,
+            reason,
+            lambda: (
+                self.metrics.refused.labels(kind).inc(),
+                self.log("refuse", level="warning", kind=kind, package=package, key=key, reason=reason),
+            ),
+        )
 
     def _refuse_once(self, key: str, version: str, reason: str, emit: Callable[[], object]) -> None:
         marker = (key, version, reason)
@@ -622,8 +714,13 @@ class Reconciler:
         plan.status = "waiting"
         if self._waiting_logged.get(plan.package) != plan.release_id:
             self._waiting_logged[plan.package] = plan.release_id or ""
-            self.log("waiting", package=plan.package, release_id=plan.release_id, reason=why,
-                     note="publish in flight; keeping the last applied release")
+            self.log(
+                "waiting",
+                package=plan.package,
+                release_id=plan.release_id,
+                reason=why,
+                note="publish in flight; keeping the last applied release",
+            )
 
     def _error(self, kind: str, exc: DagFactoryError, report: CycleReport, **fields: Any) -> None:
         report.errors += 1

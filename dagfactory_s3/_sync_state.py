@@ -38,7 +38,7 @@ class PackageState:
     files: dict[str, Applied] = field(default_factory=dict)  # rest ("dags/x.json") -> applied
 
     def dag_ids(self) -> set[str]:
-        return {rest[len("dags/"):-len(".json")] for rest in self.files if rest.endswith(".json")}
+        return {rest[len("dags/") : -len(".json")] for rest in self.files if rest.endswith(".json")}
 
 
 @dataclass
@@ -89,7 +89,9 @@ class State:
                 name: {
                     "mode": p.mode,
                     "release_id": p.release_id,
-                    "files": {rest: {"sha256": a.sha256, "etag": a.etag} for rest, a in sorted(p.files.items())},
+                    "files": {
+                        rest: {"sha256": a.sha256, "etag": a.etag} for rest, a in sorted(p.files.items())
+                    },
                 }
                 for name, p in sorted(self.packages.items())
             },

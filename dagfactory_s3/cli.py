@@ -39,7 +39,9 @@ def env_default(dest: str) -> str | None:
     return value or None
 
 
-def add_flag(parser: argparse.ArgumentParser, flag: str, *, help: str, required: bool = True, **kw: Any) -> None:
+def add_flag(
+    parser: argparse.ArgumentParser, flag: str, *, help: str, required: bool = True, **kw: Any
+) -> None:
     """A flag whose default comes from its environment twin; required only if the twin is unset too."""
     dest = flag.lstrip("-").replace("-", "_")
     default = env_default(dest)
@@ -54,7 +56,9 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, *, help: str, required:
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--output", choices=("text", "json"), default="text", help="output format (default: text)")
+    parser.add_argument(
+        "--output", choices=("text", "json"), default="text", help="output format (default: text)"
+    )
 
 
 def emit(args: argparse.Namespace, text: str, data: Any) -> None:

@@ -62,19 +62,40 @@ def _env(env: dict[str, Any]) -> list[k8s.V1EnvVar]:
             out.append(k8s.V1EnvVar(name=name, value=value))
         elif "secret" in value:
             ref = value["secret"]
-            out.append(k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
-                secret_key_ref=k8s.V1SecretKeySelector(name=ref["name"], key=ref["key"], optional=ref.get("optional")))))
+            out.append(
+                k8s.V1EnvVar(
+                    name=name,
+                    value_from=k8s.V1EnvVarSource(
+                        secret_key_ref=k8s.V1SecretKeySelector(
+                            name=ref["name"], key=ref["key"], optional=ref.get("optional")
+                        )
+                    ),
+                )
+            )
         else:
             ref = value["config_map"]
-            out.append(k8s.V1EnvVar(name=name, value_from=k8s.V1EnvVarSource(
-                config_map_key_ref=k8s.V1ConfigMapKeySelector(name=ref["name"], key=ref["key"], optional=ref.get("optional")))))
+            out.append(
+                k8s.V1EnvVar(
+                    name=name,
+                    value_from=k8s.V1EnvVarSource(
+                        config_map_key_ref=k8s.V1ConfigMapKeySelector(
+                            name=ref["name"], key=ref["key"], optional=ref.get("optional")
+                        )
+                    ),
+                )
+            )
     return out
 
 
 def _tolerations(items: list[dict[str, Any]]) -> list[k8s.V1Toleration]:
     return [
-        k8s.V1Toleration(key=t.get("key"), operator=t.get("operator"), value=t.get("value"),
-                         effect=t.get("effect"), toleration_seconds=t.get("toleration_seconds"))
+        k8s.V1Toleration(
+            key=t.get("key"),
+            operator=t.get("operator"),
+            value=t.get("value"),
+            effect=t.get("effect"),
+            toleration_seconds=t.get("toleration_seconds"),
+        )
         for t in items
     ]
 
@@ -82,16 +103,28 @@ def _tolerations(items: list[dict[str, Any]]) -> list[k8s.V1Toleration]:
 def _affinity(manifest: Manifest, task: Task) -> k8s.V1Affinity:
     """The Kubernetes Affinity object, refusing what the client would silently drop or change."""
     value = task.fields["affinity"]
-    where = f"{task.where}/affinity" if "affinity" in _own_fields(manifest, task) else "/task_defaults/affinity"
+    where = (
+        f"{task.where}/affinity" if "affinity" in _own_fields(manifest, task) else "/task_defaults/affinity"
+    )
     client = ApiClient()
     try:
         affinity = client._ApiClient__deserialize(value, "V1Affinity")  # what the operator itself uses
         same = client.sanitize_for_serialization(affinity) == value
     except (ValueError, TypeError, AttributeError) as exc:
-        raise ManifestError([Problem(manifest.file, where, f"not a valid Kubernetes Affinity: {exc}")]) from None
+        raise ManifestError(
+            [Problem(manifest.file, where, f"not a valid Kubernetes Affinity: {exc}")]
+        ) from None
     if not same:
-        raise ManifestError([Problem(manifest.file, where, "not a valid Kubernetes Affinity: unknown fields or wrong "
-                                     "types would be dropped; check it against the Kubernetes API (camelCase)")])
+        raise ManifestError(
+            [
+                Problem(
+                    manifest.file,
+                    where,
+                    "not a valid Kubernetes Affinity: unknown fields or wrong "
+                    "types would be dropped; check it against the Kubernetes API (camelCase)",
+                )
+            ]
+        )
     return affinity
 
 

@@ -72,7 +72,9 @@ def scan(root: Path, *, package: str | None, strict_names: bool, check_stubs: bo
             problems.extend(exc.problems())
             continue
         if strict_names and path.name != f"{m.dag_id}.json":
-            problems.append(Problem(str(path), "/dag_id", f"file must be named {m.dag_id}.json to be published"))
+            problems.append(
+                Problem(str(path), "/dag_id", f"file must be named {m.dag_id}.json to be published")
+            )
         if m.dag_id in found.manifests:
             other = found.manifests[m.dag_id].file
             problems.append(Problem(str(path), "/dag_id", f"dag_id {m.dag_id!r} is also defined in {other}"))
@@ -81,9 +83,21 @@ def scan(root: Path, *, package: str | None, strict_names: bool, check_stubs: bo
     names = {p.stem for p in json_files}
     for path in sorted(root.glob("*.py")) if check_stubs else ():
         if path.stem not in names:
-            problems.append(Problem(str(path), "", f"Python file without a manifest {path.stem}.json; only generated stubs are allowed"))
+            problems.append(
+                Problem(
+                    str(path),
+                    "",
+                    f"Python file without a manifest {path.stem}.json; only generated stubs are allowed",
+                )
+            )
         elif not stub.is_canonical(path.name, path.read_bytes()):
-            problems.append(Problem(str(path), "", "not the canonical stub (edited or stale); regenerate it with 'airflow-dag-publisher generate --dag-path'"))
+            problems.append(
+                Problem(
+                    str(path),
+                    "",
+                    "not the canonical stub (edited or stale); regenerate it with 'airflow-dag-publisher generate --dag-path'",
+                )
+            )
     if problems:
         raise ManifestError(problems)
     return found

@@ -24,18 +24,28 @@ __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="write a manifest and its stub, or (re)generate the stubs of a directory")
+    p = sub.add_parser(
+        "generate", help="write a manifest and its stub, or (re)generate the stubs of a directory"
+    )
     add_flag(p, "--package-name", help="package that owns the DAG", required=False)
     p.add_argument("--dag-id", help="DAG id, <package>_<name>")
     p.add_argument("--job-name", help="task id of the single job")
     p.add_argument("--image-tag", help="container image with a pinned tag or digest")
-    p.add_argument("--output", dest="output_file", type=Path, help="stub path X.py; the manifest goes to X.json")
+    p.add_argument(
+        "--output", dest="output_file", type=Path, help="stub path X.py; the manifest goes to X.json"
+    )
     p.add_argument("--command", dest="job_command", help="job command line (split like a shell)")
     p.add_argument("--schedule", help="cron expression or preset; default: none (manual)")
     p.add_argument("--start-date", help="absolute start date YYYY-MM-DD (default: today, UTC)")
     p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
-    p.add_argument("--dag-path", type=Path, help="instead: (re)generate the stub of every manifest in this directory")
-    p.add_argument("--check", action="store_true", help="with --dag-path: write nothing, fail if any stub is missing or stale")
+    p.add_argument(
+        "--dag-path", type=Path, help="instead: (re)generate the stub of every manifest in this directory"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="with --dag-path: write nothing, fail if any stub is missing or stale",
+    )
     p.set_defaults(handler=cmd_generate)
 
     p = sub.add_parser("validate", help="check manifests and stubs: a file or a whole directory")
@@ -45,9 +55,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_output(p)
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser("render", help="print the Kubernetes pod of every task as YAML (needs the [render] extra)")
+    p = sub.add_parser(
+        "render", help="print the Kubernetes pod of every task as YAML (needs the [render] extra)"
+    )
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
-    p.add_argument("--kubernetes-version", default=None, help="Kubernetes version to validate against (default: newest known)")
+    p.add_argument(
+        "--kubernetes-version",
+        default=None,
+        help="Kubernetes version to validate against (default: newest known)",
+    )
     p.add_argument("--output", choices=("yaml", "json"), default="yaml")
     p.set_defaults(handler=cmd_render)
 
@@ -65,13 +81,17 @@ def _manifest_path(path: Path) -> Path:
 def cmd_generate(args: argparse.Namespace) -> int:
     if args.dag_path is not None:
         return _generate_directory(args)
-    missing = [f for f in ("package_name", "dag_id", "job_name", "image_tag", "output_file") if not getattr(args, f)]
+    missing = [
+        f for f in ("package_name", "dag_id", "job_name", "image_tag", "output_file") if not getattr(args, f)
+    ]
     if missing:
         flags = ", ".join("--" + f.replace("_", "-").replace("output-file", "output") for f in missing)
         raise ConfigError(f"generate needs {flags} (or --dag-path DIR to regenerate stubs)")
     out: Path = args.output_file
     if out.suffix != ".py":
-        raise ConfigError(f"{out}: --output must name the stub file, ending in .py (the manifest goes next to it)")
+        raise ConfigError(
+            f"{out}: --output must name the stub file, ending in .py (the manifest goes next to it)"
+        )
     manifest_path = out.with_suffix(".json")
     if manifest_path.exists() and not args.force:
         raise ConfigError(f"{manifest_path}: already exists; pass --force to overwrite it")
@@ -105,7 +125,16 @@ def _generate_directory(args: argparse.Namespace) -> int:
             stale.append((target, want))
     if args.check:
         if stale:
-            raise ManifestError([Problem(str(t), "", "stub is missing or stale; run 'airflow-dag-publisher generate --dag-path'") for t, _ in stale])
+            raise ManifestError(
+                [
+                    Problem(
+                        str(t),
+                        "",
+                        "stub is missing or stale; run 'airflow-dag-publisher generate --dag-path'",
+                    )
+                    for t, _ in stale
+                ]
+            )
         print(f"{len(found.manifests)} stubs up to date")
         return 0
     for target, want in stale:
@@ -128,12 +157,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
         dags = sorted(found.manifests.values(), key=lambda m: m.dag_id)
     else:
         if target.suffix == ".py" and not stub.is_canonical(target.name, target.read_bytes()):
-            raise ManifestError([Problem(str(target), "", "not the canonical stub (edited or stale); regenerate it with 'airflow-dag-publisher generate --dag-path'")])
+            raise ManifestError(
+                [
+                    Problem(
+                        str(target),
+                        "",
+                        "not the canonical stub (edited or stale); regenerate it with 'airflow-dag-publisher generate --dag-path'",
+                    )
+                ]
+            )
         if target.suffix not in (".py", ".json"):
             raise ConfigError(f"{target}: expected a .json manifest, a .py stub or a directory")
         dags = [manifests.load(_manifest_path(target), package=args.package_name)]
-    summary = [{"dag_id": m.dag_id, "file": m.file, "sha256": m.sha256, "tasks": [t.task_id for t in m.tasks]} for m in dags]
-    emit(args, "\n".join(f"ok {m.file} ({m.dag_id}, {len(m.tasks)} tasks)" for m in dags), {"ok": True, "dags": summary, "problems": []})
+    summary = [
+        {"dag_id": m.dag_id, "file": m.file, "sha256": m.sha256, "tasks": [t.task_id for t in m.tasks]}
+        for m in dags
+    ]
+    emit(
+        args,
+        "\n".join(f"ok {m.file} ({m.dag_id}, {len(m.tasks)} tasks)" for m in dags),
+        {"ok": True, "dags": summary, "problems": []},
+    )
     return 0
 
 
@@ -150,7 +194,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
         from dagfactory_s3 import factory
     except ImportError as exc:
-        raise ConfigError(f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})") from None
+        raise ConfigError(
+            f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})"
+        ) from None
     path = _manifest_path(args.dag_file)
     m = manifests.load(path)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()
@@ -160,7 +206,13 @@ def cmd_render(args: argparse.Namespace) -> int:
             kubernetes_validate.validate(pod, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
             where = "/".join(str(p) for p in exc.path)
-            problems.append(Problem(str(path), task.where, f"pod of task {task_id!r} is not a valid Kubernetes {version} Pod at {where or '/'}: {exc.message}"))
+            problems.append(
+                Problem(
+                    str(path),
+                    task.where,
+                    f"pod of task {task_id!r} is not a valid Kubernetes {version} Pod at {where or '/'}: {exc.message}",
+                )
+            )
         except kubernetes_validate.utils.VersionNotSupportedError:
             raise ConfigError(f"kubernetes version {version} is not known to kubernetes-validate") from None
         documents.append(pod)
@@ -179,4 +231,3 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     print(schema_text(), end="")
     return 0
-

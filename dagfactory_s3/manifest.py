@@ -201,7 +201,11 @@ def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[
     for name in fields.get("env", {}):
         if not naming.is_env_name(name):
             problems.append(
-                Problem(file, f"{where}/env/{to_pointer([name])[1:]}", f"environment variable name {name!r} is invalid")
+                Problem(
+                    file,
+                    f"{where}/env/{to_pointer([name])[1:]}",
+                    f"environment variable name {name!r} is invalid",
+                )
             )
     for kind in ("labels", "annotations", "node_selector"):
         for key, value in fields.get(kind, {}).items():
@@ -215,7 +219,9 @@ def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[
             problems.append(Problem(file, f"{where}/{key}", "duration must be greater than zero"))
 
 
-def _check_rules(document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None) -> list[Problem]:
+def _check_rules(
+    document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None
+) -> list[Problem]:
     problems: list[Problem] = []
     own = document["package"]
     if package is not None and own != package:
@@ -249,24 +255,38 @@ def _check_rules(document: dict[str, Any], tasks: tuple[Task, ...], file: str, p
         _check_fields(raw, task.where, file, problems)
         id_pointer = f"{task.where}/{'name' if 'job' in document else 'task_id'}"
         if task.task_id in seen:
-            problems.append(Problem(file, id_pointer, f"task_id {task.task_id!r} is already used at {seen[task.task_id]}"))
+            problems.append(
+                Problem(file, id_pointer, f"task_id {task.task_id!r} is already used at {seen[task.task_id]}")
+            )
         seen.setdefault(task.task_id, task.where)
         if "image" not in task.fields:
-            problems.append(Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'"))
+            problems.append(
+                Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'")
+            )
         pod = naming.pod_name(document["dag_id"], task.task_id)
         if not naming.is_rfc1123_label(pod):
-            problems.append(Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label"))
+            problems.append(
+                Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label")
+            )
         for key in ("labels", "annotations"):
             reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
             for k in reserved:
-                problems.append(Problem(file, f"{task.where}/{key}{to_pointer([k])}", "the dagfactory-s3/ prefix is reserved"))
+                problems.append(
+                    Problem(
+                        file, f"{task.where}/{key}{to_pointer([k])}", "the dagfactory-s3/ prefix is reserved"
+                    )
+                )
 
     for task in tasks:
         for j, dep in enumerate(task.depends_on):
             if dep == task.task_id:
-                problems.append(Problem(file, f"{task.where}/depends_on/{j}", "a task cannot depend on itself"))
+                problems.append(
+                    Problem(file, f"{task.where}/depends_on/{j}", "a task cannot depend on itself")
+                )
             elif dep not in seen:
-                problems.append(Problem(file, f"{task.where}/depends_on/{j}", f"depends on unknown task {dep!r}"))
+                problems.append(
+                    Problem(file, f"{task.where}/depends_on/{j}", f"depends on unknown task {dep!r}")
+                )
     cycle = _find_cycle(tasks)
     if cycle:
         problems.append(Problem(file, "/tasks", f"dependency cycle: {' -> '.join(cycle)}"))
@@ -290,7 +310,7 @@ def _find_cycle(tasks: tuple[Task, ...]) -> list[str] | None:
             elif nxt not in graph or state.get(nxt) == 2:
                 continue
             elif state.get(nxt) == 1:
-                return [*path[path.index(nxt):], nxt]
+                return [*path[path.index(nxt) :], nxt]
             else:
                 state[nxt] = 1
                 path.append(nxt)

@@ -51,7 +51,17 @@ from dagfactory_s3.store import (
     object_name,
 )
 
-__all__ = ["Plan", "Wanted", "execute", "make_plan", "register", "retire", "rollback", "status", "wanted_from_dir"]
+__all__ = [
+    "Plan",
+    "Wanted",
+    "execute",
+    "make_plan",
+    "register",
+    "retire",
+    "rollback",
+    "status",
+    "wanted_from_dir",
+]
 
 DEFAULT_KEEP = 10
 DEFAULT_PARALLELISM = 8
@@ -115,8 +125,12 @@ class Plan:
     update: list[str] = field(default_factory=list)
     delete: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    copies: dict[str, bytes] = field(default_factory=dict)  # sha256 -> new content, too big to embed: own object
-    embedded: dict[str, bytes] = field(default_factory=dict)  # sha256 -> new content carried by the history record
+    copies: dict[str, bytes] = field(
+        default_factory=dict
+    )  # sha256 -> new content, too big to embed: own object
+    embedded: dict[str, bytes] = field(
+        default_factory=dict
+    )  # sha256 -> new content carried by the history record
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -173,7 +187,9 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
         else:
             (plan.unchanged if same else plan.update).append(rest)
     # The ETag is not an MD5 (SSE-KMS): compare sha256 of the stored bytes instead.
-    for (rest, data), stored in zip(unknown, _parallel(lambda item: store.get(item[0]), unknown, parallelism), strict=True):
+    for (rest, data), stored in zip(
+        unknown, _parallel(lambda item: store.get(item[0]), unknown, parallelism), strict=True
+    ):
         (plan.unchanged if stored is not None and _sha(stored) == _sha(data) else plan.update).append(rest)
     plan.update.sort()
     plan.unchanged.sort()
@@ -339,7 +355,9 @@ def execute(
         failed = _restore(store, current.record, written)
         kept = current.record.release_id if current.record else "none"
         note = f"; {len(failed)} object(s) still differ from it until the next publish" if failed else ""
-        raise type(exc)(f"{exc}\npublish of {store.package!r} aborted before the commit: release {kept} is still current{note}") from exc
+        raise type(exc)(
+            f"{exc}\npublish of {store.package!r} aborted before the commit: release {kept} is still current{note}"
+        ) from exc
     bar.close()
 
     record = Release(
@@ -357,7 +375,14 @@ def execute(
         tombstone=plan.wanted.tombstone,
     )
     try:
-        store.put(history_name(record.release_id), history_document(record, plan.embedded, {r: hashlib.md5(d, usedforsecurity=False).hexdigest() for r, d in plan.wanted.files.items()}))
+        store.put(
+            history_name(record.release_id),
+            history_document(
+                record,
+                plan.embedded,
+                {r: hashlib.md5(d, usedforsecurity=False).hexdigest() for r, d in plan.wanted.files.items()},
+            ),
+        )
         store.commit(record, expected_etag=current.etag)
     except StorageError as exc:
         # The commit may or may not have been applied (a dropped response): look before restoring.
@@ -365,13 +390,17 @@ def execute(
         try:
             now = store.current().record
         except StorageError:
-            raise StorageError(f"{exc}\ncommit of release {record.release_id} of {store.package!r} is unconfirmed; run 'list' or rerun the publish (it is idempotent)") from exc
+            raise StorageError(
+                f"{exc}\ncommit of release {record.release_id} of {store.package!r} is unconfirmed; run 'list' or rerun the publish (it is idempotent)"
+            ) from exc
         if now is None or now.release_id != record.release_id:
             failed = _restore(store, now, written)
             with contextlib.suppress(DagFactoryError):
                 store.delete(history_name(record.release_id))
             note = f"; {len(failed)} object(s) still differ from it until the next publish" if failed else ""
-            raise StorageError(f"{exc}\npublish of {store.package!r} aborted before the commit: release {now.release_id if now else kept} is still current{note}") from exc
+            raise StorageError(
+                f"{exc}\npublish of {store.package!r} aborted before the commit: release {now.release_id if now else kept} is still current{note}"
+            ) from exc
     except RecordConflict as exc:
         winner = store.current().record
         failed = _restore(store, winner, written)
@@ -409,7 +438,9 @@ def _prune(plan: Plan, record: Release, keep: int, parallelism: int) -> None:
     for release_id in kept:
         if release_id != record.release_id:
             needed |= {e.sha256 for e in store.history(release_id).files.values()}
-    stored = {r.rsplit("/", 1)[-1] for r in plan.listing if r.startswith(f"{OBJECTS_DIR}/")} | set(plan.copies)
+    stored = {r.rsplit("/", 1)[-1] for r in plan.listing if r.startswith(f"{OBJECTS_DIR}/")} | set(
+        plan.copies
+    )
     embedded_in_kept: set[str] = set(plan.embedded)
     for release_id in kept:
         if release_id != record.release_id:
@@ -431,7 +462,12 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
     target = store.history(release_id)
     if target.tombstone:
         raise PublishError(f"release {release_id} is a tombstone (retire); roll back to a release before it")
-    wanted = Wanted(dags=dict(target.dags), images=target.images, package_version=target.package_version, git_sha=target.git_sha)
+    wanted = Wanted(
+        dags=dict(target.dags),
+        images=target.images,
+        package_version=target.package_version,
+        git_sha=target.git_sha,
+    )
     missing = []
     contents = Contents(store, store.list())
     for rest, entry in sorted(target.files.items()):
@@ -441,7 +477,9 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
         else:
             wanted.files[rest] = data
     if missing:
-        raise PublishError(f"cannot roll back to {release_id}: content of {', '.join(missing)} is neither in {store.prefix}{OBJECTS_DIR}/ nor in a kept release record")
+        raise PublishError(
+            f"cannot roll back to {release_id}: content of {', '.join(missing)} is neither in {store.prefix}{OBJECTS_DIR}/ nor in a kept release record"
+        )
     return make_plan(store, wanted, parallelism=parallelism)
 
 
@@ -449,7 +487,9 @@ def retire(store: PackageStore) -> Plan:
     """A plan that removes every DAG of the package behind a tombstone record (history is kept)."""
     plan = make_plan(store, Wanted(tombstone=True))
     if plan.current.record is None and not plan.delete:
-        raise PublishError(f"nothing to retire: no release of {store.package!r} in s3://{store.bucket}/{store.environment}/")
+        raise PublishError(
+            f"nothing to retire: no release of {store.package!r} in s3://{store.bucket}/{store.environment}/"
+        )
     return plan
 
 
@@ -458,12 +498,19 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
     current = store.current()
     listing = store.list()
     rec = current.record
-    out: dict[str, Any] = {"package": store.package, "environment": store.environment, "release_id": None, "dags": []}
+    out: dict[str, Any] = {
+        "package": store.package,
+        "environment": store.environment,
+        "release_id": None,
+        "dags": [],
+    }
     if current.problem:
         out["problem"] = current.problem
     live = {r for r in listing if r.startswith(f"{DAGS_DIR}/")}
     if rec is None:
-        out.update(consistent=not live, missing=[], extra=sorted(live), mismatched=[], history=_history_ids(listing))
+        out.update(
+            consistent=not live, missing=[], extra=sorted(live), mismatched=[], history=_history_ids(listing)
+        )
         return out
     missing = sorted(r for r in rec.files if r not in listing)
     extra = sorted(live - set(rec.files))
@@ -482,7 +529,9 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         elif etags.get(rest) != listed.etag:
             unsure.append(rest)  # no MD5 to compare with (or it differs): read the bytes
     datas = _parallel(store.get, unsure, parallelism)
-    mismatched += [r for r, d in zip(unsure, datas, strict=True) if d is None or _sha(d) != rec.files[r].sha256]
+    mismatched += [
+        r for r, d in zip(unsure, datas, strict=True) if d is None or _sha(d) != rec.files[r].sha256
+    ]
     out.update(
         release_id=rec.release_id,
         previous_release_id=rec.previous_release_id,
@@ -509,7 +558,12 @@ def _target_flags(p: argparse.ArgumentParser, *, package: bool = True) -> None:
     add_flag(p, "--environment", help="environment prefix in the bucket (dev, staging, prod ...)")
     if package:
         add_flag(p, "--package-name", help="package that owns <env>/<package>/")
-    p.add_argument("--parallelism", type=int, default=DEFAULT_PARALLELISM, help=f"concurrent S3 requests (default: {DEFAULT_PARALLELISM})")
+    p.add_argument(
+        "--parallelism",
+        type=int,
+        default=DEFAULT_PARALLELISM,
+        help=f"concurrent S3 requests (default: {DEFAULT_PARALLELISM})",
+    )
     add_output(p)
 
 
@@ -520,12 +574,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     ):
         p = sub.add_parser(name, help=helptext)
         _target_flags(p)
-        p.add_argument("--dag-path", type=Path, required=True, help="directory of manifests (and optionally their stubs)")
+        p.add_argument(
+            "--dag-path", type=Path, required=True, help="directory of manifests (and optionally their stubs)"
+        )
         p.add_argument("--package-version", help="version recorded in the release record")
         p.add_argument("--git-sha", help="commit recorded in the release record")
         if name == "publish":
-            p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (same as 'plan')")
-            p.add_argument("--keep", type=int, default=DEFAULT_KEEP, help=f"release records kept for rollback (default: {DEFAULT_KEEP})")
+            p.add_argument(
+                "--dry-run", action="store_true", help="print the plan, write nothing (same as 'plan')"
+            )
+            p.add_argument(
+                "--keep",
+                type=int,
+                default=DEFAULT_KEEP,
+                help=f"release records kept for rollback (default: {DEFAULT_KEEP})",
+            )
         p.set_defaults(handler=cmd_publish, dry_run=name == "plan", keep=DEFAULT_KEEP)
 
     p = sub.add_parser("list", help="list a package's published DAGs and check S3 against its release record")
@@ -539,15 +602,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     _target_flags(p)
     p.add_argument("--to", dest="to", required=True, help="release id (see 'list --history')")
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
-    p.add_argument("--keep", type=int, default=DEFAULT_KEEP, help=f"release records kept (default: {DEFAULT_KEEP})")
+    p.add_argument(
+        "--keep", type=int, default=DEFAULT_KEEP, help=f"release records kept (default: {DEFAULT_KEEP})"
+    )
     p.set_defaults(handler=cmd_rollback)
 
     p = sub.add_parser("retire", help="remove a package: write a tombstone release, then delete its DAGs")
     _target_flags(p)
-    p.add_argument("--yes", action="store_true", help="really retire (without it: print what would be deleted)")
+    p.add_argument(
+        "--yes", action="store_true", help="really retire (without it: print what would be deleted)"
+    )
     p.set_defaults(handler=cmd_retire)
 
-    p = sub.add_parser("iam-policy", help="print least-privilege IAM policies for the package CI role and Airflow")
+    p = sub.add_parser(
+        "iam-policy", help="print least-privilege IAM policies for the package CI role and Airflow"
+    )
     add_flag(p, "--bucket", help="DAG bucket name")
     add_flag(p, "--environment", help="environment prefix in the bucket")
     add_flag(p, "--package-name", help="package whose CI role the policy is for")
@@ -567,8 +636,12 @@ def _warn(plan: Plan) -> None:
 
 
 def _plan_text(plan: Plan) -> str:
-    lines = [f"  + {r}" for r in plan.add] + [f"  ~ {r}" for r in plan.update] + [f"  - {r}" for r in plan.delete]
-    lines.append(f"  {len(plan.add)} to add, {len(plan.update)} to update, {len(plan.delete)} to delete, {len(plan.unchanged)} unchanged")
+    lines = (
+        [f"  + {r}" for r in plan.add] + [f"  ~ {r}" for r in plan.update] + [f"  - {r}" for r in plan.delete]
+    )
+    lines.append(
+        f"  {len(plan.add)} to add, {len(plan.update)} to update, {len(plan.delete)} to delete, {len(plan.unchanged)} unchanged"
+    )
     return "\n".join(lines)
 
 
@@ -587,7 +660,11 @@ def _apply(args: argparse.Namespace, plan: Plan, verb: str) -> int:
         emit(args, f"{where}: up to date, release {data['release_id']} stays current (nothing written)", data)
         return 0
     data.update(release_id=record.release_id, previous_release_id=record.previous_release_id)
-    emit(args, f"{verb} {where}: release {record.release_id} (previous {record.previous_release_id})\n{_plan_text(plan)}", data)
+    emit(
+        args,
+        f"{verb} {where}: release {record.release_id} (previous {record.previous_release_id})\n{_plan_text(plan)}",
+        data,
+    )
     return 0
 
 
@@ -622,19 +699,24 @@ def _status_text(s: dict[str, Any], history: bool) -> str:
         lines = [head + "no release" + (f" ({s['problem']})" if "problem" in s else "")]
     else:
         lines = [
-            head + f"release {s['release_id']} published {s['published_at']}"
+            head
+            + f"release {s['release_id']} published {s['published_at']}"
             + (f", version {s['package_version']}" if s.get("package_version") else "")
             + (f", git {s['git_sha']}" if s.get("git_sha") else "")
             + (" (retired: tombstone)" if s.get("tombstone") else "")
         ]
         for d in s["dags"]:
-            lines.append(f"  {d['dag_id']}  schedule={d.get('schedule')}  image={', '.join(d.get('images', []))}")
+            lines.append(
+                f"  {d['dag_id']}  schedule={d.get('schedule')}  image={', '.join(d.get('images', []))}"
+            )
     if s["consistent"]:
         lines.append("  S3 matches the release record")
     for kind in ("missing", "extra", "mismatched"):
         lines += [f"  {kind}: {r}" for r in s[kind]]
     if history:
-        lines += [f"  release {r}" + (" (current)" if r == s["release_id"] else "") for r in reversed(s["history"])]
+        lines += [
+            f"  release {r}" + (" (current)" if r == s["release_id"] else "") for r in reversed(s["history"])
+        ]
     return "\n".join(lines)
 
 

@@ -62,7 +62,7 @@ def split_key(env: str, key: str) -> tuple[str, str] | None:
     prefix = env_prefix(env)
     if not key.startswith(prefix):
         return None
-    package, sep, rest = key[len(prefix):].partition("/")
+    package, sep, rest = key[len(prefix) :].partition("/")
     if not sep or not package or not rest:
         return None
     return package, rest

@@ -76,7 +76,11 @@ def _messages(error: ValidationError) -> list[tuple[str, str]]:
         out = []
         for name in names:
             hint = difflib.get_close_matches(name, known, n=1)
-            fix = f"; did you mean {hint[0]!r}?" if hint else (f"; known fields: {', '.join(known)}" if known else "")
+            fix = (
+                f"; did you mean {hint[0]!r}?"
+                if hint
+                else (f"; known fields: {', '.join(known)}" if known else "")
+            )
             out.append((f"{pointer}/{name}", f"unknown field {name!r}{fix}"))
         return out or [(pointer, error.message)]
     if kind == "required":
@@ -89,8 +93,13 @@ def _messages(error: ValidationError) -> list[tuple[str, str]]:
         if not isinstance(instance, dict):
             return []  # the type error already says it all
         both = "tasks" in instance and "job" in instance
-        return [(pointer, "give either 'tasks' (a list of tasks) or 'job' (the single-job shorthand)"
-                 + (", not both" if both else ""))]
+        return [
+            (
+                pointer,
+                "give either 'tasks' (a list of tasks) or 'job' (the single-job shorthand)"
+                + (", not both" if both else ""),
+            )
+        ]
     if kind in ("oneOf", "anyOf") and error.context:
         # The branch that got furthest into the value is the one the author meant.
         depth = max(len(e.absolute_path) for e in error.context)
@@ -164,7 +173,9 @@ def _table(properties: dict[str, Any], required: list[str]) -> list[str]:
     rows = ["| field | type | required | default | description |", "|---|---|---|---|---|"]
     for name, spec in properties.items():
         default = f"`{json.dumps(spec['default'])}`" if "default" in spec else ""
-        rows.append(f"| `{name}` | {_type_of(spec)} | {'yes' if name in required else ''} | {default} | {_describe(spec)} |")
+        rows.append(
+            f"| `{name}` | {_type_of(spec)} | {'yes' if name in required else ''} | {default} | {_describe(spec)} |"
+        )
     return rows
 
 

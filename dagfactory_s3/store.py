@@ -134,17 +134,29 @@ class PackageStore:
         ok = (
             rest == METADATA
             or is_dag_file(rest)
-            or (rest.startswith(f"{RELEASES_DIR}/") and RELEASE_ID_RE.match(rest[len(RELEASES_DIR) + 1 : -5] or "-") and rest.endswith(".json"))
+            or (
+                rest.startswith(f"{RELEASES_DIR}/")
+                and RELEASE_ID_RE.match(rest[len(RELEASES_DIR) + 1 : -5] or "-")
+                and rest.endswith(".json")
+            )
             or (rest.startswith(f"{OBJECTS_DIR}/") and _SHA256_RE.match(rest[len(OBJECTS_DIR) + 1 :]))
         )
         if not ok:
-            raise PublishError(f"refusing to write {rest!r}: not a file the publisher owns under {self.prefix}")
+            raise PublishError(
+                f"refusing to write {rest!r}: not a file the publisher owns under {self.prefix}"
+            )
         return self.prefix + rest
 
     def _deletable(self, rest: str) -> str:
         parts = rest.split("/")
-        if parts[0] not in ("dags", RELEASES_DIR) or len(parts) < 2 or any(p in ("", ".", "..") for p in parts):
-            raise PublishError(f"refusing to delete {rest!r}: outside {self.prefix}dags/ and {self.prefix}{RELEASES_DIR}/")
+        if (
+            parts[0] not in ("dags", RELEASES_DIR)
+            or len(parts) < 2
+            or any(p in ("", ".", "..") for p in parts)
+        ):
+            raise PublishError(
+                f"refusing to delete {rest!r}: outside {self.prefix}dags/ and {self.prefix}{RELEASES_DIR}/"
+            )
         return self.prefix + rest
 
     # -- reads -----------------------------------------------------------------------------------
@@ -153,7 +165,9 @@ class PackageStore:
         """Every object under the package prefix, by name relative to it."""
         out: dict[str, Listed] = {}
         with storage_errors(self.bucket):
-            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix)
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix
+            )
             for page in pages:
                 for item in page.get("Contents", []):
                     rest = item["Key"][len(self.prefix) :]
@@ -196,7 +210,9 @@ class PackageStore:
     def history(self, release_id: str) -> Release:
         raw = self.get(history_name(release_id))
         if raw is None:
-            raise PublishError(f"release {release_id} of {self.package!r} is not in {self.prefix}{RELEASES_DIR}/ (see 'list --history')")
+            raise PublishError(
+                f"release {release_id} of {self.package!r} is not in {self.prefix}{RELEASES_DIR}/ (see 'list --history')"
+            )
         try:
             return Release.from_json(raw, file=f"s3://{self.bucket}/{self.prefix}{history_name(release_id)}")
         except SyncError as exc:
@@ -237,7 +253,13 @@ class PackageStore:
 
     def put(self, rest: str, data: bytes) -> None:
         key = self.key(rest)
-        content_type = "application/json" if rest.endswith(".json") else "text/x-python" if rest.endswith(".py") else "application/octet-stream"
+        content_type = (
+            "application/json"
+            if rest.endswith(".json")
+            else "text/x-python"
+            if rest.endswith(".py")
+            else "application/octet-stream"
+        )
         with storage_errors(self.bucket):
             self.client.put_object(
                 Bucket=self.bucket,

@@ -80,19 +80,58 @@ def _port(value: str) -> int:
 # The one table of settings. The seed's names (DAG_BUCKET, ENVIRONMENT, DAG_SYNC_INTERVAL) are kept.
 OPTIONS: dict[str, Option] = {
     "bucket": Option("--bucket", "DAG_BUCKET", None, str, "S3 bucket holding the DAGs"),
-    "environment": Option("--environment", "ENVIRONMENT", None, str, "environment prefix in the bucket (dev, staging, prod)"),
-    "interval": Option("--interval", "DAG_SYNC_INTERVAL", 30.0, _positive(float), "seconds between reconcile cycles"),
-    "dags_folder": Option("--dags-folder", "DAGS_FOLDER", "/opt/airflow/dags", Path, "the Airflow dags folder to keep in sync"),
-    "state_dir": Option("--state-dir", "DAG_SYNC_STATE_DIR", None, Path,
-                        f"where the sync state lives (default: <dags-folder>/{STATE_DIRNAME}, which Airflow never imports)"),
-    "metrics_port": Option("--metrics-port", "DAG_SYNC_METRICS_PORT", 9102, _port, "port for /metrics, /healthz, /readyz (0: off)"),
-    "max_delete_fraction": Option("--max-delete-fraction", "DAG_SYNC_MAX_DELETE_FRACTION", 0.5, _fraction,
-                                  "refuse to delete more than this fraction of served DAGs in one cycle"),
-    "allow_python": Option("--allow-python", "DAG_SYNC_ALLOW_PYTHON", False, _bool,
-                           "also serve non-canonical .py files (legacy packages; runs their code in the control plane)"),
-    "once": Option("--once", "DAG_SYNC_ONCE", False, _bool, "run one cycle and exit: 0 when complete, 1 otherwise (init container)"),
+    "environment": Option(
+        "--environment", "ENVIRONMENT", None, str, "environment prefix in the bucket (dev, staging, prod)"
+    ),
+    "interval": Option(
+        "--interval", "DAG_SYNC_INTERVAL", 30.0, _positive(float), "seconds between reconcile cycles"
+    ),
+    "dags_folder": Option(
+        "--dags-folder", "DAGS_FOLDER", "/opt/airflow/dags", Path, "the Airflow dags folder to keep in sync"
+    ),
+    "state_dir": Option(
+        "--state-dir",
+        "DAG_SYNC_STATE_DIR",
+        None,
+        Path,
+        f"where the sync state lives (default: <dags-folder>/{STATE_DIRNAME}, which Airflow never imports)",
+    ),
+    "metrics_port": Option(
+        "--metrics-port",
+        "DAG_SYNC_METRICS_PORT",
+        9102,
+        _port,
+        "port for /metrics, /healthz, /readyz (0: off)",
+    ),
+    "max_delete_fraction": Option(
+        "--max-delete-fraction",
+        "DAG_SYNC_MAX_DELETE_FRACTION",
+        0.5,
+        _fraction,
+        "refuse to delete more than this fraction of served DAGs in one cycle",
+    ),
+    "allow_python": Option(
+        "--allow-python",
+        "DAG_SYNC_ALLOW_PYTHON",
+        False,
+        _bool,
+        "also serve non-canonical .py files (legacy packages; runs their code in the control plane)",
+    ),
+    "once": Option(
+        "--once",
+        "DAG_SYNC_ONCE",
+        False,
+        _bool,
+        "run one cycle and exit: 0 when complete, 1 otherwise (init container)",
+    ),
     "workers": Option("--workers", "DAG_SYNC_WORKERS", 16, _positive(int), "parallel downloads"),
-    "max_backoff": Option("--max-backoff", "DAG_SYNC_MAX_BACKOFF", 300.0, _positive(float), "longest wait after failures, seconds"),
+    "max_backoff": Option(
+        "--max-backoff",
+        "DAG_SYNC_MAX_BACKOFF",
+        300.0,
+        _positive(float),
+        "longest wait after failures, seconds",
+    ),
 }
 _BOOL_FLAGS = {"allow_python", "once"}
 
@@ -121,11 +160,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     for dest, opt in OPTIONS.items():
         if dest in _BOOL_FLAGS:
-            parser.add_argument(opt.flag, dest=dest, action="store_const", const="true", default=None,
-                                help=f"{opt.help} [{opt.env}]")
+            parser.add_argument(
+                opt.flag,
+                dest=dest,
+                action="store_const",
+                const="true",
+                default=None,
+                help=f"{opt.help} [{opt.env}]",
+            )
         else:
-            parser.add_argument(opt.flag, dest=dest, default=None, metavar=opt.env,
-                                help=f"{opt.help} [{opt.env}, default {opt.default}]")
+            parser.add_argument(
+                opt.flag,
+                dest=dest,
+                default=None,
+                metavar=opt.env,
+                help=f"{opt.help} [{opt.env}, default {opt.default}]",
+            )
     parser.add_argument("--version", action="version", version=f"airflow-dag-sync {__version__}")
     return parser
 
@@ -165,7 +215,9 @@ def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     return Config(**values, warnings=warnings)
 
 
-def next_delay(interval: float, failures: int, max_backoff: float, rand: Callable[[], float] = random.random) -> float:
+def next_delay(
+    interval: float, failures: int, max_backoff: float, rand: Callable[[], float] = random.random
+) -> float:
     """Seconds until the next cycle: the interval (±10 %) when healthy, else exponential with jitter."""
     if failures <= 0:
         return interval * (0.9 + 0.2 * rand())
@@ -189,15 +241,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     for warning in cfg.warnings:
         log("config_warning", level="warning", warning=warning)
-    log("start", version=__version__, bucket=cfg.bucket, environment=cfg.environment,
-        dags_folder=str(cfg.dags_folder), state_dir=str(cfg.state_dir), interval=cfg.interval,
-        once=cfg.once, allow_python=cfg.allow_python, max_delete_fraction=cfg.max_delete_fraction)
+    log(
+        "start",
+        version=__version__,
+        bucket=cfg.bucket,
+        environment=cfg.environment,
+        dags_folder=str(cfg.dags_folder),
+        state_dir=str(cfg.state_dir),
+        interval=cfg.interval,
+        once=cfg.once,
+        allow_python=cfg.allow_python,
+        max_delete_fraction=cfg.max_delete_fraction,
+    )
 
     metrics = Metrics()
     health: HealthServer | None = None
     if cfg.metrics_port and not cfg.once:
         try:
-            health = HealthServer(cfg.metrics_port, metrics, stale_after=max(3 * cfg.interval, 3 * cfg.max_backoff))
+            health = HealthServer(
+                cfg.metrics_port, metrics, stale_after=max(3 * cfg.interval, 3 * cfg.max_backoff)
+            )
         except OSError as exc:
             log("error", level="error", kind="config", error=f"--metrics-port {cfg.metrics_port}: {exc}")
             return ConfigError.exit_code
@@ -214,9 +277,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def build() -> Reconciler:
         return Reconciler(
-            client=s3support.client(max_pool_connections=cfg.workers), bucket=cfg.bucket,
-            environment=cfg.environment, dags_folder=cfg.dags_folder, state_dir=cfg.state_dir, log=log,
-            metrics=metrics, allow_python=cfg.allow_python, max_delete_fraction=cfg.max_delete_fraction,
+            client=s3support.client(max_pool_connections=cfg.workers),
+            bucket=cfg.bucket,
+            environment=cfg.environment,
+            dags_folder=cfg.dags_folder,
+            state_dir=cfg.state_dir,
+            log=log,
+            metrics=metrics,
+            allow_python=cfg.allow_python,
+            max_delete_fraction=cfg.max_delete_fraction,
             workers=cfg.workers,
         )
 
@@ -232,8 +301,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 complete = reconciler.cycle().complete
             except Exception as exc:  # a bug or a full disk must not kill the sidecar; the state is rebuilt
                 metrics.errors.labels("internal").inc()
-                log("error", level="error", kind="internal", error=f"{type(exc).__name__}: {exc}",
-                    traceback=traceback.format_exc())
+                log(
+                    "error",
+                    level="error",
+                    kind="internal",
+                    error=f"{type(exc).__name__}: {exc}",
+                    traceback=traceback.format_exc(),
+                )
                 complete = False
                 reconciler.close()
                 reconciler = build()  # reload the state from disk: pending writes are re-checked

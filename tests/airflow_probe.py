@@ -20,7 +20,9 @@ def main(folder: str, out: str) -> None:
 
     hashes, errors, serialized = {}, {}, {}
     for path in sorted(Path(folder).rglob("*.py")):
-        bag = BundleDagBag(dag_folder=str(path), bundle_path=Path(folder), bundle_name="dags-folder", load_op_links=False)
+        bag = BundleDagBag(
+            dag_folder=str(path), bundle_path=Path(folder), bundle_name="dags-folder", load_op_links=False
+        )
         errors.update(bag.import_errors)
         for dag_id, dag in bag.dags.items():
             data = LazyDeserializedDAG(data=DagSerialization.to_dict(dag)).data

@@ -27,7 +27,9 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--regen-golden", action="store_true", help="rewrite tests/golden/ from the current code")
+    parser.addoption(
+        "--regen-golden", action="store_true", help="rewrite tests/golden/ from the current code"
+    )
 
 
 @pytest.fixture
@@ -41,7 +43,9 @@ def golden(request: pytest.FixtureRequest):
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(actual)
         assert path.exists(), f"missing golden file {path}; run pytest --regen-golden and review the diff"
-        assert actual == path.read_bytes(), f"{path} differs; if intended, run pytest --regen-golden and review"
+        assert actual == path.read_bytes(), (
+            f"{path} differs; if intended, run pytest --regen-golden and review"
+        )
 
     return check
 

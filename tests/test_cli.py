@@ -24,20 +24,50 @@ class TestGenerate:
     def test_seed_command_writes_manifest_and_stub(self, tmp_path):
         """The seed's generate flags write x.json then the canonical x.py; the result validates."""
         out = tmp_path / "dag.py"
-        result = run("generate", "--package-name", "pipeline_processing", "--dag-id", "pipeline_processing_example",
-                     "--job-name", "example_job", "--image-tag", "123.dkr.ecr.us-east-1.amazonaws.com/pp:v1.0.0",
-                     "--output", str(out), "--start-date", "2024-01-01", "--schedule", "@daily")
+        result = run(
+            "generate",
+            "--package-name",
+            "pipeline_processing",
+            "--dag-id",
+            "pipeline_processing_example",
+            "--job-name",
+            "example_job",
+            "--image-tag",
+            "123.dkr.ecr.us-east-1.amazonaws.com/pp:v1.0.0",
+            "--output",
+            str(out),
+            "--start-date",
+            "2024-01-01",
+            "--schedule",
+            "@daily",
+        )
         assert result.returncode == 0, result.stderr
         manifest = json.loads((tmp_path / "dag.json").read_text())
-        assert manifest["job"] == {"name": "example_job", "image": "123.dkr.ecr.us-east-1.amazonaws.com/pp:v1.0.0"}
+        assert manifest["job"] == {
+            "name": "example_job",
+            "image": "123.dkr.ecr.us-east-1.amazonaws.com/pp:v1.0.0",
+        }
         assert manifest["start_date"] == "2024-01-01" and manifest["schedule"] == "@daily"
         assert out.read_bytes() == stub.render("dag.json")
-        assert run("validate", "--package-name", "pipeline_processing", "--dag-file", str(out)).returncode == 0
+        assert (
+            run("validate", "--package-name", "pipeline_processing", "--dag-file", str(out)).returncode == 0
+        )
 
     def test_bad_flags_write_nothing(self, tmp_path):
         """A :latest image or a foreign dag_id is refused and no file is written."""
-        result = run("generate", "--package-name", "pipeline_processing", "--dag-id", "other_x", "--job-name", "j",
-                     "--image-tag", "repo/x:latest", "--output", str(tmp_path / "dag.py"))
+        result = run(
+            "generate",
+            "--package-name",
+            "pipeline_processing",
+            "--dag-id",
+            "other_x",
+            "--job-name",
+            "j",
+            "--image-tag",
+            "repo/x:latest",
+            "--output",
+            str(tmp_path / "dag.py"),
+        )
         assert result.returncode == 1
         assert "/dag_id: dag_id 'other_x' must be 'pipeline_processing_<name>'" in result.stderr
         assert "/job/image: image tag 'latest'" in result.stderr
@@ -46,8 +76,19 @@ class TestGenerate:
 
     def test_existing_manifest_needs_force(self, tmp_path):
         """generate does not overwrite a manifest unless --force is given."""
-        args = ["generate", "--package-name", "pp", "--dag-id", "pp_a", "--job-name", "j", "--image-tag", "r/x:1",
-                "--output", str(tmp_path / "pp_a.py")]
+        args = [
+            "generate",
+            "--package-name",
+            "pp",
+            "--dag-id",
+            "pp_a",
+            "--job-name",
+            "j",
+            "--image-tag",
+            "r/x:1",
+            "--output",
+            str(tmp_path / "pp_a.py"),
+        ]
         assert run(*args).returncode == 0
         again = run(*args)
         assert again.returncode == 2 and "already exists; pass --force" in again.stderr
@@ -70,7 +111,9 @@ class TestValidate:
     @pytest.mark.parametrize("package", ["pipeline_processing", "reporting_seeder"])
     def test_example_directories_are_valid(self, package):
         """validate --dag-path accepts each example package."""
-        result = run("validate", "--package-name", package, "--dag-path", str(EXAMPLES / package / "airflow_dags"))
+        result = run(
+            "validate", "--package-name", package, "--dag-path", str(EXAMPLES / package / "airflow_dags")
+        )
         assert result.returncode == 0, result.stderr
 
     @pytest.mark.parametrize(("case", "raw", "pointer", "text"), CASES, ids=[c[0] for c in CASES])
@@ -81,7 +124,9 @@ class TestValidate:
         result = run("validate", "--package-name", PACKAGE, "--dag-file", str(path))
         assert result.returncode == 1
         assert "Traceback" not in result.stderr
-        assert any(line.startswith(f"{path}: {pointer}: ") and text in line for line in result.stderr.splitlines()), result.stderr
+        assert any(
+            line.startswith(f"{path}: {pointer}: ") and text in line for line in result.stderr.splitlines()
+        ), result.stderr
 
     def test_json_output_lists_problems(self, tmp_path):
         """--output json prints {ok: false, problems: [...]} on stdout for CI."""
@@ -113,7 +158,10 @@ class TestValidate:
         folder = examples_copy / "reporting_seeder" / "airflow_dags"
         (folder / "copy.json").write_bytes((folder / "reporting_seeder_refresh_all.json").read_bytes())
         result = run("validate", "--dag-path", str(folder))
-        assert result.returncode == 1 and "dag_id 'reporting_seeder_refresh_all' is also defined in" in result.stderr
+        assert (
+            result.returncode == 1
+            and "dag_id 'reporting_seeder_refresh_all' is also defined in" in result.stderr
+        )
 
     def test_missing_path_is_a_config_error(self, tmp_path):
         """A path that does not exist exits 2 with one line."""
@@ -129,15 +177,23 @@ class TestRender:
     @pytest.mark.parametrize("path", example_manifests(), ids=lambda p: p.name)
     def test_rendered_pods_match_golden_and_validate(self, path, golden, tmp_path):
         """render prints each task's pod (operator's own code, kubernetes-validate strict) = golden file."""
-        result = subprocess.run([*CLI, "render", "--dag-file", str(path)], capture_output=True, timeout=120,
-                                env={**__import__("os").environ, "AIRFLOW_HOME": str(tmp_path)})
+        result = subprocess.run(
+            [*CLI, "render", "--dag-file", str(path)],
+            capture_output=True,
+            timeout=120,
+            env={**__import__("os").environ, "AIRFLOW_HOME": str(tmp_path)},
+        )
         assert result.returncode == 0, result.stderr.decode()
         golden(f"pods/{path.stem}.yaml", result.stdout)
 
     def test_invalid_affinity_is_reported_not_dropped(self, tmp_path):
         """An affinity the Kubernetes client would silently drop fails with its pointer instead."""
-        doc = json.loads((EXAMPLES / "reporting_seeder/airflow_dags/reporting_seeder_refresh_agency.json").read_text())
-        doc["job"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": "x"}
+        doc = json.loads(
+            (EXAMPLES / "reporting_seeder/airflow_dags/reporting_seeder_refresh_agency.json").read_text()
+        )
+        doc["job"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = {
+            "nodeSelectorTerms": "x"
+        }
         path = tmp_path / "reporting_seeder_refresh_agency.json"
         path.write_text(json.dumps(doc))
         result = run("render", "--dag-file", str(path))

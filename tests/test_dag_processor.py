@@ -28,8 +28,13 @@ def processed(tmp_path_factory):
     (dags / "pipeline_processing_nightly.json").write_text(json.dumps(bad))
     (dags / "pipeline_processing_nightly.py").write_bytes(stub.render("pipeline_processing_nightly.json"))
     migrate(home, dags)
-    result = subprocess.run([AIRFLOW, "dag-processor", "-n", "1"], env=airflow_env(home, dags),
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [AIRFLOW, "dag-processor", "-n", "1"],
+        env=airflow_env(home, dags),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return home, dags
 
@@ -51,7 +56,10 @@ def test_bad_manifest_is_exactly_one_import_error(processed):
     home, dags = processed
     rows = db_rows(home, "select filename, stacktrace from import_error")
     assert [r[0] for r in rows] == ["pipeline_processing_nightly.py"]
-    assert f"{dags / 'pipeline_processing_nightly.json'}: /tasks/1/depends_on/0: depends on unknown task 'missing'" in rows[0][1]
+    assert (
+        f"{dags / 'pipeline_processing_nightly.json'}: /tasks/1/depends_on/0: depends on unknown task 'missing'"
+        in rows[0][1]
+    )
 
 
 def test_no_version_inflation_findings_at_level_error(processed):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
-from conftest import ROOT
 from dagfactory_s3.schema import reference_markdown, schema
+
+from conftest import ROOT
 
 
 def test_manifest_reference_is_generated_from_the_schema():

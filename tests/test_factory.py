@@ -145,8 +145,14 @@ class TestDeterminism:
         for name in ("h1", "h2", "elsewhere"):
             (tmp_path / name).mkdir()
         first = probe(dags, tmp_path / "h1", PYTHONHASHSEED="1", TZ="UTC")
-        second = probe(dags, tmp_path / "h2", cwd=tmp_path / "elsewhere", PYTHONHASHSEED="4242",
-                       PYTHONPATH=str(tmp_path / "elsewhere"), TZ="Asia/Kolkata")
+        second = probe(
+            dags,
+            tmp_path / "h2",
+            cwd=tmp_path / "elsewhere",
+            PYTHONHASHSEED="4242",
+            PYTHONPATH=str(tmp_path / "elsewhere"),
+            TZ="Asia/Kolkata",
+        )
         assert first["import_errors"] == second["import_errors"] == {}
         assert len(first["hashes"]) == 3
         assert first["hashes"] == second["hashes"]

@@ -53,7 +53,10 @@ def test_all_problems_are_reported_at_once():
 
 def test_manifest_of_another_package_is_refused():
     """A manifest checked for package A but declaring package B is refused at /package."""
-    with pytest.raises(ManifestError, match=r"m.json: /package: manifest belongs to package 'pipeline_processing', not 'reporting_seeder'"):
+    with pytest.raises(
+        ManifestError,
+        match=r"m.json: /package: manifest belongs to package 'pipeline_processing', not 'reporting_seeder'",
+    ):
         manifest.parse(json.dumps(GOOD).encode(), file="m.json", package="reporting_seeder")
 
 
@@ -67,15 +70,22 @@ def test_mutable_image_allowed_when_explicit():
 def test_task_defaults_merge_into_tasks():
     """task_defaults fill unset fields; env/labels merge key by key; the task wins."""
     doc = json.loads(json.dumps(GOOD))
-    doc["task_defaults"] = {"image": "r/x:1", "env": {"A": "1", "B": "1"}, "retries": 2,
-                            "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}}
+    doc["task_defaults"] = {
+        "image": "r/x:1",
+        "env": {"A": "1", "B": "1"},
+        "retries": 2,
+        "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
+    }
     doc["tasks"][1].pop("image")
     doc["tasks"][0]["env"] = {"B": "2"}
     doc["tasks"][0]["resources"] = {"requests": {"memory": "1Gi"}}
     m = manifest.parse(json.dumps(doc).encode(), file="m.json")
     first, second = m.tasks
     assert first.fields["env"] == {"A": "1", "B": "2"}
-    assert first.fields["resources"] == {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    assert first.fields["resources"] == {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"memory": "1Gi"},
+    }
     assert second.fields["image"] == "r/x:1" and second.fields["retries"] == 2
     assert second.fields["namespace"] == "etl-jobs" and second.fields["on_finish_action"] == "delete_pod"
 

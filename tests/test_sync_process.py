@@ -45,12 +45,19 @@ def sync_env(s3, **extra: str) -> dict[str, str]:
 def run_once(s3, world, dags: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags), *args],
-        env=sync_env(s3), capture_output=True, text=True, timeout=timeout,
+        env=sync_env(s3),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def served(dags: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(dags)): p.read_bytes() for p in sorted(dags.glob("*/dags/*")) if not p.name.startswith(".")}
+    return {
+        str(p.relative_to(dags)): p.read_bytes()
+        for p in sorted(dags.glob("*/dags/*"))
+        if not p.name.startswith(".")
+    }
 
 
 def events(stdout: str) -> list[dict]:
@@ -106,11 +113,21 @@ def test_daemon_health_metrics_reload_and_sigterm(s3, world, dags):
     world.examples()
     port = free_port()
     s3.fault = lambda request, index: "500" if request.kind == "LIST" else None
-    env = sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAGS_FOLDER=str(dags), DAG_SYNC_INTERVAL="0.3",
-                   DAG_SYNC_METRICS_PORT=str(port), DAG_SYNC_MAX_BACKOFF="1")
+    env = sync_env(
+        s3,
+        DAG_BUCKET=world.bucket,
+        ENVIRONMENT=ENV,
+        DAGS_FOLDER=str(dags),
+        DAG_SYNC_INTERVAL="0.3",
+        DAG_SYNC_METRICS_PORT=str(port),
+        DAG_SYNC_MAX_BACKOFF="1",
+    )
     proc = subprocess.Popen([SYNC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: 'dagsync_cycles_total{status="error"} 1.0' in http_get(port, "/metrics")[1], what="a failed cycle")
+        wait_for(
+            lambda: 'dagsync_cycles_total{status="error"} 1.0' in http_get(port, "/metrics")[1],
+            what="a failed cycle",
+        )
         assert http_get(port, "/healthz")[0] == 200
         assert http_get(port, "/readyz") == (503, "no complete sync yet\n")
         s3.fault = None
@@ -120,9 +137,14 @@ def test_daemon_health_metrics_reload_and_sigterm(s3, world, dags):
         wait_for(lambda: "demo/dags/demo_a.py" in served(dags), what="a new DAG")
         status, text = http_get(port, "/metrics")
         assert status == 200
-        for needle in ('dagsync_cycles_total{status="success"}', 'dagsync_cycles_total{status="error"}',
-                       "dagsync_cycle_duration_seconds_bucket", "dagsync_last_success_timestamp_seconds",
-                       'dagsync_release_info{package="reporting_seeder",release_id="r1"} 1.0', "dagsync_dags_served 4.0"):
+        for needle in (
+            'dagsync_cycles_total{status="success"}',
+            'dagsync_cycles_total{status="error"}',
+            "dagsync_cycle_duration_seconds_bucket",
+            "dagsync_last_success_timestamp_seconds",
+            'dagsync_release_info{package="reporting_seeder",release_id="r1"} 1.0',
+            "dagsync_dags_served 4.0",
+        ):
             assert needle in text, needle
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
@@ -149,8 +171,13 @@ def test_sigkill_mid_download_then_restart(s3, world, dags):
         return None
 
     s3.fault = stall
-    proc = subprocess.Popen([SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags)],
-                            env=sync_env(s3), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags)],
+        env=sync_env(s3),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert downloading.wait(30)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
@@ -167,13 +194,25 @@ def test_sigkill_mid_download_then_restart(s3, world, dags):
 def test_config_errors_and_misspelled_variables(s3, world, tmp_path):
     """A missing bucket or a bad value exits 2 naming the setting; an unknown DAG_SYNC_* var is warned."""
     base = [SYNC, "--once", "--dags-folder", str(tmp_path / "d")]
-    missing = subprocess.run(base, env=sync_env(s3, ENVIRONMENT=ENV), capture_output=True, text=True, timeout=30)
+    missing = subprocess.run(
+        base, env=sync_env(s3, ENVIRONMENT=ENV), capture_output=True, text=True, timeout=30
+    )
     assert missing.returncode == 2 and "DAG_BUCKET" in events(missing.stdout)[0]["error"]
-    bad = subprocess.run(base, env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAG_SYNC_INTERVAL="soon"),
-                         capture_output=True, text=True, timeout=30)
+    bad = subprocess.run(
+        base,
+        env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAG_SYNC_INTERVAL="soon"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.returncode == 2 and "DAG_SYNC_INTERVAL" in events(bad.stdout)[0]["error"]
-    typo = subprocess.run(base, env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAG_SYNC_INTERVALL="5"),
-                          capture_output=True, text=True, timeout=30)
+    typo = subprocess.run(
+        base,
+        env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAG_SYNC_INTERVALL="5"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert typo.returncode == 0
     warning = next(e for e in events(typo.stdout) if e["event"] == "config_warning")
     assert "DAG_SYNC_INTERVALL" in warning["warning"]
@@ -185,7 +224,13 @@ def test_cli_describes_itself(flag):
     result = subprocess.run([SYNC, flag], capture_output=True, text=True, timeout=30, env={**os.environ})
     assert result.returncode == 0
     if flag == "--help":
-        for name in ("DAG_BUCKET", "ENVIRONMENT", "DAG_SYNC_INTERVAL", "DAGS_FOLDER", "DAG_SYNC_METRICS_PORT"):
+        for name in (
+            "DAG_BUCKET",
+            "ENVIRONMENT",
+            "DAG_SYNC_INTERVAL",
+            "DAGS_FOLDER",
+            "DAG_SYNC_METRICS_PORT",
+        ):
             assert name in result.stdout
 
 
@@ -199,8 +244,8 @@ class TestDeployment:
         values = yaml.safe_load((ROOT / "sidecar" / "helm-values.yaml").read_text())
         known = {opt.env for opt in OPTIONS.values()} | {"AWS_REGION"}
         for component in ("dagProcessor", "workers", "triggerer"):
-            init, = values[component]["extraInitContainers"]
-            side, = values[component]["extraContainers"]
+            (init,) = values[component]["extraInitContainers"]
+            (side,) = values[component]["extraContainers"]
             assert init["args"] == ["--once"] and "args" not in side
             for container in (init, side):
                 assert {e["name"] for e in container["env"]} <= known
@@ -213,8 +258,9 @@ class TestDeployment:
         """The Dockerfile runs as uid 50000 from python:3.11-slim; the entrypoint execs airflow-dag-sync."""
         dockerfile = (ROOT / "sidecar" / "Dockerfile").read_text()
         assert "FROM python:3.11-slim" in dockerfile and "USER 50000:0" in dockerfile
-        assert "[sidecar]" in dockerfile and "airflow" not in dockerfile.replace("airflow-dag-sync", "").replace(
-            "/opt/airflow", "").replace("Airflow", "").replace("airflow-sync", "")
+        assert "[sidecar]" in dockerfile and "airflow" not in dockerfile.replace(
+            "airflow-dag-sync", ""
+        ).replace("/opt/airflow", "").replace("Airflow", "").replace("airflow-sync", "")
         entrypoint = (ROOT / "sidecar" / "entrypoint.sh").read_text()
         assert 'exec airflow-dag-sync "$@"' in entrypoint
         assert os.access(ROOT / "sidecar" / "entrypoint.sh", os.X_OK)

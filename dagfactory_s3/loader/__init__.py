@@ -30,8 +30,14 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
     path = os.path.join(os.path.dirname(os.path.abspath(stub_file)), manifest)
     if api not in SUPPORTED_APIS:
         raise ManifestError(
-            [Problem(path, "", f"stub uses loader API {api}, this dagfactory-s3 supports {sorted(SUPPORTED_APIS)}; "
-                     "regenerate the stub or upgrade dagfactory-s3 in the Airflow image")]
+            [
+                Problem(
+                    path,
+                    "",
+                    f"stub uses loader API {api}, this dagfactory-s3 supports {sorted(SUPPORTED_APIS)}; "
+                    "regenerate the stub or upgrade dagfactory-s3 in the Airflow image",
+                )
+            ]
         )
     from dagfactory_s3 import factory
     from dagfactory_s3 import manifest as manifests
