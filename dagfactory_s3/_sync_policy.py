@@ -73,7 +73,7 @@ def classify_key(env: str, key: str) -> KeyClass:
     rel = key[len(prefix) :]
     if rel.endswith("/"):
         return KeyClass("ignore")  # a "folder" marker made by the console; holds no content
-    if not _PRINTABLE_KEY.match(rel):
+    if not _PRINTABLE_KEY.fullmatch(rel):
         return KeyClass("refuse", reason="key contains characters outside [A-Za-z0-9._/=+-]")
     parts = rel.split("/")
     if any(p in ("", ".", "..") for p in parts):
@@ -91,7 +91,7 @@ def classify_key(env: str, key: str) -> KeyClass:
         return KeyClass("ignore", package, rest)  # the publisher's history, kept for rollback
     if len(parts) != 3 or parts[1] != DAGS_DIR:
         return KeyClass("refuse", package, rest, f"only {package}/{DAGS_DIR}/<dag_id>.json|.py is served")
-    match = _DAG_FILE.match(parts[2])
+    match = _DAG_FILE.fullmatch(parts[2])
     if not match:
         return KeyClass("refuse", package, rest, "DAG file name must be <dag_id>.json or <dag_id>.py")
     why = check_dag_id(match.group(1), package)

@@ -422,7 +422,11 @@ def _history_ids(listing: dict[str, Listed]) -> list[str]:
     ids = []
     for rest in listing:
         name = rest[len(RELEASES_DIR) + 1 :]
-        if rest.startswith(f"{RELEASES_DIR}/") and name.endswith(".json") and RELEASE_ID_RE.match(name[:-5]):
+        if (
+            rest.startswith(f"{RELEASES_DIR}/")
+            and name.endswith(".json")
+            and RELEASE_ID_RE.fullmatch(name[:-5])
+        ):
             ids.append(name[:-5])
     return sorted(ids)
 

@@ -54,13 +54,13 @@ _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 
 
 def history_name(release_id: str) -> str:
-    if not RELEASE_ID_RE.match(release_id):
+    if not RELEASE_ID_RE.fullmatch(release_id):
         raise ConfigError(f"release id {release_id!r} is invalid: expected e.g. 20240101T120000.000Z-1a2b3c")
     return f"{RELEASES_DIR}/{release_id}.json"
 
 
 def object_name(sha256: str) -> str:
-    if not _SHA256_RE.match(sha256):
+    if not _SHA256_RE.fullmatch(sha256):
         raise ValueError(f"not a sha256: {sha256!r}")
     return f"{OBJECTS_DIR}/{sha256}"
 
@@ -136,10 +136,10 @@ class PackageStore:
             or is_dag_file(rest)
             or (
                 rest.startswith(f"{RELEASES_DIR}/")
-                and RELEASE_ID_RE.match(rest[len(RELEASES_DIR) + 1 : -5] or "-")
+                and RELEASE_ID_RE.fullmatch(rest[len(RELEASES_DIR) + 1 : -5] or "-")
                 and rest.endswith(".json")
             )
-            or (rest.startswith(f"{OBJECTS_DIR}/") and _SHA256_RE.match(rest[len(OBJECTS_DIR) + 1 :]))
+            or (rest.startswith(f"{OBJECTS_DIR}/") and _SHA256_RE.fullmatch(rest[len(OBJECTS_DIR) + 1 :]))
         )
         if not ok:
             raise PublishError(

@@ -777,3 +777,12 @@ def test_copy_of_examples_is_not_mutated():
     before = copy.deepcopy(example_files())
     manifest("demo", "a", description="x")
     assert example_files() == before
+
+
+@pytest.mark.parametrize("suffix", ["\n", "\r\n", "\x00"])
+def test_keys_with_trailing_control_characters_are_refused(suffix):
+    """A key ending in a newline (S3 allows it; a regex `$` would not notice) is refused, not served."""
+    from dagfactory_s3._sync_policy import classify_key
+
+    verdict = classify_key(ENV, f"{ENV}/demo/dags/demo_x.json{suffix}")
+    assert verdict.kind == "refuse" and "characters outside" in verdict.reason
