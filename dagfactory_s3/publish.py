@@ -73,6 +73,14 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _version(rest: str, data: bytes, written: dict[str, str | None], previous: Release | None) -> str | None:
+    """The VersionId of a file of the new release: just written, or kept unchanged from the previous one."""
+    if rest in written:
+        return written[rest]
+    kept = previous.files.get(rest) if previous else None
+    return kept.version_id if kept and kept.sha256 == _sha(data) else None
+
+
 def new_release_id() -> str:
     """Sortable by time (to the millisecond), unique by a random suffix: ``20240101T120000.123Z-1a2b3c``."""
     now = datetime.now(UTC)
@@ -334,13 +342,14 @@ def execute(
         return None
     bar = _Progress(len(plan.copies) + len(plan.add) + len(plan.update), progress)
     written: list[str] = []
+    versions: dict[str, str | None] = {}  # S3 VersionIds of what this publish wrote (versioned buckets)
 
     def copy(sha: str) -> None:
         store.put(object_name(sha), plan.copies[sha])
         bar.step()
 
     def upload(rest: str) -> None:
-        store.put(rest, plan.wanted.files[rest])
+        versions[rest] = store.put(rest, plan.wanted.files[rest])
         written.append(rest)
         bar.step()
 
@@ -366,7 +375,10 @@ def execute(
         release_id=release_id or new_release_id(),
         published_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         publisher_version=__version__,
-        files={rest: FileEntry(_sha(data), len(data)) for rest, data in plan.wanted.files.items()},
+        files={
+            rest: FileEntry(_sha(data), len(data), _version(rest, data, versions, current.record))
+            for rest, data in plan.wanted.files.items()
+        },
         dags=plan.wanted.dags,
         images=plan.wanted.images,
         package_version=plan.wanted.package_version,

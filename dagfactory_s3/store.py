@@ -251,7 +251,8 @@ class PackageStore:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def put(self, rest: str, data: bytes) -> None:
+    def put(self, rest: str, data: bytes) -> str | None:
+        """Write one object of the package; returns its S3 VersionId when the bucket is versioned."""
         key = self.key(rest)
         content_type = (
             "application/json"
@@ -261,13 +262,15 @@ class PackageStore:
             else "application/octet-stream"
         )
         with storage_errors(self.bucket):
-            self.client.put_object(
+            response = self.client.put_object(
                 Bucket=self.bucket,
                 Key=key,
                 Body=data,
                 ContentType=content_type,
                 Metadata={"sha256": hashlib.sha256(data).hexdigest()},
             )
+        version = response.get("VersionId")
+        return version if version and version != "null" else None
 
     def commit(self, record: Release, *, expected_etag: str | None) -> None:
         """Write ``metadata.json`` only if it is still the one read (If-Match), or still absent (If-None-Match)."""

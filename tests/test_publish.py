@@ -734,3 +734,28 @@ def test_unreadable_environment_warns_and_still_publishes(s3, bucket, examples_c
     assert any("access denied" in w and "left to the sidecar" in w for w in plan.warnings)
     assert execute(plan) is not None
     assert record(s3, bucket, RS)["release_id"]
+
+
+def test_versioned_bucket_records_version_ids(s3, bucket, examples_copy, capsys):
+    """On a versioned bucket the record names each file's S3 VersionId; unchanged files keep theirs."""
+    direct = boto3.client("s3", endpoint_url=s3.upstream)
+    direct.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    first = record(s3, bucket, RS)["files"]
+    for rest, entry in first.items():
+        head = direct.head_object(Bucket=bucket, Key=f"{ENV}/{RS}/{rest}")
+        assert entry["version_id"] == head["VersionId"]
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="changed")
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    second = record(s3, bucket, RS)["files"]
+    changed = "dags/reporting_seeder_refresh_all.json"
+    assert second[changed]["version_id"] != first[changed]["version_id"]
+    kept = "dags/reporting_seeder_refresh_agency.json"
+    assert second[kept]["version_id"] == first[kept]["version_id"]
+
+
+def test_unversioned_bucket_records_no_version_ids(s3, bucket, examples_copy, capsys):
+    """Without versioning the record carries no version_id at all (S3 would answer 'null')."""
+    assert main(capsys, *publish_args(bucket, RS, dags_dir(examples_copy, RS)))[0] == 0
+    assert all("version_id" not in entry for entry in record(s3, bucket, RS)["files"].values())
