@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -13,12 +14,13 @@ from dagfactory_s3 import stub
 
 from airflow_env import AIRFLOW, airflow_env, dags_folder_with_examples, db_rows, migrate, probe
 from bad_inputs import GOOD
-from conftest import example_manifests
+from conftest import ROOT, example_manifests
 
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):
-    """A dags folder of the examples plus one bad manifest, parsed once by the real dag-processor."""
+    """A dags folder of the examples plus one bad manifest, parsed once by the real dag-processor
+    (with the recommended airflow_local_settings.py warming dagfactory-s3 in the manager)."""
     root = tmp_path_factory.mktemp("dp")
     home, dags = root / "home", root / "dags"
     home.mkdir()
@@ -27,6 +29,9 @@ def processed(tmp_path_factory):
     bad["tasks"][1]["depends_on"] = ["missing"]
     (dags / "pipeline_processing_nightly.json").write_text(json.dumps(bad))
     (dags / "pipeline_processing_nightly.py").write_bytes(stub.render("pipeline_processing_nightly.json"))
+    # The recommended image ships this file (deploy/airflow/Dockerfile): parse with it, as production does.
+    (home / "config").mkdir()
+    shutil.copy(ROOT / "deploy" / "airflow" / "airflow_local_settings.py", home / "config")
     migrate(home, dags)
     result = subprocess.run(
         [AIRFLOW, "dag-processor", "-n", "1"],

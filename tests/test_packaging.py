@@ -150,3 +150,15 @@ def test_base_install_runs_the_publisher_without_airflow(wheel, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pp_a.json").exists() and (tmp_path / "pp_a.py").exists()
+
+
+def test_warm_imports_no_airflow_and_prepares_the_validator():
+    """loader.warm() (for airflow_local_settings.py) loads the parse modules without Airflow."""
+    code = _BLOCK_AIRFLOW + (
+        "from dagfactory_s3.loader import warm\nwarm()\n"
+        "from dagfactory_s3 import schema\n"
+        "assert schema._validator.cache_info().currsize == 1\n"
+        "assert 'dagfactory_s3.manifest' in sys.modules and 'kubernetes' not in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
