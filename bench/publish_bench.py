@@ -44,7 +44,11 @@ def write_dags(folder: Path, n: int) -> None:
             "dag_id": dag_id,
             "schedule": "0 3 * * *" if i % 2 else None,
             "start_date": "2024-01-01",
-            "job": {"name": "run", "image": f"registry.example.com/bench:v1.{i % 7}", "command": ["bench", "run", str(i)]},
+            "job": {
+                "name": "run",
+                "image": f"registry.example.com/bench:v1.{i % 7}",
+                "command": ["bench", "run", str(i)],
+            },
         }
         (folder / f"{dag_id}.json").write_text(json.dumps(doc, indent=2) + "\n")
         (folder / f"{dag_id}.py").write_bytes(stub.render(f"{dag_id}.json"))
@@ -77,14 +81,42 @@ def main() -> None:
     server.start()
     proxy = Proxy(server.url)
     try:
-        boto3.client("s3", endpoint_url=server.url, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        ).create_bucket(Bucket=BUCKET)
         with tempfile.TemporaryDirectory() as tmp:
             ours, theirs = Path(tmp) / "ours", Path(tmp) / "theirs"
             write_dags(ours, args.dags)
             write_dags(theirs, args.dags)
-            publish = [sys.executable, "-m", "dagfactory_s3.cli", "publish", "--bucket", BUCKET, "--environment", "dev",
-                       "--package-name", PACKAGE, "--dag-path", str(ours), "--parallelism", "16"]
-            sync = [str(Path(sys.executable).parent / "aws"), "s3", "sync", str(theirs), f"s3://{BUCKET}/synced/{PACKAGE}/dags/", "--delete", "--only-show-errors"]
+            publish = [
+                sys.executable,
+                "-m",
+                "dagfactory_s3.cli",
+                "publish",
+                "--bucket",
+                BUCKET,
+                "--environment",
+                "dev",
+                "--package-name",
+                PACKAGE,
+                "--dag-path",
+                str(ours),
+                "--parallelism",
+                "16",
+            ]
+            sync = [
+                str(Path(sys.executable).parent / "aws"),
+                "s3",
+                "sync",
+                str(theirs),
+                f"s3://{BUCKET}/synced/{PACKAGE}/dags/",
+                "--delete",
+                "--only-show-errors",
+            ]
             rows = []
             for step in ("cold", "one changed", "unchanged"):
                 if step == "one changed":
@@ -104,7 +136,9 @@ def main() -> None:
     ]
     for step, a, b in rows:
         for tool, m in (("airflow-dag-publisher publish", a), ("aws s3 sync --delete", b)):
-            lines.append(f"| {step} | {tool} | {m['seconds']} | {m['requests']} | {m['PUT']} | {m['GET']} | {m['LIST']} | {m['DELETE']} |")
+            lines.append(
+                f"| {step} | {tool} | {m['seconds']} | {m['requests']} | {m['PUT']} | {m['GET']} | {m['LIST']} | {m['DELETE']} |"
+            )
     table = "\n".join(lines)
     print(table)
     print(json.dumps([{"step": s, "publish": a, "aws_s3_sync": b} for s, a, b in rows]))

@@ -49,7 +49,11 @@ def manifest(package: str, i: int) -> bytes:
         "dag_id": dag_id,
         "schedule": "0 3 * * *",
         "start_date": "2024-01-01",
-        "job": {"name": "run", "image": f"registry.example.com/{package}:v1.{i % 7}", "command": ["bench", "run", str(i)]},
+        "job": {
+            "name": "run",
+            "image": f"registry.example.com/{package}:v1.{i % 7}",
+            "command": ["bench", "run", str(i)],
+        },
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
 
@@ -63,8 +67,14 @@ def seed(client, packages: int, dags: int) -> int:
             name = f"{package}_job{i:03d}"
             files[f"dags/{name}.json"] = manifest(package, i)
             files[f"dags/{name}.py"] = stub.render(f"{name}.json")
-        record = Release(package, ENV, "r1", "2024-06-01T00:00:00Z", "bench",
-                         files={k: FileEntry(hashlib.sha256(v).hexdigest(), len(v)) for k, v in files.items()})
+        record = Release(
+            package,
+            ENV,
+            "r1",
+            "2024-06-01T00:00:00Z",
+            "bench",
+            files={k: FileEntry(hashlib.sha256(v).hexdigest(), len(v)) for k, v in files.items()},
+        )
         objects += [(f"{ENV}/{package}/{k}", v) for k, v in files.items()]
         objects.append((f"{ENV}/{package}/metadata.json", record.to_json()))
     with ThreadPoolExecutor(32) as pool:
@@ -78,11 +88,17 @@ def measure(proxy: Proxy, command: list[str]) -> dict[str, float | int]:
     result = subprocess.run(command, env=aws_env(proxy.url), capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if result.returncode != 0:
-        raise SystemExit(f"{command[:3]} failed ({result.returncode}): {result.stderr or result.stdout[-2000:]}")
+        raise SystemExit(
+            f"{command[:3]} failed ({result.returncode}): {result.stderr or result.stdout[-2000:]}"
+        )
     cycle = [json.loads(line) for line in result.stdout.splitlines() if '"event":"cycle"' in line]
-    return {"seconds": round(seconds, 2), "cycle_seconds": cycle[-1]["seconds"] if cycle else None,
-            "list_seconds": cycle[-1].get("list_seconds") if cycle else None,
-            "requests": proxy.count(), **{k: proxy.count(k) for k in KINDS}}
+    return {
+        "seconds": round(seconds, 2),
+        "cycle_seconds": cycle[-1]["seconds"] if cycle else None,
+        "list_seconds": cycle[-1].get("list_seconds") if cycle else None,
+        "requests": proxy.count(),
+        **{k: proxy.count(k) for k in KINDS},
+    }
 
 
 def count_files(folder: Path) -> int:
@@ -94,25 +110,48 @@ def main() -> None:
     parser.add_argument("--packages", type=int, default=100)
     parser.add_argument("--dags", type=int, default=50, help="DAGs per package (2 files each)")
     parser.add_argument("--noop-runs", type=int, default=3, help="no-op runs per tool (median reported)")
-    parser.add_argument("--write-doc", action="store_true", help=f"write the '{HEADING}' section of docs/benchmarks.md")
+    parser.add_argument(
+        "--write-doc", action="store_true", help=f"write the '{HEADING}' section of docs/benchmarks.md"
+    )
     args = parser.parse_args()
 
     server = MotoServer()
     server.start()
     proxy = Proxy(server.url)
     try:
-        client = boto3.client("s3", endpoint_url=server.url, region_name="us-east-1",
-                              aws_access_key_id="x", aws_secret_access_key="x")
+        client = boto3.client(
+            "s3",
+            endpoint_url=server.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
         client.create_bucket(Bucket=BUCKET)
         t0 = time.perf_counter()
         objects = seed(client, args.packages, args.dags)
         print(f"seeded {objects} objects in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         with tempfile.TemporaryDirectory() as tmp:
             ours, theirs = Path(tmp) / "ours", Path(tmp) / "theirs"
-            sidecar = [str(Path(sys.executable).parent / "airflow-dag-sync"), "--once", "--bucket", BUCKET,
-                       "--environment", ENV, "--dags-folder", str(ours)]
-            aws = [str(Path(sys.executable).parent / "aws"), "s3", "sync", f"s3://{BUCKET}/{ENV}/", str(theirs),
-                   "--delete", "--exact-timestamps", "--only-show-errors"]
+            sidecar = [
+                str(Path(sys.executable).parent / "airflow-dag-sync"),
+                "--once",
+                "--bucket",
+                BUCKET,
+                "--environment",
+                ENV,
+                "--dags-folder",
+                str(ours),
+            ]
+            aws = [
+                str(Path(sys.executable).parent / "aws"),
+                "s3",
+                "sync",
+                f"s3://{BUCKET}/{ENV}/",
+                str(theirs),
+                "--delete",
+                "--exact-timestamps",
+                "--only-show-errors",
+            ]
             cold = (measure(proxy, sidecar), measure(proxy, aws))
             files = (count_files(ours), count_files(theirs))
             noop_runs = [(measure(proxy, sidecar), measure(proxy, aws)) for _ in range(args.noop_runs)]
@@ -140,16 +179,23 @@ def main() -> None:
     ]
     for step, a, b in rows:
         ratio = round(a["cycle_seconds"] / b["seconds"], 3) if b["seconds"] else 0
-        lines.append(f"| {step} | airflow-dag-sync --once | {a['seconds']} | {a['cycle_seconds']} | {a['list_seconds']} | {a['requests']} | "
-                     f"{a['GET']} | {a['LIST']} | {a['HEAD']} | {ratio}x |")
-        lines.append(f"| {step} | aws s3 sync --delete --exact-timestamps | {b['seconds']} | {b['seconds']} | – | "
-                     f"{b['requests']} | {b['GET']} | {b['LIST']} | {b['HEAD']} | 1x |")
+        lines.append(
+            f"| {step} | airflow-dag-sync --once | {a['seconds']} | {a['cycle_seconds']} | {a['list_seconds']} | {a['requests']} | "
+            f"{a['GET']} | {a['LIST']} | {a['HEAD']} | {ratio}x |"
+        )
+        lines.append(
+            f"| {step} | aws s3 sync --delete --exact-timestamps | {b['seconds']} | {b['seconds']} | – | "
+            f"{b['requests']} | {b['GET']} | {b['LIST']} | {b['HEAD']} | 1x |"
+        )
     table = "\n".join(lines)
     print(table)
     out = ROOT / "bench" / "out"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sync.json").write_text(json.dumps({"objects": objects, "files": files, "cold": cold, "noop": noop,
-                                               "noop_runs": noop_runs}, indent=2))
+    (out / "sync.json").write_text(
+        json.dumps(
+            {"objects": objects, "files": files, "cold": cold, "noop": noop, "noop_runs": noop_runs}, indent=2
+        )
+    )
     if args.write_doc:
         write_doc(table, args)
 
@@ -175,7 +221,7 @@ def write_doc(table: str, args: argparse.Namespace) -> None:
     if HEADING in text:
         start = text.index(HEADING)
         nxt = text.find("\n## ", start + len(HEADING))
-        text = text[:start] + section + (text[nxt + 1:] if nxt != -1 else "")
+        text = text[:start] + section + (text[nxt + 1 :] if nxt != -1 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     doc.write_text(text, encoding="utf-8")
