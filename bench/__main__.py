@@ -56,9 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         "--childcost-files", type=int, default=CHILDCOST_FILES, help="files per child-cost profile"
     )
     parser.add_argument(
-        "--warm-manager",
+        "--no-local-settings",
         action="store_true",
-        help="add a variant: stubs with dagfactory_s3 imported by airflow_local_settings (the suggested fix)",
+        help="skip the stubs-as-deployed variant (the image's airflow_local_settings.py)",
     )
     parser.add_argument(
         "--dagfactory-default-timeouts",
@@ -96,20 +96,24 @@ def main(argv: list[str] | None = None) -> int:
     results["expected"] = corpus.expected_counts(args.n)
     folders = {"empty": out / "corpus" / "empty", **c.folders}
     folders["empty"].mkdir(exist_ok=True)
-    if args.warm_manager:
-        folders["stubs-warm"] = c.folders["stubs"]  # the same files, parsed by a warmed manager
+    local_settings = None if args.no_local_settings else processor.local_settings_text()
+    if local_settings is not None:
+        folders["stubs-warm"] = c.folders[
+            "stubs"
+        ]  # the same files, in a home with the image's local settings
     homes = {v: out / "homes" / v for v in folders}
 
     _step("probing what a dag-processor child has pre-imported")
     sample_manifest = c.folders["stubs"] / f"{c.sample_dag_id}.json"
-    results["probe"] = asdict(probe.run_probe(out / "probe", sample_manifest, warm=args.warm_manager))
+    results["probe"] = asdict(probe.run_probe(out / "probe", sample_manifest, local_settings=local_settings))
     modules_file = out / "probe" / "manager-modules.json"
     modules_file.write_text(json.dumps(results["probe"].pop("modules")))
 
     _step("migrating one SQLite database per variant")
     for variant, folder in folders.items():
-        warm = processor.WARM_CORE if variant == "stubs-warm" else None
-        processor.prepare_home(homes[variant], folder, local_settings=warm)
+        processor.prepare_home(
+            homes[variant], folder, local_settings=local_settings if variant == "stubs-warm" else None
+        )
 
     cycles: dict[str, list[processor.CycleResult]] = {v: [] for v in folders}
     order = list(folders)
@@ -139,16 +143,21 @@ def main(argv: list[str] | None = None) -> int:
     _step(
         f"per-task parse: {args.repeat} fresh interpreters per variant ({args.repeat_dagfactory} for dag-factory)"
     )
+    ours = ["stubs-warm", "stubs"] if "stubs-warm" in folders else ["stubs"]
     jobs = [
-        (v, processor.airflow_env(homes[v], c.folders[v]), c.sample_file(v), c.folders[v])
-        for v in corpus.VARIANTS
+        (v, processor.airflow_env(homes[v], folders[v]), c.sample_file(source), folders[v])
+        for v, source in [
+            *((v, "stubs") for v in ours),
+            ("handwritten", "handwritten"),
+            ("dagfactory", "dagfactory"),
+        ]
     ]
-    repeats = {"stubs": args.repeat, "handwritten": args.repeat, "dagfactory": args.repeat_dagfactory}
+    repeats = {v: args.repeat for v in [*ours, "handwritten"]} | {"dagfactory": args.repeat_dagfactory}
     parsed = task_parse.measure(jobs, c.sample_dag_id, c.sample_task_id, repeats)
     _step(
-        f"per-task parse, operator module imported first: {args.repeat_warm} runs for stubs and hand-written"
+        f"per-task parse, operator module imported first: {args.repeat_warm} runs for ours and hand-written"
     )
-    warm_repeats = {"stubs": args.repeat_warm, "handwritten": args.repeat_warm}
+    warm_repeats = {v: args.repeat_warm for v in [*ours, "handwritten"]}
     warm = task_parse.measure(jobs, c.sample_dag_id, c.sample_task_id, warm_repeats, warm=True)
     results["task_parse"] = report.summarize_task_parse(parsed, warm, c.sample_dag_id, c.sample_task_id)
 

@@ -44,7 +44,7 @@ _CONTROL = "# airflow dag probe without airflow imports\n"
 class ProbeResult:
     with_stub: dict[str, bool]
     control: dict[str, bool]
-    warmed: dict[str, bool] | None  # the stub again, the manager warmed by airflow_local_settings
+    warmed: dict[str, bool] | None  # the stub again, with the image's airflow_local_settings.py
     stub_dags: int  # the probed stub still builds its DAG (1) without import errors (0)
     stub_import_errors: int
     modules: list[str]  # the control child's sys.modules: the manager's state before any pre-import
@@ -66,10 +66,10 @@ def _run(
     return json.loads(out.read_text()), cycle
 
 
-def run_probe(root: Path, manifest: Path, *, warm: bool = False) -> ProbeResult:
+def run_probe(root: Path, manifest: Path, *, local_settings: str | None = None) -> ProbeResult:
     """Run the probes; ``manifest`` is any valid manifest (the stub builds its DAG from a copy).
 
-    ``warm``: also probe the stub under a manager warmed by ``airflow_local_settings`` (the experiment).
+    ``local_settings``: also probe the stub in a home with this ``airflow_local_settings.py``.
     """
     stub_name = manifest.with_suffix(".py").name
     stub_files = {
@@ -78,7 +78,7 @@ def run_probe(root: Path, manifest: Path, *, warm: bool = False) -> ProbeResult:
     }
     with_stub, cycle = _run(root, "probe-stub", stub_files)
     control, _ = _run(root, "probe-control", {"probe_control.py": _CONTROL.encode() + _SNAPSHOT.encode()})
-    warmed = _run(root, "probe-warm", stub_files, processor.WARM_CORE)[0] if warm else None
+    warmed = _run(root, "probe-warm", stub_files, local_settings)[0] if local_settings is not None else None
     return ProbeResult(
         with_stub={m: m in with_stub for m in WATCHED},
         control={m: m in control for m in WATCHED},

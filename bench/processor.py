@@ -36,7 +36,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-__all__ = ["WARM_ALL", "WARM_CORE", "CycleResult", "airflow_env", "prepare_home", "run_cycle"]
+__all__ = [
+    "LOCAL_SETTINGS",
+    "WARM_ALL",
+    "WARM_CORE",
+    "CycleResult",
+    "airflow_env",
+    "local_settings_text",
+    "prepare_home",
+    "run_cycle",
+]
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 PARSING_PROCESSES = 2
@@ -85,13 +94,19 @@ def airflow_env(home: Path, dags: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-# The experiment behind a suggested change: every Airflow process imports ``airflow_local_settings``
-# from $AIRFLOW_HOME/config at start-up, so the dag-processor manager has these modules (and the built
-# schema validator) before it forks, and its parsing children inherit them. Only Airflow-free modules:
-# this runs in every Airflow component, which must not pay for the Kubernetes client.
-WARM_CORE = "from dagfactory_s3 import loader, manifest, schema\nschema._validator()\n"
-# Also the factory (which imports the KubernetesPodOperator module): the most a parent could hold.
+# What the Airflow image installs as $AIRFLOW_HOME/config/airflow_local_settings.py: every Airflow
+# process imports it at start-up, so the dag-processor manager runs ``dagfactory_s3.loader.warm()``
+# (Airflow-free parse modules, schema validator) before it forks its parsing children.
+LOCAL_SETTINGS = Path(__file__).resolve().parent.parent / "deploy" / "airflow" / "airflow_local_settings.py"
+# The same warm-up as code, for bench.childcost's rebuilt parent; and with the factory (which imports
+# the KubernetesPodOperator module) too: the most a parent could hold.
+WARM_CORE = "from dagfactory_s3.loader import warm\nwarm()\n"
 WARM_ALL = WARM_CORE + "from dagfactory_s3 import factory\n"
+
+
+def local_settings_text() -> str:
+    """The image's airflow_local_settings.py, or the same warm-up if this checkout predates that file."""
+    return LOCAL_SETTINGS.read_text() if LOCAL_SETTINGS.exists() else WARM_CORE
 
 
 def prepare_home(home: Path, dags: Path, *, local_settings: str | None = None) -> None:
@@ -101,10 +116,7 @@ def prepare_home(home: Path, dags: Path, *, local_settings: str | None = None) -
     home.mkdir(parents=True)
     if local_settings is not None:
         (home / "config").mkdir()
-        (home / "config" / "airflow_local_settings.py").write_text(
-            "# benchmark: warm dagfactory-s3 in every Airflow process, before the dag-processor forks\n"
-            + local_settings
-        )
+        (home / "config" / "airflow_local_settings.py").write_text(local_settings)
     subprocess.run(
         [AIRFLOW, "db", "migrate"], env=airflow_env(home, dags), check=True, capture_output=True, cwd=home
     )
