@@ -95,7 +95,7 @@ def main() -> None:
             publish = [
                 sys.executable,
                 "-m",
-                "dagfactory_s3.cli",
+                "dagfactory_s3.publisher.cli",
                 "publish",
                 "--bucket",
                 BUCKET,

@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from dagfactory_s3 import stub  # noqa: E402
-from dagfactory_s3.release import FileEntry, Release  # noqa: E402
+from dagfactory_s3.naming import object_name  # noqa: E402
+from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release  # noqa: E402
 
 from s3server import MotoServer, Proxy, aws_env  # noqa: E402
 
@@ -74,8 +75,16 @@ def seed(client, packages: int, dags: int) -> int:
             "2024-06-01T00:00:00Z",
             "bench",
             files={k: FileEntry(hashlib.sha256(v).hexdigest(), len(v)) for k, v in files.items()},
+            content=CONTENT_OBJECTS,
         )
+        # The publisher's layout: manifests in the content store (what the sidecar reads), readable
+        # copies of manifests and stubs under dags/ (what `aws s3 sync` of the seed reads).
         objects += [(f"{ENV}/{package}/{k}", v) for k, v in files.items()]
+        objects += [
+            (f"{ENV}/{package}/{object_name(hashlib.sha256(v).hexdigest())}", v)
+            for k, v in files.items()
+            if k.endswith(".json")
+        ]
         objects.append((f"{ENV}/{package}/metadata.json", record.to_json()))
     with ThreadPoolExecutor(32) as pool:
         list(pool.map(lambda kv: client.put_object(Bucket=BUCKET, Key=kv[0], Body=kv[1]), objects))

@@ -12,9 +12,12 @@ from typing import NamedTuple
 __all__ = [
     "ConfigError",
     "DagFactoryError",
+    "Interrupted",
     "ManifestError",
     "Problem",
     "PublishError",
+    "RecordConflict",
+    "RecordError",
     "StorageError",
     "SyncError",
 ]
@@ -65,13 +68,41 @@ class ManifestError(DagFactoryError):
 
 
 class StorageError(DagFactoryError):
-    """S3 could not be read or written: missing bucket, access denied, expired credentials, network."""
+    """S3 could not be read or written: missing bucket, access denied, expired credentials, network.
+
+    ``code`` is S3's error code when S3 answered (``AccessDenied``, ``NoSuchBucket`` ...), else "".
+    """
 
     exit_code = 3
+
+    def __init__(self, message: str, *, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def denied(self) -> bool:
+        return self.code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled")
 
 
 class PublishError(DagFactoryError):
     """A publish, rollback or retire was refused (isolation, ownership, concurrency)."""
+
+    exit_code = 4
+
+
+class Interrupted(DagFactoryError):
+    """SIGINT or SIGTERM stopped a command; the message says what S3 holds and how a rerun completes it."""
+
+    exit_code = 130
+
+
+class RecordConflict(PublishError):
+    """A conditional write lost: ``metadata.json`` changed since it was read (a concurrent publish won)."""
+
+
+class RecordError(DagFactoryError):
+    """A release record in S3 is not a valid record (the publisher refuses to build on it, the sidecar
+    keeps that package's last applied release)."""
 
     exit_code = 4
 

@@ -1,77 +1,25 @@
-"""The S3 layout and the release record (``metadata.json``) shared by the publisher and the sidecar.
+"""The release record (``metadata.json``) shared by the publisher and the sidecar. No I/O.
 
-Layout under ``s3://<bucket>/<env>/`` (compatible with a plain ``aws s3 sync`` of ``<env>/``)::
-
-    <package>/dags/<dag_id>.json     manifest
-    <package>/dags/<dag_id>.py       its canonical stub
-    <package>/metadata.json          the current release record: the commit point of a publish
-    <package>/_releases/...          the publisher's history (kept for rollback; the sidecar ignores it)
-
-A release record names every file of the release with its sha256, so a reader that trusts the
-record never applies half a release. This module does no I/O.
+A release record names every file of one package's release with its sha256, so a reader that
+trusts the record never applies half a release. Key layout: :mod:`dagfactory_s3.naming`.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from dagfactory_s3.errors import Problem, SyncError
-from dagfactory_s3.naming import check_package
+from dagfactory_s3.errors import Problem, RecordError
+from dagfactory_s3.naming import SHA256_RE, check_package, is_dag_file
 
-__all__ = [
-    "DAGS_DIR",
-    "FORMAT",
-    "METADATA",
-    "RELEASES_DIR",
-    "FileEntry",
-    "Release",
-    "env_prefix",
-    "package_prefix",
-    "split_key",
-]
+__all__ = ["CONTENT_OBJECTS", "FORMAT", "FileEntry", "Release"]
 
 FORMAT = "dagfactory-s3/release@1"
-METADATA = "metadata.json"
-DAGS_DIR = "dags"
-RELEASES_DIR = "_releases"
-_ENV_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
-_DAG_FILE_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}\.(json|py)$")
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
-
-
-def check_environment(env: str) -> str | None:
-    if not _ENV_RE.fullmatch(env or ""):
-        return f"environment {env!r} is invalid: use 1-50 lowercase letters, digits, '-' or '_'"
-    return None
-
-
-def env_prefix(env: str) -> str:
-    return f"{env}/"
-
-
-def package_prefix(env: str, package: str) -> str:
-    return f"{env}/{package}/"
-
-
-def split_key(env: str, key: str) -> tuple[str, str] | None:
-    """``<env>/<package>/<rest>`` -> (package, rest); None when the key is not of that shape."""
-    prefix = env_prefix(env)
-    if not key.startswith(prefix):
-        return None
-    package, sep, rest = key[len(prefix) :].partition("/")
-    if not sep or not package or not rest:
-        return None
-    return package, rest
-
-
-def is_dag_file(rest: str) -> bool:
-    """True for ``dags/<dag_id>.json`` or ``dags/<dag_id>.py`` (the only files served to Airflow)."""
-    directory, sep, name = rest.partition("/")
-    return directory == DAGS_DIR and bool(sep) and bool(_DAG_FILE_RE.fullmatch(name))
+# Where a record's manifests live. "objects": immutable, by sha256, in _releases/objects/ (written
+# before the commit, never overwritten). Absent (records of dagfactory-s3 0.1): at their dags/ keys.
+CONTENT_OBJECTS = "objects"
 
 
 @dataclass(frozen=True)
@@ -103,6 +51,7 @@ class Release:
     git_sha: str | None = None
     previous_release_id: str | None = None
     tombstone: bool = False
+    content: str | None = None  # CONTENT_OBJECTS, or None for a 0.1 record
 
     def to_json(self) -> bytes:
         body = {
@@ -116,6 +65,7 @@ class Release:
             "package_version": self.package_version,
             "git_sha": self.git_sha,
             "tombstone": self.tombstone,
+            "content": self.content,
             "images": sorted(self.images),
             "dags": {k: self.dags[k] for k in sorted(self.dags)},
             "files": {k: self.files[k].to_dict() for k in sorted(self.files)},
@@ -124,10 +74,10 @@ class Release:
 
     @classmethod
     def from_json(cls, raw: bytes, *, file: str) -> Release:
-        """Parse and check a record. Raises SyncError naming ``file`` when it is not a valid record."""
+        """Parse and check a record. Raises RecordError naming ``file`` when it is not a valid record."""
 
-        def bad(pointer: str, message: str) -> SyncError:
-            return SyncError(str(Problem(file, pointer, message)))
+        def bad(pointer: str, message: str) -> RecordError:
+            return RecordError(str(Problem(file, pointer, message)))
 
         try:
             doc = orjson.loads(raw)
@@ -150,11 +100,13 @@ class Release:
                 raise bad(pointer, "file is not dags/<dag_id>.json or dags/<dag_id>.py")
             if (
                 not isinstance(entry, dict)
-                or not _SHA256_RE.fullmatch(str(entry.get("sha256", "")))
+                or not SHA256_RE.fullmatch(str(entry.get("sha256", "")))
                 or not isinstance(entry.get("size"), int)
             ):
                 raise bad(pointer, "needs sha256 (64 hex digits) and size (integer)")
             files[rest] = FileEntry(entry["sha256"], entry["size"], entry.get("version_id"))
+        if doc.get("content") not in (None, CONTENT_OBJECTS):
+            raise bad("/content", f"unknown content layout {doc.get('content')!r}; upgrade dagfactory-s3")
         dags = doc.get("dags", {})
         if not isinstance(dags, dict):
             raise bad("/dags", "not an object")
@@ -171,4 +123,5 @@ class Release:
             git_sha=doc.get("git_sha"),
             previous_release_id=doc.get("previous_release_id"),
             tombstone=bool(doc.get("tombstone", False)),
+            content=doc.get("content"),
         )

@@ -1,13 +1,18 @@
 """S3 access for the publisher and the sidecar: the standard AWS chain only, errors made plain.
 
 Credentials, region and endpoint come from the standard chain (environment, shared profiles,
-instance/pod identity, ``AWS_ENDPOINT_URL``); there are no credential flags on purpose.
+instance/pod identity, ``AWS_ENDPOINT_URL``); there are no credential flags on purpose. Every
+request either returns what it promises (a whole listing, a whole body) or raises
+:class:`~dagfactory_s3.errors.StorageError` with one line saying what to check.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import hashlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -19,19 +24,38 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
+from urllib3.exceptions import HTTPError as Urllib3Error
 
-from dagfactory_s3.errors import StorageError
+from dagfactory_s3.errors import RecordConflict, StorageError
 
-__all__ = ["client", "storage_errors"]
+__all__ = [
+    "Listed",
+    "client",
+    "delete",
+    "describe",
+    "etag_matches",
+    "get",
+    "list_objects",
+    "list_prefixes",
+    "put",
+    "storage_errors",
+]
 
 _EXPIRED = {"ExpiredToken", "ExpiredTokenException", "RequestExpired", "TokenRefreshRequired"}
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
+_MD5 = re.compile(r"[0-9a-f]{32}")
 
 
-def client(*, max_pool_connections: int = 16, retries: int = 3) -> Any:
-    """A boto3 S3 client from the standard chain (honours AWS_ENDPOINT_URL, AWS_PROFILE, ...)."""
+def client(*, max_pool_connections: int = 16, retries: int | None = None) -> Any:
+    """A boto3 S3 client from the standard chain (honours AWS_ENDPOINT_URL, AWS_PROFILE, AWS_MAX_ATTEMPTS ...).
+
+    Retries: botocore's standard mode; the attempts come from the chain (``AWS_MAX_ATTEMPTS``, the
+    profile's ``max_attempts``; 3 by default) unless ``retries`` says otherwise.
+    """
     config = Config(
         max_pool_connections=max_pool_connections,
-        retries={"max_attempts": retries, "mode": "standard"},
+        retries={"mode": "standard", **({"max_attempts": retries} if retries else {})},
         connect_timeout=5,
         read_timeout=30,
     )
@@ -60,9 +84,177 @@ def describe(exc: BaseException, bucket: str) -> str:
 
 
 @contextlib.contextmanager
-def storage_errors(bucket: str) -> Iterator[None]:
-    """Turn botocore failures into StorageError with a one-line message."""
+def storage_errors(bucket: str, key: str = "") -> Iterator[None]:
+    """Turn botocore and connection failures into StorageError with a one-line message."""
     try:
         yield
-    except (ClientError, BotoCoreError) as exc:
-        raise StorageError(describe(exc, bucket)) from exc
+    except (ClientError, BotoCoreError, OSError, Urllib3Error) as exc:
+        raise _storage_error(exc, bucket, key) from exc
+
+
+def _storage_error(exc: BaseException, bucket: str, key: str = "") -> StorageError:
+    code = _code(exc) if isinstance(exc, ClientError) else ""
+    return StorageError(describe(exc, bucket) + (f" ({key})" if key else ""), code=code)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def etag_matches(etag: str, data: bytes) -> bool | None:
+    """Whether ``data`` has this ETag; None when the ETag is not an MD5 (multipart, SSE-KMS).
+
+    The ETag rule: a single-part upload without KMS has the MD5 of its bytes as its ETag.
+    """
+    value = etag.strip('"')
+    if not _MD5.fullmatch(value):
+        return None
+    return hashlib.md5(data, usedforsecurity=False).hexdigest() == value
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One object of a listing: full key, size and ETag (unquoted)."""
+
+    key: str
+    size: int
+    etag: str
+    modified: float = 0.0  # LastModified, seconds since the epoch
+
+    def same_bytes(self, data: bytes) -> bool | None:
+        """True/False when the size or MD5 ETag can tell; None when it cannot (KMS, multipart)."""
+        if self.size != len(data):
+            return False
+        return etag_matches(self.etag, data)
+
+
+def list_objects(
+    s3: Any,
+    bucket: str,
+    prefix: str,
+    *,
+    page_size: int = 1000,
+    on_page: Callable[[], None] | None = None,
+) -> dict[str, Listed]:
+    """Every object under ``prefix`` by key, or StorageError: a partial listing is never returned."""
+    out: dict[str, Listed] = {}
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    while True:
+        with storage_errors(bucket):
+            page = s3.list_objects_v2(**kwargs)
+        if on_page:
+            on_page()
+        contents = page.get("Contents", [])
+        if "KeyCount" in page and page["KeyCount"] != len(contents) + len(page.get("CommonPrefixes", [])):
+            raise StorageError(
+                f"s3://{bucket}: listing page is inconsistent (KeyCount != entries); not trusting it"
+            )
+        for obj in contents:
+            modified = obj["LastModified"].timestamp() if "LastModified" in obj else 0.0
+            out[obj["Key"]] = Listed(
+                obj["Key"], int(obj.get("Size", 0)), obj.get("ETag", "").strip('"'), modified
+            )
+        if not page.get("IsTruncated"):
+            return out
+        token = page.get("NextContinuationToken")
+        if not token:
+            raise StorageError(
+                f"s3://{bucket}: listing truncated without a continuation token; not trusting it"
+            )
+        kwargs["ContinuationToken"] = token
+
+
+def list_prefixes(s3: Any, bucket: str, prefix: str) -> list[str]:
+    """The names of the "folders" directly under ``prefix`` (a delimited listing), sorted."""
+    names: list[str] = []
+    with storage_errors(bucket):
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix, Delimiter="/"):
+            names += [p["Prefix"][len(prefix) :].rstrip("/") for p in page.get("CommonPrefixes", [])]
+    return sorted(names)
+
+
+@dataclass(frozen=True)
+class Fetched:
+    data: bytes
+    etag: str
+
+
+def get(
+    s3: Any,
+    bucket: str,
+    key: str,
+    *,
+    version_id: str | None = None,
+    max_bytes: int | None = None,
+    missing_ok: bool = False,
+) -> Fetched | None:
+    """The whole body of one object, checked against its Content-Length.
+
+    ``max_bytes`` refuses a larger object before reading its body (StorageError); ``missing_ok``
+    returns None for a missing key instead of raising.
+    """
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if version_id:
+        kwargs["VersionId"] = version_id
+    try:
+        response = s3.get_object(**kwargs)
+        length = int(response.get("ContentLength", -1))
+        if max_bytes is not None and length > max_bytes:
+            response["Body"].close()
+            raise StorageError(f"s3://{bucket}/{key}: {length} bytes, larger than the {max_bytes} allowed")
+        body = response["Body"]
+        data = body.read() if max_bytes is None else body.read(max_bytes + 1)
+    except ClientError as exc:
+        if missing_ok and _code(exc) in _NOT_FOUND:
+            return None
+        raise _storage_error(exc, bucket, key) from exc
+    except BotoCoreError as exc:
+        raise _storage_error(exc, bucket, key) from exc
+    except (OSError, Urllib3Error) as exc:
+        raise StorageError(f"s3://{bucket}/{key}: download failed: {exc}") from exc
+    if max_bytes is not None and len(data) > max_bytes:
+        raise StorageError(f"s3://{bucket}/{key}: larger than the {max_bytes} bytes allowed")
+    if length >= 0 and len(data) != length:
+        raise StorageError(f"s3://{bucket}/{key}: body cut short ({len(data)} of {length} bytes)")
+    return Fetched(data, response.get("ETag", "").strip('"'))
+
+
+def put(
+    s3: Any,
+    bucket: str,
+    key: str,
+    data: bytes,
+    *,
+    if_match: str | None = None,
+    if_none_match: bool = False,
+    **extra: Any,
+) -> str | None:
+    """Write one object; returns its VersionId on a versioned bucket.
+
+    ``if_match`` (an ETag) / ``if_none_match`` make the write conditional: losing the condition raises
+    :class:`RecordConflict` (S3 answers 412, or 409 for a concurrent conditional write).
+    """
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key, "Body": data, **extra}
+    if if_match:
+        kwargs["IfMatch"] = f'"{if_match}"'
+    elif if_none_match:
+        kwargs["IfNoneMatch"] = "*"
+    try:
+        response = s3.put_object(**kwargs)
+    except ClientError as exc:
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        conditional = bool(if_match or if_none_match)
+        if conditional and (
+            _code(exc) in _CONFLICT or status in (409, 412) or (if_match and _code(exc) in _NOT_FOUND)
+        ):
+            raise RecordConflict(f"s3://{bucket}/{key} changed since it was read") from None
+        raise _storage_error(exc, bucket, key) from exc
+    except (BotoCoreError, OSError, Urllib3Error) as exc:
+        raise _storage_error(exc, bucket, key) from exc
+    version = response.get("VersionId")
+    return version if version and version != "null" else None
+
+
+def delete(s3: Any, bucket: str, key: str) -> None:
+    with storage_errors(bucket, key):
+        s3.delete_object(Bucket=bucket, Key=key)

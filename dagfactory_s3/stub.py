@@ -7,6 +7,7 @@ from importlib import resources
 
 from dagfactory_s3.errors import ConfigError
 from dagfactory_s3.loader import API_VERSION
+from dagfactory_s3.naming import manifest_of
 
 __all__ = ["is_canonical", "render", "stub_for"]
 
@@ -30,7 +31,7 @@ def stub_for(stub_name: str) -> bytes:
     """The canonical content of the stub file ``<name>.py`` (its manifest is ``<name>.json``)."""
     if not stub_name.endswith(".py"):
         raise ConfigError(f"{stub_name}: a stub file name must end in .py")
-    return render(stub_name[: -len(".py")] + ".json")
+    return render(manifest_of(stub_name))
 
 
 def is_canonical(stub_name: str, content: bytes) -> bool:

@@ -115,6 +115,7 @@ class Settings:
     min_file_process_interval: int = 300
     min_serialized_dag_update_interval: int = 1
     api_port: int | None = None
+    mirror_unreleased: bool = False  # the sidecar's migration opt-in (packages without a release record)
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -558,6 +559,7 @@ class Stack:
             DAG_SYNC_INTERVAL=str(self.settings.sync_interval),
             DAGS_FOLDER=str(self.dags),
             DAG_SYNC_METRICS_PORT=str(port),
+            DAG_SYNC_MIRROR_UNRELEASED=str(self.settings.mirror_unreleased).lower(),
         )
         proc = self._spawn("sync", [str(BIN / "airflow-dag-sync")], env)
 

@@ -13,7 +13,7 @@ from dagfactory_s3 import stub
 from bad_inputs import CASES, PACKAGE
 from conftest import EXAMPLES, example_manifests
 
-CLI = [sys.executable, "-m", "dagfactory_s3.cli"]
+CLI = [sys.executable, "-m", "dagfactory_s3.publisher.cli"]
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:

@@ -29,3 +29,13 @@ def test_readme_commands_exist_in_the_makefile():
     mentioned = set(re.findall(r"make ([a-z-]+)", readme))
     assert {"demo", "test"} <= mentioned
     assert mentioned <= targets
+
+
+def test_settings_tables_are_generated_from_the_settings():
+    """The sidecar's and the publisher's settings tables are what dagfactory_s3.settings renders."""
+    from dagfactory_s3.publisher.cli import SETTINGS as PUBLISHER
+    from dagfactory_s3.settings import markdown_table
+    from dagfactory_s3.sync.main import SETTINGS as SIDECAR
+
+    assert markdown_table(SIDECAR) in (ROOT / "sidecar" / "README.md").read_text()
+    assert markdown_table(PUBLISHER) in (ROOT / "docs" / "publisher.md").read_text()

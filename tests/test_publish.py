@@ -6,6 +6,7 @@ same environment: the ``s3`` fixture points AWS_* at the proxy).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -15,11 +16,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from dagfactory_s3 import cli
-from dagfactory_s3.errors import PublishError
-from dagfactory_s3.publish import Wanted, execute, make_plan, wanted_from_dir
+from dagfactory_s3.errors import PublishError, RecordConflict
+from dagfactory_s3.publisher import cli
+from dagfactory_s3.publisher.store import PackageStore
+from dagfactory_s3.publisher.transaction import Wanted, execute, make_plan, wanted_from_dir
 from dagfactory_s3.s3 import client as s3_client
-from dagfactory_s3.store import PackageStore, RecordConflict
 
 from bad_inputs import CASES, GOOD
 from s3server import aws_env
@@ -31,7 +32,7 @@ PP, RS = "pipeline_processing", "reporting_seeder"
 def run_cli(proxy, *args: str) -> subprocess.CompletedProcess[str]:
     """The real CLI in a subprocess, talking to S3 through the proxy."""
     return subprocess.run(
-        [sys.executable, "-m", "dagfactory_s3.cli", *args],
+        [sys.executable, "-m", "dagfactory_s3.publisher.cli", *args],
         env=aws_env(proxy.url),
         capture_output=True,
         text=True,
@@ -157,18 +158,21 @@ def test_republish_unchanged_makes_no_put(s3, bucket, examples_copy):
 
 
 def test_one_changed_dag_writes_only_its_objects_and_the_record(s3, bucket, examples_copy, capsys):
-    """Changing one manifest writes 3 objects: that manifest, the history record (carrying its content), metadata.json last."""
+    """Changing one manifest: its immutable content, then metadata.json (the commit), then -- after the
+    commit -- the history copy and the readable dags/ copy. Nothing a reader trusts is overwritten first."""
     src = dags_dir(examples_copy, RS)
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     edit_manifest(src / "reporting_seeder_refresh_all.json", description="changed")
+    new = (src / "reporting_seeder_refresh_all.json").read_bytes()
     s3.clear()
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     keys = put_keys(s3)
     prefix = f"{ENV}/{RS}/"
-    assert keys[0] == prefix + "dags/reporting_seeder_refresh_all.json"
-    assert keys[1].startswith(prefix + "_releases/") and keys[1].endswith(".json")
-    assert keys[2] == prefix + "metadata.json"
-    assert len(keys) == 3
+    assert keys[0] == prefix + f"_releases/objects/{hashlib.sha256(new).hexdigest()}"
+    assert keys[1] == prefix + "metadata.json"
+    assert keys[2].startswith(prefix + "_releases/2") and keys[2].endswith(".json")
+    assert keys[3] == prefix + "dags/reporting_seeder_refresh_all.json"
+    assert len(keys) == 4
     assert s3.count("DELETE") == 0
 
 
@@ -182,8 +186,8 @@ def test_removed_dag_is_deleted_after_the_record_stub_first(s3, bucket, examples
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     order = [(r.method, r.path.split("/", 2)[2]) for r in s3.requests if r.method in ("PUT", "DELETE")]
     prefix = f"{ENV}/{RS}/"
-    assert order[-3:] == [
-        ("PUT", prefix + "metadata.json"),
+    assert order[0] == ("PUT", prefix + "metadata.json")
+    assert order[-2:] == [
         ("DELETE", prefix + "dags/reporting_seeder_refresh_agency.py"),
         ("DELETE", prefix + "dags/reporting_seeder_refresh_agency.json"),
     ]
@@ -345,7 +349,7 @@ def _fail_puts_after(k: int, action: str, only: str = ""):
     return rule
 
 
-@pytest.mark.parametrize(("k", "action"), [(0, "500"), (1, "500"), (2, "drop"), (3, "drop")])
+@pytest.mark.parametrize(("k", "action"), [(0, "500"), (1, "500"), (2, "500"), (1, "drop"), (2, "drop")])
 def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(
     s3, bucket, examples_copy, capsys, k, action
 ):
@@ -371,19 +375,54 @@ def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(
     assert json.loads(out)["consistent"] and json.loads(out)["release_id"] == after["release_id"]
 
 
-def test_failed_upload_restores_overwritten_objects(s3, bucket, examples_copy, capsys):
-    """When only one upload fails, the objects already overwritten are put back: the old release is byte-identical."""
+def test_failed_upload_overwrites_nothing_a_reader_trusts(s3, bucket, examples_copy, capsys):
+    """One content upload fails after another succeeded: metadata.json and every dags/ object are byte-identical."""
     src = dags_dir(examples_copy, RS)
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     before = objects(s3, bucket, f"{ENV}/{RS}/dags/")
+    meta = record(s3, bucket, RS)
     edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
     edit_manifest(src / "reporting_seeder_refresh_agency.json", description="v2")
-    # Only the agency manifest's live key fails; the other manifest is overwritten, then restored.
-    s3.fault = _fail_puts_after(0, "500", only="dags/reporting_seeder_refresh_agency.json")
+    s3.fault = _fail_puts_after(1, "500", only="_releases/objects/")
     code, _, err = main(capsys, *publish_args(bucket, RS, src, "--parallelism", "1"))
     assert code == 3, err
-    assert "still differ" not in err
-    assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == before
+    assert "1 of 2 new content object(s) are in" in err and "rerun the same publish" in err
+    assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == before and record(s3, bucket, RS) == meta
+
+
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_failure_after_the_commit_leaves_the_new_release_and_a_rerun_tidies(
+    s3, bucket, examples_copy, capsys, k
+):
+    """S3 failing after the commit (history copy, readable copies): the new release is current and
+    servable; exit 3 says so; a rerun writes no new release and finishes the readable copies."""
+    src = dags_dir(examples_copy, RS)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
+    edit_manifest(src / "reporting_seeder_refresh_agency.json", description="v2")
+    seen = {"commit": False, "after": 0}
+
+    def rule(request, index):
+        if request.method != "PUT":
+            return None
+        if seen["commit"]:
+            seen["after"] += 1
+            return "500" if seen["after"] > k else None
+        seen["commit"] = request.path.endswith("/metadata.json")
+        return None
+
+    s3.fault = rule
+    code, _, err = main(capsys, *publish_args(bucket, RS, src, "--parallelism", "1"))
+    committed = record(s3, bucket, RS)
+    assert code == 3 and f"release {committed['release_id']}" in err and "is committed" in err, err
+    s3.clear()
+    code, out, err = main(capsys, *publish_args(bucket, RS, src, "--output", "json"))
+    assert code == 0 and json.loads(out)["changed"] is False, err
+    assert record(s3, bucket, RS) == committed
+    code, out, _ = main(
+        capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--output", "json"
+    )
+    assert json.loads(out)["consistent"], out
 
 
 def test_concurrent_publish_loses_cleanly_to_the_first_commit(s3, bucket, examples_copy, capsys):
@@ -442,7 +481,7 @@ def test_storage_errors_are_one_line_without_traceback(
     )
     env = aws_env(s3.url if setup != "network" else "http://127.0.0.1:9")
     result = subprocess.run(
-        [sys.executable, "-m", "dagfactory_s3.cli", *args],
+        [sys.executable, "-m", "dagfactory_s3.publisher.cli", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -531,11 +570,15 @@ def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_c
     keys = objects(s3, bucket, f"{ENV}/{RS}/_releases/")
     records = sorted(k for k in keys if k.endswith(".json"))
     assert [k.rsplit("/", 1)[1][:-5] for k in records] == ids[-2:]
-    needed = {e["sha256"] for k in records for e in json.loads(keys[k])["files"].values()}
-    available = {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k} | {
-        s for k in records for s in json.loads(keys[k])["contents"]
+    needed = {
+        e["sha256"] for k in records for r, e in json.loads(keys[k])["files"].items() if r.endswith(".json")
     }
+    available = {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k}
     assert needed <= available
+    assert len(available - needed) == 2  # v0 and v1 content: orphans, kept for the grace period
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="v3")  # v3 is current already
+    assert main(capsys, *publish_args(bucket, RS, src, "--keep", "2", "--gc-grace", "0"))[0] == 0
+    assert {k.rsplit("/", 1)[1] for k in objects(s3, bucket, f"{ENV}/{RS}/_releases/objects/")} == needed
     live = objects(s3, bucket, f"{ENV}/{RS}/dags/")
     code, _, err = main(
         capsys,
@@ -688,7 +731,7 @@ def test_iam_policy_matches_what_publish_requests(s3, bucket, examples_copy, cap
 
 def test_publisher_does_not_import_airflow():
     """The publisher runs in package CI without Airflow: importing it (and the CLI) loads no airflow module."""
-    code = "import sys, dagfactory_s3.publish, dagfactory_s3.store, dagfactory_s3.iam, dagfactory_s3.cli as c; c.build_parser(); assert not [m for m in sys.modules if m.split('.')[0] == 'airflow'], 'airflow imported'"
+    code = "import sys, dagfactory_s3.publisher.transaction, dagfactory_s3.publisher.store, dagfactory_s3.publisher.iam, dagfactory_s3.publisher.cli as c; c.build_parser(); assert not [m for m in sys.modules if m.split('.')[0] == 'airflow'], 'airflow imported'"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
@@ -737,14 +780,17 @@ def test_unreadable_environment_warns_and_still_publishes(s3, bucket, examples_c
 
 
 def test_versioned_bucket_records_version_ids(s3, bucket, examples_copy, capsys):
-    """On a versioned bucket the record names each file's S3 VersionId; unchanged files keep theirs."""
+    """On a versioned bucket the record names each manifest's content-object VersionId; unchanged ones keep theirs."""
     direct = boto3.client("s3", endpoint_url=s3.upstream)
     direct.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     src = dags_dir(examples_copy, RS)
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     first = record(s3, bucket, RS)["files"]
     for rest, entry in first.items():
-        head = direct.head_object(Bucket=bucket, Key=f"{ENV}/{RS}/{rest}")
+        if rest.endswith(".py"):  # stubs are regenerated by readers, never fetched
+            assert "version_id" not in entry
+            continue
+        head = direct.head_object(Bucket=bucket, Key=f"{ENV}/{RS}/_releases/objects/{entry['sha256']}")
         assert entry["version_id"] == head["VersionId"]
     edit_manifest(src / "reporting_seeder_refresh_all.json", description="changed")
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0

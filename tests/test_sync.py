@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -24,10 +25,10 @@ import pytest
 
 from dagfactory_s3 import s3 as s3support
 from dagfactory_s3 import stub
-from dagfactory_s3._sync_observe import Log, Metrics
-from dagfactory_s3._sync_reconcile import Reconciler
-from dagfactory_s3._sync_state import STATE_FILE
 from dagfactory_s3.release import FileEntry, Release
+from dagfactory_s3.sync.observe import Log, Metrics
+from dagfactory_s3.sync.reconcile import Reconciler
+from dagfactory_s3.sync.state import STATE_FILE
 
 from conftest import EXAMPLES
 
@@ -242,7 +243,8 @@ class Sidecar:
 
 @pytest.fixture
 def sidecar(world, dags):
-    side = Sidecar(world, dags)
+    """The reconciler; most tests here mirror packages without a record, so they opt into that."""
+    side = Sidecar(world, dags, mirror_unreleased=True)
     yield side
     side.reconciler.close()
 
@@ -504,9 +506,8 @@ class TestFailStatic:
 
     def test_crash_at_any_write_recovers(self, world, tmp_path, monkeypatch):
         """A process dying after any file write or delete (SIGKILL) restarts into the right state."""
-        import pathlib
 
-        import dagfactory_s3._sync_reconcile as reconcile
+        import dagfactory_s3.sync.reconcile as reconcile
 
         v1 = {f"demo_{n}.json": manifest("demo", n) for n in "abc"}
         v2 = {
@@ -514,12 +515,12 @@ class TestFailStatic:
             "demo_b.json": manifest("demo", "b"),
             "demo_d.json": manifest("demo", "d"),
         }
-        real_write, real_unlink = reconcile._write, pathlib.Path.unlink
+        real_write, real_exchange = reconcile.fs.atomic_write, reconcile.fs.exchange
 
         class Killed(BaseException):
             pass
 
-        for crash_after in [0, 1, 2, 3, 4, "delete"]:
+        for crash_after in [0, 1, 2, 3, 4, "swap", "after-swap"]:
             root = tmp_path / f"dags-{crash_after}"
             root.mkdir()
             watch = Watcher(root, world)
@@ -527,7 +528,7 @@ class TestFailStatic:
             world.release("demo", v1)
             world.mirror("plain", {"plain_a.json": manifest("plain", "a")})
             world.delete(f"{ENV}/plain/dags/plain_b.json")
-            side = Sidecar(world, root)
+            side = Sidecar(world, root, mirror_unreleased=True)
             side.cycle()
             world.release("demo", v2)
             world.delete(f"{ENV}/plain/dags/plain_a.json")
@@ -536,25 +537,29 @@ class TestFailStatic:
 
             lock = threading.Lock()
 
-            def dying_write(path, data, crash_after=crash_after, lock=lock):
+            def dying_write(path, data, crash_after=crash_after, lock=lock, **kwargs):
                 nonlocal writes
                 with lock:
                     if writes == crash_after:
                         raise Killed
                     writes += 1
-                real_write(path, data)
+                real_write(path, data, **kwargs)
 
-            def dying_unlink(self, *args, crash_after=crash_after, **kw):
-                if crash_after == "delete" and "/dags/" in str(self):
-                    raise Killed
-                return real_unlink(self, *args, **kw)
+            def dying_exchange(a, b, crash_after=crash_after):
+                if crash_after == "swap":
+                    raise Killed  # before the package's directories are exchanged
+                done = real_exchange(a, b)
+                if crash_after == "after-swap":
+                    raise Killed  # exchanged, the old directory and the state not yet cleaned up
+                return done
 
             with monkeypatch.context() as patch, pytest.raises(Killed):
-                patch.setattr(reconcile, "_write", dying_write)
-                patch.setattr(pathlib.Path, "unlink", dying_unlink)
+                # state.py binds atomic_write at import: only the dags-folder writes die here
+                patch.setattr(reconcile.fs, "atomic_write", dying_write)
+                patch.setattr(reconcile.fs, "exchange", dying_exchange)
                 side.cycle()
             side.reconciler.pool.shutdown()
-            fresh = Sidecar(world, root)
+            fresh = Sidecar(world, root, mirror_unreleased=True)
             assert fresh.cycle().complete, crash_after
             assert sorted(fresh.served()) == sorted(
                 [f"demo/dags/demo_{n}.{e}" for n in "abd" for e in ("json", "py")]
@@ -628,7 +633,9 @@ class TestHostile:
         assert sorted(e["key"] for e in sidecar.events("refuse")) == sorted(self.BAD_KEYS)
         assert report.refused == len(self.BAD_KEYS)
         on_disk = sorted(
-            p.name for p in dags.parent.rglob("*") if p.is_file() and ".dagfactory-sync" not in p.parts
+            p.name
+            for p in dags.parent.rglob("*")
+            if p.is_file() and ".dagfactory-sync" not in p.parts and p.name != ".airflowignore"
         )
         assert on_disk == ["demo_ok.json", "demo_ok.py"]
 
@@ -721,7 +728,7 @@ class TestHostile:
         watcher.allow_python = True
         legacy = b"# legacy DAG\n"
         world.mirror("demo", {"demo_legacy.py": legacy})
-        side = Sidecar(world, dags, allow_python=True)
+        side = Sidecar(world, dags, allow_python=True, mirror_unreleased=True)
         side.cycle()
         assert side.served() == {"demo/dags/demo_legacy.py": legacy}
         side.reconciler.close()
@@ -782,7 +789,174 @@ def test_copy_of_examples_is_not_mutated():
 @pytest.mark.parametrize("suffix", ["\n", "\r\n", "\x00"])
 def test_keys_with_trailing_control_characters_are_refused(suffix):
     """A key ending in a newline (S3 allows it; a regex `$` would not notice) is refused, not served."""
-    from dagfactory_s3._sync_policy import classify_key
+    from dagfactory_s3.sync.policy import classify_key
 
     verdict = classify_key(ENV, f"{ENV}/demo/dags/demo_x.json{suffix}")
     assert verdict.kind == "refuse" and "characters outside" in verdict.reason
+
+
+# -- immutable releases: what the sidecar trusts ------------------------------------------------
+
+
+def publish_dir(world: World, src: Path, package: str) -> int:
+    """The real publisher, in-process (the s3 fixture points AWS_* at the proxy)."""
+    from dagfactory_s3.publisher import cli
+
+    world.published |= {p.read_bytes() for p in src.glob("*.json")}  # what the watcher may see
+    argv = ["publish", "--bucket", world.bucket, "--environment", ENV, "--package-name", package]
+    return cli.main([*argv, "--dag-path", str(src)])
+
+
+def write_package(src: Path, package: str, names: str, description: str = "v1") -> dict[str, bytes]:
+    src.mkdir(parents=True, exist_ok=True)
+    files = {f"{package}_{n}.json": manifest(package, n, description=description) for n in names}
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    return files
+
+
+class TestImmutableReleases:
+    def test_release_is_served_from_content_objects_never_the_readable_copies(
+        self, s3, world, tmp_path, dags
+    ):
+        """Readable dags/ copies overwritten in S3 change nothing: the sidecar fetches content by sha256."""
+        files = write_package(tmp_path / "src", "demo", "ab")
+        assert publish_dir(world, tmp_path / "src", "demo") == 0
+        for name in files:  # someone (or a 0.1 publisher mid-flight) rewrites the readable copies
+            world.put(f"{ENV}/demo/dags/{name}", manifest("demo", name[5:-5], description="tampered"))
+        side = Sidecar(world, dags)
+        s3.clear()
+        report = side.cycle()
+        assert report.complete and not report.unservable
+        assert {k: v for k, v in side.served().items() if k.endswith(".json")} == {
+            f"demo/dags/{n}": d for n, d in files.items()
+        }
+        gets = [r.path for r in s3.requests if r.method == "GET" and r.kind == "GET"]
+        assert gets and all("/_releases/objects/" in p or p.endswith("/metadata.json") for p in gets)
+        side.reconciler.close()
+
+    def test_package_without_a_record_serves_nothing_by_default(self, world, tmp_path, dags):
+        """DAG files with no metadata.json (a publish that never committed, a hand upload): not served,
+        logged once, counted; a released package beside it is served and the cycle is complete."""
+        world.mirror("plain", {"plain_a.json": manifest("plain", "a")})
+        write_package(tmp_path / "src", "demo", "a")
+        assert publish_dir(world, tmp_path / "src", "demo") == 0
+        side = Sidecar(world, dags)
+        for _ in range(2):
+            report = side.cycle()
+            assert report.complete and not report.unservable
+        assert sorted(side.served()) == ["demo/dags/demo_a.json", "demo/dags/demo_a.py"]
+        refusals = [e for e in side.events("refuse") if e["kind"] == "unreleased"]
+        assert len(refusals) == 1 and refusals[0]["package"] == "plain"
+        assert side.metric("dagsync_objects_refused_total", reason="unreleased") == 1
+        side.reconciler.close()
+
+    def test_content_uploaded_without_a_commit_is_invisible(self, world, tmp_path, dags):
+        """Content objects of an interrupted first publish (no record) reach no folder."""
+        data = manifest("demo", "a")
+        world.put(f"{ENV}/demo/_releases/objects/{hashlib.sha256(data).hexdigest()}", data)
+        side = Sidecar(world, dags)
+        assert side.cycle().complete and side.served() == {}
+        side.reconciler.close()
+
+    def test_a_missing_content_object_keeps_the_old_release_and_is_unservable(self, world, tmp_path, dags):
+        """If a content object the record names disappears (by hand), the last applied release stays,
+        whole, and the cycle reports the package unservable (so --once fails)."""
+        src = tmp_path / "src"
+        v1 = write_package(src, "demo", "ab")
+        assert publish_dir(world, src, "demo") == 0
+        side = Sidecar(world, dags)
+        assert not side.cycle().unservable
+        v2 = write_package(src, "demo", "ab", description="v2")
+        assert publish_dir(world, src, "demo") == 0
+        world.delete(f"{ENV}/demo/_releases/objects/{hashlib.sha256(v2['demo_a.json']).hexdigest()}")
+        report = side.cycle()
+        assert report.unservable == ["demo"] and report.complete
+        assert {k: v for k, v in side.served().items() if k.endswith(".json")} == {
+            f"demo/dags/{n}": d for n, d in v1.items()
+        }
+        assert side.events("error")[-1]["kind"] == "content_missing"
+        side.reconciler.close()
+
+
+class SnapshotWatcher(threading.Thread):
+    """Reads ``<package>/dags/`` as a careful reader does: one directory handle per snapshot, every
+    file opened relative to it, kept only when that directory is still the live one afterwards -- so
+    a snapshot is one directory version, whatever is swapped meanwhile."""
+
+    def __init__(self, live: Path) -> None:
+        super().__init__(daemon=True)
+        self.live = live
+        self.snapshots: list[frozenset[tuple[str, bytes]]] = []
+        self.stop = threading.Event()
+
+    def snapshot(self) -> frozenset[tuple[str, bytes]] | None:
+        try:
+            fd = os.open(self.live, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return frozenset()
+        try:
+            out = set()
+            for name in os.listdir(fd):
+                if name.endswith(".json"):
+                    try:
+                        handle = os.open(name, os.O_RDONLY, dir_fd=fd)
+                    except FileNotFoundError:
+                        return None  # this directory was swapped out and is being removed: look again
+                    with os.fdopen(handle, "rb") as f:
+                        out.add((name, f.read()))
+            try:  # still the live directory? Else it was swapped out while being read: look again
+                live = os.stat(self.live).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                live = False
+            return frozenset(out) if live else None
+        finally:
+            os.close(fd)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            snap = self.snapshot()
+            if snap is not None and (not self.snapshots or snap != self.snapshots[-1]):
+                self.snapshots.append(snap)
+            time.sleep(0.002)
+
+
+def test_back_to_back_publishes_never_show_a_mixed_release(s3, world, tmp_path, monkeypatch):
+    """100 back-to-back publishes of a changing package (every DAG edited, one added or removed each
+    time) while a sidecar runs: every directory state a reader sees is exactly one committed release."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3.upstream)  # straight to moto: no proxy thread in this process
+    src, root = tmp_path / "src", tmp_path / "dags"
+    side = Sidecar(world, root)
+    committed: set[frozenset[tuple[str, bytes]]] = {frozenset()}
+    running, cycles = threading.Event(), [0]
+
+    def loop() -> None:
+        while not running.wait(0.05):  # a sidecar with a 50 ms interval
+            side.reconciler.cycle()
+            cycles[0] += 1
+
+    watcher = SnapshotWatcher(root / "busy" / "dags")
+    sidecar_thread = threading.Thread(target=loop, daemon=True)
+    watcher.start()
+    sidecar_thread.start()
+    try:
+        for version in range(100):
+            shutil.rmtree(src, ignore_errors=True)
+            names = [f"{i:02d}" for i in range(version % 3, 6 + version % 2)]
+            files = write_package(src, "busy", names, description=f"v{version}")
+            assert publish_dir(world, src, "busy") == 0
+            committed.add(frozenset(files.items()))
+            time.sleep(0.01 * (version % 4))  # sometimes faster than a cycle, sometimes slower
+        time.sleep(0.3)
+    finally:
+        running.set()
+        sidecar_thread.join(30)
+        watcher.stop.set()
+        watcher.join(10)
+        side.reconciler.close()
+    mixed = [snap for snap in watcher.snapshots if snap not in committed]
+    assert mixed == [], f"{len(mixed)} mixed states, e.g. {sorted(n for n, _ in mixed[0])}"
+    first = next(i for i, snap in enumerate(watcher.snapshots) if snap)
+    assert frozenset() not in watcher.snapshots[first:], "the package vanished between two releases"
+    assert len(watcher.snapshots) > 20 and cycles[0] > 20
+    assert watcher.snapshots[-1] == frozenset(files.items())

@@ -37,7 +37,9 @@ def dags(tmp_path, world) -> Iterator[Path]:
 
 
 def sync_env(s3, **extra: str) -> dict[str, str]:
+    """The sidecar's environment; the tests' World mirrors packages without records, hence the opt-in."""
     env = {k: v for k, v in aws_env(s3.url).items() if not k.startswith("DAG_SYNC_")}
+    env["DAG_SYNC_MIRROR_UNRELEASED"] = "true"
     env.update(extra)
     return env
 
@@ -239,7 +241,7 @@ class TestDeployment:
         """The Helm snippet sets only settings the binary knows, for init (--once) and sidecar containers."""
         import yaml
 
-        from dagfactory_s3.sync import OPTIONS
+        from dagfactory_s3.settings import OPTIONS
 
         values = yaml.safe_load((ROOT / "sidecar" / "helm-values.yaml").read_text())
         known = {opt.env for opt in OPTIONS.values()} | {"AWS_REGION"}

@@ -25,8 +25,15 @@ from functools import lru_cache
 from dagfactory_s3 import manifest as manifests
 from dagfactory_s3 import stub
 from dagfactory_s3.errors import ManifestError
-from dagfactory_s3.naming import check_dag_id, check_package
-from dagfactory_s3.release import DAGS_DIR, METADATA, RELEASES_DIR
+from dagfactory_s3.naming import (
+    DAGS_DIR,
+    METADATA,
+    RELEASES_DIR,
+    check_dag_id,
+    check_package,
+    dag_id_of,
+    is_dag_file,
+)
 
 __all__ = [
     "KeyClass",
@@ -34,10 +41,8 @@ __all__ = [
     "canonical_stub",
     "check_manifest",
     "classify_key",
-    "etag_matches",
 ]
 
-_DAG_FILE = re.compile(r"^([a-z][a-z0-9_]{0,62})\.(json|py)$")
 _PRINTABLE_KEY = re.compile(r"^[A-Za-z0-9._/=+-]+$")
 # JSON text never contains these; a zip archive's records (which Airflow would import) always do.
 _CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -55,10 +60,6 @@ class KeyClass:
     @property
     def name(self) -> str:
         return self.rest.rpartition("/")[2]
-
-    @property
-    def stem(self) -> str:
-        return self.name.rpartition(".")[0]
 
     @property
     def is_manifest(self) -> bool:
@@ -91,10 +92,9 @@ def classify_key(env: str, key: str) -> KeyClass:
         return KeyClass("ignore", package, rest)  # the publisher's history, kept for rollback
     if len(parts) != 3 or parts[1] != DAGS_DIR:
         return KeyClass("refuse", package, rest, f"only {package}/{DAGS_DIR}/<dag_id>.json|.py is served")
-    match = _DAG_FILE.fullmatch(parts[2])
-    if not match:
+    if not is_dag_file(rest):
         return KeyClass("refuse", package, rest, "DAG file name must be <dag_id>.json or <dag_id>.py")
-    why = check_dag_id(match.group(1), package)
+    why = check_dag_id(dag_id_of(rest), package)
     if why:
         return KeyClass("refuse", package, rest, f"file name does not belong to the package: {why}")
     return KeyClass("dag", package, rest)
@@ -105,14 +105,6 @@ def canonical_stub(name: str) -> tuple[bytes, str, str]:
     """The canonical stub for ``<dag_id>.py``: (bytes, sha256, md5) -- md5 is S3's single-part ETag."""
     data = stub.stub_for(name)
     return data, hashlib.sha256(data).hexdigest(), hashlib.md5(data, usedforsecurity=False).hexdigest()
-
-
-def etag_matches(etag: str, data: bytes) -> bool | None:
-    """Whether ``data`` has this ETag; None when the ETag is not an MD5 (multipart, SSE-KMS)."""
-    value = etag.strip('"')
-    if not re.fullmatch(r"[0-9a-f]{32}", value):
-        return None
-    return hashlib.md5(data, usedforsecurity=False).hexdigest() == value
 
 
 @dataclass(frozen=True)

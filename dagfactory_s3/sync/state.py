@@ -8,24 +8,32 @@ The state is a cache: losing it costs GETs, never correctness.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from dagfactory_s3.files import atomic_write
+from dagfactory_s3.fs import atomic_write
+from dagfactory_s3.naming import dag_id_of
 
-__all__ = ["FORMAT", "Applied", "PackageState", "State"]
+__all__ = ["FORMAT", "Applied", "Mode", "PackageState", "State"]
 
 FORMAT = "dagfactory-s3/sync-state@1"
 STATE_FILE = ".dagfactory-sync-state.json"
 
 
+class Mode(StrEnum):
+    """How a package is served: exactly its release record, or a mirror of its ``dags/``."""
+
+    RELEASE = "release"  # it has a metadata.json
+    MIRROR = "mirror"
+
+
 @dataclass
 class Applied:
-    """One file on disk written by the sidecar: its sha256 and the ETag of the object it came from."""
+    """One file on disk written by the sidecar: its sha256 and the (unquoted) ETag of its object."""
 
     sha256: str
     etag: str | None = None
@@ -33,12 +41,12 @@ class Applied:
 
 @dataclass
 class PackageState:
-    mode: str  # "release" or "mirror"
+    mode: Mode
     release_id: str | None = None
     files: dict[str, Applied] = field(default_factory=dict)  # rest ("dags/x.json") -> applied
 
     def dag_ids(self) -> set[str]:
-        return {rest[len("dags/") : -len(".json")] for rest in self.files if rest.endswith(".json")}
+        return {dag_id_of(rest) for rest in self.files if rest.endswith(".json")}
 
 
 @dataclass
@@ -46,7 +54,7 @@ class State:
     bucket: str
     environment: str
     packages: dict[str, PackageState] = field(default_factory=dict)
-    # Release records seen, by package: (metadata.json ETag, raw record). Saves a GET per cycle.
+    # Release records seen, by package: (metadata.json ETag unquoted, raw record). Saves a GET per cycle.
     records: dict[str, tuple[str, str]] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)  # "<package>/<rest>" possibly on disk
 
@@ -67,15 +75,17 @@ class State:
         try:
             packages = {
                 name: PackageState(
-                    mode=p["mode"],
+                    mode=Mode(p["mode"]),
                     release_id=p.get("release_id"),
-                    files={rest: Applied(a["sha256"], a.get("etag")) for rest, a in p["files"].items()},
+                    files={
+                        rest: Applied(a["sha256"], _unquote(a.get("etag"))) for rest, a in p["files"].items()
+                    },
                 )
                 for name, p in doc.get("packages", {}).items()
             }
-            records = {name: (r[0], r[1]) for name, r in doc.get("records", {}).items()}
+            records = {name: (_unquote(r[0]), r[1]) for name, r in doc.get("records", {}).items()}
             pending = [str(p) for p in doc.get("pending", [])]
-        except (KeyError, TypeError, IndexError, AttributeError):
+        except (KeyError, TypeError, IndexError, AttributeError, ValueError):
             return empty
         return cls(bucket, environment, packages, records, pending)
 
@@ -112,11 +122,6 @@ class State:
         return sum(len(p.dag_ids()) for p in self.packages.values())
 
 
-def remove_stale_temp_files(root: Path) -> int:
-    """Delete temp files an interrupted atomic write left in ``<package>/dags/`` (never read by Airflow)."""
-    removed = 0
-    for tmp in root.glob("*/dags/.*.tmp"):
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-            removed += 1
-    return removed
+def _unquote(etag: str | None) -> str | None:
+    """ETags are kept unquoted; state files written before that stored S3's quoted form."""
+    return etag.strip('"') if isinstance(etag, str) else etag

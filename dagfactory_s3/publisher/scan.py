@@ -1,43 +1,15 @@
-"""Local files: atomic writes and the scan of a directory of manifests and stubs."""
+"""The scan of a directory of manifests and stubs: every problem at once."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagfactory_s3 import manifest as manifests
-from dagfactory_s3 import stub
+from dagfactory_s3 import naming, stub
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 
-__all__ = ["DagSet", "atomic_write", "scan"]
-
-
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never a part.
-
-    The temporary file lives in the destination directory: a rename across filesystems is a copy.
-    """
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+__all__ = ["DagSet", "scan"]
 
 
 @dataclass
@@ -46,9 +18,6 @@ class DagSet:
 
     root: Path
     manifests: dict[str, manifests.Manifest] = field(default_factory=dict)
-
-    def stubs(self) -> dict[str, bytes]:
-        return {dag_id: stub.render(Path(m.file).name) for dag_id, m in self.manifests.items()}
 
 
 def scan(root: Path, *, package: str | None, strict_names: bool, check_stubs: bool = True) -> DagSet:
@@ -71,7 +40,7 @@ def scan(root: Path, *, package: str | None, strict_names: bool, check_stubs: bo
         except ManifestError as exc:
             problems.extend(exc.problems())
             continue
-        if strict_names and path.name != f"{m.dag_id}.json":
+        if strict_names and path.name != naming.manifest_name(m.dag_id):
             problems.append(
                 Problem(str(path), "/dag_id", f"file must be named {m.dag_id}.json to be published")
             )

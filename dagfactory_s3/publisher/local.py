@@ -14,10 +14,12 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3 import files, stub
 from dagfactory_s3 import manifest as manifests
-from dagfactory_s3.cli import add_flag, add_output, emit
+from dagfactory_s3 import naming, stub
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
+from dagfactory_s3.fs import atomic_write
+from dagfactory_s3.publisher.scan import scan
+from dagfactory_s3.publisher.terminal import add_output, add_setting, emit
 from dagfactory_s3.schema import schema_text
 
 __all__ = ["register"]
@@ -27,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "generate", help="write a manifest and its stub, or (re)generate the stubs of a directory"
     )
-    add_flag(p, "--package-name", help="package that owns the DAG", required=False)
+    add_setting(p, "package_name", help="package that owns the DAG", required=False)
     p.add_argument("--dag-id", help="DAG id, <package>_<name>")
     p.add_argument("--job-name", help="task id of the single job")
     p.add_argument("--image-tag", help="container image with a pinned tag or digest")
@@ -49,7 +51,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_generate)
 
     p = sub.add_parser("validate", help="check manifests and stubs: a file or a whole directory")
-    add_flag(p, "--package-name", help="package the manifests must belong to", required=False)
+    add_setting(p, "package_name", help="package the manifests must belong to", required=False)
     p.add_argument("--dag-file", type=Path, help="a manifest (.json), a stub (.py) or a directory")
     p.add_argument("--dag-path", type=Path, help="a directory of manifests and stubs")
     add_output(p)
@@ -72,7 +74,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _manifest_path(path: Path) -> Path:
-    return path.with_suffix(".json") if path.suffix == ".py" else path
+    return path.with_name(naming.manifest_of(path.name)) if path.suffix == ".py" else path
 
 
 # -- generate ----------------------------------------------------------------------------------
@@ -92,7 +94,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{out}: --output must name the stub file, ending in .py (the manifest goes next to it)"
         )
-    manifest_path = out.with_suffix(".json")
+    manifest_path = out.with_name(naming.manifest_of(out.name))
     if manifest_path.exists() and not args.force:
         raise ConfigError(f"{manifest_path}: already exists; pass --force to overwrite it")
     document: dict[str, Any] = {
@@ -109,17 +111,17 @@ def cmd_generate(args: argparse.Namespace) -> int:
     manifests.parse(raw, file=str(manifest_path), package=args.package_name)  # refuse to write bad input
     stub_bytes = stub.render(manifest_path.name)
     out.parent.mkdir(parents=True, exist_ok=True)
-    files.atomic_write(manifest_path, raw)  # the manifest first: a stub never exists without it
-    files.atomic_write(out, stub_bytes)
+    atomic_write(manifest_path, raw)  # the manifest first: a stub never exists without it
+    atomic_write(out, stub_bytes)
     print(f"wrote {manifest_path} and {out}")
     return 0
 
 
 def _generate_directory(args: argparse.Namespace) -> int:
-    found = files.scan(args.dag_path, package=args.package_name, strict_names=False, check_stubs=False)
+    found = scan(args.dag_path, package=args.package_name, strict_names=False, check_stubs=False)
     stale = []
     for m in found.manifests.values():
-        target = Path(m.file).with_suffix(".py")
+        target = Path(naming.stub_of(m.file))
         want = stub.render(Path(m.file).name)
         if not target.exists() or target.read_bytes() != want:
             stale.append((target, want))
@@ -138,7 +140,7 @@ def _generate_directory(args: argparse.Namespace) -> int:
         print(f"{len(found.manifests)} stubs up to date")
         return 0
     for target, want in stale:
-        files.atomic_write(target, want)
+        atomic_write(target, want)
     print(f"{len(stale)} stubs written, {len(found.manifests) - len(stale)} already up to date")
     return 0
 
@@ -153,7 +155,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not target.exists():
         raise ConfigError(f"{target}: no such file or directory")
     if target.is_dir():
-        found = files.scan(target, package=args.package_name, strict_names=False)
+        found = scan(target, package=args.package_name, strict_names=False)
         dags = sorted(found.manifests.values(), key=lambda m: m.dag_id)
     else:
         if target.suffix == ".py" and not stub.is_canonical(target.name, target.read_bytes()):

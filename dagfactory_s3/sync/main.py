@@ -5,9 +5,9 @@ its canonical stub ``<dag_id>.py``, nothing else; a package with a release recor
 as recorded (verified by sha256) or not changed at all; no file is ever seen half-written, no stub
 without its manifest; nothing is deleted after a failed listing or beyond the mass-delete guard.
 
-Configuration: every flag has an environment twin, resolved in :func:`resolve` and nowhere else.
+Configuration: every flag has an environment twin, from the one table in :mod:`dagfactory_s3.settings`.
 S3 is reached only through the standard AWS chain (``AWS_ENDPOINT_URL``, profiles, pod identity).
-This module and its ``_sync_*`` helpers never import Airflow.
+Nothing in ``dagfactory_s3.sync`` imports Airflow or the publisher.
 """
 
 from __future__ import annotations
@@ -23,117 +23,33 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from dagfactory_s3 import __version__
+from dagfactory_s3 import __version__, settings
 from dagfactory_s3 import s3 as s3support
 from dagfactory_s3.errors import ConfigError, DagFactoryError
-from dagfactory_s3.release import check_environment
+from dagfactory_s3.naming import check_environment
+from dagfactory_s3.settings import OPTIONS, flag_help
 
-__all__ = ["Config", "main", "next_delay", "resolve"]
+__all__ = ["SETTINGS", "Config", "main", "next_delay", "resolve"]
 
 STATE_DIRNAME = ".dagfactory-sync"
 
 
-@dataclass(frozen=True)
-class Option:
-    flag: str
-    env: str
-    default: Any
-    parse: Callable[[str], Any]
-    help: str
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{value!r} is not a boolean (use true or false)")
-
-
-def _fraction(value: str) -> float:
-    number = float(value)
-    if not 0 <= number <= 1:
-        raise ValueError(f"{value} is not between 0 and 1")
-    return number
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(value: str) -> Any:
-        number = kind(value)
-        if number <= 0:
-            raise ValueError(f"{value} must be greater than 0")
-        return number
-
-    return parse
-
-
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"{value} is not a TCP port (0 disables the HTTP endpoints)")
-    return number
-
-
-# The one table of settings. The seed's names (DAG_BUCKET, ENVIRONMENT, DAG_SYNC_INTERVAL) are kept.
-OPTIONS: dict[str, Option] = {
-    "bucket": Option("--bucket", "DAG_BUCKET", None, str, "S3 bucket holding the DAGs"),
-    "environment": Option(
-        "--environment", "ENVIRONMENT", None, str, "environment prefix in the bucket (dev, staging, prod)"
-    ),
-    "interval": Option(
-        "--interval", "DAG_SYNC_INTERVAL", 30.0, _positive(float), "seconds between reconcile cycles"
-    ),
-    "dags_folder": Option(
-        "--dags-folder", "DAGS_FOLDER", "/opt/airflow/dags", Path, "the Airflow dags folder to keep in sync"
-    ),
-    "state_dir": Option(
-        "--state-dir",
-        "DAG_SYNC_STATE_DIR",
-        None,
-        Path,
-        f"where the sync state lives (default: <dags-folder>/{STATE_DIRNAME}, which Airflow never imports)",
-    ),
-    "metrics_port": Option(
-        "--metrics-port",
-        "DAG_SYNC_METRICS_PORT",
-        9102,
-        _port,
-        "port for /metrics, /healthz, /readyz (0: off)",
-    ),
-    "max_delete_fraction": Option(
-        "--max-delete-fraction",
-        "DAG_SYNC_MAX_DELETE_FRACTION",
-        0.5,
-        _fraction,
-        "refuse to delete more than this fraction of served DAGs in one cycle",
-    ),
-    "allow_python": Option(
-        "--allow-python",
-        "DAG_SYNC_ALLOW_PYTHON",
-        False,
-        _bool,
-        "also serve non-canonical .py files (legacy packages; runs their code in the control plane)",
-    ),
-    "once": Option(
-        "--once",
-        "DAG_SYNC_ONCE",
-        False,
-        _bool,
-        "run one cycle and exit: 0 when complete, 1 otherwise (init container)",
-    ),
-    "workers": Option("--workers", "DAG_SYNC_WORKERS", 16, _positive(int), "parallel downloads"),
-    "max_backoff": Option(
-        "--max-backoff",
-        "DAG_SYNC_MAX_BACKOFF",
-        300.0,
-        _positive(float),
-        "longest wait after failures, seconds",
-    ),
-}
-_BOOL_FLAGS = {"allow_python", "once"}
+# The sidecar's rows of the settings table, in --help order.
+SETTINGS = (
+    "bucket",
+    "environment",
+    "interval",
+    "dags_folder",
+    "state_dir",
+    "metrics_port",
+    "max_delete_fraction",
+    "allow_python",
+    "mirror_unreleased",
+    "once",
+    "workers",
+    "max_backoff",
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +62,7 @@ class Config:
     metrics_port: int
     max_delete_fraction: float
     allow_python: bool
+    mirror_unreleased: bool
     once: bool
     workers: int
     max_backoff: float
@@ -158,43 +75,19 @@ def _parser() -> argparse.ArgumentParser:
         description="Keep an Airflow dags folder in sync with s3://<bucket>/<environment>/ (see sidecar/README.md).",
         epilog="Every flag has an environment variable twin, shown in brackets; a flag wins over its variable.",
     )
-    for dest, opt in OPTIONS.items():
-        if dest in _BOOL_FLAGS:
-            parser.add_argument(
-                opt.flag,
-                dest=dest,
-                action="store_const",
-                const="true",
-                default=None,
-                help=f"{opt.help} [{opt.env}]",
-            )
+    for name in SETTINGS:
+        opt = OPTIONS[name]
+        if opt.switch:  # the raw string "true" goes through the same parser as the variable
+            parser.add_argument(opt.flag, dest=name, action="store_const", const="true", help=flag_help(opt))
         else:
-            parser.add_argument(
-                opt.flag,
-                dest=dest,
-                default=None,
-                metavar=opt.env,
-                help=f"{opt.help} [{opt.env}, default {opt.default}]",
-            )
+            parser.add_argument(opt.flag, dest=name, metavar=opt.env, help=flag_help(opt))
     parser.add_argument("--version", action="version", version=f"airflow-dag-sync {__version__}")
     return parser
 
 
 def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     """Flags, then environment variables, then defaults. Raises ConfigError naming the setting."""
-    args = vars(_parser().parse_args(argv))
-    values: dict[str, Any] = {}
-    for dest, opt in OPTIONS.items():
-        raw, source = args[dest], opt.flag
-        if raw is None:
-            raw, source = environ.get(opt.env), opt.env
-        if raw is None or raw == "":
-            values[dest] = opt.default
-            continue
-        try:
-            values[dest] = opt.parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+    values = settings.resolve(SETTINGS, vars(_parser().parse_args(argv)), environ)
     if not values["bucket"]:
         raise ConfigError("no bucket: set DAG_BUCKET or --bucket")
     if not values["environment"]:
@@ -205,14 +98,7 @@ def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     values["dags_folder"] = Path(values["dags_folder"]).absolute()
     if values["state_dir"] is None:
         values["state_dir"] = values["dags_folder"] / STATE_DIRNAME
-    # A misspelled variable silently falls back to a default (git-sync's lesson): name it loudly.
-    known = {opt.env for opt in OPTIONS.values()}
-    warnings = tuple(
-        f"unknown environment variable {name}; known: {', '.join(sorted(k for k in known if k.startswith('DAG_SYNC_')))}"
-        for name in sorted(environ)
-        if name.startswith("DAG_SYNC_") and name not in known
-    )
-    return Config(**values, warnings=warnings)
+    return Config(**values, warnings=tuple(settings.unknown_variables(environ)))
 
 
 def next_delay(
@@ -227,11 +113,11 @@ def next_delay(
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
-        from dagfactory_s3._sync_observe import HealthServer, Log, Metrics
+        from dagfactory_s3.sync.observe import HealthServer, Log, Metrics
     except ModuleNotFoundError as exc:  # prometheus-client is the [sidecar] extra
         print(f"airflow-dag-sync needs {exc.name}: pip install 'dagfactory-s3[sidecar]'", file=sys.stderr)
         return ConfigError.exit_code
-    from dagfactory_s3._sync_reconcile import Reconciler
+    from dagfactory_s3.sync.reconcile import Reconciler
 
     log = Log()
     try:
@@ -285,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log=log,
             metrics=metrics,
             allow_python=cfg.allow_python,
+            mirror_unreleased=cfg.mirror_unreleased,
             max_delete_fraction=cfg.max_delete_fraction,
             workers=cfg.workers,
         )
@@ -298,7 +185,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         while not stop.is_set():
             try:
-                complete = reconciler.cycle().complete
+                report = reconciler.cycle()
+                complete, servable = report.complete, not report.unservable
             except Exception as exc:  # a bug or a full disk must not kill the sidecar; the state is rebuilt
                 metrics.errors.labels("internal").inc()
                 log(
@@ -308,7 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     error=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc(),
                 )
-                complete = False
+                complete = servable = False
                 reconciler.close()
                 reconciler = build()  # reload the state from disk: pending writes are re-checked
             if health:
@@ -321,8 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 metrics.ready.set(1)
             else:
                 failures += 1
-            if cfg.once:
-                return 0 if complete else 1
+            if cfg.once:  # an init container never succeeds while a recorded release is unservable
+                return 0 if complete and servable else 1
             stop.wait(next_delay(cfg.interval, failures, cfg.max_backoff))
     finally:
         reconciler.close()

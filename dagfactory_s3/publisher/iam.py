@@ -12,8 +12,7 @@ from typing import Any
 import orjson
 
 from dagfactory_s3.errors import ConfigError
-from dagfactory_s3.naming import check_package
-from dagfactory_s3.release import METADATA, check_environment
+from dagfactory_s3.naming import METADATA, check_environment, check_package
 
 __all__ = ["airflow_policy", "dumps", "package_policy", "policies"]
 

@@ -1,0 +1,69 @@
+"""``airflow-dag-publisher``: generate, validate, render and publish job manifests.
+
+Every user error is a :class:`~dagfactory_s3.errors.DagFactoryError`, caught once in :func:`main`,
+printed as one line per problem (or as JSON with ``--output json``) and mapped to an exit code.
+Tracebacks are shown only with ``--debug``. Flags with environment twins come from
+:mod:`dagfactory_s3.settings`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+import orjson
+
+from dagfactory_s3 import __version__, settings
+from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
+from dagfactory_s3.publisher import local, remote
+
+__all__ = ["SETTINGS", "build_parser", "main"]
+
+# The publisher's rows of the settings table (dagfactory_s3.settings), as documented in docs/publisher.md.
+SETTINGS = ("bucket", "environment", "package_name", "parallelism", "keep", "gc_grace")
+
+
+def _report(args: argparse.Namespace | None, exc: DagFactoryError) -> None:
+    if args is not None and getattr(args, "output", "text") == "json":
+        problems = exc.problems() or [Problem("", "", str(exc))]
+        data = {"ok": False, "error": type(exc).__name__, "problems": [p.to_dict() for p in problems]}
+        sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+        sys.stdout.flush()
+    print(f"error: {exc}" if not isinstance(exc, ManifestError) else str(exc), file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="airflow-dag-publisher",
+        description="Generate, validate, render and publish dagfactory-s3 job manifests.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    local.register(sub)
+    remote.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for warning in settings.unknown_variables(os.environ, prefixes=("DAGFACTORY_",)):
+        print(f"warning: {warning}", file=sys.stderr)
+    try:
+        return args.handler(args)
+    except DagFactoryError as exc:
+        if args.debug:
+            traceback.print_exc()
+        _report(args, exc)
+        return exc.exit_code
+    except KeyboardInterrupt:  # outside a transaction (which turns signals into Interrupted)
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

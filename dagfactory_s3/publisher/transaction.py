@@ -1,0 +1,517 @@
+"""A publish as a transaction on one package prefix: immutable content, then one pointer.
+
+Nothing a reader trusts is overwritten before the commit (see :mod:`dagfactory_s3.naming` for keys):
+
+1. validate every manifest of ``--dag-path`` (any problem: nothing touches S3);
+2. read ``metadata.json`` (and its ETag), one listing of the package prefix, the other packages' records;
+3. plan: the record to commit, and which manifest contents the content store lacks;
+4. upload those contents to ``_releases/objects/<sha256>``: written once, never overwritten, named by no
+   record yet, so invisible to every reader;
+5. **commit**: ``metadata.json`` with a conditional PUT (If-Match the ETag read in step 2, If-None-Match
+   ``*`` for a first release) -- the only write a reader trusts;
+6. after the commit only: the history copy ``_releases/<id>.json``, the human-readable ``dags/`` copies of
+   the seed's layout (never what a reader trusts), deletes of removed ``dags/`` files, pruning of history
+   beyond ``--keep`` and garbage collection of content no kept record names (after a grace period).
+
+An interruption or failure before step 5 leaves the previous release in force and nothing to undo; a
+rerun uploads only the contents still missing. An interruption after step 5 leaves the new release in
+force; a rerun (even of the same sources) finishes step 6. ``rollback`` and ``retire`` are publishes of
+an earlier record's files and of no files (a tombstone record).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dagfactory_s3 import __version__, naming, settings, stub
+from dagfactory_s3.errors import DagFactoryError, Interrupted, PublishError, StorageError
+from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_name, release_id_of
+from dagfactory_s3.publisher.scan import scan
+from dagfactory_s3.publisher.store import Current, PackageStore
+from dagfactory_s3.publisher.terminal import Progress
+from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
+from dagfactory_s3.s3 import Listed
+
+__all__ = [
+    "DEFAULT_GC_GRACE",
+    "DEFAULT_KEEP",
+    "DEFAULT_PARALLELISM",
+    "ReleasePlan",
+    "Stop",
+    "Wanted",
+    "execute",
+    "history_ids",
+    "make_plan",
+    "parallel",
+    "retire",
+    "rollback",
+    "wanted_from_dir",
+]
+
+DEFAULT_KEEP = settings.OPTIONS["keep"].default
+DEFAULT_PARALLELISM = settings.OPTIONS["parallelism"].default
+DEFAULT_GC_GRACE = settings.OPTIONS["gc_grace"].default
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def new_release_id() -> str:
+    """Sortable by time (to the millisecond), unique by a random suffix: ``20240101T120000.123Z-1a2b3c``."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
+
+
+class Stop:
+    """SIGINT/SIGTERM while publishing: no new upload starts, the commit is never cut in half.
+
+    The handler only sets a flag; uploads in flight finish (each is bounded by the client's timeouts)
+    and the transaction checks the flag between steps, so a signal never lands inside a request.
+    """
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Stop:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.signum = signum
+        self.event.set()
+
+    @property
+    def requested(self) -> bool:
+        return self.event.is_set()
+
+    def interrupted(self, message: str) -> Interrupted:
+        name = signal.Signals(self.signum).name if self.signum else "signal"
+        error = Interrupted(f"interrupted ({name}) {message}")
+        error.exit_code = 128 + (self.signum or 2)
+        return error
+
+
+@dataclass
+class Wanted:
+    """What the package should look like after the release: files by name under the prefix, DAG info."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    dags: dict[str, dict[str, Any]] = field(default_factory=dict)
+    images: tuple[str, ...] = ()
+    package_version: str | None = None
+    git_sha: str | None = None
+    tombstone: bool = False
+
+    def shas(self) -> dict[str, str]:
+        return {rest: _sha(data) for rest, data in self.files.items()}
+
+    def contents(self) -> dict[str, bytes]:
+        """The manifests' bytes by sha256: what the content store must hold (stubs are regenerated)."""
+        return {_sha(data): data for rest, data in self.files.items() if rest.endswith(".json")}
+
+
+def wanted_from_dir(dag_path: Path, package: str) -> Wanted:
+    """Validate ``dag_path`` (all problems at once) and build the files to publish: manifests + fresh stubs."""
+    found = scan(dag_path, package=package, strict_names=True)
+    wanted = Wanted()
+    images: set[str] = set()
+    for dag_id in sorted(found.manifests):
+        m = found.manifests[dag_id]
+        wanted.files[naming.dag_file(dag_id, ".json")] = m.raw
+        wanted.files[naming.dag_file(dag_id, ".py")] = stub.render(naming.manifest_name(dag_id))
+        wanted.dags[dag_id] = {"schedule": m.data.get("schedule"), "images": m.images, "tasks": len(m.tasks)}
+        images.update(m.images)
+    wanted.images = tuple(sorted(images))
+    return wanted
+
+
+@dataclass
+class ReleasePlan:
+    """The diff between what is wanted and what S3 holds, and everything needed to apply it."""
+
+    store: PackageStore
+    current: Current
+    listing: dict[str, Listed]  # by name relative to the package prefix
+    wanted: Wanted
+    add: list[str] = field(default_factory=list)  # DAG files, compared with the current record
+    update: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    uploads: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content the store lacks
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def record_is_current(self) -> bool:
+        rec = self.current.record
+        return (
+            rec is not None
+            and rec.content == CONTENT_OBJECTS
+            and rec.tombstone == self.wanted.tombstone
+            and {k: v.sha256 for k, v in rec.files.items()} == self.wanted.shas()
+            and rec.dags == self.wanted.dags
+        )
+
+    @property
+    def noop(self) -> bool:
+        return self.record_is_current and not self.uploads
+
+    def to_dict(self) -> dict[str, Any]:
+        rec = self.current.record
+        return {
+            "package": self.store.package,
+            "environment": self.store.environment,
+            "current_release_id": rec.release_id if rec else None,
+            "add": self.add,
+            "update": self.update,
+            "delete": self.delete,
+            "unchanged": len(self.unchanged),
+            "new_contents": len(self.uploads),
+            "commit": not self.record_is_current,
+            "warnings": self.warnings,
+        }
+
+
+def parallel(
+    fn: Callable[[Any], Any], items: Iterable[Any], workers: int, stop: Stop | None = None
+) -> list[Any]:
+    """``fn`` over ``items`` on up to ``workers`` threads; after ``stop``, items not yet started are skipped."""
+    items = list(items)
+    if not items:
+        return []
+
+    def run(item: Any) -> Any:
+        return None if stop is not None and stop.requested else fn(item)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
+        futures = [pool.submit(run, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+
+
+def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT_PARALLELISM) -> ReleasePlan:
+    """Read S3 (record, listing, other packages' records) and diff. Writes nothing."""
+    plan = ReleasePlan(store, store.current(), store.list(), wanted)
+    if plan.current.problem:
+        plan.warnings.append(f"ignoring unreadable current record: {plan.current.problem}")
+    rec = plan.current.record
+    old = {r: e.sha256 for r, e in rec.files.items()} if rec else {}
+    for rest, sha in sorted(wanted.shas().items()):
+        if rest not in old:
+            plan.add.append(rest)
+        else:
+            (plan.unchanged if old[rest] == sha else plan.update).append(rest)
+    plan.delete = sorted(
+        (r for r in old if r not in wanted.files),
+        key=lambda r: (not r.endswith(".py"), r),  # stubs before manifests: never a stub without its manifest
+    )
+    for sha, data in sorted(wanted.contents().items()):
+        listed = plan.listing.get(object_name(sha))
+        if listed is None or listed.size != len(data):  # content-addressed: present means right
+            plan.uploads[sha] = data
+    _check_dag_ids(plan)
+    return plan
+
+
+def _check_dag_ids(plan: ReleasePlan) -> None:
+    """Refuse a DAG id another package of the environment already publishes (when we can read theirs)."""
+    if not plan.wanted.dags:
+        return
+    others, warning = plan.store.other_packages()
+    if warning:
+        plan.warnings.append(warning)
+    problems = []
+    for package, record in sorted(others.items()):
+        if record.tombstone:
+            continue
+        theirs = set(record.dags) | {naming.dag_id_of(r) for r in record.files}
+        for dag_id in sorted(theirs & set(plan.wanted.dags)):
+            problems.append(
+                f"dag_id {dag_id!r} is already published by package {package!r} in {plan.store.environment!r}; DAG ids must be unique across packages"
+            )
+    if problems:
+        raise PublishError("\n".join(problems))
+
+
+def history_document(record: Release, etags: dict[str, str]) -> bytes:
+    """A history record: the release record plus each file's single-part ETag (its MD5), which lets
+    ``list`` check the readable ``dags/`` copies against the record from a listing alone.
+    """
+    body = orjson.loads(record.to_json())
+    body["etags"] = {rest: etags[rest] for rest in sorted(etags)}
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+
+
+def execute(
+    plan: ReleasePlan,
+    *,
+    keep: int = DEFAULT_KEEP,
+    parallelism: int = DEFAULT_PARALLELISM,
+    progress: bool = False,
+    release_id: str | None = None,
+    stop: Stop | None = None,
+    gc_grace: float = DEFAULT_GC_GRACE,
+) -> Release | None:
+    """Apply ``plan``. Returns the committed record, or None when the current record already is it
+    (then only the after-commit steps run, repairing what an interrupted publish left undone)."""
+    store, current = plan.store, plan.current
+    stop = stop or Stop()
+    if plan.noop:
+        _after_commit(plan, current.record, keep=keep, parallelism=parallelism, stop=stop, gc_grace=gc_grace)
+        return None
+    bar = Progress(len(plan.uploads), progress)
+    versions: dict[str, str | None] = {}  # sha -> VersionId of what this publish wrote (versioned buckets)
+
+    def upload(sha: str) -> None:
+        versions[sha] = store.put(object_name(sha), plan.uploads[sha])
+        bar.step()
+
+    kept = current.record.release_id if current.record else "none"
+    try:
+        parallel(upload, sorted(plan.uploads), parallelism, stop)
+    except DagFactoryError as exc:
+        bar.close()
+        raise _before_commit(type(exc), f"{exc}\n", plan, versions, kept) from exc
+    bar.close()
+    if stop.requested:
+        raise _before_commit(stop.interrupted, "", plan, versions, kept)
+
+    record = Release(
+        package=store.package,
+        environment=store.environment,
+        release_id=release_id or new_release_id(),
+        published_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        publisher_version=__version__,
+        files={
+            rest: FileEntry(_sha(data), len(data), _version(rest, data, versions, current.record))
+            for rest, data in plan.wanted.files.items()
+        },
+        dags=plan.wanted.dags,
+        images=plan.wanted.images,
+        package_version=plan.wanted.package_version,
+        git_sha=plan.wanted.git_sha,
+        previous_release_id=current.record.release_id if current.record else None,
+        tombstone=plan.wanted.tombstone,
+        content=CONTENT_OBJECTS,
+    )
+    try:
+        store.commit(record, expected_etag=current.etag)
+    except StorageError as exc:
+        # The commit may or may not have been applied (a dropped response): look before reporting.
+        try:
+            now = store.current().record
+        except StorageError:
+            raise StorageError(
+                f"{exc}\ncommit of release {record.release_id} of {store.package!r} is unconfirmed; run 'list' or rerun the publish (it is idempotent)"
+            ) from exc
+        if now is None or now.release_id != record.release_id:
+            raise _before_commit(
+                StorageError, f"{exc}\n", plan, versions, now.release_id if now else kept
+            ) from exc
+    _after_commit(plan, record, keep=keep, parallelism=parallelism, stop=stop, gc_grace=gc_grace)
+    return record
+
+
+def _before_commit(
+    make: Callable[[str], DagFactoryError], cause: str, plan: ReleasePlan, written: dict[str, Any], kept: str
+) -> DagFactoryError:
+    """The error for a publish that stopped before its commit: which release stands, what is in S3."""
+    store = plan.store
+    return make(
+        f"{cause}before the commit: release {kept} is still current for package {store.package!r}; "
+        f"{len(written)} of {len(plan.uploads)} new content object(s) are in {store.url(OBJECTS_DIR)}/ "
+        "(named by no record, invisible to readers); rerun the same publish to complete it "
+        "(it uploads only what is missing)"
+    )
+
+
+def _version(rest: str, data: bytes, written: dict[str, str | None], previous: Release | None) -> str | None:
+    """The VersionId of a file's content object: just written, or kept unchanged from the previous record."""
+    sha = _sha(data)
+    if sha in written:
+        return written[sha]
+    kept = previous.files.get(rest) if previous else None
+    return kept.version_id if kept and kept.sha256 == sha and previous.content == CONTENT_OBJECTS else None
+
+
+def _after_commit(
+    plan: ReleasePlan, record: Release, *, keep: int, parallelism: int, stop: Stop, gc_grace: float
+) -> None:
+    """Everything after the commit point. Idempotent: a rerun finishes what an interruption left.
+
+    Readers never trust what these steps write; each is skipped when already done, so an unchanged
+    republish writes nothing at all.
+    """
+    store, listing = plan.store, plan.listing
+    steps: list[tuple[str, Callable[[], None]]] = []
+    history = history_name(record.release_id)
+    if history not in listing:
+        etags = {rest: _md5(data) for rest, data in plan.wanted.files.items()}
+        steps.append(("history", lambda: store.put(history, history_document(record, etags))))
+    stale = [
+        rest
+        for rest, data in sorted(plan.wanted.files.items())
+        if not (listing.get(rest) and listing[rest].same_bytes(data))
+    ]
+
+    # Manifests before stubs, so an `aws s3 sync` of dags/ never sees a stub without its manifest.
+    def copy(rest: str) -> None:
+        store.put(rest, plan.wanted.files[rest])
+
+    for suffix in (".json", ".py"):
+        batch = [r for r in stale if r.endswith(suffix)]
+        steps.append(("copies", lambda b=batch: parallel(copy, b, parallelism, stop)))
+    removed = sorted(
+        (r for r in listing if r.startswith(f"{DAGS_DIR}/") and r not in plan.wanted.files),
+        key=lambda r: (not r.endswith(".py"), r),
+    )
+    for suffix in (".py", ".json"):  # stubs first: a stub never outlives its manifest
+        batch = [r for r in removed if r.endswith(suffix)]
+        steps.append(("deletes", lambda b=batch: parallel(store.delete, b, parallelism, stop)))
+    steps.append(("prune", lambda: _prune(plan, record, keep, parallelism, gc_grace)))
+    unfinished = (
+        f"release {record.release_id} of {store.package!r} is committed and complete for readers; "
+        "its readable dags/ copies or history housekeeping are unfinished; rerun the same publish to finish them"
+    )
+    for _, step in steps:
+        if stop.requested:
+            raise stop.interrupted(f"after the commit: {unfinished}")
+        try:
+            step()
+        except StorageError as exc:
+            raise StorageError(f"{exc}\nafter the commit: {unfinished}") from exc
+
+
+def history_ids(listing: dict[str, Listed]) -> list[str]:
+    """The release ids of the history records in a package listing, oldest first."""
+    return sorted(i for i in map(release_id_of, listing) if i)
+
+
+def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_grace: float) -> None:
+    """Keep the newest ``keep`` history records; delete content no kept record names, once it is older
+    than ``gc_grace`` seconds (younger orphans may belong to a publish still uploading)."""
+    store = plan.store
+    ids = sorted({*history_ids(plan.listing), record.release_id})
+    doomed = ids[:-keep] if keep > 0 else []
+    kept = [i for i in ids if i not in doomed]
+    current = {e.sha256 for e in record.files.values()}
+    cutoff = time.time() - gc_grace
+    candidates = {
+        rest: sha
+        for rest, listed in plan.listing.items()
+        if (sha := naming.sha_of_object(rest)) and sha not in current and listed.modified < cutoff
+    }
+    if not doomed and not candidates:
+        return  # the common case: nothing to read, nothing to delete
+    needed = set(current)
+    for release_id in kept:
+        if release_id != record.release_id:
+            needed |= {e.sha256 for e in store.history(release_id).files.values()}
+    orphans = sorted(rest for rest, sha in candidates.items() if sha not in needed)
+    # Content a doomed 0.1 record embeds and a kept one still names moves to the content store first.
+    if doomed:
+        stored = {naming.sha_of_object(r) for r in plan.listing} | set(plan.uploads)
+        for release_id in doomed:
+            for sha, data in _embedded(store, release_id).items():
+                if sha in needed and sha not in stored:
+                    store.put(object_name(sha), data)
+                    stored.add(sha)
+    parallel(store.delete, [history_name(i) for i in doomed] + orphans, parallelism)
+
+
+def _embedded(store: PackageStore, release_id: str) -> dict[str, bytes]:
+    """Content a history record written by dagfactory-s3 0.1 carries inline (``contents``, base64)."""
+    raw = store.get(history_name(release_id)) or b"{}"
+    try:
+        items = orjson.loads(raw).get("contents") or {}
+        return {sha: base64.b64decode(text) for sha, text in items.items()}
+    except (orjson.JSONDecodeError, ValueError, AttributeError):
+        return {}
+
+
+# -- rollback, retire --------------------------------------------------------------------------
+
+
+def _content(store: PackageStore, listing: dict[str, Listed], rest: str, sha: str) -> bytes | None:
+    """The bytes of ``rest`` with digest ``sha``: the content store, a regenerated stub, a 0.1 history
+    record's inline content, or the readable copy -- whichever matches the digest."""
+    candidates: list[Callable[[], bytes | None]] = []
+    if object_name(sha) in listing:
+        candidates.append(lambda: store.get(object_name(sha)))
+    if rest.endswith(".py"):
+        candidates.append(lambda: stub.stub_for(rest.rpartition("/")[2]))
+    candidates += [lambda i=i: _embedded(store, i).get(sha) for i in reversed(history_ids(listing))]
+    candidates.append(lambda: store.get(rest))
+    for candidate in candidates:
+        data = candidate()
+        if data is not None and _sha(data) == sha:
+            return data
+    return None
+
+
+def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT_PARALLELISM) -> ReleasePlan:
+    """A plan that re-publishes exactly the files of an earlier release."""
+    target = store.history(release_id)
+    if target.tombstone:
+        raise PublishError(f"release {release_id} is a tombstone (retire); roll back to a release before it")
+    wanted = Wanted(
+        dags=dict(target.dags),
+        images=target.images,
+        package_version=target.package_version,
+        git_sha=target.git_sha,
+    )
+    listing = store.list()
+    missing = []
+    for rest, entry in sorted(target.files.items()):
+        data = _content(store, listing, rest, entry.sha256)
+        if data is None and rest.endswith(".py"):
+            data = stub.stub_for(rest.rpartition("/")[2])  # an older template: today's canonical stub
+        if data is None:
+            missing.append(rest)
+        else:
+            wanted.files[rest] = data
+    if missing:
+        raise PublishError(
+            f"cannot roll back to {release_id}: content of {', '.join(missing)} is neither in {store.prefix}{OBJECTS_DIR}/ nor in a kept release record"
+        )
+    return make_plan(store, wanted, parallelism=parallelism)
+
+
+def retire(store: PackageStore) -> ReleasePlan:
+    """A plan that removes every DAG of the package behind a tombstone record (history is kept)."""
+    plan = make_plan(store, Wanted(tombstone=True))
+    live = [r for r in plan.listing if r.startswith(f"{DAGS_DIR}/")]
+    if plan.current.record is None and not live:
+        raise PublishError(
+            f"nothing to retire: no release of {store.package!r} in s3://{store.bucket}/{store.environment}/"
+        )
+    return plan

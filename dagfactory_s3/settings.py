@@ -1,0 +1,260 @@
+"""The one table of settings for both command-line tools, and the one place env vars are read.
+
+Every option that has an environment twin is an :class:`Option` here (git-sync's ``env.go`` is the
+model): its flag, variable, parser, default and help. The publisher's subcommands and the sidecar
+build their flags from it, ``--help`` shows every twin as ``[env: X, default: Y]``, and
+:func:`markdown_table` renders the documentation's tables from the same rows. The seed's names
+(``DAG_BUCKET``, ``ENVIRONMENT``, ``DAG_SYNC_INTERVAL``) are kept. AWS settings are not here: they
+come only from the standard AWS chain.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from dagfactory_s3.errors import ConfigError
+
+__all__ = [
+    "OPTIONS",
+    "Option",
+    "add_option",
+    "flag_help",
+    "markdown_table",
+    "resolve",
+    "unknown_variables",
+]
+
+# Variables with these prefixes are ours: an unknown one is almost certainly a typo, and a typo
+# silently falls back to a default (git-sync's README explains why that is dangerous).
+OUR_PREFIXES = ("DAG_SYNC_", "DAGFACTORY_")
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"{value!r} is not a boolean (use true or false)")
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ValueError(f"{value} is not between 0 and 1")
+    return number
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(value: str) -> Any:
+        number = kind(value)
+        if number <= 0:
+            raise ValueError(f"{value} must be greater than 0")
+        return number
+
+    return parse
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError(f"{value} is not a TCP port (0 disables the HTTP endpoints)")
+    return number
+
+
+class Option(NamedTuple):
+    flag: str
+    env: str | None
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    switch: bool = False  # a flag without a value (its variable takes true/false)
+    shown: str | None = None  # the default as documented, when it is derived from other settings
+
+    @property
+    def shown_default(self) -> str:
+        if self.shown:
+            return self.shown
+        if self.default is None:
+            return "required"
+        if self.switch or isinstance(self.default, bool):
+            return "true" if self.default else "false"
+        return str(self.default)
+
+
+OPTIONS: dict[str, Option] = {
+    # -- both tools --------------------------------------------------------------------------
+    "bucket": Option("--bucket", "DAG_BUCKET", str, None, "S3 bucket holding the DAGs"),
+    "environment": Option(
+        "--environment", "ENVIRONMENT", str, None, "environment prefix in the bucket (dev, staging, prod ...)"
+    ),
+    # -- the publisher -----------------------------------------------------------------------
+    "package_name": Option(
+        "--package-name", "DAG_PACKAGE_NAME", str, None, "package that owns <env>/<package>/"
+    ),
+    "parallelism": Option("--parallelism", None, _positive(int), 8, "concurrent S3 requests"),
+    "keep": Option("--keep", None, _positive(int), 10, "release records kept for rollback"),
+    "gc_grace": Option(
+        "--gc-grace",
+        None,
+        float,
+        86400.0,
+        "seconds before content no kept record names is deleted (a slower concurrent publish may still need it)",
+    ),
+    # -- the sidecar -------------------------------------------------------------------------
+    "interval": Option(
+        "--interval", "DAG_SYNC_INTERVAL", _positive(float), 30.0, "seconds between reconcile cycles"
+    ),
+    "dags_folder": Option(
+        "--dags-folder", "DAGS_FOLDER", Path, "/opt/airflow/dags", "the Airflow dags folder to keep in sync"
+    ),
+    "state_dir": Option(
+        "--state-dir",
+        "DAG_SYNC_STATE_DIR",
+        Path,
+        None,
+        "where the sync state lives (Airflow never imports it)",
+        shown="<dags-folder>/.dagfactory-sync",
+    ),
+    "metrics_port": Option(
+        "--metrics-port",
+        "DAG_SYNC_METRICS_PORT",
+        _port,
+        9102,
+        "port for /metrics, /healthz, /readyz (0: off)",
+    ),
+    "max_delete_fraction": Option(
+        "--max-delete-fraction",
+        "DAG_SYNC_MAX_DELETE_FRACTION",
+        _fraction,
+        0.5,
+        "refuse to delete more than this fraction of served DAGs in one cycle",
+    ),
+    "allow_python": Option(
+        "--allow-python",
+        "DAG_SYNC_ALLOW_PYTHON",
+        _bool,
+        False,
+        "also serve non-canonical .py files (legacy packages; runs their code in the control plane)",
+        switch=True,
+    ),
+    "mirror_unreleased": Option(
+        "--mirror-unreleased",
+        "DAG_SYNC_MIRROR_UNRELEASED",
+        _bool,
+        False,
+        "migration only: also serve packages without a release record, object by object (NOT atomic)",
+        switch=True,
+    ),
+    "once": Option(
+        "--once",
+        "DAG_SYNC_ONCE",
+        _bool,
+        False,
+        "run one cycle and exit: 0 when every recorded release is served, 1 otherwise (init container)",
+        switch=True,
+    ),
+    "workers": Option("--workers", "DAG_SYNC_WORKERS", _positive(int), 16, "parallel downloads"),
+    "max_backoff": Option(
+        "--max-backoff",
+        "DAG_SYNC_MAX_BACKOFF",
+        _positive(float),
+        300.0,
+        "longest wait after failures, seconds",
+    ),
+}
+
+
+def flag_help(opt: Option) -> str:
+    """``help [env: X, default: Y]``: the one way both tools show a setting."""
+    twin = f"env: {opt.env}, " if opt.env else ""
+    return f"{opt.help} [{twin}default: {opt.shown_default}]"
+
+
+def add_option(
+    parser: argparse.ArgumentParser,
+    name: str,
+    *,
+    environ: Mapping[str, str],
+    required: bool = False,
+    help: str | None = None,
+) -> None:
+    """A flag of the table whose default is its environment twin, then the table's default.
+
+    ``required`` options are required only when their variable is unset too, and ``--help`` says so.
+    """
+    opt = OPTIONS[name]
+    env_value = environ.get(opt.env, "") if opt.env else ""
+    value = opt.default
+    if env_value:
+        try:
+            value = opt.parse(env_value)
+        except ValueError as exc:
+            raise ConfigError(f"{opt.env}: {exc}") from None
+    if opt.switch:
+        parser.add_argument(
+            opt.flag, dest=name, action="store_true", default=bool(value), help=flag_help(opt)
+        )
+        return
+
+    def parse(text: str) -> Any:
+        try:
+            return opt.parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parser.add_argument(
+        opt.flag,
+        dest=name,
+        default=value,
+        type=parse,
+        required=required and value is None,
+        metavar=name.upper(),
+        help=flag_help(opt._replace(help=help or opt.help)),
+    )
+
+
+def resolve(names: Iterable[str], flags: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """Flag, then environment variable, then default, for each of ``names``.
+
+    ``flags`` holds the raw flag strings (None when not given). Raises ConfigError naming the flag
+    or variable whose value does not parse.
+    """
+    values: dict[str, Any] = {}
+    for name in names:
+        opt = OPTIONS[name]
+        raw, source = flags.get(name), opt.flag
+        if raw is None and opt.env:
+            raw, source = environ.get(opt.env), opt.env
+        if raw is None or raw == "":
+            values[name] = opt.default
+            continue
+        try:
+            values[name] = opt.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+    return values
+
+
+def unknown_variables(environ: Mapping[str, str], prefixes: Sequence[str] = OUR_PREFIXES) -> list[str]:
+    """One warning per variable that looks like ours but is not in the table (a typo)."""
+    known = {opt.env for opt in OPTIONS.values() if opt.env}
+    ours = sorted(k for k in known if k.startswith(prefixes))
+    return [
+        f"unknown environment variable {name}; known: {', '.join(ours)}"
+        for name in sorted(environ)
+        if name.startswith(prefixes) and name not in known
+    ]
+
+
+def markdown_table(names: Iterable[str]) -> str:
+    """The documentation's table of these options (kept equal to the code by a test)."""
+    rows = ["| flag | environment variable | default | what |", "|---|---|---|---|"]
+    for name in names:
+        opt = OPTIONS[name]
+        env = f"`{opt.env}`" if opt.env else ""
+        rows.append(f"| `{opt.flag}` | {env} | {opt.shown_default} | {opt.help} |")
+    return "\n".join(rows) + "\n"

@@ -1,0 +1,835 @@
+"""One reconcile cycle: list ``<env>/`` once, fetch what changed, verify, then apply in a safe order.
+
+A cycle has four steps, each of which can only *narrow* what gets applied:
+
+1. **list** -- one paginated ListObjectsV2 of ``<env>/``; any error or an incomplete listing ends
+   the cycle with nothing changed (fail-static);
+2. **plan** -- per package, the files it should have: exactly its release record when it has a
+   ``metadata.json``, else a mirror of its ``dags/``; keys, stubs and DAG ids are checked here
+   (:mod:`dagfactory_s3.sync.policy`), and a DAG id keeps serving from the package that has it;
+3. **fetch** -- GET only objects whose sha256 (release) or ETag (mirror) differs from what is on
+   disk, verify every byte, check manifest ownership; a release that S3 does not match yet (publish
+   in flight) or that could not be read keeps the last applied release, whole;
+4. **apply** -- write manifests, then stubs (bumping a stub's mtime when only its manifest changed,
+   so Airflow reparses it), then delete stubs before manifests; the mass-delete guard may veto
+   deletions. Every write is temp file + fsync + rename in the same directory; the state file is
+   written after the files.
+
+Everything one cycle accumulates (its report, plans, refusal count, whether the state changed) lives
+on a :class:`Cycle` passed to each step; the :class:`Reconciler` keeps only what outlives a cycle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from dagfactory_s3 import fs, naming, s3
+from dagfactory_s3 import release as releases
+from dagfactory_s3.errors import DagFactoryError, RecordError, StorageError, SyncError
+from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
+from dagfactory_s3.sync.observe import Log, Metrics
+from dagfactory_s3.sync.policy import KeyClass, canonical_stub, check_manifest, classify_key
+from dagfactory_s3.sync.state import Applied, Mode, PackageState, State
+
+__all__ = ["Cycle", "CycleReport", "PackagePlan", "Reconciler", "Status", "Want", "WantKind"]
+
+_MAX_RECORD_BYTES = 8 * 1024 * 1024
+# Beside each package's live dags/: the next release being built, and the fallback swap's old copy.
+# The package's .airflowignore keeps Airflow out of both.
+STAGING_DIR = ".dags-next"
+OLD_DIR = ".dags-old"
+AIRFLOW_IGNORE = ".airflowignore"
+IGNORE_PATTERNS = (
+    f"# written by airflow-dag-sync: its staging directories\n{STAGING_DIR}\n{OLD_DIR}\n".encode()
+)
+_MAX_PYTHON_BYTES = 4 * 1024 * 1024
+
+
+class Status(StrEnum):
+    """A package plan's outcome; only an ``ok`` plan changes anything on disk."""
+
+    OK = "ok"
+    WAITING = "waiting"  # the release record is ahead of S3: a publish is in flight
+    ERROR = "error"  # the record or a file could not be read
+
+
+class WantKind(StrEnum):
+    MANIFEST = "manifest"  # a manifest fetched from S3
+    STUB = "stub"  # a canonical stub the sidecar writes itself
+    PYTHON = "python"  # a .py fetched from S3 (--allow-python, or a stub to verify)
+
+
+@dataclass
+class Want:
+    """One file a package should have on disk (``rest`` is relative to ``<package>/``)."""
+
+    rest: str
+    kind: WantKind
+    key: str | None = (
+        None  # the object's key under dags/ (None: the sidecar writes it, e.g. a canonical stub)
+    )
+    etag: str | None = None  # unquoted
+    sha256: str | None = None  # expected content (release mode), or known after the GET
+    size: int | None = None
+    version_id: str | None = None
+    data: bytes | None = None
+    unchanged: bool = False  # already on disk as wanted
+    verify_stub: bool = False  # a .py whose ETag cannot tell whether it is the canonical stub
+    source: str | None = None  # where to GET it when not ``key``: the immutable content object
+
+
+@dataclass
+class PackagePlan:
+    """What one package should look like on disk after this cycle."""
+
+    package: str
+    mode: Mode
+    status: Status = Status.OK
+    release_id: str | None = None
+    tombstone: bool = False
+    content: str | None = None  # the record's content layout (CONTENT_OBJECTS, or None for 0.1 records)
+    wants: dict[str, Want] = field(default_factory=dict)
+    keep: set[str] = field(default_factory=set)  # applied files kept as they are (refused or failed update)
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+
+Change = tuple[PackagePlan, Want]  # one file to write (or stub to touch) and the plan it belongs to
+
+
+@dataclass
+class CycleReport:
+    """``complete``: the listing and every needed download succeeded (readiness, ``--once`` exit code)."""
+
+    complete: bool = False
+    listed: int = 0
+    written: int = 0
+    deleted: int = 0
+    refused: int = 0
+    errors: int = 0
+    waiting: list[str] = field(default_factory=list)
+    unservable: list[str] = field(default_factory=list)  # recorded releases this cycle could not serve
+    duration: float = 0.0
+    list_duration: float = 0.0
+
+    @property
+    def status(self) -> str:
+        if self.errors or not self.complete:
+            return "error"
+        return "success" if self.written or self.deleted else "noop"
+
+
+@dataclass
+class Cycle:
+    """What one :meth:`Reconciler.cycle` accumulates; created at its start, dropped at its end."""
+
+    report: CycleReport = field(default_factory=CycleReport)
+    plans: dict[str, PackagePlan] = field(default_factory=dict)
+    refused: int = 0  # keys and wanted files refused in this cycle
+    state_dirty: bool = False  # the state changed without being saved yet
+
+
+class Reconciler:
+    """Keeps ``dags_folder`` equal to what S3 publishes for one bucket and environment."""
+
+    page_size = 1000  # S3's maximum; tests lower it to exercise pagination cheaply
+
+    def __init__(
+        self,
+        *,
+        client: Any,
+        bucket: str,
+        environment: str,
+        dags_folder: Path,
+        state_dir: Path,
+        log: Log,
+        metrics: Metrics,
+        allow_python: bool = False,
+        mirror_unreleased: bool = False,
+        max_delete_fraction: float = 0.5,
+        workers: int = 16,
+        on_progress: Callable[[], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.env = environment
+        self.root = dags_folder
+        self.state_dir = state_dir
+        self.log = log
+        self.metrics = metrics
+        self.allow_python = allow_python
+        self.mirror_unreleased = mirror_unreleased
+        self.max_delete_fraction = max_delete_fraction
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dagsync-get")
+        self.on_progress = on_progress or (lambda: None)
+        self._refusals_logged: set[tuple[str, str, str]] = set()
+        self._waiting_logged: dict[str, str] = {}
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state = State.load(state_dir, bucket=bucket, environment=environment)
+        self._recover()
+        self.metrics.dags.set(self.state.dag_count())
+        for name, pkg in self.state.packages.items():
+            self.metrics.set_release(name, pkg.release_id)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- restart ------------------------------------------------------------------------------
+
+    def _recover(self) -> None:
+        """Make the state match the disk after an interrupted cycle (SIGKILL, OOM, node loss)."""
+        stale = fs.remove_temp_files(self.root, f"*/{naming.DAGS_DIR}")
+        for leftover in [*self.root.glob(f"*/{STAGING_DIR}"), *self.root.glob(f"*/{OLD_DIR}")]:
+            shutil.rmtree(leftover, ignore_errors=True)  # a swap that never happened, or its old half
+            stale += 1
+        touched = list(self.state.pending)
+        for item in touched:
+            name, _, rest = item.partition("/")
+            path = self.root / name / rest
+            pkg = self.state.packages.setdefault(name, PackageState(mode=Mode.MIRROR))
+            if path.is_file():
+                pkg.files[rest] = Applied(_sha256(path.read_bytes()), None)
+            else:
+                pkg.files.pop(rest, None)
+        if touched or stale:
+            self.log("recover", pending=len(touched), temp_files_removed=stale)
+            self.state.pending = []
+            self.state.save(self.state_dir)
+
+    # -- the cycle ----------------------------------------------------------------------------
+
+    def cycle(self) -> CycleReport:
+        start = time.monotonic()
+        cycle = Cycle()
+        report = cycle.report
+        try:
+            listing = self._list()
+        except StorageError as exc:
+            self._error(cycle, "list", exc)
+            return self._finish(report, start)
+        finally:
+            report.list_duration = time.monotonic() - start
+        report.listed = len(listing)
+        self.metrics.listed.set(len(listing))
+
+        found = self._classify(cycle, listing)
+        report.complete = True  # until a download fails
+        for name in sorted(set(found) | set(self.state.packages)):
+            cycle.plans[name] = self._plan(cycle, name, found.get(name, {}))
+        self._claim(cycle)
+        self._fetch(cycle, listing)
+        self._guard(cycle)
+        self._apply(cycle)
+        report.waiting = sorted(p.package for p in cycle.plans.values() if p.status is Status.WAITING)
+        report.unservable = sorted(set(report.unservable) | set(report.waiting))
+        report.refused = cycle.refused
+        self.metrics.in_flight.set(len(report.waiting))
+        self.metrics.refused_now.set(report.refused)
+        return self._finish(report, start)
+
+    def _finish(self, report: CycleReport, start: float) -> CycleReport:
+        report.duration = time.monotonic() - start
+        self.metrics.duration.observe(report.duration)
+        self.metrics.cycles.labels(report.status).inc()
+        if report.complete:
+            self.metrics.last_success.set(time.time())
+        self.log(
+            "cycle",
+            level="info" if report.status != "error" else "warning",
+            status=report.status,
+            listed=report.listed,
+            written=report.written,
+            deleted=report.deleted,
+            refused=report.refused,
+            errors=report.errors,
+            waiting=report.waiting or None,
+            seconds=round(report.duration, 3),
+            list_seconds=round(report.list_duration, 3),
+        )
+        return report
+
+    # -- 1. list ------------------------------------------------------------------------------
+
+    def _list(self) -> dict[str, s3.Listed]:
+        """Every object under ``<env>/``, or StorageError: a partial listing is never returned."""
+        return s3.list_objects(
+            self.client,
+            self.bucket,
+            f"{self.env}/",
+            page_size=self.page_size,
+            on_page=self.metrics.list_requests.inc,
+        )
+
+    def _classify(
+        self, cycle: Cycle, listing: dict[str, s3.Listed]
+    ) -> dict[str, dict[str, tuple[KeyClass, s3.Listed]]]:
+        """The DAG files and release records of the listing by package; refuses every other key."""
+        found: dict[str, dict[str, tuple[KeyClass, s3.Listed]]] = {}
+        for key in sorted(listing):
+            cls = classify_key(self.env, key)
+            if cls.kind == "refuse":
+                self._refuse(key, listing[key].etag, "key", cls.reason, cls.package or None)
+                cycle.refused += 1
+            elif cls.kind in ("dag", "metadata"):
+                found.setdefault(cls.package, {})[cls.rest] = (cls, listing[key])
+        return found
+
+    # -- 2. plan ------------------------------------------------------------------------------
+
+    def _plan(self, cycle: Cycle, name: str, files: dict[str, tuple[KeyClass, s3.Listed]]) -> PackagePlan:
+        meta = files.get(naming.METADATA)
+        if meta is None:
+            if self.mirror_unreleased or not files:
+                return self._plan_mirror(cycle, name, files)
+            return self._plan_unreleased(cycle, name)
+        plan = PackagePlan(name, Mode.RELEASE)
+        try:
+            record = self._record(cycle, name, meta[1])
+        except StorageError as exc:
+            plan.status = Status.ERROR
+            self._error(cycle, "get", exc, package=name)
+            return plan
+        except (SyncError, RecordError) as exc:
+            plan.status = Status.ERROR
+            self._error(cycle, "record", exc, package=name)
+            return plan
+        plan.release_id, plan.tombstone, plan.content = record.release_id, record.tombstone, record.content
+        if record.tombstone:
+            return plan
+        manifests = {rest for rest in record.files if rest.endswith(".json")}
+        for rest in sorted(record.files):
+            want = self._release_want(cycle, plan, rest, record.files[rest], manifests)
+            if want is not None:
+                plan.wants[rest] = want
+        self._add_stubs(plan)
+        return plan
+
+    def _release_want(
+        self, cycle: Cycle, plan: PackagePlan, rest: str, entry: releases.FileEntry, manifests: set[str]
+    ) -> Want | None:
+        """What to GET for one recorded file; None when it is refused or is the canonical stub."""
+        key = naming.package_prefix(self.env, plan.package) + rest
+        cls = classify_key(self.env, key)
+        if cls.kind != "dag":
+            self._refuse_want(cycle, plan, key, entry.sha256, "key", cls.reason or "not a DAG file")
+            return None
+        if rest.endswith(".json") and entry.size > MANIFEST_MAX_BYTES:
+            reason = f"manifest is larger than {MANIFEST_MAX_BYTES} bytes"
+            self._refuse_want(cycle, plan, key, entry.sha256, "content", reason)
+            return None
+        kind = WantKind.MANIFEST
+        if rest.endswith(".py"):
+            _, stub_sha, _ = canonical_stub(cls.name)
+            if entry.sha256 == stub_sha and naming.manifest_of(rest) in manifests:
+                return None  # the canonical stub: _add_stubs writes it without a GET
+            if not self.allow_python or entry.size > _MAX_PYTHON_BYTES or plan.content:
+                why = "stub without its manifest" if entry.sha256 == stub_sha else "not the canonical stub"
+                reason = f"{why}; only generated stubs are served (see --allow-python)"
+                self._refuse_want(cycle, plan, key, entry.sha256, "python", reason)
+                return None
+            kind = WantKind.PYTHON
+        want = Want(rest, kind, key, None, entry.sha256, entry.size, entry.version_id)
+        if plan.content == releases.CONTENT_OBJECTS:  # immutable, by digest; never the readable copy
+            want.source = naming.package_prefix(self.env, plan.package) + naming.object_name(entry.sha256)
+        return want
+
+    def _plan_unreleased(self, cycle: Cycle, name: str) -> PackagePlan:
+        """DAG files but no release record: serve nothing new, keep what is applied (fail-static).
+
+        Objects without a record are a publish that never committed (or a hand upload): serving them
+        one by one would be serving half a release. ``--mirror-unreleased`` opts into that anyway.
+        """
+        plan = PackagePlan(name, Mode.MIRROR)
+        plan.keep = set(self._applied(name))
+        key = naming.package_prefix(self.env, name) + naming.METADATA
+        reason = (
+            "package has DAG files but no release record: nothing is served until a publish commits one "
+            "(--mirror-unreleased serves such packages object by object, non-atomically)"
+        )
+        self._refuse(key, "", "unreleased", reason, name)
+        cycle.refused += 1
+        return plan
+
+    def _plan_mirror(
+        self, cycle: Cycle, name: str, files: dict[str, tuple[KeyClass, s3.Listed]]
+    ) -> PackagePlan:
+        plan = PackagePlan(name, Mode.MIRROR)
+        for rest, (cls, obj) in sorted(files.items()):
+            if cls.is_manifest:
+                if obj.size > MANIFEST_MAX_BYTES:
+                    reason = f"manifest is larger than {MANIFEST_MAX_BYTES} bytes"
+                    self._refuse_want(cycle, plan, obj.key, obj.etag, "content", reason)
+                    continue
+                plan.wants[rest] = Want(rest, WantKind.MANIFEST, obj.key, obj.etag, size=obj.size)
+        for rest, (cls, obj) in sorted(files.items()):
+            if cls.is_manifest:
+                continue
+            has_manifest = naming.manifest_of(rest) in plan.wants
+            stub_bytes, _, _ = canonical_stub(cls.name)
+            canonical = s3.etag_matches(obj.etag, stub_bytes)
+            if canonical and has_manifest:
+                continue
+            if self.allow_python and obj.size <= _MAX_PYTHON_BYTES:
+                plan.wants[rest] = Want(rest, WantKind.PYTHON, obj.key, obj.etag, size=obj.size)
+            elif canonical is None and has_manifest:
+                plan.wants[rest] = Want(
+                    rest, WantKind.PYTHON, obj.key, obj.etag, size=obj.size, verify_stub=True
+                )
+            else:
+                why = "stub without its manifest" if canonical else "not the canonical stub"
+                reason = f"{why}; only generated stubs are served (see --allow-python)"
+                self._refuse_want(cycle, plan, obj.key, obj.etag, "python", reason)
+        self._add_stubs(plan)
+        return plan
+
+    def _add_stubs(self, plan: PackagePlan) -> None:
+        """The sidecar writes each served manifest's canonical stub itself: no GET, no foreign code."""
+        applied = self._applied(plan.package)
+        for rest in [r for r in plan.wants if r.endswith(".json")]:
+            stub_rest = naming.stub_of(rest)
+            if stub_rest not in plan.wants:
+                data, sha, _ = canonical_stub(stub_rest.rpartition("/")[2])
+                old = applied.get(stub_rest)
+                unchanged = (
+                    old is not None and old.sha256 == sha and (self.root / plan.package / stub_rest).is_file()
+                )
+                plan.wants[stub_rest] = Want(
+                    stub_rest, WantKind.STUB, data=data, sha256=sha, unchanged=unchanged
+                )
+
+    def _record(self, cycle: Cycle, name: str, meta: s3.Listed) -> releases.Release:
+        """The package's release record: from the state cache when its ETag is unchanged, else a GET."""
+        cached = self.state.records.get(name)
+        if cached and cached[0] == meta.etag:
+            raw = cached[1].encode()
+        else:
+            if meta.size > _MAX_RECORD_BYTES:
+                raise SyncError(f"{meta.key}: release record is larger than {_MAX_RECORD_BYTES} bytes")
+            raw, etag = self._get(meta.key)
+            self.state.records[name] = (etag or meta.etag, raw.decode("utf-8", "replace"))
+            cycle.state_dirty = True
+        record = releases.Release.from_json(raw, file=meta.key)
+        if record.package != name or record.environment != self.env:
+            raise SyncError(
+                f"{meta.key}: release record names package {record.package!r} in environment "
+                f"{record.environment!r}; it must be {name!r} in {self.env!r}"
+            )
+        return record
+
+    def _claim(self, cycle: Cycle) -> None:
+        """A DAG id stays with the package serving it; a newcomer's claim is refused, naming both."""
+        claims = self.state.served()
+        for name in sorted(cycle.plans):
+            plan = cycle.plans[name]
+            if not plan.ok:
+                continue
+            for rest in sorted(r for r in plan.wants if r.endswith(".json")):
+                dag_id = naming.dag_id_of(rest)
+                holder = claims.setdefault(dag_id, name)
+                if holder != name:
+                    want = plan.wants[rest]
+                    reason = (
+                        f"dag_id {dag_id!r} is already served by package {holder!r}; "
+                        f"refused for package {name!r} (the package serving it keeps it)"
+                    )
+                    self._refuse_want(
+                        cycle, plan, want.key or rest, want.sha256 or want.etag or "", "collision", reason
+                    )
+
+    # -- 3. fetch -----------------------------------------------------------------------------
+
+    def _downloads(self, cycle: Cycle, listing: dict[str, s3.Listed]) -> list[Change]:
+        """The wanted files that need a GET; a release whose files S3 does not have yet waits, whole."""
+        jobs: list[Change] = []
+        for plan in cycle.plans.values():
+            if not plan.ok:
+                continue
+            applied = self._applied(plan.package)
+            for want in plan.wants.values():
+                path = self.root / plan.package / want.rest
+                old = applied.get(want.rest)
+                if want.data is not None:  # a stub the sidecar writes (see _add_stubs)
+                    continue
+                if (
+                    old is not None
+                    and path.is_file()
+                    and (
+                        (plan.mode is Mode.RELEASE and old.sha256 == want.sha256)
+                        or (plan.mode is Mode.MIRROR and old.etag == want.etag)
+                    )
+                ):
+                    want.unchanged, want.sha256 = True, old.sha256
+                    continue
+                if plan.mode is Mode.RELEASE:
+                    listed = listing.get(want.source or want.key or "")
+                    if listed is None or listed.size != want.size:
+                        self._not_in_s3(cycle, plan, f"{want.rest} is not in S3 with the recorded size")
+                        break
+                jobs.append((plan, want))
+        return [(p, w) for p, w in jobs if p.ok]
+
+    def _fetch(self, cycle: Cycle, listing: dict[str, s3.Listed]) -> None:
+        """GET what changed in parallel and verify every body before anything is written."""
+        jobs = self._downloads(cycle, listing)
+        futures = [
+            (plan, want, self.pool.submit(self._get, want.source or want.key or "", want.version_id))
+            for plan, want in jobs
+        ]
+        for plan, want, future in futures:
+            try:
+                data, etag = future.result()
+            except StorageError as exc:
+                self._error(cycle, "get", exc, package=plan.package, key=want.key)
+                if plan.mode is Mode.RELEASE:
+                    plan.status = Status.ERROR  # keep the last applied release, whole
+                else:
+                    self._drop(plan, want.rest, keep=True)
+                continue
+            self.on_progress()
+            sha = _sha256(data)
+            if plan.mode is Mode.RELEASE:
+                if sha != want.sha256:
+                    self._not_in_s3(cycle, plan, f"{want.rest} in S3 does not match the recorded sha256")
+                    continue
+            elif s3.etag_matches(want.etag or "", data) is False:
+                exc = StorageError(
+                    f"s3://{self.bucket}/{want.key}: body does not match its ETag (cut short or changed during download)"
+                )
+                self._error(cycle, "get", exc, package=plan.package, key=want.key)
+                self._drop(plan, want.rest, keep=True)
+                continue
+            want.data, want.sha256, want.etag = data, sha, want.etag or etag
+        for plan, want, _ in futures:
+            if plan.ok and plan.wants.get(want.rest) is want and want.data is not None:
+                self._check_content(cycle, plan, want)
+
+    def _check_content(self, cycle: Cycle, plan: PackagePlan, want: Want) -> None:
+        key = want.key or want.rest
+        assert want.data is not None
+        if want.kind is WantKind.MANIFEST:
+            stem = naming.dag_id_of(want.rest)
+            verdict = check_manifest(want.data, key=key, package=plan.package, stem=stem)
+            if not verdict.serve:
+                self._refuse_want(cycle, plan, key, want.sha256 or "", "ownership", verdict.reason)
+            elif verdict.invalid:
+                self._refuse_once(
+                    key,
+                    want.sha256 or "",
+                    "invalid",
+                    lambda: self.log(
+                        "invalid_manifest",
+                        level="warning",
+                        package=plan.package,
+                        key=key,
+                        note="served so Airflow shows the import error",
+                        error=verdict.invalid,
+                    ),
+                )
+        elif want.verify_stub:
+            if want.data == canonical_stub(want.rest.rpartition("/")[2])[0]:
+                del plan.wants[want.rest]
+                self._add_stubs(plan)
+            elif not self.allow_python:
+                self._refuse_want(
+                    cycle,
+                    plan,
+                    key,
+                    want.sha256 or "",
+                    "python",
+                    "not the canonical stub; only generated stubs are served (see --allow-python)",
+                )
+
+    def _get(self, key: str, version_id: str | None = None) -> tuple[bytes, str]:
+        fetched = s3.get(self.client, self.bucket, key, version_id=version_id)
+        assert fetched is not None  # only missing_ok=True returns None
+        self.metrics.downloaded.inc()
+        return fetched.data, fetched.etag
+
+    # -- 4. guard and apply ---------------------------------------------------------------------
+
+    def _deletions(self, plan: PackagePlan) -> list[str]:
+        if not plan.ok:
+            return []
+        return sorted(r for r in self._applied(plan.package) if r not in plan.wants and r not in plan.keep)
+
+    def _guard(self, cycle: Cycle) -> None:
+        """Veto deletions that would shrink the served DAGs by more than the threshold in one cycle.
+
+        A listing that lost objects (eventual consistency, a wrong prefix, a bucket emptied by
+        mistake) looks exactly like a mass delete. DAGs added in the same cycle offset deletions,
+        so renaming or replacing DAGs is not blocked; retired packages (tombstone) never count.
+        """
+        plans = cycle.plans
+        served = self.state.dag_count()
+        doomed = {
+            name: [r for r in self._deletions(plan) if r.endswith(".json")]
+            for name, plan in plans.items()
+            if not plan.tombstone
+        }
+        added = sum(
+            1
+            for plan in plans.values()
+            if plan.ok
+            for rest in plan.wants
+            if rest.endswith(".json") and rest not in self._applied(plan.package)
+        )
+        count = sum(len(v) for v in doomed.values())
+        if served and count and count - added > self.max_delete_fraction * served:
+            exc = SyncError(
+                f"refusing to delete {count} of {served} served DAGs in one cycle (net loss of more than "
+                f"{self.max_delete_fraction:.0%}); retire packages with a tombstone release, or raise "
+                "--max-delete-fraction if this is intended"
+            )
+            self._error(cycle, "mass_delete_guard", exc, packages=sorted(n for n, v in doomed.items() if v))
+            for name in doomed:
+                plan = plans[name]
+                plan.keep.update(self._deletions(plan))
+
+    def _apply(self, cycle: Cycle) -> None:
+        """Pending list, then one atomic swap per changed package, then the state: in that order."""
+        writes, deletes = self._changes(cycle)
+        if writes or deletes:
+            self._mark_pending(writes, deletes)
+        failure: BaseException | None = None
+        for name in sorted({p.package for p, _ in writes} | {n for n, _ in deletes}):
+            try:
+                self._swap(
+                    cycle,
+                    cycle.plans[name],
+                    [w for p, w in writes if p.package == name],
+                    {r for n, r in deletes if n == name},
+                )
+            except BaseException as exc:  # re-raised below, after the other packages are recorded
+                failure = failure or exc
+        self._settle_state(cycle, changed=bool(writes or deletes) and failure is None)
+        if failure is not None:
+            raise failure
+
+    def _changes(self, cycle: Cycle) -> tuple[list[Change], list[tuple[str, str]]]:
+        """The files to write and the (package, rest) to delete, of the ok plans only."""
+        writes: list[Change] = []
+        deletes: list[tuple[str, str]] = []
+        for name in sorted(cycle.plans):
+            plan = cycle.plans[name]
+            if not plan.ok:
+                continue
+            writes += [
+                (plan, w) for _, w in sorted(plan.wants.items()) if not w.unchanged and w.data is not None
+            ]
+            deletes += [(name, rest) for rest in self._deletions(plan)]
+        return writes, deletes
+
+    def _mark_pending(self, writes: list[Change], deletes: list[tuple[str, str]]) -> None:
+        """Record every path about to change before touching one, so a restart can re-check them."""
+        self.state.pending = [f"{p.package}/{w.rest}" for p, w in writes] + [f"{n}/{r}" for n, r in deletes]
+        self.state.save(self.state_dir)
+
+    def _swap(self, cycle: Cycle, plan: PackagePlan, writes: list[Want], deletes: set[str]) -> None:
+        """Build the package's next ``dags/`` beside the live one, then exchange the two atomically.
+
+        A reader listing ``<package>/dags/`` sees the old release or the new one, never a mix: unchanged
+        files are hard links (same bytes, same mtime, so Airflow does not reparse them), changed files
+        and the stubs of changed manifests are fresh (new mtime, so Airflow reparses them now). The
+        staging directory is hidden from Airflow by the package's ``.airflowignore``.
+        """
+        pkg_dir = self.root / plan.package
+        live, staging = pkg_dir / naming.DAGS_DIR, pkg_dir / STAGING_DIR
+        pkg_dir.mkdir(parents=True, exist_ok=True)
+        if not (pkg_dir / AIRFLOW_IGNORE).is_file():
+            fs.atomic_write(pkg_dir / AIRFLOW_IGNORE, IGNORE_PATTERNS)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        fresh = {w.rest for w in writes} | {
+            naming.stub_of(w.rest) for w in writes if w.rest.endswith(".json")
+        }
+        applied = self._applied(plan.package)
+        for rest in sorted(r for r in applied if r not in deletes and r not in fresh):
+            with contextlib.suppress(FileNotFoundError):  # gone by hand: the next cycle rewrites it
+                os.link(live / _name(rest), staging / _name(rest))
+        actions = {w.rest: "update" if w.rest in applied else "add" for w in writes}
+        results = [
+            self.pool.submit(fs.atomic_write, staging / _name(w.rest), w.data or b"", sync_dir=False)
+            for w in writes
+        ]
+        for result in results:
+            result.result()  # a failure leaves the live directory untouched; staging is rebuilt next time
+        # After the manifests, so each such stub is newer than its manifest and Airflow reparses it now:
+        for rest in sorted(r for r in fresh if r not in deletes and all(w.rest != r for w in writes)):
+            if rest in applied and (live / _name(rest)).is_file():
+                fs.atomic_write(staging / _name(rest), (live / _name(rest)).read_bytes(), sync_dir=False)
+        fs.fsync_dir(staging)
+        if not live.exists():
+            os.rename(staging, live)
+        elif not fs.exchange(staging, live):  # no renameat2 here: two renames, a brief gap
+            old = pkg_dir / OLD_DIR
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(live, old)
+            os.rename(staging, live)
+            staging = old
+        fs.fsync_dir(pkg_dir)
+        shutil.rmtree(staging, ignore_errors=True)  # the previous release's directory
+        self._record_swap(cycle, plan, writes, actions, deletes)
+        self.on_progress()
+
+    def _record_swap(
+        self, cycle: Cycle, plan: PackagePlan, writes: list[Want], actions: dict[str, str], deletes: set[str]
+    ) -> None:
+        for want in writes:
+            self._record_applied(plan, want)
+            self.metrics.written.labels(actions[want.rest]).inc()
+            cycle.report.written += 1
+            self.log(
+                actions[want.rest],
+                package=plan.package,
+                path=f"{plan.package}/{want.rest}",
+                sha256=want.sha256,
+                release_id=plan.release_id,
+                mode=plan.mode,
+            )
+        for rest in sorted(deletes, key=lambda r: (not r.endswith(".py"), r)):
+            self.state.packages[plan.package].files.pop(rest, None)
+            self.metrics.deleted.inc()
+            cycle.report.deleted += 1
+            self.log(
+                "delete",
+                package=plan.package,
+                path=f"{plan.package}/{rest}",
+                release_id=plan.release_id,
+                mode=plan.mode,
+                retired=plan.tombstone or None,
+            )
+        if not self._applied(plan.package):
+            self._remove_empty_dirs(plan.package)
+
+    def _settle_state(self, cycle: Cycle, *, changed: bool) -> None:
+        """Bring the state up to the plans and save it when it changed: after the files, always."""
+        for name, plan in cycle.plans.items():
+            pkg = self.state.packages.get(name)
+            if plan.ok and pkg is not None:
+                if (pkg.mode, pkg.release_id) != (plan.mode, plan.release_id):
+                    pkg.mode, pkg.release_id = plan.mode, plan.release_id
+                    cycle.state_dirty = True
+                if not pkg.files:
+                    del self.state.packages[name]
+                    pkg = None
+                    cycle.state_dirty = True
+            self.metrics.set_release(name, pkg.release_id if pkg else None)
+        if changed:
+            self.state.pending = []
+            cycle.state_dirty = True
+        self.metrics.dags.set(self.state.dag_count())
+        release_packages = {name for name, plan in cycle.plans.items() if plan.mode is Mode.RELEASE}
+        for name in set(self.state.records) - release_packages:
+            del self.state.records[name]  # no longer a release-mode package
+            cycle.state_dirty = True
+        if cycle.state_dirty:
+            self.state.save(self.state_dir)
+
+    def _record_applied(self, plan: PackagePlan, want: Want) -> None:
+        pkg = self.state.packages.setdefault(plan.package, PackageState(mode=plan.mode))
+        assert want.sha256 is not None
+        pkg.files[want.rest] = Applied(want.sha256, want.etag)
+
+    def _remove_empty_dirs(self, name: str) -> None:
+        live = self.root / name / naming.DAGS_DIR
+        if live.is_dir() and not any(live.iterdir()):
+            with contextlib.suppress(OSError):
+                (self.root / name / AIRFLOW_IGNORE).unlink()
+        for directory in (live, self.root / name):
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only succeeds when empty
+
+    # -- bookkeeping ----------------------------------------------------------------------------
+
+    def _applied(self, name: str) -> dict[str, Applied]:
+        pkg = self.state.packages.get(name)
+        return pkg.files if pkg else {}
+
+    def _drop(self, plan: PackagePlan, rest: str, *, keep: bool) -> None:
+        """Stop wanting ``rest`` (and, for a manifest, its stub); keep what is applied when asked."""
+        related = [rest] + ([naming.stub_of(rest)] if rest.endswith(".json") else [])
+        for item in related:
+            plan.wants.pop(item, None)
+            if keep and item in self._applied(plan.package):
+                plan.keep.add(item)
+
+    def _refuse_want(
+        self, cycle: Cycle, plan: PackagePlan, key: str, version: str, kind: str, reason: str
+    ) -> None:
+        prefix = naming.package_prefix(self.env, plan.package)
+        rest = key[len(prefix) :] if key.startswith(f"{self.env}/") else key
+        self._drop(plan, rest, keep=True)
+        cycle.refused += 1
+        self._refuse(key, version, kind, reason, plan.package)
+
+    def _refuse(self, key: str, version: str, kind: str, reason: str, package: str | None) -> None:
+        self._refuse_once(
+            key,
+            version,
+            reason,
+            lambda: (
+                self.metrics.refused.labels(kind).inc(),
+                self.log("refuse", level="warning", kind=kind, package=package, key=key, reason=reason),
+            ),
+        )
+
+    def _refuse_once(self, key: str, version: str, reason: str, emit: Callable[[], object]) -> None:
+        marker = (key, version, reason)
+        if marker not in self._refusals_logged:
+            self._refusals_logged.add(marker)
+            emit()
+
+    def _not_in_s3(self, cycle: Cycle, plan: PackagePlan, why: str) -> None:
+        """The record names content S3 does not hold (as recorded): keep the last applied release, whole.
+
+        For a 0.1 record whose files live at their dags/ keys that is a publish in flight (wait); for
+        immutable content it cannot happen short of someone deleting or altering a content object, so
+        it is an error. Either way ``--once`` does not report success.
+        """
+        if plan.content == releases.CONTENT_OBJECTS:
+            plan.status = Status.ERROR
+            cycle.report.unservable.append(plan.package)
+            exc = SyncError(f"release {plan.release_id} of {plan.package!r} is unservable: {why}")
+            self._error(cycle, "content_missing", exc, package=plan.package)
+        else:
+            self._wait(plan, why)
+
+    def _wait(self, plan: PackagePlan, why: str) -> None:
+        """The recorded release is not (all) in S3 yet: keep the last applied one and retry."""
+        plan.status = Status.WAITING
+        if self._waiting_logged.get(plan.package) != plan.release_id:
+            self._waiting_logged[plan.package] = plan.release_id or ""
+            self.log(
+                "waiting",
+                package=plan.package,
+                release_id=plan.release_id,
+                reason=why,
+                note="publish in flight; keeping the last applied release",
+            )
+
+    def _error(self, cycle: Cycle, kind: str, exc: DagFactoryError, **fields: Any) -> None:
+        cycle.report.errors += 1
+        if isinstance(exc, StorageError):
+            cycle.report.complete = False
+        self.metrics.errors.labels(kind).inc()
+        self.log("error", level="error", kind=kind, error=str(exc), **fields)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _name(rest: str) -> str:
+    return rest.rpartition("/")[2]

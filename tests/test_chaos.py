@@ -1,0 +1,249 @@
+"""Chaos: kill the publisher, or take S3 away, at every k-th request; readers see one whole release.
+
+For a first publish and for an update of a ``CHAOS_DAGS``-DAG package (default 50), the real
+publisher process (forked from tests/forkserver.py) is stopped at the k-th S3 request -- SIGKILL
+(after S3 received that request), SIGTERM, SIGINT, or every request from the k-th on refused (S3
+gone) -- and then:
+
+* the sidecar syncs into a fresh folder and into a folder holding the previous release: each serves
+  exactly the old release or exactly the new one, never a mix, never an empty package on update;
+* a rerun of the same publish exits 0 without uploading content already in S3, and both folders
+  then serve the new release.
+
+``CHAOS_STRIDE`` (default 4) tries every stride-th k per way of stopping, each on a different
+residue, so the default run covers every k exactly once across the four ways; ``CHAOS_STRIDE=1``
+tries all four at every k.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import boto3
+import pytest
+
+from dagfactory_s3 import s3 as s3support
+from dagfactory_s3 import stub
+from dagfactory_s3.publisher import cli
+from dagfactory_s3.sync.observe import Log, Metrics
+from dagfactory_s3.sync.reconcile import Reconciler
+
+from conftest import EXAMPLES
+from s3server import aws_env
+
+ENV = "dev"
+PKG = "chaos"
+N_DAGS = int(os.environ.get("CHAOS_DAGS", "50"))
+STRIDE = int(os.environ.get("CHAOS_STRIDE", "4"))
+MODES = ("SIGKILL", "SIGTERM", "SIGINT", "outage")
+TESTS_DIR = Path(__file__).resolve().parent
+
+pytestmark = pytest.mark.slow
+
+
+def write_sources(root: Path, version: int) -> dict[str, bytes]:
+    """A package of N_DAGS manifests; each version changes every description and renames one DAG."""
+    base = json.loads(
+        (EXAMPLES / "pipeline_processing/airflow_dags/pipeline_processing_example_job.json").read_bytes()
+    )
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    out = {}
+    for i in range(version, N_DAGS + version):  # version 2 drops dag 1 and adds dag N+1
+        doc = dict(base, package=PKG, dag_id=f"{PKG}_job_{i:03d}", description=f"v{version}", tags=[PKG])
+        raw = json.dumps(doc, indent=2).encode()
+        (root / f"{doc['dag_id']}.json").write_bytes(raw)
+        out[f"{doc['dag_id']}.json"] = raw
+    return out
+
+
+class ForkServer:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(TESTS_DIR / "forkserver.py")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=TESTS_DIR.parent,
+        )
+
+    def run(
+        self, argv: list[str], env: dict[str, str], log: Path, started: threading.Event, pid: list[int]
+    ) -> dict:
+        assert self.proc.stdin and self.proc.stdout
+        self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "log": str(log)}) + "\n")
+        self.proc.stdin.flush()
+        pid.append(json.loads(self.proc.stdout.readline())["pid"])
+        started.set()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def forkserver():
+    server = ForkServer()
+    yield server
+    server.close()
+
+
+_CLIENTS: dict[str, object] = {}
+
+
+def client() -> object:
+    """One S3 client per endpoint (building one costs ~0.1 s; the chaos loop needs thousands)."""
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    if endpoint not in _CLIENTS:
+        _CLIENTS[endpoint] = s3support.client(retries=1)
+    return _CLIENTS[endpoint]
+
+
+def served(root: Path, bucket: str) -> dict[str, bytes]:
+    """One sidecar cycle (the code --once runs) into ``root``; the package's manifests as served."""
+    reconciler = Reconciler(
+        client=client(),
+        bucket=bucket,
+        environment=ENV,
+        dags_folder=root,
+        state_dir=root / ".dagfactory-sync",
+        log=Log(io.StringIO()),
+        metrics=Metrics(),
+    )
+    try:
+        report = reconciler.cycle()
+    finally:
+        reconciler.close()
+    assert report.complete and not report.unservable, "the sidecar could not serve a committed release"
+    files = {p.name: p.read_bytes() for p in sorted((root / PKG / "dags").glob("*.json"))}
+    for name in files:  # every manifest has its canonical stub, and no stub is alone
+        assert (root / PKG / "dags" / stub_name(name)).read_bytes() == stub.stub_for(stub_name(name))
+    assert len(list((root / PKG / "dags").glob("*.py"))) == len(files) if files else True
+    return files
+
+
+def stub_name(name: str) -> str:
+    return name.removesuffix(".json") + ".py"
+
+
+def publish_argv(bucket: str, src: Path) -> list[str]:
+    return [
+        "publish",
+        "--bucket",
+        bucket,
+        "--environment",
+        ENV,
+        "--package-name",
+        PKG,
+        "--dag-path",
+        str(src),
+    ]
+
+
+@pytest.mark.parametrize("scenario", ["first", "update"])
+def test_publisher_stopped_at_every_request_leaves_one_whole_release(s3, tmp_path, forkserver, scenario):
+    """Every kill point and outage point: old or new release, never a mix; a rerun converges."""
+    direct = boto3.client("s3", endpoint_url=s3.upstream)
+    old_src, new_src = tmp_path / "old", tmp_path / "new"
+    old = write_sources(old_src, 1) if scenario == "update" else {}
+    new = write_sources(new_src, 2)
+
+    # The starting bucket (and the folder a running sidecar would hold), made once and copied per k.
+    seed_bucket = f"seed-{scenario}"
+    direct.create_bucket(Bucket=seed_bucket)
+    if old:
+        assert cli.main(publish_argv(seed_bucket, old_src)) == 0
+    seed_objects = {}
+    for page in direct.get_paginator("list_objects_v2").paginate(Bucket=seed_bucket):
+        for item in page.get("Contents", []):
+            seed_objects[item["Key"]] = direct.get_object(Bucket=seed_bucket, Key=item["Key"])["Body"].read()
+    old_folder = tmp_path / "old-folder"
+    assert served(old_folder, seed_bucket) == old
+
+    # How many requests a whole publish makes.
+    s3.clear()
+    assert cli.main(publish_argv(seed_bucket, new_src)) == 0
+    total = s3.count()
+    assert total > 2 * N_DAGS
+
+    tried: dict[str, int] = dict.fromkeys(MODES, 0)
+    failures = []
+    for k in range(1, total + 1):
+        for offset, mode in enumerate(MODES):
+            if (k - 1) % STRIDE != offset % STRIDE:
+                continue
+            tried[mode] += 1
+            bucket = f"chaos-{scenario}-{mode.lower()}-{k}"
+            direct.create_bucket(Bucket=bucket)
+            for key, data in seed_objects.items():
+                direct.put_object(Bucket=bucket, Key=key, Body=data)
+            problem = _one_kill_point(
+                s3, forkserver, tmp_path, bucket, new_src, old_folder, old, new, k, mode
+            )
+            if problem:
+                failures.append(f"{mode} at request {k}/{total}: {problem}")
+    print(f"\nchaos {scenario}: {total} requests per publish; kill points tried: {tried}")
+    assert failures == []
+    assert sum(tried.values()) >= total
+
+
+def _one_kill_point(s3, forkserver, tmp_path, bucket, src, old_folder, old, new, k, mode) -> str | None:
+    started, pid = threading.Event(), []
+    s3.clear()
+
+    def fault(request, index):
+        if index + 1 < k:
+            return None
+        if mode == "outage":
+            return "drop"
+        if index + 1 == k:
+            started.wait(10)
+            os.kill(pid[0], getattr(signal, mode))
+        return None
+
+    s3.fault = fault
+    env = aws_env(s3.url) | {"AWS_MAX_ATTEMPTS": "1"}
+    log = tmp_path / "publish.log"
+    result = forkserver.run(publish_argv(bucket, src), env, log, started, pid)
+    s3.clear()
+    text = log.read_text()
+    if "Traceback" in text:
+        return f"traceback: {text}"
+    if mode == "SIGKILL" and result != {"signal": 9}:
+        return f"not killed: {result}"
+    if mode in ("SIGTERM", "SIGINT") and result.get("exit") not in (0, 128 + getattr(signal, mode)):
+        return f"exit {result}: {text}"
+    if mode == "outage" and result.get("exit") not in (0, 3):
+        return f"exit {result}: {text}"
+    if result.get("exit") not in (0, None) and "commit" in text and "rerun" not in text:
+        return f"no rerun advice: {text}"
+
+    fresh, running = tmp_path / f"fresh-{bucket}", tmp_path / f"running-{bucket}"
+    shutil.copytree(old_folder, running)
+    for folder in (fresh, running):
+        got = served(folder, bucket)
+        if got not in (old, new):
+            return f"{folder.name} serves a mix: {len(set(got) & set(old))} old, {len(set(got) & set(new))} new names"
+    listing = set(s3support.list_objects(client(), bucket, f"{ENV}/{PKG}/_releases/objects/"))
+    s3.clear()
+    if cli.main(publish_argv(bucket, src)) != 0:
+        return "rerun failed"
+    reuploaded = [r.path for r in s3.requests if r.method == "PUT" and r.path.split("/", 2)[2] in listing]
+    if reuploaded:
+        return f"rerun uploaded content already in S3: {reuploaded[:3]}"
+    for folder in (fresh, running):
+        if served(folder, bucket) != new:
+            return f"{folder.name} does not converge to the new release after the rerun"
+    shutil.rmtree(fresh)
+    shutil.rmtree(running)
+    return None
