@@ -805,3 +805,92 @@ def test_unversioned_bucket_records_no_version_ids(s3, bucket, examples_copy, ca
     """Without versioning the record carries no version_id at all (S3 would answer 'null')."""
     assert main(capsys, *publish_args(bucket, RS, dags_dir(examples_copy, RS)))[0] == 0
     assert all("version_id" not in entry for entry in record(s3, bucket, RS)["files"].values())
+
+
+# -- migration from 0.1 buckets ------------------------------------------------------------------
+
+
+def _publish_like_0_1(s3, bucket: str, src: Path, release_id: str) -> dict:
+    """What dagfactory-s3 0.1 left in S3: dags/ objects, a record without "content", and a history
+    record carrying the content inline (base64), nothing in the content store."""
+    import base64
+
+    from dagfactory_s3 import stub
+    from dagfactory_s3.release import FileEntry, Release
+
+    direct = boto3.client("s3", endpoint_url=s3.upstream)
+    files = {}
+    for path in sorted(src.glob("*.json")):
+        files[f"dags/{path.name}"] = path.read_bytes()
+        files[f"dags/{path.stem}.py"] = stub.render(path.name)
+    rec = Release(
+        RS,
+        ENV,
+        release_id,
+        "2026-01-01T00:00:00Z",
+        "0.1.0",
+        files={r: FileEntry(hashlib.sha256(d).hexdigest(), len(d)) for r, d in files.items()},
+        dags={Path(r).stem: {"schedule": None, "images": [], "tasks": 1} for r in files if r.endswith(".json")},
+    )
+    for rest, data in files.items():
+        direct.put_object(Bucket=bucket, Key=f"{ENV}/{RS}/{rest}", Body=data)
+    history = json.loads(rec.to_json()) | {
+        "contents": {hashlib.sha256(d).hexdigest(): base64.b64encode(d).decode() for d in files.values()}
+    }
+    del history["content"]
+    direct.put_object(Bucket=bucket, Key=f"{ENV}/{RS}/_releases/{release_id}.json", Body=json.dumps(history))
+    body = json.loads(rec.to_json())
+    del body["content"]
+    direct.put_object(Bucket=bucket, Key=f"{ENV}/{RS}/metadata.json", Body=json.dumps(body))
+    return files
+
+
+def test_a_0_1_bucket_is_served_then_upgraded_by_the_next_publish_and_rolls_back(
+    s3, bucket, examples_copy, capsys, tmp_path
+):
+    """A package published by 0.1 is served by today's sidecar from its dags/ keys; the next publish
+    uploads its manifests to the content store and commits an "objects" record; rollback to the 0.1
+    release finds its bytes (inline in the 0.1 history record) and serves them from the content store."""
+    import io
+
+    from dagfactory_s3.s3 import client as make_client
+    from dagfactory_s3.sync.observe import Log, Metrics
+    from dagfactory_s3.sync.reconcile import Reconciler
+
+    def serve(root: Path) -> dict[str, bytes]:
+        side = Reconciler(
+            client=make_client(),
+            bucket=bucket,
+            environment=ENV,
+            dags_folder=root,
+            state_dir=root / ".state",
+            log=Log(io.StringIO()),
+            metrics=Metrics(),
+        )
+        report = side.cycle()
+        side.close()
+        assert report.complete and not report.unservable
+        return {p.name: p.read_bytes() for p in sorted((root / RS / "dags").glob("*"))}
+
+    src = dags_dir(examples_copy, RS)
+    old_id = "20260101T000000.000Z-0a0b0c"
+    files = _publish_like_0_1(s3, bucket, src, old_id)
+    assert serve(tmp_path / "a") == {r.split("/")[1]: d for r, d in files.items()}
+
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="upgraded")
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    upgraded = record(s3, bucket, RS)
+    assert upgraded["content"] == "objects" and upgraded["previous_release_id"] == old_id
+    store = objects(s3, bucket, f"{ENV}/{RS}/_releases/objects/")
+    assert {k.rsplit("/", 1)[1] for k in store} == {
+        e["sha256"] for r, e in upgraded["files"].items() if r.endswith(".json")
+    }
+    # Nothing of the 0.1 release is left at the dags/ keys of the changed DAG: rollback must find it inline.
+    argv = ["rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", old_id]
+    code, _, err = main(capsys, *argv)
+    assert code == 0, err
+    back = record(s3, bucket, RS)
+    assert back["content"] == "objects" and {r: e["sha256"] for r, e in back["files"].items()} == {
+        r: hashlib.sha256(d).hexdigest() for r, d in files.items()
+    }
+    assert serve(tmp_path / "b") == {r.split("/")[1]: d for r, d in files.items()}

@@ -23,12 +23,16 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dagfactory_s3 import __version__, settings
 from dagfactory_s3 import s3 as s3support
 from dagfactory_s3.errors import ConfigError, DagFactoryError
 from dagfactory_s3.naming import check_environment
 from dagfactory_s3.settings import OPTIONS, flag_help
+
+if TYPE_CHECKING:
+    from dagfactory_s3.sync.observe import HealthServer, Log, Metrics
 
 __all__ = ["SETTINGS", "Config", "main", "next_delay", "resolve"]
 
@@ -117,8 +121,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:  # prometheus-client is the [sidecar] extra
         print(f"airflow-dag-sync needs {exc.name}: pip install 'dagfactory-s3[sidecar]'", file=sys.stderr)
         return ConfigError.exit_code
-    from dagfactory_s3.sync.reconcile import Reconciler
-
     log = Log()
     try:
         cfg = resolve(argv, os.environ)
@@ -151,6 +153,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("error", level="error", kind="config", error=f"--metrics-port {cfg.metrics_port}: {exc}")
             return ConfigError.exit_code
         health.start()
+
+    try:
+        return _serve(cfg, log, metrics, health)
+    finally:
+        if health:
+            health.stop()
+
+
+def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None) -> int:
+    """The loop: a cycle every interval (backing off after failures) until SIGTERM/SIGINT, or once."""
+    from dagfactory_s3.sync.reconcile import Reconciler
 
     stop = threading.Event()
 
@@ -214,8 +227,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop.wait(next_delay(cfg.interval, failures, cfg.max_backoff))
     finally:
         reconciler.close()
-        if health:
-            health.stop()
     return 0
 
 
