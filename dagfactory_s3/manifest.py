@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -88,6 +89,13 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):  # 1e400 is valid JSON text but no number a DAG can use
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
 def _depth(value: Any, limit: int) -> bool:
     """True when ``value`` nests deeper than ``limit`` (iterative: hostile input cannot blow the stack)."""
     stack = [(value, 1)]
@@ -128,7 +136,9 @@ def parse(raw: bytes, *, file: str, package: str | None = None) -> Manifest:
     if text.startswith("\ufeff"):
         raise ManifestError([Problem(file, "", "starts with a byte-order mark; save as UTF-8 without BOM")])
     try:
-        document = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        document = json.loads(
+            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
+        )
     except _DuplicateKey as exc:
         raise ManifestError([Problem(file, "", f"duplicate key {exc.args[0]!r} in an object")]) from None
     except json.JSONDecodeError as exc:
@@ -215,8 +225,18 @@ def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[
             if reason:
                 problems.append(Problem(file, f"{where}/{kind}{to_pointer([key])}", reason))
     for key in ("startup_timeout", "execution_timeout", "retry_delay"):
-        if key in fields and parse_duration(fields[key]).total_seconds() <= 0:
-            problems.append(Problem(file, f"{where}/{key}", "duration must be greater than zero"))
+        if key in fields:
+            _check_duration(fields[key], f"{where}/{key}", file, problems)
+
+
+def _check_duration(text: str, pointer: str, file: str, problems: list[Problem]) -> None:
+    try:
+        positive = parse_duration(text).total_seconds() > 0
+    except ValueError as exc:  # well-formed (the schema checked) but too long for a timedelta
+        problems.append(Problem(file, pointer, str(exc)))
+        return
+    if not positive:
+        problems.append(Problem(file, pointer, "duration must be greater than zero"))
 
 
 def _check_rules(
@@ -244,8 +264,8 @@ def _check_rules(
                 problems.append(Problem(file, f"/{key}", f"{document[key]!r} is not a valid date: {exc}"))
     if "start_date" in dates and "end_date" in dates and dates["end_date"] <= dates["start_date"]:
         problems.append(Problem(file, "/end_date", "end_date must be after start_date"))
-    if "dagrun_timeout" in document and parse_duration(document["dagrun_timeout"]).total_seconds() <= 0:
-        problems.append(Problem(file, "/dagrun_timeout", "duration must be greater than zero"))
+    if "dagrun_timeout" in document:
+        _check_duration(document["dagrun_timeout"], "/dagrun_timeout", file, problems)
 
     if "task_defaults" in document:
         _check_fields(document["task_defaults"], "/task_defaults", file, problems)

@@ -26,6 +26,8 @@ __all__ = [
     "RELEASES_DIR",
     "RELEASE_ID_RE",
     "SHA256_RE",
+    "SYNC_IGNORE_FILE",
+    "SYNC_IGNORE_HEADER",
     "check_dag_id",
     "check_environment",
     "check_package",
@@ -50,6 +52,11 @@ RELEASES_DIR = "_releases"
 OBJECTS_DIR = f"{RELEASES_DIR}/objects"
 RELEASE_ID_RE = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-[0-9a-f]{6}$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+# The sync sidecar writes <package>/.airflowignore (hiding its staging directories) starting with this
+# line. The loader takes it as proof that a stub sits in the sidecar's <package>/dags/ layout, where
+# the folder names the package that owns every DAG in it.
+SYNC_IGNORE_FILE = ".airflowignore"
+SYNC_IGNORE_HEADER = b"# written by airflow-dag-sync"
 _ENV_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,49}$")
 _DAG_FILE_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})\.(json|py)$")
 

@@ -6,13 +6,14 @@ trusts the record never applies half a release. Key layout: :mod:`dagfactory_s3.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from dagfactory_s3.errors import Problem, RecordError
-from dagfactory_s3.naming import SHA256_RE, check_package, is_dag_file
+from dagfactory_s3.naming import SHA256_RE, check_environment, check_package, is_dag_file
 
 __all__ = ["CONTENT_OBJECTS", "FORMAT", "FileEntry", "Release"]
 
@@ -90,6 +91,8 @@ class Release:
                 raise bad(f"/{key}", "missing or not a string")
         if check_package(doc["package"]):
             raise bad("/package", check_package(doc["package"]) or "")
+        if check_environment(doc["environment"]):
+            raise bad("/environment", check_environment(doc["environment"]) or "")
         files: dict[str, FileEntry] = {}
         raw_files = doc.get("files")
         if not isinstance(raw_files, dict):
@@ -98,18 +101,23 @@ class Release:
             pointer = "/files/" + rest.replace("~", "~0").replace("/", "~1")
             if not is_dag_file(rest):
                 raise bad(pointer, "file is not dags/<dag_id>.json or dags/<dag_id>.py")
-            if (
-                not isinstance(entry, dict)
-                or not SHA256_RE.fullmatch(str(entry.get("sha256", "")))
-                or not isinstance(entry.get("size"), int)
-            ):
-                raise bad(pointer, "needs sha256 (64 hex digits) and size (integer)")
-            files[rest] = FileEntry(entry["sha256"], entry["size"], entry.get("version_id"))
+            files[rest] = _file_entry(entry, lambda message, p=pointer: bad(p, message))
         if doc.get("content") not in (None, CONTENT_OBJECTS):
             raise bad("/content", f"unknown content layout {doc.get('content')!r}; upgrade dagfactory-s3")
         dags = doc.get("dags", {})
         if not isinstance(dags, dict):
             raise bad("/dags", "not an object")
+        for dag_id, summary in dags.items():
+            if not isinstance(summary, dict):
+                raise bad("/dags/" + dag_id.replace("~", "~0").replace("/", "~1"), "not an object")
+        images = doc.get("images") or []
+        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+            raise bad("/images", "not a list of strings")
+        for key in ("package_version", "git_sha", "previous_release_id"):
+            if doc.get(key) is not None and not isinstance(doc[key], str):
+                raise bad(f"/{key}", "not a string")
+        if not isinstance(doc.get("tombstone", False), bool):
+            raise bad("/tombstone", "not true or false")  # "false" must not retire a package
         return cls(
             package=doc["package"],
             environment=doc["environment"],
@@ -118,10 +126,24 @@ class Release:
             publisher_version=doc["publisher_version"],
             files=files,
             dags=dags,
-            images=tuple(doc.get("images") or ()),
+            images=tuple(images),
             package_version=doc.get("package_version"),
             git_sha=doc.get("git_sha"),
             previous_release_id=doc.get("previous_release_id"),
-            tombstone=bool(doc.get("tombstone", False)),
+            tombstone=doc.get("tombstone", False),
             content=doc.get("content"),
         )
+
+
+def _file_entry(entry: Any, bad: Callable[[str], RecordError]) -> FileEntry:
+    """One ``files`` entry, type by type: a wrong type here must refuse the record, not crash a reader."""
+    if not isinstance(entry, dict):
+        raise bad("not an object with sha256 and size")
+    sha256, size, version_id = entry.get("sha256"), entry.get("size"), entry.get("version_id")
+    if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
+        raise bad("sha256 must be 64 lowercase hex digits")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise bad("size must be an integer of at least 0")
+    if version_id is not None and not isinstance(version_id, str):
+        raise bad("version_id must be a string when present")
+    return FileEntry(sha256, size, version_id)

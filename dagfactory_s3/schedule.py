@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-__all__ = ["PRESETS", "check_cron", "parse_duration", "parse_instant"]
+__all__ = ["MAX_DURATION_DAYS", "PRESETS", "check_cron", "parse_duration", "parse_instant"]
 
 PRESETS = frozenset(
     {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
@@ -27,6 +27,7 @@ _FIELDS = (
     ("day of week", 0, 7, _DAYS),
 )
 _ITEM = re.compile(r"^(?P<range>\*|(?P<a>[0-9a-z]+)(-(?P<b>[0-9a-z]+))?)(/(?P<step>[0-9]+))?$")
+MAX_DURATION_DAYS = timedelta.max.days
 _DURATION = re.compile(r"^(?=[0-9])(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 
 
@@ -76,13 +77,20 @@ def parse_instant(text: str) -> datetime:
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError("a date-time needs an offset such as Z or +02:00")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
+        raise ValueError("in UTC it falls outside the years 1-9999") from None
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse ``1d2h30m15s``-style durations. Raises ValueError."""
+    """Parse ``1d2h30m15s``-style durations. Raises ValueError, also when too long for a timedelta."""
     match = _DURATION.fullmatch(text)
     if not match:
         raise ValueError(f"duration {text!r} is not like 45s, 30m, 2h, 1h30m or 1d")
-    d, h, m, s = (int(g or 0) for g in match.groups())
-    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+    try:
+        d, h, m, s = (int(g or 0) for g in match.groups())
+        return timedelta(days=d, hours=h, minutes=m, seconds=s)
+    except (OverflowError, ValueError):  # more than 999999999 days, or more digits than int() reads
+        shown = text if len(text) <= 40 else text[:20] + "..." + text[-10:]
+        raise ValueError(f"duration {shown!r} is too long (at most {MAX_DURATION_DAYS} days)") from None

@@ -269,4 +269,35 @@ CASES: list[tuple[str, bytes, str, str]] = [
         "/tasks/0/image_pull_secrets/0",
         "is not valid",
     ),
+    # -- well-formed values too large for Python's types (these crashed parse with OverflowError)
+    (
+        "overflowing-duration",
+        _edit("tasks/0/execution_timeout", "99999999999999d"),
+        "/tasks/0/execution_timeout",
+        "is too long (at most 999999999 days)",
+    ),
+    (
+        "duration-of-5000-digits",
+        _edit("dagrun_timeout", "9" * 5000 + "s"),
+        "/dagrun_timeout",
+        "is too long",
+    ),
+    (
+        "year-one-east-of-utc",
+        _edit("start_date", "0001-01-01T00:00:00+01:00"),
+        "/start_date",
+        "in UTC it falls outside the years 1-9999",
+    ),
+    (
+        "year-9999-west-of-utc",
+        _edit("end_date", "9999-12-31T23:00:00-02:00"),
+        "/end_date",
+        "in UTC it falls outside the years 1-9999",
+    ),
+    (
+        "infinite-number",
+        _edit("tasks/0/retries", 3).replace(b": 3", b": 1e400"),
+        "/",
+        "1e400 is out of range",
+    ),
 ]

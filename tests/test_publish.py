@@ -830,7 +830,9 @@ def _publish_like_0_1(s3, bucket: str, src: Path, release_id: str) -> dict:
         "2026-01-01T00:00:00Z",
         "0.1.0",
         files={r: FileEntry(hashlib.sha256(d).hexdigest(), len(d)) for r, d in files.items()},
-        dags={Path(r).stem: {"schedule": None, "images": [], "tasks": 1} for r in files if r.endswith(".json")},
+        dags={
+            Path(r).stem: {"schedule": None, "images": [], "tasks": 1} for r in files if r.endswith(".json")
+        },
     )
     for rest, data in files.items():
         direct.put_object(Bucket=bucket, Key=f"{ENV}/{RS}/{rest}", Body=data)

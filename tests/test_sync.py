@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import random
 import shutil
 import threading
 import time
@@ -731,6 +732,106 @@ class TestHostile:
         side = Sidecar(world, dags, allow_python=True, mirror_unreleased=True)
         side.cycle()
         assert side.served() == {"demo/dags/demo_legacy.py": legacy}
+        side.reconciler.close()
+
+
+def _tampered_record(world: World, package: str, files: dict[str, bytes], **entry: object) -> bytes:
+    """A release record of ``package`` whose every files entry gets ``entry``'s fields."""
+    doc = json.loads(world.record(package, files).to_json())
+    for item in doc["files"].values():
+        item.update(entry)
+    return json.dumps(doc).encode()
+
+
+def plant_bad_neighbours(world: World) -> dict[str, str]:
+    """Publish ``good`` and, next to it, packages whose manifests or records are broken in ways that
+    crashed or stalled whole cycles before. Returns {bad package: text its log line must carry}."""
+    world.release("good", {"good_a.json": manifest("good", "a")})
+    world.release(
+        "overflow",
+        {
+            "overflow_duration.json": manifest("overflow", "duration", dagrun_timeout="99999999999999d"),
+            "overflow_date.json": manifest("overflow", "date", start_date="0001-01-01T00:00:00+01:00"),
+        },
+    )
+    files = {"badversion_a.json": manifest("badversion", "a")}
+    world.mirror("badversion", files)
+    world.put(
+        f"{ENV}/badversion/metadata.json", _tampered_record(world, "badversion", files, version_id=12345)
+    )
+    files = {"negsize_a.json": manifest("negsize", "a")}
+    world.mirror("negsize", files)
+    world.put(f"{ENV}/negsize/metadata.json", _tampered_record(world, "negsize", files, size=-1))
+    world.put(f"{ENV}/noise/metadata.json", random.Random(7).randbytes(512))
+    return {
+        "badversion": "version_id must be a string",
+        "negsize": "size must be an integer of at least 0",
+        "noise": "release record is not valid JSON",
+    }
+
+
+class TestOneBadObjectHarmsOnlyItself:
+    def test_broken_neighbours_cost_the_good_package_nothing(self, world, dags):
+        """Overflowing manifests, a record with a numeric version_id, one with a negative size and random
+        bytes as metadata.json: the good package is served, the cycle is complete, each bad one is named."""
+        reasons = plant_bad_neighbours(world)
+        side = Sidecar(world, dags)
+        report = side.cycle()
+        assert report.complete and not report.unservable
+        assert sorted(k for k in side.served() if k.startswith("good/")) == [
+            "good/dags/good_a.json",
+            "good/dags/good_a.py",
+        ]
+        # Invalid but owned manifests are served, so Airflow shows their import error (and only theirs).
+        invalid = {e["key"]: e["error"] for e in side.events("invalid_manifest")}
+        assert "is too long" in invalid[f"{ENV}/overflow/dags/overflow_duration.json"]
+        assert "outside the years 1-9999" in invalid[f"{ENV}/overflow/dags/overflow_date.json"]
+        errors = {e["package"]: e for e in side.events("error")}
+        assert sorted(errors) == sorted(reasons)
+        for package, reason in reasons.items():
+            assert errors[package]["kind"] == "record" and reason in errors[package]["error"]
+        assert not any(k.startswith(("badversion/", "negsize/", "noise/")) for k in side.served())
+        assert side.metric("dagsync_errors_total", kind="record") == 3
+        assert side.cycle().complete  # and again, from the cached records
+        side.reconciler.close()
+
+    def test_a_bad_record_keeps_the_last_applied_release(self, world, dags):
+        """A package whose record turns bad keeps serving its last applied release, whole."""
+        files = {"demo_a.json": manifest("demo", "a")}
+        world.release("demo", files)
+        side = Sidecar(world, dags)
+        side.cycle()
+        before = side.served()
+        world.put(f"{ENV}/demo/metadata.json", _tampered_record(world, "demo", files, size=True))
+        report = side.cycle()
+        assert report.complete and side.served() == before
+        assert "size must be an integer" in side.events("error")[-1]["error"]
+        side.reconciler.close()
+
+    def test_an_unexpected_exception_fails_only_its_package(self, world, dags):
+        """A crash planning one package (here: a corrupt cached record in the state file) is that package's
+        error, kind "package": it keeps its files, the others are served, the cycle is complete."""
+        world.release("demo", {"demo_a.json": manifest("demo", "a")})
+        world.release("other", {"other_a.json": manifest("other", "a")})
+        side = Sidecar(world, dags)
+        side.cycle()
+        side.reconciler.close()
+        state_file = dags / ".dagfactory-sync" / STATE_FILE
+        state = json.loads(state_file.read_bytes())
+        state["records"]["demo"][1] = 42  # not the record text: reading it raises AttributeError
+        state_file.write_text(json.dumps(state))
+        world.release(
+            "other", {"other_a.json": manifest("other", "a"), "other_b.json": manifest("other", "b")}
+        )
+        side = Sidecar(world, dags)
+        report = side.cycle()
+        assert report.complete and not report.unservable
+        assert "other/dags/other_b.json" in side.served() and "demo/dags/demo_a.json" in side.served()
+        error = side.events("error")[-1]
+        assert error["kind"] == "package" and error["package"] == "demo" and error["stage"] == "plan"
+        assert "AttributeError" in error["error"]
+        assert side.metric("dagsync_errors_total", kind="package") == 1
+        assert all(e.get("kind") != "internal" for e in side.events())
         side.reconciler.close()
 
 

@@ -99,6 +99,25 @@ def test_once_syncs_and_exits_zero(s3, world, dags):
     assert again.returncode == 0 and s3.count("GET") == 0 and s3.count("LIST") == 1
 
 
+def test_once_exits_zero_next_to_broken_packages(s3, world, dags):
+    """Init-container mode: broken neighbours (overflowing manifests, bad record types, random bytes as
+    metadata.json, a negative size) are named in the log; the good package is served and the exit is 0."""
+    reasons = shared.plant_bad_neighbours(world)
+    result = run_once(s3, world, dags)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {"good/dags/good_a.json", "good/dags/good_a.py"} <= set(served(dags))
+    lines = events(result.stdout)
+    assert all(e.get("kind") != "internal" for e in lines)
+    errors = {e["package"]: e["error"] for e in lines if e["event"] == "error"}
+    assert sorted(errors) == sorted(reasons)
+    assert all(reason in errors[package] for package, reason in reasons.items())
+    invalid = sorted(e["key"] for e in lines if e["event"] == "invalid_manifest")
+    assert invalid == [
+        f"{ENV}/overflow/dags/overflow_date.json",
+        f"{ENV}/overflow/dags/overflow_duration.json",
+    ]
+
+
 def test_once_exits_nonzero_when_s3_fails(s3, world, dags):
     """Init-container mode with S3 failing: exit 1, nothing written, the error rendered in JSON."""
     world.examples()

@@ -10,10 +10,13 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from dagfactory_s3 import naming
 from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG  # noqa: TID251  (type only; never imported at run time)
+
+    from dagfactory_s3.manifest import Manifest
 
 __all__ = ["API_VERSION", "SUPPORTED_APIS", "load_dag", "warm"]
 
@@ -25,7 +28,9 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
     """Build the DAG described by the manifest named ``manifest`` next to ``stub_file``.
 
     Raises :class:`ManifestError` (one message naming the file, pointer and reason) when the
-    manifest is missing, unreadable or invalid, so Airflow records an import error for this stub only.
+    manifest is missing, unreadable, invalid, or not the one its place in the folder says it is
+    (see :func:`_placement_problems`), so Airflow records an import error for this stub only. Any
+    other exception on the way (a bug, a broken Airflow setting) becomes such a ManifestError too.
     """
     path = os.path.join(os.path.dirname(os.path.abspath(stub_file)), manifest)
     if api not in SUPPORTED_APIS:
@@ -39,15 +44,78 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
                 )
             ]
         )
-    from dagfactory_s3 import factory
-    from dagfactory_s3 import manifest as manifests
-
     try:
-        return factory.build_dag(manifests.load(path))
+        from dagfactory_s3 import factory
+        from dagfactory_s3 import manifest as manifests
+
+        checked = manifests.load(path)
+        problems = _placement_problems(stub_file, checked)
+        if problems:
+            raise ManifestError(problems)
+        return factory.build_dag(checked)
     except DagFactoryError as exc:
         # Airflow records the last frames of the traceback as the import error: drop our internal
         # frames so the record is the stub line plus the one message, the same text every surface shows.
         raise exc.with_traceback(None) from None
+    except Exception as exc:  # not BaseException: a parse timeout or SystemExit must still stop us
+        # One bad object harms only itself, and shows one line, never a traceback through Airflow.
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+        if len(reason) > _MAX_REASON:
+            reason = reason[: _MAX_REASON - 3] + "..."
+        raise ManifestError([Problem(path, "", f"cannot build the DAG: {reason}")]) from None
+
+
+_MAX_REASON = 500
+
+
+def _placement_problems(stub_file: str, checked: Manifest) -> list[Problem]:
+    """Why the manifest does not belong where its stub is: defence in depth behind the sync sidecar.
+
+    The DAG id must be the stub's file name (``<dag_id>.py``), in every layout. In the sidecar's
+    ``<package>/dags/`` layout, the manifest's package must also be the folder's: otherwise a manifest
+    that slipped into another package's folder could take over that package's DAG ids.
+    """
+    problems = []
+    stem = os.path.splitext(os.path.basename(stub_file))[0]
+    if checked.dag_id != stem:
+        problems.append(
+            Problem(
+                checked.file,
+                "/dag_id",
+                f"manifest declares dag_id {checked.dag_id!r} but its stub is {stem}.py; "
+                "a DAG's files must be named <dag_id>.json and <dag_id>.py",
+            )
+        )
+    folder = _package_folder(stub_file)
+    if folder is not None and checked.package != folder:
+        problems.append(
+            Problem(
+                checked.file,
+                "/package",
+                f"manifest belongs to package {checked.package!r} but sits in {folder}/{naming.DAGS_DIR}/, "
+                f"which only package {folder!r} may fill",
+            )
+        )
+    return problems
+
+
+def _package_folder(stub_file: str) -> str | None:
+    """The package owning ``<package>/dags/`` around the stub, when the sync sidecar laid it out; else None.
+
+    A stub directly in a dags folder that happens to be called ``dags`` (``/opt/airflow/dags/x.py``)
+    or in a developer's folder is not in that layout: only the sidecar's ``.airflowignore`` beside
+    ``dags/`` tells the two apart, at the cost of one small read.
+    """
+    dags = os.path.dirname(os.path.abspath(stub_file))
+    if os.path.basename(dags) != naming.DAGS_DIR:
+        return None
+    package_dir = os.path.dirname(dags)
+    try:
+        with open(os.path.join(package_dir, naming.SYNC_IGNORE_FILE), "rb") as handle:
+            head = handle.read(len(naming.SYNC_IGNORE_HEADER))
+    except OSError:
+        return None
+    return os.path.basename(package_dir) if head == naming.SYNC_IGNORE_HEADER else None
 
 
 def warm() -> None:

@@ -109,11 +109,13 @@ def canonical_stub(name: str) -> tuple[bytes, str, str]:
 
 @dataclass(frozen=True)
 class ManifestVerdict:
-    """``serve`` False means refused for ``reason``; ``invalid`` carries the import error to expect."""
+    """``serve`` False means refused (``kind`` of refusal) for ``reason``; ``invalid`` carries the
+    import error to expect."""
 
     serve: bool
     reason: str = ""
     invalid: str = ""
+    kind: str = "ownership"
 
 
 def check_manifest(raw: bytes, *, key: str, package: str, stem: str) -> ManifestVerdict:
@@ -133,6 +135,9 @@ def check_manifest(raw: bytes, *, key: str, package: str, stem: str) -> Manifest
         if owner:
             return ManifestVerdict(False, owner)
         return ManifestVerdict(True, invalid=str(exc))
+    except Exception as exc:  # a gap in our own checks: this manifest cannot be judged, so it is not served
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        return ManifestVerdict(False, f"manifest could not be checked ({reason})", kind="unchecked")
     if checked.dag_id != stem:
         return ManifestVerdict(False, f"manifest declares dag_id {checked.dag_id!r} but is named {stem}.json")
     return ManifestVerdict(True)

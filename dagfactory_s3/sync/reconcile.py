@@ -48,9 +48,9 @@ _MAX_RECORD_BYTES = 8 * 1024 * 1024
 # The package's .airflowignore keeps Airflow out of both.
 STAGING_DIR = ".dags-next"
 OLD_DIR = ".dags-old"
-AIRFLOW_IGNORE = ".airflowignore"
+AIRFLOW_IGNORE = naming.SYNC_IGNORE_FILE
 IGNORE_PATTERNS = (
-    f"# written by airflow-dag-sync: its staging directories\n{STAGING_DIR}\n{OLD_DIR}\n".encode()
+    naming.SYNC_IGNORE_HEADER + f": its staging directories\n{STAGING_DIR}\n{OLD_DIR}\n".encode()
 )
 _MAX_PYTHON_BYTES = 4 * 1024 * 1024
 
@@ -227,7 +227,13 @@ class Reconciler:
         found = self._classify(cycle, listing)
         report.complete = True  # until a download fails
         for name in sorted(set(found) | set(self.state.packages)):
-            cycle.plans[name] = self._plan(cycle, name, found.get(name, {}))
+            files = found.get(name, {})
+            try:
+                cycle.plans[name] = self._plan(cycle, name, files)
+            except Exception as exc:  # one package's content must not cost the others their cycle
+                mode = Mode.RELEASE if naming.METADATA in files else Mode.MIRROR
+                cycle.plans[name] = PackagePlan(name, mode)
+                self._package_failed(cycle, cycle.plans[name], "plan", exc)
         self._claim(cycle)
         self._fetch(cycle, listing)
         self._guard(cycle)
@@ -278,7 +284,12 @@ class Reconciler:
         """The DAG files and release records of the listing by package; refuses every other key."""
         found: dict[str, dict[str, tuple[KeyClass, s3.Listed]]] = {}
         for key in sorted(listing):
-            cls = classify_key(self.env, key)
+            try:
+                cls = classify_key(self.env, key)
+            except Exception as exc:  # a gap in the key rules: this key alone is not served
+                package = key[len(self.env) + 1 :].partition("/")[0] or None
+                self._unexpected(cycle, "classify", exc, package=package, key=key)
+                continue
             if cls.kind == "refuse":
                 self._refuse(key, listing[key].etag, "key", cls.reason, cls.package or None)
                 cycle.refused += 1
@@ -435,18 +446,25 @@ class Reconciler:
             plan = cycle.plans[name]
             if not plan.ok:
                 continue
-            for rest in sorted(r for r in plan.wants if r.endswith(".json")):
-                dag_id = naming.dag_id_of(rest)
-                holder = claims.setdefault(dag_id, name)
-                if holder != name:
-                    want = plan.wants[rest]
-                    reason = (
-                        f"dag_id {dag_id!r} is already served by package {holder!r}; "
-                        f"refused for package {name!r} (the package serving it keeps it)"
-                    )
-                    self._refuse_want(
-                        cycle, plan, want.key or rest, want.sha256 or want.etag or "", "collision", reason
-                    )
+            try:
+                self._claim_package(cycle, plan, claims)
+            except Exception as exc:
+                self._package_failed(cycle, plan, "claim", exc)
+
+    def _claim_package(self, cycle: Cycle, plan: PackagePlan, claims: dict[str, str]) -> None:
+        name = plan.package
+        for rest in sorted(r for r in plan.wants if r.endswith(".json")):
+            dag_id = naming.dag_id_of(rest)
+            holder = claims.setdefault(dag_id, name)
+            if holder != name:
+                want = plan.wants[rest]
+                reason = (
+                    f"dag_id {dag_id!r} is already served by package {holder!r}; "
+                    f"refused for package {name!r} (the package serving it keeps it)"
+                )
+                self._refuse_want(
+                    cycle, plan, want.key or rest, want.sha256 or want.etag or "", "collision", reason
+                )
 
     # -- 3. fetch -----------------------------------------------------------------------------
 
@@ -456,28 +474,38 @@ class Reconciler:
         for plan in cycle.plans.values():
             if not plan.ok:
                 continue
-            applied = self._applied(plan.package)
-            for want in plan.wants.values():
-                path = self.root / plan.package / want.rest
-                old = applied.get(want.rest)
-                if want.data is not None:  # a stub the sidecar writes (see _add_stubs)
-                    continue
-                if (
-                    old is not None
-                    and path.is_file()
-                    and (
-                        (plan.mode is Mode.RELEASE and old.sha256 == want.sha256)
-                        or (plan.mode is Mode.MIRROR and old.etag == want.etag)
-                    )
-                ):
-                    want.unchanged, want.sha256 = True, old.sha256
-                    continue
-                if plan.mode is Mode.RELEASE:
-                    listed = listing.get(want.source or want.key or "")
-                    if listed is None or listed.size != want.size:
-                        self._not_in_s3(cycle, plan, f"{want.rest} is not in S3 with the recorded size")
-                        break
-                jobs.append((plan, want))
+            try:
+                jobs += self._package_downloads(cycle, plan, listing)
+            except Exception as exc:
+                self._package_failed(cycle, plan, "plan", exc)
+        return [(p, w) for p, w in jobs if p.ok]
+
+    def _package_downloads(
+        self, cycle: Cycle, plan: PackagePlan, listing: dict[str, s3.Listed]
+    ) -> list[Change]:
+        jobs: list[Change] = []
+        applied = self._applied(plan.package)
+        for want in plan.wants.values():
+            path = self.root / plan.package / want.rest
+            old = applied.get(want.rest)
+            if want.data is not None:  # a stub the sidecar writes (see _add_stubs)
+                continue
+            if (
+                old is not None
+                and path.is_file()
+                and (
+                    (plan.mode is Mode.RELEASE and old.sha256 == want.sha256)
+                    or (plan.mode is Mode.MIRROR and old.etag == want.etag)
+                )
+            ):
+                want.unchanged, want.sha256 = True, old.sha256
+                continue
+            if plan.mode is Mode.RELEASE:
+                listed = listing.get(want.source or want.key or "")
+                if listed is None or listed.size != want.size:
+                    self._not_in_s3(cycle, plan, f"{want.rest} is not in S3 with the recorded size")
+                    break
+            jobs.append((plan, want))
         return [(p, w) for p, w in jobs if p.ok]
 
     def _fetch(self, cycle: Cycle, listing: dict[str, s3.Listed]) -> None:
@@ -497,6 +525,9 @@ class Reconciler:
                 else:
                     self._drop(plan, want.rest, keep=True)
                 continue
+            except Exception as exc:  # not S3 failing: something about this object or its record
+                self._package_failed(cycle, plan, "get", exc, key=want.key)
+                continue
             self.on_progress()
             sha = _sha256(data)
             if plan.mode is Mode.RELEASE:
@@ -513,7 +544,10 @@ class Reconciler:
             want.data, want.sha256, want.etag = data, sha, want.etag or etag
         for plan, want, _ in futures:
             if plan.ok and plan.wants.get(want.rest) is want and want.data is not None:
-                self._check_content(cycle, plan, want)
+                try:
+                    self._check_content(cycle, plan, want)
+                except Exception as exc:
+                    self._package_failed(cycle, plan, "check", exc, key=want.key)
 
     def _check_content(self, cycle: Cycle, plan: PackagePlan, want: Want) -> None:
         key = want.key or want.rest
@@ -522,7 +556,7 @@ class Reconciler:
             stem = naming.dag_id_of(want.rest)
             verdict = check_manifest(want.data, key=key, package=plan.package, stem=stem)
             if not verdict.serve:
-                self._refuse_want(cycle, plan, key, want.sha256 or "", "ownership", verdict.reason)
+                self._refuse_want(cycle, plan, key, want.sha256 or "", verdict.kind, verdict.reason)
             elif verdict.invalid:
                 self._refuse_once(
                     key,
@@ -818,6 +852,21 @@ class Reconciler:
                 reason=why,
                 note="publish in flight; keeping the last applied release",
             )
+
+    def _package_failed(
+        self, cycle: Cycle, plan: PackagePlan, stage: str, exc: Exception, key: str | None = None
+    ) -> None:
+        """An unexpected exception about one package: it keeps its last applied files (fail-static),
+        the error names it, and the cycle goes on for every other package."""
+        plan.status = Status.ERROR
+        self._unexpected(cycle, stage, exc, package=plan.package, key=key)
+
+    def _unexpected(self, cycle: Cycle, stage: str, exc: Exception, **fields: Any) -> None:
+        """Log an exception that is not one of ours as an error of ``kind: package`` (not ``internal``)."""
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:500]
+        what = f"package {fields['package']!r}" if fields.get("package") else "a key"
+        error = SyncError(f"{stage} failed for {what}: {reason}; it keeps its last applied files")
+        self._error(cycle, "package", error, stage=stage, **fields)
 
     def _error(self, cycle: Cycle, kind: str, exc: DagFactoryError, **fields: Any) -> None:
         cycle.report.errors += 1
