@@ -110,12 +110,20 @@ class Proxy:
                             return out
                         out += self.rfile.read(size)
                         self.rfile.readline()
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if len(body) != length:  # the client died mid-body: S3 never stores a short PUT
+                    raise ConnectionAbortedError("request body cut short")
+                return body
 
             def _handle(self) -> None:
                 path, _, query = self.path.partition("?")
                 request = Request(self.command, path, query)
-                body = self._body()
+                try:
+                    body = self._body()
+                except (ConnectionError, ValueError):
+                    self.close_connection = True
+                    return
                 with proxy._lock:
                     index = len(proxy.requests)
                     proxy.requests.append(request)
