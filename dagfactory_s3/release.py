@@ -2,25 +2,40 @@
 
 A release record names every file of one package's release with its sha256, so a reader that
 trusts the record never applies half a release. Key layout: :mod:`dagfactory_s3.naming`.
+
+The record also carries the releases it replaced, kept for rollback (``history``, newest first):
+each as the change of its files and DAG summaries against the next newer release, so a publish
+that changes one DAG adds a few hundred bytes to the record instead of writing a history object.
+A replaced release that changed more than :data:`DELTA_LIMIT` entries is kept whole in its own
+history object ``_releases/<id>.json`` and named in ``history`` as ``stored``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
 from dagfactory_s3.errors import Problem, RecordError
-from dagfactory_s3.naming import SHA256_RE, check_environment, check_package, is_dag_file
+from dagfactory_s3.naming import (
+    RELEASE_ID_RE,
+    SHA256_RE,
+    check_environment,
+    check_package,
+    is_dag_file,
+)
 
-__all__ = ["CONTENT_OBJECTS", "FORMAT", "FileEntry", "Release"]
+__all__ = ["CONTENT_OBJECTS", "DELTA_LIMIT", "FORMAT", "Earlier", "FileEntry", "Release"]
 
 FORMAT = "dagfactory-s3/release@1"
 # Where a record's manifests live. "objects": immutable, by sha256, in _releases/objects/ (written
 # before the commit, never overwritten). Absent (records of dagfactory-s3 0.1): at their dags/ keys.
 CONTENT_OBJECTS = "objects"
+DELTA_LIMIT = 64
+_MD5_RE = re.compile(r"^[0-9a-f]{32}$")
 
 
 @dataclass(frozen=True)
@@ -28,11 +43,82 @@ class FileEntry:
     sha256: str
     size: int
     version_id: str | None = None
+    md5: str | None = None  # the single-part ETag of the readable dags/ copy (lets `list` check by listing)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sha256": self.sha256, "size": self.size}
         if self.version_id:
             out["version_id"] = self.version_id
+        if self.md5:
+            out["md5"] = self.md5
+        return out
+
+
+@dataclass(frozen=True)
+class Earlier:
+    """A release the record replaced: its own fields, and its files and DAG summaries as the change
+    against the next newer release (``None`` = absent there), or ``stored`` in its history object."""
+
+    release_id: str
+    published_at: str
+    publisher_version: str
+    package_version: str | None = None
+    git_sha: str | None = None
+    previous_release_id: str | None = None
+    tombstone: bool = False
+    content: str | None = None
+    images: tuple[str, ...] = ()
+    files: dict[str, FileEntry | None] = field(default_factory=dict)
+    dags: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    stored: bool = False
+
+    @classmethod
+    def of(
+        cls, old: Release, new_files: dict[str, FileEntry], new_dags: dict[str, Any], *, stored: bool
+    ) -> Earlier:
+        files = {
+            r: old.files.get(r) for r in {*old.files, *new_files} if old.files.get(r) != new_files.get(r)
+        }
+        dags = {d: old.dags.get(d) for d in {*old.dags, *new_dags} if old.dags.get(d) != new_dags.get(d)}
+        return cls(
+            release_id=old.release_id,
+            published_at=old.published_at,
+            publisher_version=old.publisher_version,
+            package_version=old.package_version,
+            git_sha=old.git_sha,
+            previous_release_id=old.previous_release_id,
+            tombstone=old.tombstone,
+            content=old.content,
+            images=old.images,
+            files={} if stored else files,
+            dags={} if stored else dags,
+            stored=stored,
+        )
+
+    @staticmethod
+    def changes(old: Release, new_files: dict[str, FileEntry], new_dags: dict[str, Any]) -> int:
+        """How many files and DAG summaries differ between ``old`` and the new release."""
+        return sum(old.files.get(r) != new_files.get(r) for r in {*old.files, *new_files}) + sum(
+            old.dags.get(d) != new_dags.get(d) for d in {*old.dags, *new_dags}
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "release_id": self.release_id,
+            "previous_release_id": self.previous_release_id,
+            "published_at": self.published_at,
+            "publisher_version": self.publisher_version,
+            "package_version": self.package_version,
+            "git_sha": self.git_sha,
+            "tombstone": self.tombstone,
+            "content": self.content,
+            "images": sorted(self.images),
+        }
+        if self.stored:
+            out["stored"] = True
+        else:
+            out["dags"] = {k: self.dags[k] for k in sorted(self.dags)}
+            out["files"] = {k: (v.to_dict() if v else None) for k, v in sorted(self.files.items())}
         return out
 
 
@@ -53,6 +139,39 @@ class Release:
     previous_release_id: str | None = None
     tombstone: bool = False
     content: str | None = None  # CONTENT_OBJECTS, or None for a 0.1 record
+    history: tuple[Earlier, ...] = ()  # the releases it replaced, newest first
+
+    def releases(self, load: Callable[[str], Release]) -> Iterator[Release]:
+        """This release, then each release of ``history`` rebuilt whole, newest first. ``load`` reads
+        a ``stored`` one's history object (the only I/O; called only for those)."""
+        yield self
+        files, dags = self.files, self.dags
+        for e in self.history:
+            if e.stored:
+                whole = load(e.release_id)
+                files, dags = whole.files, whole.dags
+            else:
+                files = {r: v for r, v in {**files, **e.files}.items() if v is not None}
+                dags = {d: v for d, v in {**dags, **e.dags}.items() if v is not None}
+            yield Release(
+                package=self.package,
+                environment=self.environment,
+                release_id=e.release_id,
+                published_at=e.published_at,
+                publisher_version=e.publisher_version,
+                files=files,
+                dags=dags,
+                images=e.images,
+                package_version=e.package_version,
+                git_sha=e.git_sha,
+                previous_release_id=e.previous_release_id,
+                tombstone=e.tombstone,
+                content=e.content,
+            )
+
+    def whole(self) -> Release:
+        """This release without its embedded history: what a history object holds."""
+        return replace(self, history=())
 
     def to_json(self) -> bytes:
         body = {
@@ -71,6 +190,8 @@ class Release:
             "dags": {k: self.dags[k] for k in sorted(self.dags)},
             "files": {k: self.files[k].to_dict() for k in sorted(self.files)},
         }
+        if self.history:
+            body["history"] = [e.to_dict() for e in self.history]
         return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
 
     @classmethod
@@ -86,64 +207,119 @@ class Release:
             raise bad("", f"release record is not valid JSON: {exc}") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise bad("/format", f"not a release record of format {FORMAT!r}")
-        for key in ("package", "environment", "release_id", "published_at", "publisher_version"):
+        for key in ("package", "environment"):
             if not isinstance(doc.get(key), str) or not doc[key]:
                 raise bad(f"/{key}", "missing or not a string")
+        common = _common(doc, "", bad)
         if check_package(doc["package"]):
             raise bad("/package", check_package(doc["package"]) or "")
         if check_environment(doc["environment"]):
             raise bad("/environment", check_environment(doc["environment"]) or "")
-        files: dict[str, FileEntry] = {}
-        raw_files = doc.get("files")
-        if not isinstance(raw_files, dict):
-            raise bad("/files", "missing or not an object")
-        for rest, entry in raw_files.items():
-            pointer = "/files/" + rest.replace("~", "~0").replace("/", "~1")
-            if not is_dag_file(rest):
-                raise bad(pointer, "file is not dags/<dag_id>.json or dags/<dag_id>.py")
-            files[rest] = _file_entry(entry, lambda message, p=pointer: bad(p, message))
-        if doc.get("content") not in (None, CONTENT_OBJECTS):
-            raise bad("/content", f"unknown content layout {doc.get('content')!r}; upgrade dagfactory-s3")
-        dags = doc.get("dags", {})
-        if not isinstance(dags, dict):
-            raise bad("/dags", "not an object")
-        for dag_id, summary in dags.items():
-            if not isinstance(summary, dict):
-                raise bad("/dags/" + dag_id.replace("~", "~0").replace("/", "~1"), "not an object")
-        images = doc.get("images") or []
-        if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
-            raise bad("/images", "not a list of strings")
-        for key in ("package_version", "git_sha", "previous_release_id"):
-            if doc.get(key) is not None and not isinstance(doc[key], str):
-                raise bad(f"/{key}", "not a string")
-        if not isinstance(doc.get("tombstone", False), bool):
-            raise bad("/tombstone", "not true or false")  # "false" must not retire a package
+        files = _mapping(doc.get("files"), "/files", bad, lambda v, b: _file_entry(v, b), nullable=False)
+        dags = _mapping(doc.get("dags", {}), "/dags", bad, _summary, nullable=False)
+        raw_history = doc.get("history", [])
+        if not isinstance(raw_history, list):
+            raise bad("/history", "not a list")
+        history = []
+        for i, entry in enumerate(raw_history):
+            at = f"/history/{i}"
+            if not isinstance(entry, dict):
+                raise bad(at, "not an object")
+            if not isinstance(entry.get("release_id"), str) or not RELEASE_ID_RE.fullmatch(
+                entry["release_id"]
+            ):
+                raise bad(f"{at}/release_id", "not a release id")
+            stored = entry.get("stored", False)
+            if not isinstance(stored, bool):
+                raise bad(f"{at}/stored", "not true or false")
+            history.append(
+                Earlier(
+                    **_common(entry, at, bad),
+                    files={}
+                    if stored
+                    else _mapping(entry.get("files"), f"{at}/files", bad, _file_entry, True),
+                    dags={} if stored else _mapping(entry.get("dags"), f"{at}/dags", bad, _summary, True),
+                    stored=stored,
+                )
+            )
         return cls(
             package=doc["package"],
             environment=doc["environment"],
-            release_id=doc["release_id"],
-            published_at=doc["published_at"],
-            publisher_version=doc["publisher_version"],
-            files=files,
-            dags=dags,
-            images=tuple(images),
-            package_version=doc.get("package_version"),
-            git_sha=doc.get("git_sha"),
-            previous_release_id=doc.get("previous_release_id"),
-            tombstone=doc.get("tombstone", False),
-            content=doc.get("content"),
+            files=files,  # type: ignore[arg-type]
+            dags=dags,  # type: ignore[arg-type]
+            history=tuple(history),
+            **common,
         )
+
+
+def _common(doc: dict[str, Any], at: str, bad: Callable[[str, str], RecordError]) -> dict[str, Any]:
+    """The fields a record shares with its history entries, type by type."""
+    for key in ("release_id", "published_at", "publisher_version"):
+        if not isinstance(doc.get(key), str) or not doc[key]:
+            raise bad(f"{at}/{key}", "missing or not a string")
+    if doc.get("content") not in (None, CONTENT_OBJECTS):
+        raise bad(f"{at}/content", f"unknown content layout {doc.get('content')!r}; upgrade dagfactory-s3")
+    images = doc.get("images") or []
+    if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
+        raise bad(f"{at}/images", "not a list of strings")
+    for key in ("package_version", "git_sha", "previous_release_id"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            raise bad(f"{at}/{key}", "not a string")
+    if not isinstance(doc.get("tombstone", False), bool):
+        raise bad(f"{at}/tombstone", "not true or false")  # "false" must not retire a package
+    return {
+        "release_id": doc["release_id"],
+        "published_at": doc["published_at"],
+        "publisher_version": doc["publisher_version"],
+        "images": tuple(images),
+        "package_version": doc.get("package_version"),
+        "git_sha": doc.get("git_sha"),
+        "previous_release_id": doc.get("previous_release_id"),
+        "tombstone": doc.get("tombstone", False),
+        "content": doc.get("content"),
+    }
+
+
+def _pointer(at: str, key: str) -> str:
+    return f"{at}/" + key.replace("~", "~0").replace("/", "~1")
+
+
+def _summary(value: Any, bad: Callable[[str], RecordError]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise bad("not an object")
+    return value
+
+
+def _mapping(
+    raw: Any,
+    at: str,
+    bad: Callable[[str, str], RecordError],
+    item: Callable[[Any, Callable[[str], RecordError]], Any],
+    nullable: bool,
+) -> dict[str, Any]:
+    """``files`` (keys are dags/ file names) or ``dags``; in a history entry a value may be null."""
+    if not isinstance(raw, dict):
+        raise bad(at, "missing or not an object")
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        pointer = _pointer(at, key)
+        if at.endswith("/files") and not is_dag_file(key):
+            raise bad(pointer, "file is not dags/<dag_id>.json or dags/<dag_id>.py")
+        out[key] = None if value is None and nullable else item(value, lambda m, p=pointer: bad(p, m))
+    return out
 
 
 def _file_entry(entry: Any, bad: Callable[[str], RecordError]) -> FileEntry:
     """One ``files`` entry, type by type: a wrong type here must refuse the record, not crash a reader."""
     if not isinstance(entry, dict):
         raise bad("not an object with sha256 and size")
-    sha256, size, version_id = entry.get("sha256"), entry.get("size"), entry.get("version_id")
+    sha256, size, version_id, md5 = (entry.get(k) for k in ("sha256", "size", "version_id", "md5"))
     if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
         raise bad("sha256 must be 64 lowercase hex digits")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise bad("size must be an integer of at least 0")
     if version_id is not None and not isinstance(version_id, str):
         raise bad("version_id must be a string when present")
-    return FileEntry(sha256, size, version_id)
+    if md5 is not None and not (isinstance(md5, str) and _MD5_RE.fullmatch(md5)):
+        raise bad("md5 must be 32 lowercase hex digits when present")
+    return FileEntry(sha256, size, version_id, md5)

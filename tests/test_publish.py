@@ -158,8 +158,9 @@ def test_republish_unchanged_makes_no_put(s3, bucket, examples_copy):
 
 
 def test_one_changed_dag_writes_only_its_objects_and_the_record(s3, bucket, examples_copy, capsys):
-    """Changing one manifest: its immutable content, then metadata.json (the commit), then -- after the
-    commit -- the history copy and the readable dags/ copy. Nothing a reader trusts is overwritten first."""
+    """Changing one manifest: its immutable content, then metadata.json (the commit, carrying the
+    replaced release as its change, for rollback), then -- after the commit -- the readable dags/ copy.
+    Nothing a reader trusts is overwritten first; three PUTs in all."""
     src = dags_dir(examples_copy, RS)
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     edit_manifest(src / "reporting_seeder_refresh_all.json", description="changed")
@@ -170,9 +171,8 @@ def test_one_changed_dag_writes_only_its_objects_and_the_record(s3, bucket, exam
     prefix = f"{ENV}/{RS}/"
     assert keys[0] == prefix + f"_releases/objects/{hashlib.sha256(new).hexdigest()}"
     assert keys[1] == prefix + "metadata.json"
-    assert keys[2].startswith(prefix + "_releases/2") and keys[2].endswith(".json")
-    assert keys[3] == prefix + "dags/reporting_seeder_refresh_all.json"
-    assert len(keys) == 4
+    assert keys[2] == prefix + "dags/reporting_seeder_refresh_all.json"
+    assert len(keys) == 3
     assert s3.count("DELETE") == 0
 
 
@@ -390,11 +390,11 @@ def test_failed_upload_overwrites_nothing_a_reader_trusts(s3, bucket, examples_c
     assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == before and record(s3, bucket, RS) == meta
 
 
-@pytest.mark.parametrize("k", [0, 1, 2])
+@pytest.mark.parametrize("k", [0, 1])
 def test_failure_after_the_commit_leaves_the_new_release_and_a_rerun_tidies(
     s3, bucket, examples_copy, capsys, k
 ):
-    """S3 failing after the commit (history copy, readable copies): the new release is current and
+    """S3 failing after the commit (the readable copies): the new release is current and
     servable; exit 3 says so; a rerun writes no new release and finishes the readable copies."""
     src = dags_dir(examples_copy, RS)
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
@@ -554,13 +554,15 @@ def test_retire_leaves_a_tombstone_and_keeps_history(s3, bucket, examples_copy, 
     assert rec["tombstone"] is True and rec["files"] == {} and rec["dags"] == {}
     left = set(objects(s3, bucket, f"{ENV}/{RS}/"))
     assert not [k for k in left if "/dags/" in k]
-    assert len([k for k in left if k.endswith(".json") and "/_releases/" in k]) == 2
+    assert [e["release_id"] for e in rec["history"]] == [rec["previous_release_id"]]  # kept for rollback
+    assert not [k for k in left if k.endswith(".json") and "/_releases/" in k]  # in the record, not objects
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     assert record(s3, bucket, RS)["tombstone"] is False
 
 
 def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_copy, capsys):
-    """--keep 2 keeps two history records; content they still need moves out of pruned ones, so rollback works."""
+    """--keep 2 keeps two releases (the current one and one in its history); content no kept release
+    names is collected after the grace period, so rollback to either works."""
     src = dags_dir(examples_copy, RS)
     ids = []
     for version in range(4):
@@ -568,11 +570,12 @@ def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_c
         assert main(capsys, *publish_args(bucket, RS, src, "--keep", "2"))[0] == 0
         ids.append(record(s3, bucket, RS)["release_id"])
     keys = objects(s3, bucket, f"{ENV}/{RS}/_releases/")
-    records = sorted(k for k in keys if k.endswith(".json"))
-    assert [k.rsplit("/", 1)[1][:-5] for k in records] == ids[-2:]
-    needed = {
-        e["sha256"] for k in records for r, e in json.loads(keys[k])["files"].items() if r.endswith(".json")
-    }
+    assert not [k for k in keys if k.endswith(".json")]  # one-DAG changes ride in the record
+    current = record(s3, bucket, RS)
+    assert [e["release_id"] for e in current["history"]] == [ids[-2]]
+    files = {r: e for r, e in current["files"].items()}
+    previous = {**files, **current["history"][0]["files"]}
+    needed = {e["sha256"] for fs in (files, previous) for r, e in fs.items() if r.endswith(".json")}
     available = {k.rsplit("/", 1)[1] for k in keys if "/objects/" in k}
     assert needed <= available
     assert len(available - needed) == 2  # v0 and v1 content: orphans, kept for the grace period
@@ -896,3 +899,83 @@ def test_a_0_1_bucket_is_served_then_upgraded_by_the_next_publish_and_rolls_back
         r: hashlib.sha256(d).hexdigest() for r, d in files.items()
     }
     assert serve(tmp_path / "b") == {r.split("/")[1]: d for r, d in files.items()}
+
+
+def test_history_rides_in_the_record_or_in_an_object_and_every_kept_release_rolls_back(
+    s3, bucket, examples_copy, capsys
+):
+    """Small releases are kept as changes inside the next record (no history PUT); a release replaced by
+    one that changes many DAGs is written whole to _releases/<id>.json before the commit. Rolling back
+    to each kept release, whichever way it was kept, restores its dags/ objects byte for byte."""
+    src = dags_dir(examples_copy, RS)
+    template = json.loads((src / "reporting_seeder_refresh_all.json").read_bytes())
+    snapshots: dict[str, dict[str, bytes]] = {}
+
+    def publish(step: int, many: bool) -> None:
+        for i in range(70 if many else 1):
+            doc = dict(template, dag_id=f"{RS}_gen_{i:02d}", description=f"step {step}")
+            (src / f"{RS}_gen_{i:02d}.json").write_text(json.dumps(doc, indent=2))
+        assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+        snapshots[record(s3, bucket, RS)["release_id"]] = objects(s3, bucket, f"{ENV}/{RS}/dags/")
+
+    for step, many in enumerate([False, True, False, False, True, False]):
+        publish(step, many)
+    ids = list(snapshots)
+    rec = record(s3, bucket, RS)
+    history = rec["history"]
+    assert [e["release_id"] for e in history] == ids[-2::-1]
+    # Replaced by a release changing 70 DAGs (> DELTA_LIMIT changes): kept whole, as objects.
+    stored = sorted(e["release_id"] for e in history if e.get("stored"))
+    assert stored == sorted([ids[0], ids[3]])
+    names = {
+        k.rsplit("/", 1)[1] for k in objects(s3, bucket, f"{ENV}/{RS}/_releases/") if k.endswith(".json")
+    }
+    assert names == {f"{i}.json" for i in stored}
+    target = ["rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to"]
+    for release_id in ids[:-1]:
+        code, _, err = main(capsys, *target, release_id)
+        assert code == 0, err
+        assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == snapshots[release_id], release_id
+
+
+def test_release_record_history_round_trips_and_bad_entries_are_refused():
+    from dagfactory_s3.errors import RecordError
+    from dagfactory_s3.release import Earlier, FileEntry, Release
+
+    old = Release(
+        "pkg",
+        "dev",
+        "20260101T000000.000Z-aaaaaa",
+        "t",
+        "v",
+        files={"dags/pkg_a.json": FileEntry("a" * 64, 1)},
+    )
+    new_files = {"dags/pkg_b.json": FileEntry("b" * 64, 2, None, "c" * 32)}
+    rec = Release(
+        "pkg",
+        "dev",
+        "20260102T000000.000Z-bbbbbb",
+        "t",
+        "v",
+        files=new_files,
+        history=(Earlier.of(old, new_files, {}, stored=False),),
+    )
+    again = Release.from_json(rec.to_json(), file="m")
+    assert again == rec
+    assert [r.files for r in again.releases(lambda i: pytest.fail(i))] == [new_files, old.files]
+    doc = json.loads(rec.to_json())
+    for mutate, pointer in [
+        (lambda d: d.update(history={}), "/history"),
+        (lambda d: d["history"][0].update(release_id="../x"), "/history/0/release_id"),
+        (lambda d: d["history"][0].update(stored="yes"), "/history/0/stored"),
+        (
+            lambda d: d["history"][0]["files"].update({"dags/pkg_c.json": {"sha256": "x", "size": 1}}),
+            "/history/0/files/dags~1pkg_c.json",
+        ),
+        (lambda d: d["history"][0]["files"].update({"../x.json": None}), "/history/0/files/..~1x.json"),
+        (lambda d: d["files"]["dags/pkg_b.json"].update(md5="Z"), "/files/dags~1pkg_b.json"),
+    ]:
+        bad = json.loads(json.dumps(doc))
+        mutate(bad)
+        with pytest.raises(RecordError, match=f"m: {pointer}:"):
+            Release.from_json(json.dumps(bad).encode(), file="m")

@@ -70,7 +70,7 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
             missing=[],
             extra=sorted(live),
             mismatched=[],
-            history=history_ids(listing),
+            history=history_ids(listing, None),
         )
         return out
     content_missing = sorted(
@@ -84,8 +84,8 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
     extra = sorted(live - set(rec.files))
     unsure = []
     mismatched = []
-    etags: dict[str, str] = {}
-    if history_name(rec.release_id) in listing:
+    etags = {rest: entry.md5 for rest, entry in rec.files.items() if entry.md5}
+    if not etags and history_name(rec.release_id) in listing:  # a record of 0.2 or older: its history copy
         with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
             etags = orjson.loads(store.get(history_name(rec.release_id)) or b"{}").get("etags") or {}
     for rest, entry in sorted(rec.files.items()):
@@ -114,7 +114,7 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         extra=extra,
         mismatched=sorted(mismatched),
         consistent=not (content_missing or missing or extra or mismatched),
-        history=history_ids(listing),
+        history=history_ids(listing, rec),
     )
     return out
 

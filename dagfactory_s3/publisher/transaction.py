@@ -8,10 +8,12 @@ Nothing a reader trusts is overwritten before the commit (see :mod:`dagfactory_s
 4. upload those contents to ``_releases/objects/<sha256>``: written once, never overwritten, named by no
    record yet, so invisible to every reader;
 5. **commit**: ``metadata.json`` with a conditional PUT (If-Match the ETag read in step 2, If-None-Match
-   ``*`` for a first release) -- the only write a reader trusts;
-6. after the commit only: the history copy ``_releases/<id>.json``, the human-readable ``dags/`` copies of
-   the seed's layout (never what a reader trusts), deletes of removed ``dags/`` files, pruning of history
-   beyond ``--keep`` and garbage collection of content no kept record names (after a grace period).
+   ``*`` for a first release) -- the only write a reader trusts. The record carries the release it
+   replaces (and those before, up to ``--keep``) as changes against it, for rollback; a replaced
+   release that changed many DAGs is written whole to ``_releases/<id>.json`` in step 4 instead;
+6. after the commit only: the human-readable ``dags/`` copies of the seed's layout (never what a reader
+   trusts), deletes of removed ``dags/`` files, pruning of history objects beyond ``--keep`` and garbage
+   collection of content no kept release names (after a grace period).
 
 An interruption or failure before step 5 leaves the previous release in force and nothing to undo; a
 rerun uploads only the contents still missing. An interruption after step 5 leaves the new release in
@@ -42,7 +44,7 @@ from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_nam
 from dagfactory_s3.publisher.scan import scan
 from dagfactory_s3.publisher.store import Current, PackageStore
 from dagfactory_s3.publisher.terminal import Progress
-from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
+from dagfactory_s3.release import CONTENT_OBJECTS, DELTA_LIMIT, Earlier, FileEntry, Release
 from dagfactory_s3.s3 import Listed
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "history_ids",
     "make_plan",
     "parallel",
+    "past_release",
     "retire",
     "rollback",
     "wanted_from_dir",
@@ -262,13 +265,30 @@ def _check_dag_ids(plan: ReleasePlan) -> None:
         raise PublishError("\n".join(problems))
 
 
-def history_document(record: Release, etags: dict[str, str]) -> bytes:
-    """A history record: the release record plus each file's single-part ETag (its MD5), which lets
-    ``list`` check the readable ``dags/`` copies against the record from a listing alone.
+def _history(
+    plan: ReleasePlan, files: dict[str, FileEntry], keep: int, new_id: str
+) -> tuple[tuple[Earlier, ...], str | None]:
+    """The new record's ``history``, and the release whose history object must be written first.
+
+    The replaced release goes in as its change against the new one, unless that change is large (then
+    it is kept whole in its own history object, written before the commit) or its object already
+    exists. Older entries follow unchanged, cut where ``--keep`` ends (a suffix: the changes chain).
     """
-    body = orjson.loads(record.to_json())
-    body["etags"] = {rest: etags[rest] for rest in sorted(etags)}
-    return orjson.dumps(body, option=orjson.OPT_INDENT_2) + b"\n"
+    old = plan.current.record
+    if old is None:
+        return (), None
+    exists = history_name(old.release_id) in plan.listing
+    stored = exists or Earlier.changes(old, files, plan.wanted.dags) > DELTA_LIMIT
+    chain = (Earlier.of(old, files, plan.wanted.dags, stored=stored), *old.history)
+    kept = set(_kept_ids(plan.listing, chain, new_id, keep))
+    cut = next((i for i, e in enumerate(chain) if e.release_id not in kept), len(chain))
+    return chain[:cut], old.release_id if stored and not exists and cut else None
+
+
+def _kept_ids(listing: dict[str, Listed], chain: Iterable[Earlier], current: str, keep: int) -> list[str]:
+    """The newest ``keep`` release ids among the current one, the chain's and the history objects'."""
+    ids = sorted({current, *(e.release_id for e in chain), *_object_ids(listing)})
+    return ids[-keep:] if keep > 0 else ids
 
 
 def execute(
@@ -305,16 +325,24 @@ def execute(
     if stop.requested:
         raise _before_commit(stop.interrupted, "", plan, versions, kept)
 
+    new_id = release_id or new_release_id()
+    files = {
+        rest: FileEntry(_sha(data), len(data), _version(rest, data, versions, current.record), _md5(data))
+        for rest, data in plan.wanted.files.items()
+    }
+    history, write_first = _history(plan, files, keep, new_id)
+    if write_first and current.record:  # kept whole: its object exists before the record stops naming it
+        try:
+            store.put(history_name(write_first), current.record.whole().to_json())
+        except DagFactoryError as exc:
+            raise _before_commit(type(exc), f"{exc}\n", plan, versions, kept) from exc
     record = Release(
         package=store.package,
         environment=store.environment,
-        release_id=release_id or new_release_id(),
+        release_id=new_id,
         published_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         publisher_version=__version__,
-        files={
-            rest: FileEntry(_sha(data), len(data), _version(rest, data, versions, current.record))
-            for rest, data in plan.wanted.files.items()
-        },
+        files=files,
         dags=plan.wanted.dags,
         images=plan.wanted.images,
         package_version=plan.wanted.package_version,
@@ -322,6 +350,7 @@ def execute(
         previous_release_id=current.record.release_id if current.record else None,
         tombstone=plan.wanted.tombstone,
         content=CONTENT_OBJECTS,
+        history=history,
     )
     try:
         store.commit(record, expected_etag=current.etag)
@@ -373,10 +402,6 @@ def _after_commit(
     """
     store, listing = plan.store, plan.listing
     steps: list[tuple[str, Callable[[], None]]] = []
-    history = history_name(record.release_id)
-    if history not in listing:
-        etags = {rest: _md5(data) for rest, data in plan.wanted.files.items()}
-        steps.append(("history", lambda: store.put(history, history_document(record, etags))))
     stale = [
         rest
         for rest, data in sorted(plan.wanted.files.items())
@@ -411,18 +436,32 @@ def _after_commit(
             raise StorageError(f"{exc}\nafter the commit: {unfinished}") from exc
 
 
-def history_ids(listing: dict[str, Listed]) -> list[str]:
-    """The release ids of the history records in a package listing, oldest first."""
-    return sorted(i for i in map(release_id_of, listing) if i)
+def _object_ids(listing: dict[str, Listed]) -> list[str]:
+    return [i for i in map(release_id_of, listing) if i]
+
+
+def history_ids(listing: dict[str, Listed], record: Release | None) -> list[str]:
+    """The release ids kept for rollback, oldest first: the current record's, those its history
+    carries, and those of history objects in the package listing."""
+    chain = (record.release_id, *(e.release_id for e in record.history)) if record else ()
+    return sorted({*chain, *_object_ids(listing)})
+
+
+def past_release(store: PackageStore, record: Release | None, release_id: str) -> Release:
+    """Release ``release_id`` rebuilt whole: from the current record's history, or its history object."""
+    for release in record.releases(store.history) if record else ():
+        if release.release_id == release_id:
+            return release
+    return store.history(release_id)
 
 
 def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_grace: float) -> None:
-    """Keep the newest ``keep`` history records; delete content no kept record names, once it is older
-    than ``gc_grace`` seconds (younger orphans may belong to a publish still uploading)."""
+    """Keep the newest ``keep`` releases; delete history objects of the others and content no kept
+    release names, once it is older than ``gc_grace`` seconds (younger orphans may belong to a
+    publish still uploading)."""
     store = plan.store
-    ids = sorted({*history_ids(plan.listing), record.release_id})
-    doomed = ids[:-keep] if keep > 0 else []
-    kept = [i for i in ids if i not in doomed]
+    kept = _kept_ids(plan.listing, record.history, record.release_id, keep)
+    doomed = [i for i in _object_ids(plan.listing) if i not in kept]
     current = {e.sha256 for e in record.files.values()}
     cutoff = time.time() - gc_grace
     candidates = {
@@ -433,8 +472,12 @@ def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_g
     if not doomed and not candidates:
         return  # the common case: nothing to read, nothing to delete
     needed = set(current)
+    chained = set()
+    for release in record.releases(store.history):
+        needed |= {e.sha256 for e in release.files.values()}
+        chained.add(release.release_id)
     for release_id in kept:
-        if release_id != record.release_id:
+        if release_id not in chained:
             needed |= {e.sha256 for e in store.history(release_id).files.values()}
     orphans = sorted(rest for rest, sha in candidates.items() if sha not in needed)
     # Content a doomed 0.1 record embeds and a kept one still names moves to the content store first.
@@ -469,7 +512,7 @@ def _content(store: PackageStore, listing: dict[str, Listed], rest: str, sha: st
         candidates.append(lambda: store.get(object_name(sha)))
     if rest.endswith(".py"):
         candidates.append(lambda: stub.stub_for(rest.rpartition("/")[2]))
-    candidates += [lambda i=i: _embedded(store, i).get(sha) for i in reversed(history_ids(listing))]
+    candidates += [lambda i=i: _embedded(store, i).get(sha) for i in reversed(_object_ids(listing))]
     candidates.append(lambda: store.get(rest))
     for candidate in candidates:
         data = candidate()
@@ -480,7 +523,7 @@ def _content(store: PackageStore, listing: dict[str, Listed], rest: str, sha: st
 
 def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT_PARALLELISM) -> ReleasePlan:
     """A plan that re-publishes exactly the files of an earlier release."""
-    target = store.history(release_id)
+    target = past_release(store, store.current().record, release_id)
     if target.tombstone:
         raise PublishError(f"release {release_id} is a tombstone (retire); roll back to a release before it")
     wanted = Wanted(
