@@ -407,6 +407,8 @@ class TestList:
         code, out, err = cli_main(capsys, *base)
         assert code == 1 and "missing: dags/reporting_seeder_refresh_all.py" in out
         assert "does not match the release record of reporting_seeder" in err
+        code, out, _ = cli_main(capsys, *base, "--output", "json", "--quiet")
+        assert code == 1 and json.loads(out)["ok"] is False and json.loads(out)["missing"]
         assert cli_main(capsys, *base[:-1])[0] == 0  # without --check: a report, exit 0
 
     def test_unknown_package_or_environment_lists_what_exists(self, s3, bucket, examples_copy, capsys):

@@ -546,14 +546,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         if args.history:
             result["history"] = _history(store, ids, result["release_id"], args.parallelism)
         results.append(result)
+    bad = [r["package"] for r in results if not r["consistent"]] if args.check else []
     emit(
         args,
         "\n".join(_status_text(r) for r in results),
-        {"ok": True, "packages": results} if args.all_packages else {"ok": True, **results[0]},
+        {"ok": not bad, "packages": results} if args.all_packages else {"ok": not bad, **results[0]},
     )
-    if args.check and not all(r["consistent"] for r in results):
-        bad = [r["package"] for r in results if not r["consistent"]]
-        log(args, f"error: S3 does not match the release record of {', '.join(bad)}")
+    if bad:  # an error, so --quiet does not hide it
+        print(f"error: S3 does not match the release record of {', '.join(bad)}", file=sys.stderr)
         return 1
     return 0
 
