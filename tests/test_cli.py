@@ -330,7 +330,7 @@ class TestOneRuleSet:
         assert f"{path}: /tasks/0/image: image tag 'latest'" in result.stderr
 
     def test_missing_stub_is_a_warning_in_both(self, s3, bucket, examples_copy, capsys):
-        """A manifest without its stub: validate warns and passes, publish passes and generates the stub."""
+        """A manifest without its stub: validate and publish both warn and pass; publish generates the stub."""
         folder = examples_copy / "reporting_seeder" / "airflow_dags"
         (folder / "reporting_seeder_refresh_all.py").unlink()
         code, _, err = cli_main(capsys, "validate", "--dag-path", str(folder))

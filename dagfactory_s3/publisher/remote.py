@@ -19,6 +19,7 @@ from dagfactory_s3.errors import ConfigError, PublishError
 from dagfactory_s3.naming import DAGS_DIR, dag_id_of, history_name, object_name
 from dagfactory_s3.publisher import iam
 from dagfactory_s3.publisher.diff import changes, show
+from dagfactory_s3.publisher.scan import missing_stubs
 from dagfactory_s3.publisher.store import PackageStore, env_packages
 from dagfactory_s3.publisher.terminal import Progress, add_output, add_setting, command, emit, log, require
 from dagfactory_s3.publisher.transaction import (
@@ -394,6 +395,8 @@ def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
     wanted = wanted_from_dir(args.dag_path, store.package)  # invalid input: nothing else happens
+    for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
+        log(args, f"warning: {warning}")
     store.client = _store(args).client
     wanted.package_version, wanted.git_sha = args.package_version, args.git_sha
     return _apply(args, make_plan(store, wanted, parallelism=args.parallelism), "published", stop)

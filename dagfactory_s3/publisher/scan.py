@@ -14,7 +14,7 @@ from dagfactory_s3 import manifest as manifests
 from dagfactory_s3 import naming, stub
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 
-__all__ = ["DagSet", "scan"]
+__all__ = ["DagSet", "missing_stubs", "scan"]
 
 _REGENERATE = "regenerate it with 'airflow-dag-publisher generate --dag-path DIR'"
 
@@ -42,6 +42,15 @@ def _files(target: Path) -> tuple[list[Path], list[Path]]:
     manifest = target.with_name(naming.manifest_of(target.name)) if target.suffix == ".py" else target
     py = manifest.with_name(naming.stub_of(manifest.name))
     return [manifest], [py] if py.exists() else []
+
+
+def missing_stubs(json_files: list[Path]) -> list[str]:
+    """A warning per manifest without its stub: valid (publish generates stubs), but not in git."""
+    return [
+        f"{p.with_suffix('.py')}: no stub; publish generates it, {_REGENERATE} to commit it"
+        for p in json_files
+        if p.exists() and not p.with_suffix(".py").exists()
+    ]
 
 
 def scan(target: Path, *, package: str | None, strict_names: bool = True, check_stubs: bool = True) -> DagSet:
@@ -83,12 +92,7 @@ def scan(target: Path, *, package: str | None, strict_names: bool = True, check_
                 problems.append(
                     Problem(str(path), "", f"not the canonical stub (edited or stale); {_REGENERATE}")
                 )
-        stubs = {p.stem for p in py_files}
-        found.warnings += [
-            f"{p.with_suffix('.py')}: no stub; publish generates it, {_REGENERATE} to commit it"
-            for p in json_files
-            if p.stem not in stubs and p.exists()
-        ]
+        found.warnings += missing_stubs(json_files)
     if problems:
         raise ManifestError(problems)
     return found
