@@ -334,11 +334,14 @@ class TestOneRuleSet:
         folder = examples_copy / "reporting_seeder" / "airflow_dags"
         (folder / "reporting_seeder_refresh_all.py").unlink()
         code, _, err = cli_main(capsys, "validate", "--dag-path", str(folder))
-        assert code == 0 and "reporting_seeder_refresh_all.py: no stub; publish generates it" in err
+        assert code == 0 and f"warning: no stub: {folder / 'reporting_seeder_refresh_all.py'}; publish" in err
         code, _, err = cli_main(
             capsys, "publish", *target(bucket, "reporting_seeder"), "--dag-path", str(folder)
         )
-        assert code == 0, err
+        assert code == 0 and f"warning: no stub: {folder / 'reporting_seeder_refresh_all.py'}; publish" in err
+        assert f"{ENV}/reporting_seeder/dags/reporting_seeder_refresh_all.py" in [
+            r.path.split("/", 2)[2] for r in s3.requests if r.method == "PUT"
+        ]
 
 
 def _publish(capsys, bucket: str, folder, *extra: str) -> dict:
@@ -538,39 +541,48 @@ def _many_dags(folder, n: int) -> None:
     for i in range(n):
         doc = {**GOOD, "dag_id": f"{PACKAGE}_d{i:03d}", "description": "x" * 2000}
         (folder / f"{doc['dag_id']}.json").write_text(json.dumps(doc))
+        (folder / f"{doc['dag_id']}.py").write_bytes(stub.render(f"{doc['dag_id']}.json"))
+
+
+def on_pty(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout a pipe); returns code, stdout, terminal text."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=secondary, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the child closed the pty
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    out, _ = proc.communicate(timeout=120)
+    os.close(primary)
+    return proc.returncode, out, b"".join(chunks).decode()
 
 
 class TestProgress:
     def test_a_terminal_gets_one_updating_line(self, s3, bucket, tmp_path):
-        """On a TTY (a pty), publish rewrites one progress line (count, bytes, rate) and ends it."""
+        """On a TTY (a pty), publish and plan rewrite one progress line (count, bytes, rate) and end it."""
         folder = tmp_path / "dags"
         _many_dags(folder, 40)
-        primary, secondary = pty.openpty()
-        proc = subprocess.Popen(
-            [*CLI, "publish", *target(bucket), "--dag-path", str(folder)],
-            stdout=subprocess.PIPE,
-            stderr=secondary,
-            env=aws_env(s3.url),
-        )
-        os.close(secondary)
-        chunks = []
-        while True:
-            try:
-                chunk = os.read(primary, 4096)
-            except OSError:  # EIO: the child closed the pty
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        out, _ = proc.communicate(timeout=120)
-        os.close(primary)
-        err = b"".join(chunks).decode()
-        assert proc.returncode == 0, err
+        code, out, err = on_pty(["publish", *target(bucket), "--dag-path", str(folder)], aws_env(s3.url))
+        assert code == 0, err
         assert "\r\x1b[Kuploading " in err
         final = err.rsplit("\r\x1b[K", 1)[1]
         assert re.fullmatch(r"uploading 40/40 · \d+\.\d KiB · \d+/s\r?\n", final), repr(final)
         assert err.count("\n") == 1  # one line, rewritten in place
         assert b"added 40" in out
+        for p in sorted(folder.glob("*.json")):
+            p.write_text(json.dumps({**json.loads(p.read_text()), "description": "changed"}))
+        code, out, err = on_pty(["plan", *target(bucket), "--dag-path", str(folder)], aws_env(s3.url))
+        assert code == 0, err
+        assert re.fullmatch(
+            r"(\r\x1b\[Kreading \d+/40 [^\r\n]*)+\r\x1b\[Kreading 40/40 [^\r\n]*\r?\n", err
+        ), repr(err)
+        assert b"Plan: 0 to add, 40 to change" in out
 
     def test_not_a_terminal_is_line_oriented(self, s3, bucket, tmp_path):
         """Without a TTY: a start line and an end line, no carriage returns; --quiet and json: no progress."""

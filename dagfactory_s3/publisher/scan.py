@@ -45,12 +45,14 @@ def _files(target: Path) -> tuple[list[Path], list[Path]]:
 
 
 def missing_stubs(json_files: list[Path]) -> list[str]:
-    """A warning per manifest without its stub: valid (publish generates stubs), but not in git."""
-    return [
-        f"{p.with_suffix('.py')}: no stub; publish generates it, {_REGENERATE} to commit it"
-        for p in json_files
-        if p.exists() and not p.with_suffix(".py").exists()
+    """One warning naming the manifests without a stub: valid (publish generates stubs), but not in git."""
+    missing = [
+        str(p.with_suffix(".py")) for p in json_files if p.exists() and not p.with_suffix(".py").exists()
     ]
+    if not missing:
+        return []
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return [f"no stub: {shown}; publish generates stubs, {_REGENERATE} to commit them"]
 
 
 def scan(target: Path, *, package: str | None, strict_names: bool = True, check_stubs: bool = True) -> DagSet:
