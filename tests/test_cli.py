@@ -532,7 +532,15 @@ class TestHelp:
         """Settings with an environment twin are optional flags shown as [env: X, default: Y], as in the sidecar."""
         help_text = " ".join(run("publish", "--help").stdout.split())
         assert "[--bucket BUCKET]" in help_text and "[--environment ENVIRONMENT]" in help_text
-        assert "[env: DAG_BUCKET, default:" in help_text and "[env: DAG_PACKAGE_NAME, default:" in help_text
+        assert "[env: DAG_BUCKET, default: none]" in help_text
+        assert "[env: DAG_PACKAGE_NAME, default: none]" in help_text
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("DAG_BUCKET", "ENVIRONMENT", "DAG_PACKAGE_NAME")
+        }
+        result = subprocess.run(
+            [*CLI, "list", "--environment", "dev"], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 2 and result.stderr == "error: --bucket is required (or set DAG_BUCKET)\n"
         assert "concurrent S3 requests [default: 8]" in help_text
 
 

@@ -46,15 +46,13 @@ def command(
     return parser
 
 
-def add_setting(
-    parser: argparse.ArgumentParser, name: str, *, required: bool = False, help: str | None = None
-) -> None:
+def add_setting(parser: argparse.ArgumentParser, name: str, *, help: str | None = None) -> None:
     """A flag of :data:`dagfactory_s3.settings.OPTIONS`, defaulting to its environment twin.
 
-    Required settings are checked after parsing (:func:`require`), so ``--help`` shows them as the
-    optional flags they are when their variable is set.
+    Settings a command needs are checked after parsing (:func:`require`): ``--help`` shows them as
+    the optional flags they are when their variable is set.
     """
-    settings.add_option(parser, name, environ=os.environ, required=required, help=help)
+    settings.add_option(parser, name, environ=os.environ, help=help)
 
 
 def require(args: argparse.Namespace, *names: str) -> None:
