@@ -284,8 +284,12 @@ def _old_manifest(store: PackageStore, plan: ReleasePlan, rest: str) -> Any:
         return None
 
 
-def dag_changes(args: argparse.Namespace, plan: ReleasePlan) -> list[dict[str, Any]]:
-    """One entry per DAG that changes: ``{dag_id, action: add|change|delete, changes: [...]}``."""
+def dag_changes(args: argparse.Namespace, plan: ReleasePlan, *, fields: bool) -> list[dict[str, Any]]:
+    """One entry per DAG that changes: ``{dag_id, action: add|change|delete, changes: [...]}``.
+
+    ``fields``: diff each changed manifest against the current one (a GET each); a publish that is
+    not a dry run skips that and lists the DAGs only, so it sends no more requests than it needs.
+    """
     actions: dict[str, str] = {}
     for kind, files in (("add", plan.add), ("change", plan.update), ("delete", plan.delete)):
         for rest in files:
@@ -293,7 +297,7 @@ def dag_changes(args: argparse.Namespace, plan: ReleasePlan) -> list[dict[str, A
             if rest.endswith(".json") or dag_id not in actions:
                 actions[dag_id] = kind
     updated = [f"{DAGS_DIR}/{d}.json" for d, a in sorted(actions.items()) if a == "change"]
-    updated = [r for r in updated if r in plan.update]
+    updated = [r for r in updated if r in plan.update] if fields else []
     bar = Progress("reading", len(updated), tty=_tty(args), quiet=args.quiet or len(updated) < 20)
     olds = parallel(lambda r: (_old_manifest(plan.store, plan, r), bar.step()), updated, args.parallelism)
     bar.close()
@@ -308,7 +312,7 @@ def dag_changes(args: argparse.Namespace, plan: ReleasePlan) -> list[dict[str, A
                 entry["note"] = "previous manifest unavailable; showing no field diff"
             else:
                 entry["changes"] = changes(before[rest], new)
-        elif action == "change":
+        elif action == "change" and rest not in plan.update:
             entry["note"] = "stub regenerated"
         out.append(entry)
     return out
@@ -331,7 +335,7 @@ def _plan_lines(dags: list[dict[str, Any]]) -> list[str]:
 
 
 def _plan_data(args: argparse.Namespace, plan: ReleasePlan) -> dict[str, Any]:
-    dags = dag_changes(args, plan)
+    dags = dag_changes(args, plan, fields=args.dry_run)
     return {
         "ok": True,
         **plan.to_dict(),
