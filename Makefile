@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean
+.PHONY: demo test bench lint venv clean wheel
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The wheel a platform pushes to its internal index (README "Getting the package"): no venv needed,
+# pip fetches the pinned build backend in an isolated build environment.
+wheel:
+	$(PYTHON) -m pip wheel --no-deps -w dist .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

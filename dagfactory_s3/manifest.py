@@ -150,10 +150,12 @@ def parse(raw: bytes, *, file: str, package: str | None = None) -> Manifest:
     if _depth(document, MAX_DEPTH):
         raise ManifestError([Problem(file, "", f"nested deeper than {MAX_DEPTH} levels")])
     problems = schema_problems(document, file)
-    if problems:
-        raise ManifestError(problems)
-    tasks = _resolve_tasks(document)
-    problems = _check_rules(document, tasks, file, package)
+    try:  # the rules run on a document the schema refused too: every problem in one pass
+        tasks = _resolve_tasks(document)
+        problems += _check_rules(document, tasks, file, package)
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        if not problems:  # the schema passed it: a rule that crashes is a bug
+            raise
     if problems:
         raise ManifestError(problems)
     return Manifest(file=file, raw=raw, data=document, tasks=tasks)

@@ -179,12 +179,12 @@ def add_option(
     name: str,
     *,
     environ: Mapping[str, str],
-    required: bool = False,
     help: str | None = None,
 ) -> None:
     """A flag of the table whose default is its environment twin, then the table's default.
 
-    ``required`` options are required only when their variable is unset too, and ``--help`` says so.
+    Never an argparse-required flag: its variable may supply it, so ``--help`` shows it as optional
+    (``default: none``) and the command that needs it says so when both are unset.
     """
     opt = OPTIONS[name]
     env_value = environ.get(opt.env, "") if opt.env else ""
@@ -211,9 +211,10 @@ def add_option(
         dest=name,
         default=value,
         type=parse,
-        required=required and value is None,
         metavar=name.upper(),
-        help=flag_help(opt._replace(help=help or opt.help)),
+        help=flag_help(
+            opt._replace(help=help or opt.help, shown=opt.shown or ("none" if opt.default is None else None))
+        ),
     )
 
 

@@ -1,17 +1,26 @@
-"""The `airflow-dag-publisher` local commands, run as a user runs them: a subprocess."""
+"""`airflow-dag-publisher` as a user runs it: a subprocess, or ``cli.main`` in-process (same code) where
+many cases run; remote commands against the moto server over HTTP."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 
+import boto3
 import pytest
 
 from dagfactory_s3 import stub
+from dagfactory_s3.publisher import cli
+from dagfactory_s3.schema import schema
 
-from bad_inputs import CASES, PACKAGE
+from bad_inputs import CASES, GOOD, PACKAGE
 from conftest import EXAMPLES, example_manifests
+from s3server import aws_env
 
 CLI = [sys.executable, "-m", "dagfactory_s3.publisher.cli"]
 
@@ -21,9 +30,8 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
 
 
 class TestGenerate:
-    def test_seed_command_writes_manifest_and_stub(self, tmp_path):
-        """The seed's generate flags write x.json then the canonical x.py; the result validates."""
-        out = tmp_path / "dag.py"
+    def test_seed_command_writes_publishable_names(self, tmp_path):
+        """The seed's flags (--output FILE.py, --image-tag) write <dag_id>.json and <dag_id>.py, with $schema."""
         result = run(
             "generate",
             "--package-name",
@@ -35,23 +43,57 @@ class TestGenerate:
             "--image-tag",
             "123.dkr.ecr.us-east-1.amazonaws.com/pp:v1.0.0",
             "--output",
-            str(out),
+            str(tmp_path / "dag.py"),
             "--start-date",
             "2024-01-01",
             "--schedule",
             "@daily",
         )
         assert result.returncode == 0, result.stderr
-        manifest = json.loads((tmp_path / "dag.json").read_text())
+        assert "dag.py would not publish" in result.stderr
+        manifest = json.loads((tmp_path / "pipeline_processing_example.json").read_text())
+        assert manifest["$schema"] == schema()["$id"] and manifest["$schema"].startswith("https://")
         assert manifest["job"] == {
             "name": "example_job",
             "image": "123.dkr.ecr.us-east-1.amazonaws.com/pp:v1.0.0",
         }
         assert manifest["start_date"] == "2024-01-01" and manifest["schedule"] == "@daily"
-        assert out.read_bytes() == stub.render("dag.json")
-        assert (
-            run("validate", "--package-name", "pipeline_processing", "--dag-file", str(out)).returncode == 0
+        stub_path = tmp_path / "pipeline_processing_example.py"
+        assert stub_path.read_bytes() == stub.render("pipeline_processing_example.json")
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            "pipeline_processing_example.json",
+            "pipeline_processing_example.py",
+        ]
+        for flag in ("--dag-file", "--dag-path"):
+            target = stub_path if flag == "--dag-file" else tmp_path
+            check = run("validate", "--package-name", "pipeline_processing", flag, str(target))
+            assert check.returncode == 0 and check.stderr == "", check.stderr
+
+    def test_out_dir_and_json_output(self, tmp_path):
+        """--out-dir DIR writes DIR/<dag_id>.json and .py; --output json reports both paths."""
+        result = run(
+            "generate",
+            "--package-name",
+            "pp",
+            "--dag-id",
+            "pp_a",
+            "--job-name",
+            "j",
+            "--image",
+            "r/x:1",
+            "--out-dir",
+            str(tmp_path / "dags"),
+            "--output",
+            "json",
         )
+        assert result.returncode == 0, result.stderr
+        data = json.loads(result.stdout)
+        assert data == {
+            "ok": True,
+            "dag_id": "pp_a",
+            "manifest": str(tmp_path / "dags" / "pp_a.json"),
+            "stub": str(tmp_path / "dags" / "pp_a.py"),
+        }
 
     def test_bad_flags_write_nothing(self, tmp_path):
         """A :latest image or a foreign dag_id is refused and no file is written."""
@@ -65,8 +107,8 @@ class TestGenerate:
             "j",
             "--image-tag",
             "repo/x:latest",
-            "--output",
-            str(tmp_path / "dag.py"),
+            "--out-dir",
+            str(tmp_path),
         )
         assert result.returncode == 1
         assert "/dag_id: dag_id 'other_x' must be 'pipeline_processing_<name>'" in result.stderr
@@ -86,8 +128,8 @@ class TestGenerate:
             "j",
             "--image-tag",
             "r/x:1",
-            "--output",
-            str(tmp_path / "pp_a.py"),
+            "--out-dir",
+            str(tmp_path),
         ]
         assert run(*args).returncode == 0
         again = run(*args)
@@ -185,6 +227,10 @@ class TestRender:
         )
         assert result.returncode == 0, result.stderr.decode()
         golden(f"pods/{path.stem}.yaml", result.stdout)
+        tasks = result.stdout.count(b"kind: Pod")
+        assert re.fullmatch(
+            rf"validated {tasks} pods against Kubernetes \d+\.\d+\.\d+ schema\n", result.stderr.decode()
+        ), result.stderr
 
     def test_invalid_affinity_is_reported_not_dropped(self, tmp_path):
         """An affinity the Kubernetes client would silently drop fails with its pointer instead."""
@@ -206,3 +252,374 @@ def test_schema_command_prints_the_shipped_schema():
     """`schema` prints the JSON Schema with its $id."""
     result = run("schema")
     assert json.loads(result.stdout)["$id"].endswith("job-manifest.v1.json")
+
+
+# -- against S3 (moto over HTTP): the same code in-process, or the real CLI in a subprocess --------
+
+ENV = "dev"
+
+
+def cli_main(capsys, *args: str) -> tuple[int, str, str]:
+    code = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def target(bucket: str, package: str = PACKAGE) -> list[str]:
+    return ["--bucket", bucket, "--environment", ENV, "--package-name", package]
+
+
+def problems_of(out: str) -> list[tuple[str, str, str]]:
+    return sorted((p["file"], p["pointer"], p["message"]) for p in json.loads(out)["problems"])
+
+
+class TestOneRuleSet:
+    @pytest.mark.parametrize(("case", "raw", "pointer", "text"), CASES, ids=[c[0] for c in CASES])
+    def test_validate_and_publish_agree_on_bad_input(
+        self, s3, bucket, tmp_path, capsys, case, raw, pointer, text
+    ):
+        """Every corpus case: validate (directory and file) and publish refuse with the same problems; S3 untouched."""
+        folder = tmp_path / "dags"
+        folder.mkdir()
+        path = folder / f"{case}.json"
+        path.write_bytes(raw)
+        results = [
+            cli_main(
+                capsys, "validate", "--package-name", PACKAGE, "--dag-path", str(folder), "--output", "json"
+            ),
+            cli_main(
+                capsys, "validate", "--package-name", PACKAGE, "--dag-file", str(path), "--output", "json"
+            ),
+            cli_main(capsys, "publish", *target(bucket), "--dag-path", str(folder), "--output", "json"),
+            cli_main(capsys, "plan", *target(bucket), "--dag-path", str(folder), "--output", "json"),
+        ]
+        assert [code for code, _, _ in results] == [1, 1, 1, 1]
+        found = [problems_of(out) for _, out, _ in results]
+        assert found[0] == found[1] == found[2] == found[3]
+        assert any(p[1] == pointer and text in p[2] for p in found[0]), found[0]
+        assert s3.requests == []
+
+    @pytest.mark.parametrize("package", ["pipeline_processing", "reporting_seeder"])
+    def test_validate_and_publish_agree_on_good_examples(self, s3, bucket, examples_copy, capsys, package):
+        """Each example package: validate and publish both accept it."""
+        folder = examples_copy / package / "airflow_dags"
+        assert cli_main(capsys, "validate", "--package-name", package, "--dag-path", str(folder))[0] == 0
+        for m in sorted(folder.glob("*.json")):
+            assert cli_main(capsys, "validate", "--package-name", package, "--dag-file", str(m))[0] == 0
+        code, _, err = cli_main(capsys, "publish", *target(bucket, package), "--dag-path", str(folder))
+        assert code == 0, err
+
+    def test_misnamed_file_is_refused_by_validate_too(self, tmp_path):
+        """The issue's first trap: a manifest not named <dag_id>.json fails validate, as it fails publish."""
+        path = tmp_path / "dag.json"
+        path.write_bytes(json.dumps(GOOD).encode())
+        result = run("validate", "--package-name", PACKAGE, "--dag-file", str(path))
+        assert result.returncode == 1
+        assert f"{path}: /dag_id: file must be named {GOOD['dag_id']}.json" in result.stderr
+
+    def test_every_problem_in_one_pass(self, tmp_path):
+        """A schema error does not hide rule errors: unknown field, bad cron and :latest are reported together."""
+        doc = {**GOOD, "retrys": 3, "schedule": "61 * * * *"}
+        doc["tasks"] = [{**GOOD["tasks"][0], "image": "r/x:latest"}]
+        path = tmp_path / f"{GOOD['dag_id']}.json"
+        path.write_text(json.dumps(doc))
+        result = run("validate", "--package-name", PACKAGE, "--dag-file", str(path))
+        assert result.returncode == 1
+        assert f"{path}: /retrys: unknown field" in result.stderr
+        assert f"{path}: /schedule: cron expression" in result.stderr
+        assert f"{path}: /tasks/0/image: image tag 'latest'" in result.stderr
+
+    def test_missing_stub_is_a_warning_in_both(self, s3, bucket, examples_copy, capsys):
+        """A manifest without its stub: validate and publish both warn and pass; publish generates the stub."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        (folder / "reporting_seeder_refresh_all.py").unlink()
+        code, _, err = cli_main(capsys, "validate", "--dag-path", str(folder))
+        assert code == 0 and f"warning: no stub: {folder / 'reporting_seeder_refresh_all.py'}; publish" in err
+        code, _, err = cli_main(
+            capsys, "publish", *target(bucket, "reporting_seeder"), "--dag-path", str(folder)
+        )
+        assert code == 0 and f"warning: no stub: {folder / 'reporting_seeder_refresh_all.py'}; publish" in err
+        assert f"{ENV}/reporting_seeder/dags/reporting_seeder_refresh_all.py" in [
+            r.path.split("/", 2)[2] for r in s3.requests if r.method == "PUT"
+        ]
+
+
+def _publish(capsys, bucket: str, folder, *extra: str) -> dict:
+    code, out, err = cli_main(
+        capsys,
+        "publish",
+        *target(bucket, "reporting_seeder"),
+        "--dag-path",
+        str(folder),
+        "--output",
+        "json",
+        *extra,
+    )
+    assert code == 0, err
+    return json.loads(out)
+
+
+def _edit(path, **task0) -> None:
+    doc = json.loads(path.read_text())
+    doc["tasks"][0].update(task0)
+    path.write_text(json.dumps(doc, indent=2))
+
+
+class TestPlan:
+    def test_field_diff_summary_and_detailed_exit_codes(self, s3, bucket, examples_copy, capsys):
+        """plan shows old -> new per JSON pointer, a summary line, and exits 0 / 2 / 1 with --detailed-exitcode."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        plan = ["plan", *target(bucket, "reporting_seeder"), "--dag-path", str(folder), "--detailed-exitcode"]
+        code, out, _ = cli_main(capsys, *plan)
+        assert code == 2 and "  + reporting_seeder_refresh_all\n" in out
+        assert out.rstrip().endswith("Plan: 2 to add, 0 to change, 0 to delete, 0 unchanged.")
+        _publish(capsys, bucket, folder)
+        code, out, _ = cli_main(capsys, *plan)
+        assert code == 0 and "No changes" in out
+        _edit(folder / "reporting_seeder_refresh_all.json", retries=5, command=["x" * 100])
+        code, out, _ = cli_main(capsys, *plan)
+        assert code == 2, out
+        assert "  ~ reporting_seeder_refresh_all\n" in out
+        assert "      /tasks/0/retries: (unset) → 5\n" in out
+        long_line = next(line for line in out.splitlines() if "/tasks/0/command" in line)
+        assert "…" in long_line and len(long_line) < 160
+        assert out.rstrip().endswith("Plan: 0 to add, 1 to change, 0 to delete, 1 unchanged.")
+        data = json.loads(cli_main(capsys, *plan, "--output", "json")[1])
+        assert data["summary"] == {"add": 0, "change": 1, "delete": 0, "unchanged": 1}
+        assert data["changes_pending"] is True
+        [dag] = data["dags"]
+        assert dag["dag_id"] == "reporting_seeder_refresh_all" and dag["action"] == "change"
+        assert {"pointer": "/tasks/0/retries", "new": 5} in dag["changes"]
+        (folder / "bad.json").write_text("{")
+        assert cli_main(capsys, *plan)[0] == 1
+        missing_flag = ["plan", "--bucket", bucket, "--dag-path", str(folder), "--detailed-exitcode"]
+        env_less = {k: v for k, v in os.environ.items() if k not in ("ENVIRONMENT", "DAG_PACKAGE_NAME")}
+        assert subprocess.run([*CLI, *missing_flag], env=env_less, capture_output=True).returncode == 1
+
+
+class TestList:
+    def test_check_fails_on_inconsistency(self, s3, bucket, examples_copy, capsys):
+        """list --check exits 0 when S3 matches the record and 1 when a readable copy is gone."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        _publish(capsys, bucket, folder)
+        base = ["list", *target(bucket, "reporting_seeder"), "--check"]
+        assert cli_main(capsys, *base)[0] == 0
+        boto3.client("s3", endpoint_url=s3.upstream).delete_object(
+            Bucket=bucket, Key=f"{ENV}/reporting_seeder/dags/reporting_seeder_refresh_all.py"
+        )
+        code, out, err = cli_main(capsys, *base)
+        assert code == 1 and "missing: dags/reporting_seeder_refresh_all.py" in out
+        assert "does not match the release record of reporting_seeder" in err
+        code, out, _ = cli_main(capsys, *base, "--output", "json", "--quiet")
+        assert code == 1 and json.loads(out)["ok"] is False and json.loads(out)["missing"]
+        assert cli_main(capsys, *base[:-1])[0] == 0  # without --check: a report, exit 0
+
+    def test_unknown_package_or_environment_lists_what_exists(self, s3, bucket, examples_copy, capsys):
+        """A mistyped package is an error naming the packages there; a mistyped environment names environments."""
+        _publish(capsys, bucket, examples_copy / "reporting_seeder" / "airflow_dags")
+        code, out, err = cli_main(capsys, "list", *target(bucket, "reporting_seedr"))
+        assert code == 2 and out == ""
+        assert (
+            err.strip()
+            == f"error: no package 'reporting_seedr' in s3://{bucket}/dev/; packages there: reporting_seeder"
+        )
+        code, _, err = cli_main(capsys, "list", "--bucket", bucket, "--environment", "prd", "--all-packages")
+        assert code == 2 and f"no packages in s3://{bucket}/prd/; environments in s3://{bucket}/: dev" in err
+
+    def test_history_details_order_and_rollback_to_previous(self, s3, bucket, examples_copy, capsys):
+        """--history: newest first in text and JSON, with version, git sha, publisher, DAG count, rollbacks marked."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        first = _publish(capsys, bucket, folder, "--package-version", "1.0.0", "--git-sha", "a" * 40)
+        _edit(folder / "reporting_seeder_refresh_all.json", retries=5)
+        second = _publish(capsys, bucket, folder, "--package-version", "1.1.0")
+        rollback = ["rollback", *target(bucket, "reporting_seeder"), "--to", "previous"]
+        code, out, err = cli_main(capsys, *rollback)
+        assert (
+            code == 0 and "dry run: pass --yes to roll back" in err and "/tasks/0/retries: 5 → (unset)" in out
+        )
+        code, out, err = cli_main(capsys, *rollback, "--yes", "--output", "json")
+        assert code == 0, err
+        third = json.loads(out)
+        code, out, _ = cli_main(
+            capsys, "list", *target(bucket, "reporting_seeder"), "--history", "--output", "json"
+        )
+        history = json.loads(out)["history"]
+        assert [h["release_id"] for h in history] == [
+            third["release_id"],
+            second["release_id"],
+            first["release_id"],
+        ]
+        assert history[0]["rollback_of"] == first["release_id"] and history[0]["current"] is True
+        assert history[1]["rollback_of"] is None and history[1]["package_version"] == "1.1.0"
+        assert history[2]["git_sha"] == "a" * 40 and history[2]["dags"] == 2
+        assert history[2]["publisher"].startswith("dagfactory-s3 ")
+        text = cli_main(capsys, "list", *target(bucket, "reporting_seeder"), "--history")[1]
+        ids = re.findall(r"^    (\S+)  ", text, re.M)
+        assert ids == [h["release_id"] for h in history]
+        assert (
+            f"(rollback to {first['release_id']}, current)" in text
+            and "version 1.0.0  git aaaaaaaaaaaa" in text
+        )
+
+
+class TestFlags:
+    def test_destructive_commands_are_dry_without_yes(self, s3, bucket, examples_copy, capsys):
+        """rollback and retire without --yes print the plan and write nothing: one confirm model."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        first = _publish(capsys, bucket, folder)
+        _edit(folder / "reporting_seeder_refresh_all.json", retries=5)
+        _publish(capsys, bucket, folder)
+        writes = (s3.count("PUT"), s3.count("DELETE"))
+        for argv in (["rollback", "--to", first["release_id"]], ["retire"]):
+            code, _, err = cli_main(capsys, argv[0], *target(bucket, "reporting_seeder"), *argv[1:])
+            assert code == 0 and "dry run: pass --yes" in err
+        assert (s3.count("PUT"), s3.count("DELETE")) == writes
+
+    def test_publish_summary_wording(self, s3, bucket, examples_copy, capsys):
+        """After a publish: 'added 2', no plan wording, no 'None' anywhere."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        code, out, _ = cli_main(
+            capsys, "publish", *target(bucket, "reporting_seeder"), "--dag-path", str(folder)
+        )
+        assert code == 0 and "(first release)" in out
+        assert "  added 2, changed 0, deleted 0, unchanged 0" in out
+        assert "None" not in out and "to add" not in out
+
+    @pytest.mark.parametrize("where", ["before", "after"])
+    def test_debug_and_quiet_anywhere_on_the_line(self, tmp_path, where):
+        """--debug shows the traceback and --quiet silences warnings, before or after the subcommand."""
+        path = tmp_path / "nope.json"
+        argv = ["validate", "--dag-file", str(path)]
+        argv = ["--debug", *argv] if where == "before" else [*argv, "--debug"]
+        result = run(*argv)
+        assert result.returncode == 2 and "Traceback" in result.stderr
+        folder = tmp_path / "dags"
+        folder.mkdir()
+        (folder / f"{GOOD['dag_id']}.json").write_text(json.dumps(GOOD))
+        argv = ["validate", "--dag-path", str(folder)]
+        argv = ["--quiet", *argv] if where == "before" else [*argv, "-q"]
+        quiet = run(*argv)
+        assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.startswith("ok ")
+        assert "warning: " in run("validate", "--dag-path", str(folder)).stderr
+
+    def test_output_is_a_format_everywhere(self):
+        """Every command with --output takes text|json (render: yaml|json); none takes a file."""
+        parser = cli.build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        for name, p in sub.choices.items():
+            for action in p._actions:
+                if "--output" in action.option_strings and name not in ("generate", "render"):
+                    assert action.choices == ("text", "json"), name
+
+
+class TestHelp:
+    def test_every_command_has_a_summary_and_examples(self):
+        """`--help` of every subcommand: a one-line description, and 1-3 runnable examples of itself."""
+        parser = cli.build_parser()
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        summaries = {a.dest: a.help for a in sub._choices_actions}
+        for name in sub.choices:
+            result = run(name, "--help")
+            assert result.returncode == 0
+            assert summaries[name] and "\n" not in summaries[name], name
+            assert summaries[name] in result.stdout
+            examples = result.stdout.split("examples:\n", 1)[1]
+            commands = re.findall(rf"^  airflow-dag-publisher {name}\b", examples, re.M)
+            assert 1 <= len(commands) <= 3, (name, examples)
+            assert "--debug" in result.stdout and "--quiet" in result.stdout
+
+    def test_env_twins_are_shown_as_optional(self):
+        """Settings with an environment twin are optional flags shown as [env: X, default: Y], as in the sidecar."""
+        help_text = " ".join(run("publish", "--help").stdout.split())
+        assert "[--bucket BUCKET]" in help_text and "[--environment ENVIRONMENT]" in help_text
+        assert "[env: DAG_BUCKET, default: none]" in help_text
+        assert "[env: DAG_PACKAGE_NAME, default: none]" in help_text
+        env = {
+            k: v for k, v in os.environ.items() if k not in ("DAG_BUCKET", "ENVIRONMENT", "DAG_PACKAGE_NAME")
+        }
+        result = subprocess.run(
+            [*CLI, "list", "--environment", "dev"], env=env, capture_output=True, text=True
+        )
+        assert result.returncode == 2 and result.stderr == "error: --bucket is required (or set DAG_BUCKET)\n"
+        assert "concurrent S3 requests [default: 8]" in help_text
+
+
+def _many_dags(folder, n: int) -> None:
+    folder.mkdir()
+    for i in range(n):
+        doc = {**GOOD, "dag_id": f"{PACKAGE}_d{i:03d}", "description": "x" * 2000}
+        (folder / f"{doc['dag_id']}.json").write_text(json.dumps(doc))
+        (folder / f"{doc['dag_id']}.py").write_bytes(stub.render(f"{doc['dag_id']}.json"))
+
+
+def on_pty(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, str]:
+    """Run the CLI with stderr on a pseudo-terminal (stdout a pipe); returns code, stdout, terminal text."""
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.PIPE, stderr=secondary, env=env)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(primary, 4096)
+        except OSError:  # EIO: the child closed the pty
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    out, _ = proc.communicate(timeout=120)
+    os.close(primary)
+    return proc.returncode, out, b"".join(chunks).decode()
+
+
+class TestProgress:
+    def test_a_terminal_gets_one_updating_line(self, s3, bucket, tmp_path):
+        """On a TTY (a pty), publish and plan rewrite one progress line (count, bytes, rate) and end it."""
+        folder = tmp_path / "dags"
+        _many_dags(folder, 40)
+        code, out, err = on_pty(["publish", *target(bucket), "--dag-path", str(folder)], aws_env(s3.url))
+        assert code == 0, err
+        assert "\r\x1b[Kuploading " in err
+        final = err.rsplit("\r\x1b[K", 1)[1]
+        assert re.fullmatch(r"uploading 40/40 · \d+\.\d KiB · \d+/s\r?\n", final), repr(final)
+        assert err.count("\n") == 1  # one line, rewritten in place
+        assert b"added 40" in out
+        for p in sorted(folder.glob("*.json")):
+            p.write_text(json.dumps({**json.loads(p.read_text()), "description": "changed"}))
+        code, out, err = on_pty(["plan", *target(bucket), "--dag-path", str(folder)], aws_env(s3.url))
+        assert code == 0, err
+        assert re.fullmatch(
+            r"(\r\x1b\[Kreading \d+/40 [^\r\n]*)+\r\x1b\[Kreading 40/40 [^\r\n]*\r?\n", err
+        ), repr(err)
+        assert b"Plan: 0 to add, 40 to change" in out
+
+    def test_not_a_terminal_is_line_oriented(self, s3, bucket, tmp_path):
+        """Without a TTY: a start line and an end line, no carriage returns; --quiet and json: no progress."""
+        folder = tmp_path / "dags"
+        _many_dags(folder, 40)
+        result = subprocess.run(
+            [*CLI, "publish", *target(bucket), "--dag-path", str(folder)],
+            capture_output=True,
+            text=True,
+            env=aws_env(s3.url),
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "\r" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.startswith("uploading")]
+        assert lines[0] == "uploading 40 objects" and lines[1].startswith("uploading 40/40 · ")
+        assert len(lines) == 2
+        _edit_all = [(p, json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
+        for p, doc in _edit_all:
+            p.write_text(json.dumps({**doc, "description": "y" * 2000}))
+        quiet = subprocess.run(
+            [*CLI, "publish", *target(bucket), "--dag-path", str(folder), "--quiet", "--output", "json"],
+            capture_output=True,
+            text=True,
+            env=aws_env(s3.url),
+            timeout=120,
+        )
+        assert (
+            quiet.returncode == 0
+            and quiet.stderr == ""
+            and json.loads(quiet.stdout)["summary"]["change"] == 40
+        )

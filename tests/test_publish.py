@@ -215,7 +215,7 @@ def test_plan_and_dry_run_write_nothing(s3, bucket, examples_copy, capsys):
     plan = json.loads(out)
     assert len(plan["add"]) == 4 and plan["dry_run"]
     code, out, _ = main(capsys, *publish_args(bucket, RS, src, "--dry-run"))
-    assert code == 0 and "+ dags/reporting_seeder_refresh_all.json" in out
+    assert code == 0 and "  + reporting_seeder_refresh_all\n" in out
     assert (s3.count("PUT"), s3.count("DELETE")) == (0, 0)
 
 
@@ -455,7 +455,7 @@ def test_concurrent_publish_loses_cleanly_to_the_first_commit(s3, bucket, exampl
     )
     status = json.loads(out)
     assert status["consistent"], status
-    assert winner.release_id in status["history"] and len(status["history"]) == 2
+    assert winner.release_id in [h["release_id"] for h in status["history"]] and len(status["history"]) == 2
 
 
 def test_first_publish_race_is_refused_too(s3, bucket, examples_copy):
@@ -512,6 +512,7 @@ def test_rollback_restores_byte_identical_objects(s3, bucket, examples_copy, cap
     result = run_cli(
         s3,
         "rollback",
+        "--yes",
         "--bucket",
         bucket,
         "--environment",
@@ -586,6 +587,7 @@ def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_c
     code, _, err = main(
         capsys,
         "rollback",
+        "--yes",
         "--bucket",
         bucket,
         "--environment",
@@ -603,6 +605,7 @@ def test_keep_prunes_old_records_and_unreferenced_content(s3, bucket, examples_c
         main(
             capsys,
             "rollback",
+            "--yes",
             "--bucket",
             bucket,
             "--environment",
@@ -700,9 +703,19 @@ def test_iam_policy_matches_what_publish_requests(s3, bucket, examples_copy, cap
     edit_manifest(src / "reporting_seeder_refresh_all.json", description="v2")
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     assert (
-        main(capsys, "rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", v1)[
-            0
-        ]
+        main(
+            capsys,
+            "rollback",
+            "--yes",
+            "--bucket",
+            bucket,
+            "--environment",
+            ENV,
+            "--package-name",
+            RS,
+            "--to",
+            v1,
+        )[0]
         == 0
     )
     assert main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS)[0] == 0
@@ -891,7 +904,18 @@ def test_a_0_1_bucket_is_served_then_upgraded_by_the_next_publish_and_rolls_back
         e["sha256"] for r, e in upgraded["files"].items() if r.endswith(".json")
     }
     # Nothing of the 0.1 release is left at the dags/ keys of the changed DAG: rollback must find it inline.
-    argv = ["rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to", old_id]
+    argv = [
+        "rollback",
+        "--yes",
+        "--bucket",
+        bucket,
+        "--environment",
+        ENV,
+        "--package-name",
+        RS,
+        "--to",
+        old_id,
+    ]
     code, _, err = main(capsys, *argv)
     assert code == 0, err
     back = record(s3, bucket, RS)

@@ -19,6 +19,7 @@ import orjson
 from dagfactory_s3 import __version__, settings
 from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
 from dagfactory_s3.publisher import local, remote
+from dagfactory_s3.publisher.terminal import add_common
 
 __all__ = ["SETTINGS", "build_parser", "main"]
 
@@ -35,13 +36,22 @@ def _report(args: argparse.Namespace | None, exc: DagFactoryError) -> None:
     print(f"error: {exc}" if not isinstance(exc, ManifestError) else str(exc), file=sys.stderr)
 
 
+EPILOG = """\
+exit codes: 0 ok, 1 invalid manifests, 2 bad flags or names, 3 S3 error, 4 refused, 130/143 interrupted;
+plan --detailed-exitcode: 0 no changes, 2 changes pending, 1 any error.
+Run 'airflow-dag-publisher COMMAND --help' for a command's flags and examples.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airflow-dag-publisher",
         description="Generate, validate, render and publish dagfactory-s3 job manifests.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    add_common(parser, top=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local.register(sub)
     remote.register(sub)
@@ -59,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         _report(args, exc)
-        return exc.exit_code
+        return 1 if getattr(args, "detailed_exitcode", False) else exc.exit_code
     except KeyboardInterrupt:  # outside a transaction (which turns signals into Interrupted)
         print("interrupted", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,26 +20,46 @@ from dagfactory_s3 import naming, stub
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 from dagfactory_s3.fs import atomic_write
 from dagfactory_s3.publisher.scan import scan
-from dagfactory_s3.publisher.terminal import add_output, add_setting, emit
-from dagfactory_s3.schema import schema_text
+from dagfactory_s3.publisher.terminal import add_output, add_setting, command, emit, log
+from dagfactory_s3.schema import schema, schema_text
 
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "generate", help="write a manifest and its stub, or (re)generate the stubs of a directory"
+    p = command(
+        sub,
+        "generate",
+        "write a new manifest and its stub, or (re)generate the stubs of a directory",
+        [
+            "airflow-dag-publisher generate --package-name pipeline_processing --dag-id pipeline_processing_example \\\n"
+            "      --job-name example_job --image registry.example.com/pp:v1.0.0 --out-dir airflow_dags",
+            "airflow-dag-publisher generate --dag-path airflow_dags          # rewrite missing or stale stubs",
+            "airflow-dag-publisher generate --dag-path airflow_dags --check  # CI: fail if a stub is stale",
+        ],
+        "Writes <out-dir>/<dag_id>.json (with $schema) and <dag_id>.py, the names publish requires.",
     )
-    add_setting(p, "package_name", help="package that owns the DAG", required=False)
+    add_setting(p, "package_name", help="package that owns the DAG")
     p.add_argument("--dag-id", help="DAG id, <package>_<name>")
     p.add_argument("--job-name", help="task id of the single job")
-    p.add_argument("--image-tag", help="container image with a pinned tag or digest")
     p.add_argument(
-        "--output", dest="output_file", type=Path, help="stub path X.py; the manifest goes to X.json"
+        "--image",
+        "--image-tag",
+        dest="image",
+        help="container image reference with a pinned tag or digest (--image-tag: the seed's name)",
+    )
+    p.add_argument(
+        "--out-dir", type=Path, default=Path("."), help="directory to write into [default: current directory]"
+    )
+    p.add_argument(
+        "--output",
+        default="text",
+        metavar="{text,json} | FILE.py",
+        help="output format [default: text]; the seed's '--output FILE.py' still works: it writes into FILE's directory",
     )
     p.add_argument("--command", dest="job_command", help="job command line (split like a shell)")
-    p.add_argument("--schedule", help="cron expression or preset; default: none (manual)")
-    p.add_argument("--start-date", help="absolute start date YYYY-MM-DD (default: today, UTC)")
+    p.add_argument("--schedule", help="cron expression or preset [default: none (manual)]")
+    p.add_argument("--start-date", help="absolute start date YYYY-MM-DD [default: today, UTC]")
     p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     p.add_argument(
         "--dag-path", type=Path, help="instead: (re)generate the stub of every manifest in this directory"
@@ -50,26 +71,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(handler=cmd_generate)
 
-    p = sub.add_parser("validate", help="check manifests and stubs: a file or a whole directory")
-    add_setting(p, "package_name", help="package the manifests must belong to", required=False)
-    p.add_argument("--dag-file", type=Path, help="a manifest (.json), a stub (.py) or a directory")
+    p = command(
+        sub,
+        "validate",
+        "check manifests and stubs with exactly the rules plan and publish apply",
+        [
+            "airflow-dag-publisher validate --package-name pipeline_processing --dag-path airflow_dags",
+            "airflow-dag-publisher validate --dag-file airflow_dags/pipeline_processing_example_job.json",
+            "airflow-dag-publisher validate --dag-path airflow_dags --output json",
+        ],
+        "Every problem at once, one line each: file: /json/pointer: reason. Exit 1 when any.",
+    )
+    add_setting(p, "package_name", help="package the manifests must belong to (as publish checks)")
+    p.add_argument("--dag-file", type=Path, help="a manifest (.json) or its stub (.py): checks the pair")
     p.add_argument("--dag-path", type=Path, help="a directory of manifests and stubs")
     add_output(p)
     p.set_defaults(handler=cmd_validate)
 
-    p = sub.add_parser(
-        "render", help="print the Kubernetes pod of every task as YAML (needs the [render] extra)"
+    p = command(
+        sub,
+        "render",
+        "print the Kubernetes pod of every task, validated against the Kubernetes schema ([render] extra)",
+        [
+            "airflow-dag-publisher render --dag-file airflow_dags/pipeline_processing_example_job.json",
+            "airflow-dag-publisher render --dag-file airflow_dags/x.json --kubernetes-version 1.30.0 --output json",
+        ],
+        "The pods go to stdout (YAML or JSON); 'validated N pods against Kubernetes V schema' to stderr.",
     )
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
     p.add_argument(
         "--kubernetes-version",
         default=None,
-        help="Kubernetes version to validate against (default: newest known)",
+        help="Kubernetes version to validate against [default: newest known to kubernetes-validate]",
     )
-    p.add_argument("--output", choices=("yaml", "json"), default="yaml")
+    p.add_argument(
+        "--output", choices=("yaml", "json"), default="yaml", help="output format of the pods [default: yaml]"
+    )
     p.set_defaults(handler=cmd_render)
 
-    p = sub.add_parser("schema", help="print the job manifest JSON Schema")
+    p = command(
+        sub,
+        "schema",
+        "print the job manifest JSON Schema (for editors and check-jsonschema)",
+        [
+            "airflow-dag-publisher schema > .dagfactory/job-manifest.v1.json",
+            "check-jsonschema --schemafile .dagfactory/job-manifest.v1.json airflow_dags/*.json",
+        ],
+    )
     p.set_defaults(handler=cmd_schema)
 
 
@@ -80,40 +128,62 @@ def _manifest_path(path: Path) -> Path:
 # -- generate ----------------------------------------------------------------------------------
 
 
+def _out_dir(args: argparse.Namespace) -> Path:
+    """Where generate writes: --out-dir, or the directory of the seed's ``--output FILE.py``."""
+    if args.output not in ("text", "json"):
+        seed = Path(args.output)
+        if seed.suffix != ".py":
+            raise ConfigError(
+                f"{seed}: --output is the output format (text or json); the seed's --output FILE.py alias names the stub"
+            )
+        if seed.name != naming.stub_of(naming.manifest_name(args.dag_id)):
+            print(
+                f"note: {seed.name} would not publish; writing {naming.manifest_name(args.dag_id)} and its stub in {seed.parent}",
+                file=sys.stderr,
+            )
+        args.output = "text"
+        return seed.parent
+    return args.out_dir
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
     if args.dag_path is not None:
+        if args.output not in ("text", "json"):
+            raise ConfigError(
+                "--output FILE.py names a new DAG's stub; with --dag-path use --output text|json"
+            )
         return _generate_directory(args)
-    missing = [
-        f for f in ("package_name", "dag_id", "job_name", "image_tag", "output_file") if not getattr(args, f)
-    ]
+    missing = [f for f in ("package_name", "dag_id", "job_name", "image") if not getattr(args, f)]
     if missing:
-        flags = ", ".join("--" + f.replace("_", "-").replace("output-file", "output") for f in missing)
+        flags = ", ".join("--" + f.replace("_", "-") for f in missing)
         raise ConfigError(f"generate needs {flags} (or --dag-path DIR to regenerate stubs)")
-    out: Path = args.output_file
-    if out.suffix != ".py":
-        raise ConfigError(
-            f"{out}: --output must name the stub file, ending in .py (the manifest goes next to it)"
-        )
-    manifest_path = out.with_name(naming.manifest_of(out.name))
+    out_dir = _out_dir(args)
+    manifest_path = out_dir / naming.manifest_name(args.dag_id)
+    stub_path = out_dir / naming.stub_of(manifest_path.name)
     if manifest_path.exists() and not args.force:
         raise ConfigError(f"{manifest_path}: already exists; pass --force to overwrite it")
     document: dict[str, Any] = {
+        "$schema": schema()["$id"],
         "schema_version": 1,
         "package": args.package_name,
         "dag_id": args.dag_id,
         "schedule": args.schedule,
         "start_date": args.start_date or datetime.now(UTC).date().isoformat(),
-        "job": {"name": args.job_name, "image": args.image_tag},
+        "job": {"name": args.job_name, "image": args.image},
     }
     if args.job_command:
         document["job"]["command"] = shlex.split(args.job_command)
     raw = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
     manifests.parse(raw, file=str(manifest_path), package=args.package_name)  # refuse to write bad input
     stub_bytes = stub.render(manifest_path.name)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(manifest_path, raw)  # the manifest first: a stub never exists without it
-    atomic_write(out, stub_bytes)
-    print(f"wrote {manifest_path} and {out}")
+    atomic_write(stub_path, stub_bytes)
+    emit(
+        args,
+        f"wrote {manifest_path} and {stub_path}",
+        {"ok": True, "dag_id": args.dag_id, "manifest": str(manifest_path), "stub": str(stub_path)},
+    )
     return 0
 
 
@@ -137,11 +207,15 @@ def _generate_directory(args: argparse.Namespace) -> int:
                     for t, _ in stale
                 ]
             )
-        print(f"{len(found.manifests)} stubs up to date")
+        emit(args, f"{len(found.manifests)} stubs up to date", {"ok": True, "stale": []})
         return 0
     for target, want in stale:
         atomic_write(target, want)
-    print(f"{len(stale)} stubs written, {len(found.manifests) - len(stale)} already up to date")
+    emit(
+        args,
+        f"{len(stale)} stubs written, {len(found.manifests) - len(stale)} already up to date",
+        {"ok": True, "written": [str(t) for t, _ in stale]},
+    )
     return 0
 
 
@@ -152,25 +226,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     target = args.dag_path or args.dag_file
     if target is None:
         raise ConfigError("validate needs --dag-file FILE or --dag-path DIR")
-    if not target.exists():
-        raise ConfigError(f"{target}: no such file or directory")
-    if target.is_dir():
-        found = scan(target, package=args.package_name, strict_names=False)
-        dags = sorted(found.manifests.values(), key=lambda m: m.dag_id)
-    else:
-        if target.suffix == ".py" and not stub.is_canonical(target.name, target.read_bytes()):
-            raise ManifestError(
-                [
-                    Problem(
-                        str(target),
-                        "",
-                        "not the canonical stub (edited or stale); regenerate it with 'airflow-dag-publisher generate --dag-path'",
-                    )
-                ]
-            )
-        if target.suffix not in (".py", ".json"):
-            raise ConfigError(f"{target}: expected a .json manifest, a .py stub or a directory")
-        dags = [manifests.load(_manifest_path(target), package=args.package_name)]
+    found = scan(target, package=args.package_name)
+    for warning in found.warnings:
+        log(args, f"warning: {warning}")
+    dags = sorted(found.manifests.values(), key=lambda m: m.dag_id)
     summary = [
         {"dag_id": m.dag_id, "file": m.file, "sha256": m.sha256, "tasks": [t.task_id for t in m.tasks]}
         for m in dags
@@ -178,7 +237,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     emit(
         args,
         "\n".join(f"ok {m.file} ({m.dag_id}, {len(m.tasks)} tasks)" for m in dags),
-        {"ok": True, "dags": summary, "problems": []},
+        {"ok": True, "dags": summary, "problems": [], "warnings": found.warnings},
     )
     return 0
 
@@ -224,6 +283,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(orjson.dumps(documents, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     else:
         print(yaml.safe_dump_all(documents, sort_keys=True, default_flow_style=False), end="")
+    log(args, f"validated {len(documents)} pods against Kubernetes {version} schema")
     return 0
 
 

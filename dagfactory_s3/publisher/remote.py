@@ -15,11 +15,13 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3.errors import ConfigError
-from dagfactory_s3.naming import DAGS_DIR, history_name, object_name
+from dagfactory_s3.errors import ConfigError, PublishError
+from dagfactory_s3.naming import DAGS_DIR, dag_id_of, history_name, object_name
 from dagfactory_s3.publisher import iam
+from dagfactory_s3.publisher.diff import changes, show
+from dagfactory_s3.publisher.scan import missing_stubs
 from dagfactory_s3.publisher.store import PackageStore, env_packages
-from dagfactory_s3.publisher.terminal import add_output, add_setting, emit
+from dagfactory_s3.publisher.terminal import Progress, add_output, add_setting, command, emit, log, require
 from dagfactory_s3.publisher.transaction import (
     DEFAULT_GC_GRACE,
     DEFAULT_KEEP,
@@ -36,6 +38,7 @@ from dagfactory_s3.publisher.transaction import (
 )
 from dagfactory_s3.release import CONTENT_OBJECTS
 from dagfactory_s3.s3 import client as s3_client
+from dagfactory_s3.s3 import list_prefixes
 
 __all__ = ["register", "status"]
 
@@ -119,59 +122,115 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
     return out
 
 
-def _target_flags(p: argparse.ArgumentParser, *, package: bool = True) -> None:
+def _target_flags(p: argparse.ArgumentParser, *, package_help: str | None = None) -> None:
     add_setting(p, "bucket")
     add_setting(p, "environment")
-    if package:
-        add_setting(p, "package_name")
+    add_setting(p, "package_name", help=package_help)
     add_setting(p, "parallelism")
     add_output(p)
 
 
+_TARGET = "--bucket etl-airflow-dags-dev --environment dev --package-name pipeline_processing"
+_CONFIRM = "Destructive commands (rollback, retire) print their plan and write nothing unless --yes is given."
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    for name, helptext in (
-        ("publish", "publish a package's DAGs as one atomic release"),
-        ("plan", "show what publish would change (a dry run)"),
+    for name, summary, examples in (
+        (
+            "publish",
+            "validate a directory and publish it as one atomic release of the package",
+            [
+                f"airflow-dag-publisher publish {_TARGET} --dag-path airflow_dags",
+                "DAG_BUCKET=etl-airflow-dags-dev ENVIRONMENT=dev DAG_PACKAGE_NAME=pipeline_processing \\\n"
+                "      airflow-dag-publisher publish --dag-path airflow_dags --package-version 1.4.0 --git-sha $SHA",
+                f"airflow-dag-publisher publish {_TARGET} --dag-path airflow_dags --output json --quiet",
+            ],
+        ),
+        (
+            "plan",
+            "show what publish would change, field by field; write nothing",
+            [
+                f"airflow-dag-publisher plan {_TARGET} --dag-path airflow_dags",
+                f"airflow-dag-publisher plan {_TARGET} --dag-path airflow_dags --detailed-exitcode  # 2: changes",
+                f"airflow-dag-publisher plan {_TARGET} --dag-path airflow_dags --output json",
+            ],
+        ),
     ):
-        p = sub.add_parser(name, help=helptext)
+        p = command(sub, name, summary, examples, "Validates with the same rules as 'validate' first.")
         _target_flags(p)
         p.add_argument(
             "--dag-path", type=Path, required=True, help="directory of manifests (and optionally their stubs)"
         )
         p.add_argument("--package-version", help="version recorded in the release record")
         p.add_argument("--git-sha", help="commit recorded in the release record")
+        _detailed_exitcode(p)
         if name == "publish":
-            p.add_argument(
-                "--dry-run", action="store_true", help="print the plan, write nothing (same as 'plan')"
-            )
+            p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (= 'plan')")
             add_setting(p, "keep")
             add_setting(p, "gc_grace")
         p.set_defaults(handler=cmd_publish, dry_run=name == "plan")
 
-    p = sub.add_parser("list", help="list a package's published DAGs and check S3 against its release record")
-    _target_flags(p, package=False)
-    add_setting(p, "package_name", help="package to list", required=False)
+    p = command(
+        sub,
+        "list",
+        "show a package's current release and DAGs, and whether S3 matches its release record",
+        [
+            f"airflow-dag-publisher list {_TARGET}",
+            f"airflow-dag-publisher list {_TARGET} --history",
+            "airflow-dag-publisher list --bucket etl-airflow-dags-dev --environment dev --all-packages --check",
+        ],
+        "--check exits 1 when S3 disagrees with any listed release record.",
+    )
+    _target_flags(p, package_help="package to list (or --all-packages)")
     p.add_argument("--all-packages", action="store_true", help="list every package of the environment")
-    p.add_argument("--history", action="store_true", help="also list the release ids kept for rollback")
+    p.add_argument(
+        "--history",
+        action="store_true",
+        help="also list the kept releases, newest first: id, date, version, git sha, publisher, DAGs, rollbacks",
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 when S3 disagrees with a release record")
     p.set_defaults(handler=cmd_list)
 
-    p = sub.add_parser("rollback", help="re-publish the exact files of an earlier release")
+    p = command(
+        sub,
+        "rollback",
+        "re-publish the exact files of a kept release as a new release",
+        [
+            f"airflow-dag-publisher rollback {_TARGET} --to previous          # show the plan",
+            f"airflow-dag-publisher rollback {_TARGET} --to previous --yes    # do it",
+            f"airflow-dag-publisher rollback {_TARGET} --to 20240101T120000.123Z-1a2b3c --yes",
+        ],
+        _CONFIRM,
+    )
     _target_flags(p)
-    p.add_argument("--to", dest="to", required=True, help="release id (see 'list --history')")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    p.add_argument(
+        "--to",
+        dest="to",
+        required=True,
+        help="release id (see 'list --history'), or 'previous': the release before the current one",
+    )
+    _confirm_flags(p, "roll back")
+    _detailed_exitcode(p)
     add_setting(p, "keep")
     add_setting(p, "gc_grace")
     p.set_defaults(handler=cmd_rollback)
 
-    p = sub.add_parser("retire", help="remove a package: write a tombstone release, then delete its DAGs")
-    _target_flags(p)
-    p.add_argument(
-        "--yes", action="store_true", help="really retire (without it: print what would be deleted)"
+    p = command(
+        sub,
+        "retire",
+        "remove a package: write a tombstone release, then delete its DAGs (history is kept)",
+        [f"airflow-dag-publisher retire {_TARGET}", f"airflow-dag-publisher retire {_TARGET} --yes"],
+        _CONFIRM,
     )
+    _target_flags(p)
+    _confirm_flags(p, "retire")
     p.set_defaults(handler=cmd_retire)
 
-    p = sub.add_parser(
-        "iam-policy", help="print least-privilege IAM policies for the package CI role and Airflow"
+    p = command(
+        sub,
+        "iam-policy",
+        "print least-privilege IAM policies for the package's CI role and for Airflow",
+        [f"airflow-dag-publisher iam-policy {_TARGET} > policies.json"],
     )
     add_setting(p, "bucket")
     add_setting(p, "environment")
@@ -179,24 +238,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=cmd_iam_policy)
 
 
+def _detailed_exitcode(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing would change, 2 when changes are pending, 1 on any error",
+    )
+
+
+def _confirm_flags(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument(
+        "--yes", action="store_true", help=f"really {verb} (without it: print the plan, write nothing)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (the default)")
+
+
 def _store(args: argparse.Namespace, package: str | None = None) -> PackageStore:
     client = s3_client(max_pool_connections=max(10, args.parallelism + 2))
     return PackageStore(client, args.bucket, args.environment, package or args.package_name)
-
-
-def _warn(plan: ReleasePlan) -> None:
-    for warning in plan.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-
-
-def _plan_text(plan: ReleasePlan) -> str:
-    lines = (
-        [f"  + {r}" for r in plan.add] + [f"  ~ {r}" for r in plan.update] + [f"  - {r}" for r in plan.delete]
-    )
-    lines.append(
-        f"  {len(plan.add)} to add, {len(plan.update)} to update, {len(plan.delete)} to delete, {len(plan.unchanged)} unchanged"
-    )
-    return "\n".join(lines)
 
 
 def _interruptible(handler: Any) -> Any:
@@ -209,64 +268,226 @@ def _interruptible(handler: Any) -> Any:
     return run
 
 
-def _apply(args: argparse.Namespace, plan: ReleasePlan, verb: str, stop: Stop) -> int:
-    _warn(plan)
+# -- plan: what changes, DAG by DAG and field by field ----------------------------------------
+
+
+def _old_manifest(store: PackageStore, plan: ReleasePlan, rest: str) -> Any:
+    """The current release's manifest ``rest`` as a document, or None when its bytes are unavailable."""
+    entry = plan.current.record.files[rest]  # type: ignore[union-attr]
+    key = object_name(entry.sha256)
+    data = store.get(key) if key in plan.listing else store.get(rest)
+    if data is None or _sha(data) != entry.sha256:
+        return None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def dag_changes(args: argparse.Namespace, plan: ReleasePlan, *, fields: bool) -> list[dict[str, Any]]:
+    """One entry per DAG that changes: ``{dag_id, action: add|change|delete, changes: [...]}``.
+
+    ``fields``: diff each changed manifest against the current one (a GET each); a publish that is
+    not a dry run skips that and lists the DAGs only, so it sends no more requests than it needs.
+    """
+    actions: dict[str, str] = {}
+    for kind, files in (("add", plan.add), ("change", plan.update), ("delete", plan.delete)):
+        for rest in files:
+            dag_id = dag_id_of(rest)
+            if rest.endswith(".json") or dag_id not in actions:
+                actions[dag_id] = kind
+    updated = [f"{DAGS_DIR}/{d}.json" for d, a in sorted(actions.items()) if a == "change"]
+    updated = [r for r in updated if r in plan.update] if fields else []
+    bar = Progress("reading", len(updated), tty=_tty(args), quiet=args.quiet or len(updated) < 20)
+    olds = parallel(lambda r: (_old_manifest(plan.store, plan, r), bar.step()), updated, args.parallelism)
+    bar.close()
+    before = {r: old for r, (old, _) in zip(updated, olds, strict=True)}
+    out = []
+    for dag_id, action in sorted(actions.items()):
+        entry: dict[str, Any] = {"dag_id": dag_id, "action": action, "changes": []}
+        rest = f"{DAGS_DIR}/{dag_id}.json"
+        if rest in before:
+            new = orjson.loads(plan.wanted.files[rest])
+            if before[rest] is None:
+                entry["note"] = "previous manifest unavailable; showing no field diff"
+            else:
+                entry["changes"] = changes(before[rest], new)
+        elif action == "change" and rest not in plan.update:
+            entry["note"] = "stub regenerated"
+        out.append(entry)
+    return out
+
+
+def _summary(plan: ReleasePlan, dags: list[dict[str, Any]]) -> dict[str, int]:
+    count = {a: sum(1 for d in dags if d["action"] == a) for a in ("add", "change", "delete")}
+    touched = {d["dag_id"] for d in dags}
+    count["unchanged"] = len({dag_id_of(r) for r in plan.unchanged} - touched)
+    return count
+
+
+def _plan_lines(dags: list[dict[str, Any]]) -> list[str]:
+    sign = {"add": "+", "change": "~", "delete": "-"}
+    lines = []
+    for d in dags:
+        lines.append(f"  {sign[d['action']]} {d['dag_id']}" + (f"  ({d['note']})" if d.get("note") else ""))
+        lines += [f"      {show(c)}" for c in d["changes"]]
+    return lines
+
+
+def _plan_data(args: argparse.Namespace, plan: ReleasePlan) -> dict[str, Any]:
+    dags = dag_changes(args, plan, fields=args.dry_run)
+    return {
+        "ok": True,
+        **plan.to_dict(),
+        "dags": dags,
+        "summary": _summary(plan, dags),
+        "changes_pending": not plan.noop,
+    }
+
+
+def _apply(args: argparse.Namespace, plan: ReleasePlan, verb: str, stop: Stop, *, to: str = "") -> int:
+    for warning in plan.warnings:
+        log(args, f"warning: {warning}")
     store = plan.store
     where = f"{store.package} in s3://{store.bucket}/{store.prefix}"
+    data = _plan_data(args, plan)
+    n = data["summary"]
+    pending = 2 if getattr(args, "detailed_exitcode", False) and data["changes_pending"] else 0
     if args.dry_run:
-        emit(args, f"plan for {where}:\n{_plan_text(plan)}", {"ok": True, "dry_run": True, **plan.to_dict()})
-        return 0
+        summary = f"Plan: {n['add']} to add, {n['change']} to change, {n['delete']} to delete, {n['unchanged']} unchanged."
+        if not data["changes_pending"]:
+            summary = (
+                f"No changes: release {data['current_release_id']} is up to date ({n['unchanged']} DAGs)."
+            )
+        emit(
+            args,
+            "\n".join([f"plan for {where}:", *_plan_lines(data["dags"]), summary]),
+            {**data, "dry_run": True},
+        )
+        return pending
+    bar = Progress("uploading", len(plan.uploads), tty=_tty(args), quiet=args.quiet)
     record = execute(
         plan,
         keep=getattr(args, "keep", DEFAULT_KEEP),
         parallelism=args.parallelism,
-        progress=sys.stderr.isatty(),
+        progress=bar,
         stop=stop,
         gc_grace=getattr(args, "gc_grace", DEFAULT_GC_GRACE),
     )
-    data = {"ok": True, "dry_run": False, **plan.to_dict(), "changed": record is not None}
+    bar.close()
+    data.update(dry_run=False, changed=record is not None)
     if record is None:
-        rec = plan.current.record
-        data["release_id"] = rec.release_id if rec else None
+        data["release_id"] = data["current_release_id"]
         emit(args, f"{where}: up to date, release {data['release_id']} stays current (nothing written)", data)
-        return 0
+        return pending
     data.update(release_id=record.release_id, previous_release_id=record.previous_release_id)
-    emit(
-        args,
-        f"{verb} {where}: release {record.release_id} (previous {record.previous_release_id})\n{_plan_text(plan)}",
-        data,
-    )
-    return 0
+    after = f" after {record.previous_release_id}" if record.previous_release_id else " (first release)"
+    counts = f"added {n['add']}, changed {n['change']}, deleted {n['delete']}, unchanged {n['unchanged']}"
+    lines = [f"{verb} {where}{to}: release {record.release_id}{after}"]
+    if not args.quiet:
+        lines += _plan_lines(data["dags"])
+    emit(args, "\n".join([*lines, f"  {counts}"]), data)
+    return pending
+
+
+def _tty(args: argparse.Namespace) -> bool:
+    return sys.stderr.isatty() and getattr(args, "output", "text") != "json"
 
 
 @_interruptible
 def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
+    require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
     wanted = wanted_from_dir(args.dag_path, store.package)  # invalid input: nothing else happens
+    for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
+        log(args, f"warning: {warning}")
     store.client = _store(args).client
     wanted.package_version, wanted.git_sha = args.package_version, args.git_sha
     return _apply(args, make_plan(store, wanted, parallelism=args.parallelism), "published", stop)
 
 
+def _confirm(args: argparse.Namespace, verb: str) -> None:
+    """The one confirm model: without --yes, a destructive command is a dry run."""
+    if not args.yes and not args.dry_run:
+        log(args, f"dry run: pass --yes to {verb}")
+    args.dry_run = args.dry_run or not args.yes
+
+
 @_interruptible
 def cmd_rollback(args: argparse.Namespace, stop: Stop) -> int:
+    require(args, "bucket", "environment", "package_name")
     store = _store(args)
-    history_name(args.to)  # a release id, not a path
-    plan = rollback(store, args.to, parallelism=args.parallelism)
-    return _apply(args, plan, f"rolled back to {args.to}:", stop)
+    target = args.to
+    if target == "previous":
+        current = store.current().record
+        if current is None or current.previous_release_id is None:
+            raise PublishError(f"{store.package!r} has no release before the current one to roll back to")
+        target = current.previous_release_id
+    history_name(target)  # a release id, not a path
+    plan = rollback(store, target, parallelism=args.parallelism)
+    _confirm(args, "roll back")
+    return _apply(args, plan, "rolled back", stop, to=f" to the files of {target}")
 
 
 @_interruptible
 def cmd_retire(args: argparse.Namespace, stop: Stop) -> int:
-    store = _store(args)
-    plan = retire(store)
-    args.dry_run = not args.yes
-    if not args.yes:
-        print("dry run: pass --yes to retire", file=sys.stderr)
+    require(args, "bucket", "environment", "package_name")
+    plan = retire(_store(args))
+    _confirm(args, "retire")
     return _apply(args, plan, "retired", stop)
 
 
-def _status_text(s: dict[str, Any], history: bool) -> str:
+# -- list --------------------------------------------------------------------------------------
+
+
+def _history(
+    store: PackageStore, ids: list[str], current: str | None, parallelism: int
+) -> list[dict[str, Any]]:
+    """The kept releases, newest first, with what a reviewer asks of each; rollbacks marked.
+
+    A release whose files are exactly those of an older kept release that is not its predecessor
+    is a rollback to (or a re-publish of) that release.
+    """
+    records = parallel(store.history, ids, parallelism)
+    out, seen = [], {}
+    for rec in records:  # oldest first, to know what came before
+        files = frozenset((r, e.sha256) for r, e in rec.files.items())
+        same = seen.get(files)
+        out.append(
+            {
+                "release_id": rec.release_id,
+                "published_at": rec.published_at,
+                "package_version": rec.package_version,
+                "git_sha": rec.git_sha,
+                "publisher": f"dagfactory-s3 {rec.publisher_version}",
+                "dags": len(rec.dags),
+                "tombstone": rec.tombstone,
+                "current": rec.release_id == current,
+                "rollback_of": same
+                if same and same != rec.previous_release_id and not rec.tombstone
+                else None,
+            }
+        )
+        seen[files] = rec.release_id
+    return out[::-1]
+
+
+def _history_line(h: dict[str, Any]) -> str:
+    parts = [
+        h["release_id"],
+        h["published_at"],
+        f"version {h['package_version'] or '-'}",
+        f"git {(h['git_sha'] or '-')[:12]}",
+        h["publisher"],
+        "retired (tombstone)" if h["tombstone"] else f"{h['dags']} DAGs",
+    ]
+    marks = (["rollback to " + h["rollback_of"]] if h["rollback_of"] else []) + (
+        ["current"] if h["current"] else []
+    )
+    return "    " + "  ".join(parts) + (f"  ({', '.join(marks)})" if marks else "")
+
+
+def _status_text(s: dict[str, Any]) -> str:
     head = f"{s['package']} in {s['environment']}: "
     if s["release_id"] is None:
         lines = [head + "no release" + (f" ({s['problem']})" if "problem" in s else "")]
@@ -279,36 +500,72 @@ def _status_text(s: dict[str, Any], history: bool) -> str:
             + (" (retired: tombstone)" if s.get("tombstone") else "")
         ]
         for d in s["dags"]:
-            lines.append(
-                f"  {d['dag_id']}  schedule={d.get('schedule')}  image={', '.join(d.get('images', []))}"
-            )
+            schedule = d.get("schedule") or "manual"
+            lines.append(f"  {d['dag_id']}  {schedule}  {', '.join(d.get('images', []))}")
     if s["consistent"]:
         lines.append("  S3 matches the release record")
     for kind in ("content_missing", "missing", "extra", "mismatched"):
         lines += [f"  {kind}: {r}" for r in s[kind]]
-    if history:
-        lines += [
-            f"  release {r}" + (" (current)" if r == s["release_id"] else "") for r in reversed(s["history"])
-        ]
+    if "history" in s:
+        lines.append("  history (newest first):")
+        lines += [_history_line(h) for h in s["history"]]
     return "\n".join(lines)
 
 
+def _unknown(args: argparse.Namespace, client: Any, what: str) -> ConfigError:
+    """An unknown package or environment, with the names that do exist."""
+    where = f"s3://{args.bucket}/{args.environment}/"
+    packages = env_packages(client, args.bucket, args.environment)
+    if packages:
+        return ConfigError(f"{what} in {where}; packages there: {', '.join(packages)}")
+    environments = list_prefixes(client, args.bucket, "")
+    known = (
+        f"environments in s3://{args.bucket}/: {', '.join(environments)}"
+        if environments
+        else "the bucket is empty"
+    )
+    return ConfigError(f"{what + ': ' if what else ''}no packages in {where}; {known}")
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    require(args, "bucket", "environment")
+    client = _store(args, package="x").client
     if args.all_packages:
-        names = env_packages(s3_client(), args.bucket, args.environment)
+        names = env_packages(client, args.bucket, args.environment)
+        if not names:
+            raise _unknown(args, client, "")
     elif args.package_name:
         names = [args.package_name]
     else:
         raise ConfigError("list needs --package-name (or DAG_PACKAGE_NAME) or --all-packages")
-    results = [status(_store(args, package=n), parallelism=args.parallelism) for n in names]
-    if not args.history:
-        for r in results:
-            r.pop("history", None)
-    text = "\n".join(_status_text(r, args.history) for r in results) or "no packages"
-    emit(args, text, {"ok": True, "packages": results} if args.all_packages else {"ok": True, **results[0]})
+    results = []
+    for name in names:
+        store = PackageStore(client, args.bucket, args.environment, name)
+        result = status(store, parallelism=args.parallelism)
+        if (
+            result["release_id"] is None
+            and not result["extra"]
+            and not result["history"]
+            and "problem" not in result
+        ):
+            raise _unknown(args, client, f"no package {name!r}")
+        ids = result.pop("history")
+        if args.history:
+            result["history"] = _history(store, ids, result["release_id"], args.parallelism)
+        results.append(result)
+    bad = [r["package"] for r in results if not r["consistent"]] if args.check else []
+    emit(
+        args,
+        "\n".join(_status_text(r) for r in results),
+        {"ok": not bad, "packages": results} if args.all_packages else {"ok": not bad, **results[0]},
+    )
+    if bad:  # an error, so --quiet does not hide it
+        print(f"error: S3 does not match the release record of {', '.join(bad)}", file=sys.stderr)
+        return 1
     return 0
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
+    require(args, "bucket", "environment", "package_name")
     print(iam.dumps(iam.policies(args.bucket, args.environment, args.package_name)), end="")
     return 0

@@ -1,4 +1,9 @@
-"""The scan of a directory of manifests and stubs: every problem at once."""
+"""The one rule set for local files: what ``validate``, ``plan`` and ``publish`` all check.
+
+Every problem at once: each manifest's own rules, its file name (``<dag_id>.json``), the package it
+belongs to, unique dag_ids, and that every ``.py`` is the canonical stub of its sibling manifest.
+A manifest without its stub is valid (publish generates every stub) and is reported as a warning.
+"""
 
 from __future__ import annotations
 
@@ -9,31 +14,56 @@ from dagfactory_s3 import manifest as manifests
 from dagfactory_s3 import naming, stub
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 
-__all__ = ["DagSet", "scan"]
+__all__ = ["DagSet", "missing_stubs", "scan"]
+
+_REGENERATE = "regenerate it with 'airflow-dag-publisher generate --dag-path DIR'"
 
 
 @dataclass
 class DagSet:
-    """The valid manifests of a directory, by dag_id, with their canonical stubs."""
+    """The valid manifests of a directory (or one file), by dag_id, and warnings about missing stubs."""
 
     root: Path
     manifests: dict[str, manifests.Manifest] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
-def scan(root: Path, *, package: str | None, strict_names: bool, check_stubs: bool = True) -> DagSet:
-    """Check every ``*.json`` and ``*.py`` in ``root`` (not recursive). All problems at once.
+def _files(target: Path) -> tuple[list[Path], list[Path]]:
+    """The manifests and Python files to check: a directory's (not recursive), or one file's pair."""
+    if target.is_dir():
+        json_files = sorted(target.glob("*.json"))
+        if not json_files:
+            raise ConfigError(f"{target}: no *.json manifests found")
+        return json_files, sorted(target.glob("*.py"))
+    if not target.exists():
+        raise ConfigError(f"{target}: no such file or directory")
+    if target.suffix not in (".json", ".py"):
+        raise ConfigError(f"{target}: expected a .json manifest, a .py stub or a directory")
+    manifest = target.with_name(naming.manifest_of(target.name)) if target.suffix == ".py" else target
+    py = manifest.with_name(naming.stub_of(manifest.name))
+    return [manifest], [py] if py.exists() else []
 
-    ``strict_names`` requires the published naming (``<dag_id>.json``); it is on for publishing.
-    A ``.py`` must be the canonical stub of its sibling manifest (hand-edited Python is never shipped);
-    ``check_stubs=False`` skips that, for regenerating stubs.
+
+def missing_stubs(json_files: list[Path]) -> list[str]:
+    """One warning naming the manifests without a stub: valid (publish generates stubs), but not in git."""
+    missing = [
+        str(p.with_suffix(".py")) for p in json_files if p.exists() and not p.with_suffix(".py").exists()
+    ]
+    if not missing:
+        return []
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return [f"no stub: {shown}; publish generates stubs, {_REGENERATE} to commit them"]
+
+
+def scan(target: Path, *, package: str | None, strict_names: bool = True, check_stubs: bool = True) -> DagSet:
+    """Check every manifest and stub of ``target`` (a directory, a manifest or a stub). All problems at once.
+
+    ``package``, when given, is the package every manifest must belong to. ``strict_names`` requires
+    the published naming (``<dag_id>.json``); only stub regeneration turns it (and ``check_stubs``) off.
     """
-    if not root.is_dir():
-        raise ConfigError(f"{root}: not a directory")
     problems: list[Problem] = []
-    found = DagSet(root)
-    json_files = sorted(root.glob("*.json"))
-    if not json_files:
-        raise ConfigError(f"{root}: no *.json manifests found")
+    found = DagSet(target if target.is_dir() else target.parent)
+    json_files, py_files = _files(target)
     for path in json_files:
         try:
             m = manifests.load(path, package=package)
@@ -49,24 +79,22 @@ def scan(root: Path, *, package: str | None, strict_names: bool, check_stubs: bo
             problems.append(Problem(str(path), "/dag_id", f"dag_id {m.dag_id!r} is also defined in {other}"))
             continue
         found.manifests[m.dag_id] = m
-    names = {p.stem for p in json_files}
-    for path in sorted(root.glob("*.py")) if check_stubs else ():
-        if path.stem not in names:
-            problems.append(
-                Problem(
-                    str(path),
-                    "",
-                    f"Python file without a manifest {path.stem}.json; only generated stubs are allowed",
+    if check_stubs:
+        names = {p.stem for p in json_files}
+        for path in py_files:
+            if path.stem not in names:
+                problems.append(
+                    Problem(
+                        str(path),
+                        "",
+                        f"Python file without a manifest {path.stem}.json; only generated stubs are allowed",
+                    )
                 )
-            )
-        elif not stub.is_canonical(path.name, path.read_bytes()):
-            problems.append(
-                Problem(
-                    str(path),
-                    "",
-                    "not the canonical stub (edited or stale); regenerate it with 'airflow-dag-publisher generate --dag-path'",
+            elif not stub.is_canonical(path.name, path.read_bytes()):
+                problems.append(
+                    Problem(str(path), "", f"not the canonical stub (edited or stale); {_REGENERATE}")
                 )
-            )
+        found.warnings += missing_stubs(json_files)
     if problems:
         raise ManifestError(problems)
     return found

@@ -1,29 +1,74 @@
-"""What the publisher's user types and sees: flags from the settings table, text or JSON output."""
+"""What the publisher's user types and sees: subcommands with descriptions and examples, flags from
+the settings table, text or JSON output, ``--quiet``, and a progress line on a terminal."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
+import threading
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from dagfactory_s3 import settings
+from dagfactory_s3.errors import ConfigError
 
-__all__ = ["Progress", "add_output", "add_setting", "emit"]
+__all__ = ["Progress", "add_common", "add_output", "add_setting", "command", "emit", "log", "require"]
 
 
-def add_setting(
-    parser: argparse.ArgumentParser, name: str, *, required: bool = True, help: str | None = None
-) -> None:
-    """A flag of :data:`dagfactory_s3.settings.OPTIONS`, defaulting to its environment twin."""
-    settings.add_option(parser, name, environ=os.environ, required=required, help=help)
+def add_common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
+    """``--debug`` and ``--quiet``, accepted before and after the subcommand.
+
+    On a subcommand they default to SUPPRESS, so a flag given before the subcommand is not reset.
+    """
+    default: Any = False if top else argparse.SUPPRESS
+    parser.add_argument("--debug", action="store_true", default=default, help="show tracebacks for errors")
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", default=default, help="print only errors and the result"
+    )
+
+
+def command(
+    sub: argparse._SubParsersAction, name: str, summary: str, examples: Sequence[str], details: str = ""
+) -> argparse.ArgumentParser:
+    """A subcommand: its one-line summary (in the command list and its --help) and its examples."""
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=summary + (f"\n\n{details}" if details else ""),
+        epilog="examples:\n" + "\n".join(f"  {e}" for e in examples),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_common(parser)
+    return parser
+
+
+def add_setting(parser: argparse.ArgumentParser, name: str, *, help: str | None = None) -> None:
+    """A flag of :data:`dagfactory_s3.settings.OPTIONS`, defaulting to its environment twin.
+
+    Settings a command needs are checked after parsing (:func:`require`): ``--help`` shows them as
+    the optional flags they are when their variable is set.
+    """
+    settings.add_option(parser, name, environ=os.environ, help=help)
+
+
+def require(args: argparse.Namespace, *names: str) -> None:
+    """Settings this command cannot run without, from their flag or their environment variable."""
+    for name in names:
+        if getattr(args, name, None) is None:
+            opt = settings.OPTIONS[name]
+            raise ConfigError(f"{opt.flag} is required (or set {opt.env})")
 
 
 def add_output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--output", choices=("text", "json"), default="text", help="output format (default: text)"
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="output format: text for people, json (one document on stdout) for CI [default: text]",
     )
 
 
@@ -33,20 +78,57 @@ def emit(args: argparse.Namespace, text: str, data: Any) -> None:
         sys.stdout.buffer.write(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
         sys.stdout.flush()
     elif text:
-        print(text)
+        print(text, flush=True)
+
+
+def log(args: argparse.Namespace, line: str) -> None:
+    """A line for people on stderr (warnings, notes), unless --quiet."""
+    if not getattr(args, "quiet", False):
+        print(line, file=sys.stderr, flush=True)
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB"):
+        if n < 1024 or unit == "MiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} MiB"  # pragma: no cover
 
 
 class Progress:
-    """``uploaded i/n`` on a terminal, nothing in CI logs."""
+    """Progress of a long step on stderr.
 
-    def __init__(self, total: int, enabled: bool) -> None:
-        self.total, self.done, self.enabled = total, 0, enabled and total > 0
+    On a terminal: one line rewritten in place (``uploading 120/400 · 1.2 MiB · 85/s``), throttled to
+    10 updates a second, ended with a newline. Elsewhere (CI logs, ``--output json``): one line when
+    the step starts and one when it ends, never a line per object. Nothing with ``--quiet``.
+    """
 
-    def step(self) -> None:
-        self.done += 1
-        if self.enabled:
-            print(f"\ruploaded {self.done}/{self.total}", end="", file=sys.stderr, flush=True)
+    def __init__(self, verb: str, total: int, *, tty: bool, quiet: bool = False) -> None:
+        self.verb, self.total, self.done, self.bytes = verb, total, 0, 0
+        self.tty, self.enabled = tty, total > 0 and not quiet
+        self.started = self.shown = time.monotonic()
+        self._lock = threading.Lock()  # steps come from the upload threads
+        if self.enabled and not tty:
+            print(f"{verb} {total} objects", file=sys.stderr, flush=True)
+
+    def _line(self) -> str:
+        rate = self.done / max(time.monotonic() - self.started, 1e-3)
+        return f"{self.verb} {self.done}/{self.total} · {_size(self.bytes)} · {rate:.0f}/s"
+
+    def step(self, size: int = 0) -> None:
+        with self._lock:
+            self.done += 1
+            self.bytes += size
+            now = time.monotonic()
+            if self.enabled and self.tty and (now - self.shown >= 0.1 or self.done == self.total):
+                self.shown = now
+                print(f"\r\x1b[K{self._line()}", end="", file=sys.stderr, flush=True)
 
     def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr, flush=True)
+        if not self.enabled:
+            return
+        self.enabled = False  # once: the engine closes it on failure, the command after success
+        if self.tty:
+            print(f"\r\x1b[K{self._line()}", file=sys.stderr, flush=True)
+        else:
+            print(self._line(), file=sys.stderr, flush=True)

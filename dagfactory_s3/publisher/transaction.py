@@ -296,7 +296,7 @@ def execute(
     *,
     keep: int = DEFAULT_KEEP,
     parallelism: int = DEFAULT_PARALLELISM,
-    progress: bool = False,
+    progress: bool | Progress = False,
     release_id: str | None = None,
     stop: Stop | None = None,
     gc_grace: float = DEFAULT_GC_GRACE,
@@ -308,12 +308,16 @@ def execute(
     if plan.noop:
         _after_commit(plan, current.record, keep=keep, parallelism=parallelism, stop=stop, gc_grace=gc_grace)
         return None
-    bar = Progress(len(plan.uploads), progress)
+    bar = (
+        progress
+        if isinstance(progress, Progress)
+        else Progress("uploading", len(plan.uploads), tty=progress, quiet=not progress)
+    )
     versions: dict[str, str | None] = {}  # sha -> VersionId of what this publish wrote (versioned buckets)
 
     def upload(sha: str) -> None:
         versions[sha] = store.put(object_name(sha), plan.uploads[sha])
-        bar.step()
+        bar.step(len(plan.uploads[sha]))
 
     kept = current.record.release_id if current.record else "none"
     try:
