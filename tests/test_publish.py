@@ -955,7 +955,7 @@ def test_history_rides_in_the_record_or_in_an_object_and_every_kept_release_roll
         k.rsplit("/", 1)[1] for k in objects(s3, bucket, f"{ENV}/{RS}/_releases/") if k.endswith(".json")
     }
     assert names == {f"{i}.json" for i in stored}
-    target = ["rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--to"]
+    target = ["rollback", "--bucket", bucket, "--environment", ENV, "--package-name", RS, "--yes", "--to"]
     for release_id in ids[:-1]:
         code, _, err = main(capsys, *target, release_id)
         assert code == 0, err

@@ -30,6 +30,7 @@ from dagfactory_s3.publisher.transaction import (
     Stop,
     execute,
     history_ids,
+    kept_releases,
     make_plan,
     parallel,
     retire,
@@ -448,7 +449,7 @@ def _history(
     A release whose files are exactly those of an older kept release that is not its predecessor
     is a rollback to (or a re-publish of) that release.
     """
-    records = parallel(store.history, ids, parallelism)
+    records = kept_releases(store, store.current().record, ids, parallelism)
     out, seen = [], {}
     for rec in records:  # oldest first, to know what came before
         files = frozenset((r, e.sha256) for r, e in rec.files.items())

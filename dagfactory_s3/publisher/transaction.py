@@ -56,6 +56,7 @@ __all__ = [
     "Wanted",
     "execute",
     "history_ids",
+    "kept_releases",
     "make_plan",
     "parallel",
     "past_release",
@@ -457,6 +458,17 @@ def past_release(store: PackageStore, record: Release | None, release_id: str) -
         if release.release_id == release_id:
             return release
     return store.history(release_id)
+
+
+def kept_releases(
+    store: PackageStore, record: Release | None, ids: list[str], parallelism: int = DEFAULT_PARALLELISM
+) -> list[Release]:
+    """Each release of ``ids`` rebuilt whole, oldest first: from ``record``'s history chain, the rest
+    from their history objects."""
+    chain = {r.release_id: r for r in record.releases(store.history)} if record else {}
+    rest = [i for i in ids if i not in chain]
+    found = {**chain, **dict(zip(rest, parallel(store.history, rest, parallelism), strict=True))}
+    return [found[i] for i in sorted(found) if i in ids]
 
 
 def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_grace: float) -> None:
