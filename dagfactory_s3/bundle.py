@@ -37,6 +37,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -155,7 +156,8 @@ class S3ReleaseDagBundle(BaseDagBundle):
         self._client: Any = None
         self._pointers: dict[str, tuple[str, str]] = {}  # package -> (metadata.json ETag, release id)
         self._memo: dict[tuple[str, str, bool], dict[str, str] | None] = {}  # immutable: by release id
-        self.requests = {"LIST": 0, "GET": 0}  # what this instance asked S3 (benchmarks, tests)
+        self.requests = {"LIST": 0, "GET": 0}  # what this instance asked S3 (benchmarks, logs)
+        self._counting = threading.Lock()
         if self.version:
             _parse_version(self.version)
         if BundleVersion is None:
@@ -205,7 +207,8 @@ class S3ReleaseDagBundle(BaseDagBundle):
         return self._client
 
     def _count(self, kind: str) -> None:
-        self.requests[kind] += 1
+        with self._counting:
+            self.requests[kind] += 1
 
     def _get(self, key: str, *, version_id: str | None = None, max_bytes: int | None = None) -> bytes:
         self._count("GET")
@@ -401,11 +404,20 @@ class S3ReleaseDagBundle(BaseDagBundle):
             return
         start = time.monotonic()
         mapping = self._local_mapping(version) or self._resolve(version)
-        files: dict[str, dict[str, str]] = {}
-        for package, release_id in sorted(mapping.releases.items()):
-            served = self._load_package(package, release_id, check=False)
-            if served is not None:
-                files[package] = served
+        names = sorted(mapping.releases)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:  # records first, then all content at once
+            records = list(pool.map(lambda p: self._record(p, mapping.releases[p]), names))
+        wanted: dict[str, tuple[str, str | None]] = {}
+        for record in records:
+            if not record.tombstone:
+                wanted |= self._sources(record, self._served(record)[0])
+        failures = self._fetch(wanted)
+        if failures:
+            sha, exc = sorted(failures.items())[0]
+            raise SyncError(
+                f"version {version} is unservable: {len(failures)} object(s) failed, e.g. {sha}: {exc}"
+            )
+        files = {r.package: self._package_files(r, check=False) for r in records if not r.tombstone}
         dest.parent.mkdir(parents=True, exist_ok=True)
         self._save_mapping(version, mapping)
         self._build(mapping, files, dest, None)
@@ -473,7 +485,9 @@ class S3ReleaseDagBundle(BaseDagBundle):
         os.symlink(os.path.join("tracking", version), link)
         os.rename(link, self.current_link)
         fs.fsync_dir(self.base_dir)
-        log.info("bundle %s: version %s serves %s", self.name, version, mapping.releases)
+        log.info(
+            "bundle %s: version %s serves %d package releases", self.name, version, len(mapping.releases)
+        )
         self._clean(version)
 
     def _pointer(self, package: str, meta: s3.Listed) -> tuple[str, bytes | None]:
@@ -576,7 +590,9 @@ class S3ReleaseDagBundle(BaseDagBundle):
         """Rebuild the mapping of ``version`` from S3 history alone (a worker that never saw it)."""
         stamp, digest = _parse_version(version)
         packages = self._packages()
-        history = {p: self._history_ids(p) for p in packages if not naming.check_package(p)}
+        names = [p for p in packages if not naming.check_package(p)]
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            history = dict(zip(names, pool.map(self._history_ids, names), strict=True))
         guess = {}
         for package, ids in history.items():
             older = [i for i in ids if i.partition("-")[0] <= stamp]

@@ -162,9 +162,14 @@ def test_mass_delete_guard_keeps_a_vanished_package(s3, bucket, tmp_path, monkey
     assert (processor.path / SEEDER / "dags" / "reporting_seeder_refresh_all.py").is_file()
 
 
-def hostile_release(client, bucket: str, package: str, files: dict[str, bytes]) -> str:
-    """Commit a hand-made release record (not the publisher's: it would refuse these files)."""
-    release_id = "20991231T000000.000Z-abcdef"
+def hostile_release(
+    client,
+    bucket: str,
+    package: str,
+    files: dict[str, bytes],
+    release_id: str = "20991231T000000.000Z-abcdef",
+) -> str:
+    """Commit a hand-made release record (not the publisher's: it would refuse these files, or this id)."""
     for data in files.values():
         key = f"{ENV}/{package}/{object_name(hashlib.sha256(data).hexdigest())}"
         client.put_object(Bucket=bucket, Key=key, Body=data)
@@ -211,6 +216,30 @@ def test_only_canonical_stubs_and_owned_manifests_are_served(s3, bucket, tmp_pat
     assert served[f"{SEEDER}/dags/reporting_seeder_refresh_all.py"] == stub.stub_for(
         "reporting_seeder_refresh_all.py"
     )
+
+
+def test_a_worker_finds_the_version_when_a_publish_committed_across_it(s3, bucket, tmp_path, monkeypatch):
+    """A release whose id is older than a version's instant but which committed after the version was
+    read (a slow publish, a CI clock behind): the worker's first guess includes it, the digest says no,
+    and it finds the version without it."""
+    client = boto3.client("s3", endpoint_url=s3.upstream)
+    good = (EXAMPLES / SEEDER / "airflow_dags" / "reporting_seeder_refresh_all.json").read_bytes()
+    hostile_release(client, bucket, SEEDER, {"dags/reporting_seeder_refresh_all.json": good})
+    processor = bundle(tmp_path / "processor", monkeypatch, bucket)
+    processor.initialize()
+    version = processor.get_current_version().version
+    assert version.startswith("20991231T000000.000Z-"), "T is not before any release of the version"
+    other = (
+        EXAMPLES / "pipeline_processing" / "airflow_dags" / "pipeline_processing_example_job.json"
+    ).read_bytes()
+    late = "20991230T000000.000Z-aaaaaa"  # before T, committed after the version was read
+    hostile_release(
+        client, bucket, "pipeline_processing", {"dags/pipeline_processing_example_job.json": other}, late
+    )
+    worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=version)
+    worker.initialize()
+    assert sorted(tree(worker.path)) == sorted(tree(processor.path))
+    assert not (worker.path / "pipeline_processing").exists()
 
 
 # Airflow's stale-version cleanup, as the dag-processor and workers run it (a fresh process: Airflow
