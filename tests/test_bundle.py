@@ -11,6 +11,7 @@ import json
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -100,6 +101,22 @@ def test_a_worker_rebuilds_an_old_version_from_s3_alone(s3, bucket, tmp_path, mo
     again = bundle(tmp_path / "worker", monkeypatch, bucket, version=v1.version)
     again.initialize()
     assert s3.count() == 0, "a materialized version costs no request on that machine again"
+
+
+def test_concurrent_task_starts_materialize_a_version_once(s3, bucket, tmp_path, monkeypatch):
+    """Four task starts at the same version on one machine at once: one builds it (under the base
+    class's lock), the others find it built; every one sees the whole tree."""
+    publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
+    processor = bundle(tmp_path / "processor", monkeypatch, bucket)
+    processor.initialize()
+    version = processor.get_current_version().version
+    workers = [bundle(tmp_path / "worker", monkeypatch, bucket, version=version) for _ in range(4)]
+    s3.clear()
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda w: w.initialize(), workers))
+    assert [tree(w.path) for w in workers] == [tree(processor.path)] * 4
+    assert sorted(sum(w.requests.values()) > 0 for w in workers) == [False, False, False, True]
+    assert not [p for p in (tmp_path / "worker" / "etl" / "versions").iterdir() if p.name != version]
 
 
 def test_a_publish_of_one_package_cannot_change_another_packages_content(s3, bucket, tmp_path, monkeypatch):
