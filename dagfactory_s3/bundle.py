@@ -50,7 +50,7 @@ from airflow.dag_processing.bundles.base import BaseDagBundle
 
 from dagfactory_s3 import fs, naming, s3
 from dagfactory_s3 import release as releases
-from dagfactory_s3.errors import ConfigError, DagFactoryError, RecordError, SyncError
+from dagfactory_s3.errors import ConfigError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
 from dagfactory_s3.sync.policy import canonical_stub, check_manifest, claim, classify_key, too_many_deletions
 
@@ -234,7 +234,7 @@ class S3ReleaseDagBundle(BaseDagBundle):
             )
             for page in pages:
                 for obj in page.get("Contents", []):
-                    rid = naming.release_id_of(obj["Key"][len(prefix) - len(naming.RELEASES_DIR) - 1 :])
+                    rid = naming.release_id_of(obj["Key"][len(naming.package_prefix(self.env, package)) :])
                     if rid:
                         ids.append(rid)
         return sorted(ids)
@@ -460,10 +460,8 @@ class S3ReleaseDagBundle(BaseDagBundle):
                 releases_now[package] = release_id
                 if served is not None:
                     files[package] = served
-            except (DagFactoryError, RecordError, OSError) as exc:
-                self._keep(package, before, releases_now, files, f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # one package's content must not cost the others their version
-                self._keep(package, before, releases_now, files, f"unexpected {type(exc).__name__}: {exc}")
+                self._keep(package, before, releases_now, files, f"{type(exc).__name__}: {exc}")
         self._guard(before, releases_now, files, previous)
         refused = self._claims(previous, files)
         mapping = Mapping(self.bucket, self.env, releases_now, refused)
