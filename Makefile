@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint venv clean wheel
+.PHONY: demo test bench bench-bundle lint venv clean wheel
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# Task-start cost of the versioned DAG bundle at 1,000 and 5,000 DAGs (docs/benchmarks.md).
+bench-bundle: $(STAMP)
+	$(BIN)/python -m bench.bundle_bench --write-doc
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

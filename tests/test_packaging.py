@@ -13,11 +13,11 @@ import pytest
 
 from conftest import EXAMPLES, ROOT
 
-# Modules that must import with Airflow absent: everything but the one adapter.
+# Modules that must import with Airflow absent: everything but the adapter and the DAG bundle.
 _MODULES = sorted(
     ".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
     for p in (ROOT / "dagfactory_s3").rglob("*.py")
-    if p.stem != "factory"
+    if p.stem not in ("factory", "bundle")
 )
 AIRFLOW_FREE = [m for m in _MODULES if m != "dagfactory_s3.sync.observe"] + ["dagfactory_s3.sync.observe"]
 
@@ -32,7 +32,7 @@ sys.meta_path.insert(0, _NoAirflow())
 
 
 def test_airflow_free_modules_import_without_airflow():
-    """Every module except the factory imports with Airflow unimportable, and none loads it."""
+    """Every module except the factory and the bundle imports with Airflow unimportable, and none loads it."""
     code = (
         _BLOCK_AIRFLOW
         + "".join(f"import {m}\n" for m in AIRFLOW_FREE)

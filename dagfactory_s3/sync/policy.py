@@ -40,7 +40,9 @@ __all__ = [
     "ManifestVerdict",
     "canonical_stub",
     "check_manifest",
+    "claim",
     "classify_key",
+    "too_many_deletions",
 ]
 
 _PRINTABLE_KEY = re.compile(r"^[A-Za-z0-9._/=+-]+$")
@@ -158,3 +160,20 @@ def _ownership(raw: bytes, package: str, stem: str) -> str:
     if "dag_id" in doc and dag_id != stem:
         return f"manifest declares dag_id {dag_id!r} but is named {stem}.json"
     return ""
+
+
+def claim(claims: dict[str, str], dag_id: str, package: str) -> str | None:
+    """Record ``package``'s claim on ``dag_id`` in ``claims`` (dag_id -> serving package).
+
+    Returns the package already serving the id when that is another one: the claim is refused, the
+    package serving it keeps it (a newcomer never takes over another package's DAG).
+    """
+    holder = claims.setdefault(dag_id, package)
+    return holder if holder != package else None
+
+
+def too_many_deletions(served: int, deleted: int, added: int, fraction: float) -> bool:
+    """The mass-delete guard: would deleting ``deleted`` of ``served`` DAGs (``added`` new ones offset
+    them) shrink what is served by more than ``fraction`` at once? A listing that lost objects looks
+    exactly like a mass delete."""
+    return bool(served and deleted and deleted - added > fraction * served)

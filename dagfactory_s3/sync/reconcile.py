@@ -38,7 +38,14 @@ from dagfactory_s3 import release as releases
 from dagfactory_s3.errors import DagFactoryError, RecordError, StorageError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
 from dagfactory_s3.sync.observe import Log, Metrics
-from dagfactory_s3.sync.policy import KeyClass, canonical_stub, check_manifest, classify_key
+from dagfactory_s3.sync.policy import (
+    KeyClass,
+    canonical_stub,
+    check_manifest,
+    claim,
+    classify_key,
+    too_many_deletions,
+)
 from dagfactory_s3.sync.state import Applied, Mode, PackageState, State
 
 __all__ = ["Cycle", "CycleReport", "PackagePlan", "Reconciler", "Status", "Want", "WantKind"]
@@ -455,8 +462,8 @@ class Reconciler:
         name = plan.package
         for rest in sorted(r for r in plan.wants if r.endswith(".json")):
             dag_id = naming.dag_id_of(rest)
-            holder = claims.setdefault(dag_id, name)
-            if holder != name:
+            holder = claim(claims, dag_id, name)
+            if holder:
                 want = plan.wants[rest]
                 reason = (
                     f"dag_id {dag_id!r} is already served by package {holder!r}; "
@@ -620,7 +627,7 @@ class Reconciler:
             if rest.endswith(".json") and rest not in self._applied(plan.package)
         )
         count = sum(len(v) for v in doomed.values())
-        if served and count and count - added > self.max_delete_fraction * served:
+        if too_many_deletions(served, count, added, self.max_delete_fraction):
             exc = SyncError(
                 f"refusing to delete {count} of {served} served DAGs in one cycle (net loss of more than "
                 f"{self.max_delete_fraction:.0%}); retire packages with a tombstone release, or raise "
