@@ -816,6 +816,20 @@ API_SERVER_CASES: list[tuple[str, bytes, str, str]] = [
         f"{_POD_TERM}/namespaces/0",
         "namespace 'Bad_NS'",
     ),
+    (
+        "pod-match-and-mismatch-same-key",
+        _pod(
+            {
+                "labelSelector": _SELECTOR,
+                "topologyKey": "zone",
+                "matchLabelKeys": ["app"],
+                "mismatchLabelKeys": ["app"],
+            }
+        ),
+        f"{_POD_TERM}/mismatchLabelKeys",
+        "'app' is also in matchLabelKeys",
+    ),
+    ("q-lowercase-kibi", _res(limits={"memory": "512ki"}), f"{_LIM}/memory", "is not valid"),
     # -- image references (OCI / distribution reference grammar)
     (
         "image-uppercase-repository",
