@@ -1,8 +1,11 @@
 """Job manifests: read, check everything at once, and resolve into plain data. No Airflow here.
 
 A manifest is accepted only when it passes the JSON Schema *and* the rules a schema cannot express
-(naming, unique task ids, an acyclic graph, cron syntax, pinned images, Kubernetes names). Every
-problem is collected and reported together as a :class:`~dagfactory_s3.errors.ManifestError`.
+(naming, unique task ids, an acyclic graph, crons Airflow can run, pinned images, and what the
+Kubernetes API server accepts for each pod field, from :mod:`dagfactory_s3.k8s`, also after
+``task_defaults`` are merged in). Every problem is collected and reported together as a
+:class:`~dagfactory_s3.errors.ManifestError`; validate, publish, the loader and the sidecar all call
+:func:`parse`, so they cannot disagree.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The architecture, enforced: contracts at the top, three rooms that never import each other.
 
 Order (an arrow means "may import"): publisher -> contracts, sync -> contracts, factory -> contracts.
-The contracts (errors, naming, schedule, schema, manifest, release, stub, s3, fs, settings, loader)
+The contracts (errors, naming, schedule, k8s, schema, manifest, release, stub, s3, fs, settings, loader)
 import no room; publisher and sync never import each other; only the factory imports Airflow.
 The one allowed cycle is the lazy ``loader -> factory`` import inside ``load_dag``; ``render`` reaches
 the factory lazily too.
