@@ -114,16 +114,19 @@ def check_config_map_key(key: str) -> str | None:
 _INVISIBLE = frozenset({"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"})
 
 
+_NUL_OR_SURROGATE = re.compile("[\0\ud800-\udfff]")
+
+
 def _bad_char(text: str) -> str | None:
     """The first NUL or lone surrogate in ``text``, as U+XXXX, or None."""
-    for char in text:
-        if char == "\0" or "\ud800" <= char <= "\udfff":
-            return f"U+{ord(char):04X}"
-    return None
+    found = _NUL_OR_SURROGATE.search(text)
+    return f"U+{ord(found.group()):04X}" if found else None
 
 
 def check_visible(text: str, what: str) -> str | None:
     """Identifiers and image references: no control, format (bidi, zero-width) or unassigned characters."""
+    if text.isascii() and text.isprintable():  # the common case, without a loop in Python
+        return None
     for char in text:
         if unicodedata.category(char) in _INVISIBLE or (char.isspace() and char != " "):
             return f"{what} contains the invisible or bidi character U+{ord(char):04X}"
@@ -196,7 +199,7 @@ def check_image(image: str) -> str | None:
     invisible = check_visible(image, f"image {image!r}")
     if invisible:
         return invisible
-    if any(c.isspace() for c in image):
+    if re.search(r"\s", image):
         return f"image {image!r} contains whitespace"
     match = _REFERENCE.fullmatch(image)
     name, tag, digest = _split_image(image)
