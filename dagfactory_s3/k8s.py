@@ -149,7 +149,8 @@ def hygiene_issues(value: Any, pointer: str = "") -> list[Issue]:
             if bad:
                 issues.append((where, f"contains {bad} ({_kind(bad)}), which cannot be passed on"))
         elif isinstance(item, float):
-            issues.append((where, f"must be an integer: write {int(item)}, not {item!r}"))
+            fix = f"write {int(item)}, not {item!r}" if item.is_integer() else f"not {item!r}"
+            issues.append((where, f"must be an integer: {fix}"))
         elif isinstance(item, dict):
             for key, child in item.items():
                 bad = _bad_char(key)
