@@ -249,7 +249,8 @@ def reference_markdown() -> str:
         "| derived pod name | `<dag_id>-<task_id>` (`_` as `-`, cut to 54) is an RFC 1123 label; the `dagfactory-s3/` label prefix is reserved |",
         "",
         "Stricter than the API server on purpose: image references (the kubelet could not pull them), integer",
-        "`Gt`/`Lt` values (no node could match), 5-field crons only, and quantities above 2^63-1.",
+        "`Gt`/`Lt` values (no node could match), environment variable names (the rule every API server version",
+        "applies, not the relaxed one newer versions can enable), 5-field crons only, and quantities above 2^63-1.",
         "`affinity` must also survive the Kubernetes client's conversion unchanged (checked when the DAG is built).",
         "",
     ]
