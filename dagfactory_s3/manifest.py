@@ -1,8 +1,11 @@
 """Job manifests: read, check everything at once, and resolve into plain data. No Airflow here.
 
 A manifest is accepted only when it passes the JSON Schema *and* the rules a schema cannot express
-(naming, unique task ids, an acyclic graph, cron syntax, pinned images, Kubernetes names). Every
-problem is collected and reported together as a :class:`~dagfactory_s3.errors.ManifestError`.
+(naming, unique task ids, an acyclic graph, crons Airflow can run, pinned images, and what the
+Kubernetes API server accepts for each pod field, from :mod:`dagfactory_s3.k8s`, also after
+``task_defaults`` are merged in). Every problem is collected and reported together as a
+:class:`~dagfactory_s3.errors.ManifestError`; validate, publish, the loader and the sidecar all call
+:func:`parse`, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from dagfactory_s3 import naming
+from dagfactory_s3 import k8s, naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.schedule import check_cron, parse_duration, parse_instant
 from dagfactory_s3.schema import schema_problems, to_pointer
@@ -22,6 +26,9 @@ __all__ = ["MAX_BYTES", "MAX_DEPTH", "Manifest", "load", "parse"]
 
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32
+# Bound on every duration and on a task's worst case (all tries, timeouts and delays): Airflow adds
+# them to the current time, and ten years is beyond any batch job.
+MAX_TOTAL = timedelta(days=3650)
 DEFAULT_NAMESPACE = "etl-jobs"
 
 # Task fields whose values are objects merged key by key with task_defaults (the task wins).
@@ -149,6 +156,10 @@ def parse(raw: bytes, *, file: str, package: str | None = None) -> Manifest:
         raise ManifestError([Problem(file, "", f"invalid JSON: {exc}")]) from None
     if _depth(document, MAX_DEPTH):
         raise ManifestError([Problem(file, "", f"nested deeper than {MAX_DEPTH} levels")])
+    # Before the schema: its messages quote keys and values, which must be printable first.
+    problems = [Problem(file, pointer, reason) for pointer, reason in k8s.hygiene_issues(document)]
+    if problems:
+        raise ManifestError(problems)
     problems = schema_problems(document, file)
     try:  # the rules run on a document the schema refused too: every problem in one pass
         tasks = _resolve_tasks(document)
@@ -188,57 +199,128 @@ def _resolve_tasks(document: dict[str, Any]) -> tuple[Task, ...]:
     return tuple(resolved)
 
 
-def _image_problem(image: str) -> str | None:
-    if any(c.isspace() for c in image) or image != image.strip():
-        return f"image {image!r} contains whitespace"
-    if "@" in image:
-        digest = image.partition("@")[2]
-        if not digest.startswith("sha256:") or len(digest) != 71:
-            return f"image digest in {image!r} must be sha256:<64 hex digits>"
-        return None
-    last = image.rsplit("/", 1)[-1]
-    if ":" not in last:
-        return f"image {image!r} has no tag; pin a version or digest (or set allow_mutable_image: true)"
-    if last.rsplit(":", 1)[1] == "latest":
-        return f"image tag 'latest' in {image!r} is mutable; pin a version or digest (or set allow_mutable_image: true)"
-    return None
+def _own(document: dict[str, Any], task: Task) -> dict[str, Any]:
+    """The task's fields as written (without task_defaults)."""
+    if task.where == "/job":
+        return document["job"]
+    return document["tasks"][int(task.where.rsplit("/", 1)[1])]
 
 
 def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[Problem]) -> None:
-    """Rules on task fields as written (in a task, the job, or task_defaults)."""
-    if "image" in fields and not fields.get("allow_mutable_image", False):
-        reason = _image_problem(fields["image"])
+    """Rules on task fields as written (in a task, the job, or task_defaults): see dagfactory_s3.k8s."""
+
+    def add(issues: list[k8s.Issue]) -> None:
+        problems.extend(Problem(file, pointer, reason) for pointer, reason in issues)
+
+    if "image" in fields:
+        reason = k8s.check_image(fields["image"])
         if reason:
-            problems.append(Problem(file, f"{where}/image", reason))
-    for name in fields.get("env", {}):
-        if not naming.is_env_name(name):
-            problems.append(
-                Problem(
-                    file,
-                    f"{where}/env/{to_pointer([name])[1:]}",
-                    f"environment variable name {name!r} is invalid",
-                )
-            )
+            add([(f"{where}/image", reason)])
+    for name, value in fields.get("env", {}).items():
+        pointer = f"{where}/env{to_pointer([name])}"
+        reason = k8s.check_env_name(name)
+        if reason:
+            add([(pointer, reason)])
+        if isinstance(value, dict):
+            for kind, what in (("secret", "Secret"), ("config_map", "ConfigMap")):
+                if kind in value:
+                    add(k8s.key_ref_issues(value[kind], f"{pointer}/{kind}", what))
     for kind in ("labels", "annotations", "node_selector"):
         for key, value in fields.get(kind, {}).items():
-            reason = naming.check_label_key(key)
-            if reason is None and kind != "annotations":
-                reason = naming.check_label_value(value)
+            pointer = f"{where}/{kind}{to_pointer([key])}"
+            if kind == "annotations":  # the API server lowercases annotation keys before checking them
+                reason = k8s.check_qualified_name(key.lower(), "annotation key")
+            else:
+                reason = k8s.check_qualified_name(key) or k8s.check_label_value(value)
             if reason:
-                problems.append(Problem(file, f"{where}/{kind}{to_pointer([key])}", reason))
+                add([(pointer, reason)])
+    if "service_account" in fields:
+        reason = k8s.check_subdomain(fields["service_account"], "service account name")
+        if reason:
+            add([(f"{where}/service_account", reason)])
+    for i, name in enumerate(fields.get("image_pull_secrets", [])):
+        reason = k8s.check_subdomain(name, "image pull secret name")
+        if reason:
+            add([(f"{where}/image_pull_secrets/{i}", reason)])
+    add(k8s.toleration_issues(fields.get("tolerations", []), f"{where}/tolerations", "toleration_seconds"))
+    if "affinity" in fields:
+        add(k8s.affinity_issues(fields["affinity"], f"{where}/affinity"))
     for key in ("startup_timeout", "execution_timeout", "retry_delay"):
         if key in fields:
             _check_duration(fields[key], f"{where}/{key}", file, problems)
 
 
+def _has(node: Any, path: list[str]) -> bool:
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _check_task(document: dict[str, Any], task: Task, file: str, problems: list[Problem]) -> None:
+    """Rules on a task after task_defaults are merged in, each named at the field that was written."""
+    own = _own(document, task)
+
+    def source(field: str, *keys: str) -> str:
+        """The pointer of ``field/keys...`` where it is written: the task, else task_defaults."""
+        path = [field, *keys]
+        base = "/task_defaults" if not _has(own, path) and _has(defaults, path) else task.where
+        return base + to_pointer(path)
+
+    defaults = document.get("task_defaults", {})
+
+    fields = task.fields
+    if "image" in fields and not fields["allow_mutable_image"] and k8s.check_image(fields["image"]) is None:
+        reason = k8s.image_pin_problem(fields["image"])
+        if reason:
+            problems.append(Problem(file, source("image"), reason))
+    resources = fields.get("resources", {})
+    issues = k8s.resource_issues(
+        resources.get("requests", {}),
+        resources.get("limits", {}),
+        lambda kind, name: source("resources", kind, name),
+    )
+    problems.extend(Problem(file, pointer, reason) for pointer, reason in issues)
+    reason = k8s.check_label_value(task.task_id, "task_id (the value of the dagfactory-s3/task-id label)")
+    if reason:
+        problems.append(
+            Problem(file, f"{task.where}/{'name' if task.where == '/job' else 'task_id'}", reason)
+        )
+    # The longest a task can hold a worker slot and a pod: every try waits for its pod and runs,
+    # with a delay between tries. Airflow adds these to "now"; past MAX_DURATION_DAYS it is no schedule.
+    try:
+        durations = {
+            k: parse_duration(fields[k])
+            for k in ("startup_timeout", "retry_delay", "execution_timeout")
+            if k in fields
+        }
+    except ValueError:
+        return  # reported where the duration is written
+    tries = fields["retries"] + 1
+    total = tries * (durations["startup_timeout"] + durations.get("execution_timeout", timedelta(0)))
+    total += fields["retries"] * durations["retry_delay"]
+    if total > MAX_TOTAL:
+        problems.append(
+            Problem(
+                file,
+                task.where,
+                f"retries, startup_timeout, execution_timeout and retry_delay (with task_defaults) add up to "
+                f"{total.days} days; at most {MAX_TOTAL.days} allowed",
+            )
+        )
+
+
 def _check_duration(text: str, pointer: str, file: str, problems: list[Problem]) -> None:
     try:
-        positive = parse_duration(text).total_seconds() > 0
+        value = parse_duration(text)
     except ValueError as exc:  # well-formed (the schema checked) but too long for a timedelta
         problems.append(Problem(file, pointer, str(exc)))
         return
-    if not positive:
+    if value.total_seconds() <= 0:
         problems.append(Problem(file, pointer, "duration must be greater than zero"))
+    elif value > MAX_TOTAL:
+        problems.append(Problem(file, pointer, f"duration {text!r} is longer than {MAX_TOTAL.days} days"))
 
 
 def _check_rules(
@@ -251,6 +333,17 @@ def _check_rules(
     reason = naming.check_dag_id(document["dag_id"], own)
     if reason:
         problems.append(Problem(file, "/dag_id", reason))
+    # Both become pod label values (dagfactory-s3/package, dagfactory-s3/dag-id).
+    for key in ("package", "dag_id"):
+        reason = k8s.check_label_value(document[key], f"{key} (a pod label value)")
+        if reason:
+            problems.append(Problem(file, f"/{key}", reason))
+    for pointer, text in [("/owner", document.get("owner", ""))] + [
+        (f"/tags/{i}", tag) for i, tag in enumerate(document.get("tags", []))
+    ]:
+        reason = k8s.check_visible(text, repr(text))
+        if reason:
+            problems.append(Problem(file, pointer, reason))
 
     schedule = document.get("schedule")
     if schedule is not None:
@@ -286,10 +379,11 @@ def _check_rules(
                 Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'")
             )
         pod = naming.pod_name(document["dag_id"], task.task_id)
-        if not naming.is_rfc1123_label(pod):
+        if k8s.check_dns_label(pod, "pod name"):
             problems.append(
                 Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label")
             )
+        _check_task(document, task, file, problems)
         for key in ("labels", "annotations"):
             reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
             for k in reserved:

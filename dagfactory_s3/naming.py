@@ -35,7 +35,6 @@ __all__ = [
     "dag_id_of",
     "history_name",
     "is_dag_file",
-    "is_rfc1123_label",
     "manifest_name",
     "manifest_of",
     "object_name",
@@ -62,11 +61,6 @@ _DAG_FILE_RE = re.compile(r"^([a-z][a-z0-9_]{0,62})\.(json|py)$")
 
 PACKAGE_RE = re.compile(r"^[a-z][a-z0-9_]{0,49}$")
 DAG_ID_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-_RFC1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_ENV_NAME = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 # KubernetesPodOperator appends "-" + 8 random characters to the pod name at execution time.
 _POD_NAME_BUDGET = 63 - 9
@@ -168,26 +162,3 @@ def pod_name(dag_id: str, task_id: str) -> str:
     """The deterministic base pod name of a task (the operator adds a random suffix at run time)."""
     raw = f"{dag_id}-{task_id}".replace("_", "-").lower()
     return raw[:_POD_NAME_BUDGET].strip("-")
-
-
-def is_rfc1123_label(name: str) -> bool:
-    return bool(_RFC1123_LABEL.fullmatch(name))
-
-
-def is_env_name(name: str) -> bool:
-    return bool(_ENV_NAME.fullmatch(name))
-
-
-def check_label_key(key: str) -> str | None:
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.fullmatch(prefix)):
-        return f"label key prefix {prefix!r} must be a DNS subdomain"
-    if not _LABEL_NAME.fullmatch(name):
-        return f"label key {key!r} is invalid: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends"
-    return None
-
-
-def check_label_value(value: str) -> str | None:
-    if not _LABEL_VALUE.fullmatch(value):
-        return f"label value {value!r} is invalid: at most 63 of [A-Za-z0-9-_.], alphanumeric at both ends"
-    return None

@@ -5,69 +5,69 @@ from __future__ import annotations
 import re
 from datetime import UTC, date, datetime, timedelta
 
-__all__ = ["MAX_DURATION_DAYS", "PRESETS", "check_cron", "parse_duration", "parse_instant"]
+__all__ = ["CRON_PRESETS", "MAX_DURATION_DAYS", "PRESETS", "check_cron", "parse_duration", "parse_instant"]
 
-PRESETS = frozenset(
-    {"@once", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly", "@annually"}
-)
-
-_MONTHS = {
-    m: i
-    for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
-    )
+# Airflow's presets (airflow.utils.dates.cron_presets, applied before croniter) and @once. croniter
+# itself also knows @annually and @midnight, in any case, and so does Airflow.
+CRON_PRESETS = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@quarterly": "0 0 1 */3 *",
+    "@yearly": "0 0 1 1 *",
 }
-_DAYS = {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
-# (name, low, high, names)
-_FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS),
-    ("day of week", 0, 7, _DAYS),
-)
-_ITEM = re.compile(r"^(?P<range>\*|(?P<a>[0-9a-z]+)(-(?P<b>[0-9a-z]+))?)(/(?P<step>[0-9]+))?$")
+PRESETS = frozenset({"@once", *CRON_PRESETS})
+_CRON_EPOCH = datetime(2000, 1, 1)
+
 MAX_DURATION_DAYS = timedelta.max.days
 _DURATION = re.compile(r"^(?=[0-9])(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$")
 
 
-def _value(token: str, field: str, low: int, high: int, names: dict[str, int]) -> int:
-    if token.isdigit():
-        value = int(token)
-    elif token in names:
-        value = names[token]
-    else:
-        raise ValueError(f"{field} {token!r} is not a number" + (" or a name" if names else ""))
-    if not low <= value <= high:
-        raise ValueError(f"{field} {value} is out of range {low}-{high}")
-    return value
-
-
 def check_cron(expression: str) -> str | None:
-    """Return why ``expression`` is not a valid schedule string (5-field cron or preset), or None."""
-    text = expression.strip().lower()
-    if text.startswith("@"):
-        if text in PRESETS:
-            return None
-        return f"unknown preset {expression!r}; use one of {', '.join(sorted(PRESETS))}"
-    parts = text.split()
-    if len(parts) != 5:
+    """Return why ``expression`` is not a schedule Airflow can run (5-field cron or preset), or None.
+
+    Crons are checked by croniter, the library Airflow's cron timetables use, and must fire at least
+    once: ``0 0 30 2 *`` parses everywhere but has no next run, which Airflow finds only at run time.
+    tests/test_schedule.py runs this and Airflow's own timetable on a corpus of crons.
+    """
+    if expression == "@once":
+        return None
+    parts = expression.split()
+    if expression.startswith("@"):
+        expression = CRON_PRESETS.get(expression, expression)
+    elif len(parts) != 5:
         return f"cron expression {expression!r} must have 5 fields (minute hour day month weekday), got {len(parts)}"
-    for part, (field, low, high, names) in zip(parts, _FIELDS, strict=True):
-        for item in part.split(","):
-            match = _ITEM.match(item)
-            if not match:
-                return f"cron expression {expression!r}: {field} field {item!r} is not valid"
-            try:
-                if match["a"] is not None:
-                    a = _value(match["a"], field, low, high, names)
-                    if match["b"] is not None and _value(match["b"], field, low, high, names) < a:
-                        return f"cron expression {expression!r}: {field} range {item!r} is reversed"
-                if match["step"] is not None and not 1 <= int(match["step"]) <= high:
-                    return f"cron expression {expression!r}: {field} step in {item!r} must be 1-{high}"
-            except ValueError as exc:
-                return f"cron expression {expression!r}: {exc}"
+    from croniter import croniter  # here, not at the top: only manifests with a schedule pay for it
+
+    try:
+        cron = croniter(expression, start_time=_CRON_EPOCH)
+    except Exception as exc:  # whatever croniter refuses, Airflow's timetable refuses too
+        if expression.startswith("@"):
+            return f"unknown preset {expression!r}; use one of {', '.join(sorted(PRESETS))}"
+        return f"cron expression {expression!r}: {_which_field(parts, exc)}"
+    try:
+        cron.get_next(datetime)
+    except Exception:
+        return f"cron expression {expression!r} never fires: croniter, which Airflow schedules with, finds no date for it (e.g. 30 February)"
     return None
+
+
+_FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
+
+
+def _which_field(parts: list[str], error: Exception) -> str:
+    """Name the field croniter refused (its messages quote the whole expression only)."""
+    from croniter import croniter
+
+    for i, name in enumerate(_FIELD_NAMES):
+        alone = " ".join(part if j == i else "*" for j, part in enumerate(parts))
+        try:
+            croniter(alone)
+        except Exception as exc:
+            reason = str(exc).rpartition("] ")[2].removeprefix("is not acceptable, ") or type(exc).__name__
+            return f"{name} field {parts[i]!r} is not valid ({reason})"
+    return f"is not valid ({str(error).rpartition('] ')[2] or type(error).__name__})"
 
 
 def parse_instant(text: str) -> datetime:

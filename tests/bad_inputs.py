@@ -190,8 +190,13 @@ CASES: list[tuple[str, bytes, str, str]] = [
     ),
     # -- schedule and dates
     ("bad-cron-fields", _edit("schedule", "0 3 * *"), "/schedule", "must have 5 fields"),
-    ("bad-cron-range", _edit("schedule", "61 3 * * *"), "/schedule", "minute 61 is out of range 0-59"),
-    ("bad-cron-name", _edit("schedule", "0 3 * foo *"), "/schedule", "month 'foo' is not a number or a name"),
+    (
+        "bad-cron-range",
+        _edit("schedule", "61 3 * * *"),
+        "/schedule",
+        "minute field '61' is not valid (out of range)",
+    ),
+    ("bad-cron-name", _edit("schedule", "0 3 * foo *"), "/schedule", "month field 'foo' is not valid"),
     ("unknown-preset", _edit("schedule", "@fortnightly"), "/schedule", "unknown preset '@fortnightly'"),
     ("relative-start-date", _edit("start_date", "days_ago(1)"), "/start_date", "is not valid"),
     ("impossible-date", _edit("start_date", "2024-02-30"), "/start_date", "is not a valid date"),
@@ -300,4 +305,798 @@ CASES: list[tuple[str, bytes, str, str]] = [
         "/",
         "1e400 is out of range",
     ),
+]
+
+
+def _t0(field: str, value: Any) -> bytes:
+    """GOOD with the first task's ``field`` set to ``value``."""
+    return _edit(f"tasks/0/{field}", value)
+
+
+def _defaults(**fields: Any) -> bytes:
+    """GOOD with ``task_defaults`` (and, via ``task0``, fields of the first task)."""
+    doc = copy.deepcopy(GOOD)
+    doc["tasks"][0].update(fields.pop("task0", {}))
+    doc["task_defaults"] = fields
+    return json.dumps(doc).encode()
+
+
+def _res(requests: dict[str, str] | None = None, limits: dict[str, str] | None = None) -> bytes:
+    resources = {k: v for k, v in (("requests", requests), ("limits", limits)) if v is not None}
+    return _t0("resources", resources)
+
+
+def _tol(**toleration: Any) -> bytes:
+    return _t0("tolerations", [toleration])
+
+
+def _node(expression: dict[str, Any]) -> bytes:
+    term = {"matchExpressions": [expression]}
+    return _t0(
+        "affinity",
+        {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}},
+    )
+
+
+def _pod(term: dict[str, Any], kind: str = "podAffinity") -> bytes:
+    return _t0("affinity", {kind: {"requiredDuringSchedulingIgnoredDuringExecution": [term]}})
+
+
+def _raw(text: str) -> bytes:
+    """GOOD with ``"description": <text>``, written raw so JSON escapes (\\u0000, \\ud800) stay as given."""
+    return json.dumps(GOOD)[:-1].encode() + b', "description": "' + text.encode() + b'"}'
+
+
+_SELECTOR = {"matchLabels": {"app": "pp"}}
+_SHA = "a" * 64
+_T0 = "/tasks/0"
+_REQ, _LIM = f"{_T0}/resources/requests", f"{_T0}/resources/limits"
+_GPU = "nvidia.com~1gpu"
+_REQUIRED = f"{_T0}/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms"
+_EXPR = f"{_REQUIRED}/0/matchExpressions/0"
+_POD_TERM = f"{_T0}/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution/0"
+
+# Accepted by the old checks, refused by the Kubernetes API server, the kubelet or Airflow (issue 10).
+# Each is refused by dagfactory_s3.k8s / schedule with the pointer of the field as written.
+API_SERVER_CASES: list[tuple[str, bytes, str, str]] = [
+    # -- resource quantities (grammar, sign, range, requests <= limits, extended resources)
+    ("q-negative-cpu", _res({"cpu": "-1"}), f"{_REQ}/cpu", "must be greater than or equal to 0"),
+    (
+        "q-negative-memory-limit",
+        _res(limits={"memory": "-512Mi"}),
+        f"{_LIM}/memory",
+        "greater than or equal to 0",
+    ),
+    ("q-two-dots", _res({"cpu": "1.2.3"}), f"{_REQ}/cpu", "is not valid"),
+    ("q-lone-dot", _res({"cpu": "."}), f"{_REQ}/cpu", "is not valid"),
+    ("q-exponent-without-digits", _res({"memory": "1e"}), f"{_REQ}/memory", "is not valid"),
+    ("q-lowercase-binary-suffix", _res({"memory": "1gi"}), f"{_REQ}/memory", "is not valid"),
+    ("q-beyond-int64", _res({"memory": "1e30"}), f"{_REQ}/memory", "larger than Kubernetes can hold"),
+    ("q-huge-exponent", _res({"memory": "1e999999999"}), f"{_REQ}/memory", "out of range"),
+    (
+        "q-huge-exa",
+        _res(limits={"ephemeral-storage": "9000000Ei"}),
+        f"{_LIM}/ephemeral-storage",
+        "larger than",
+    ),
+    (
+        "q-limit-below-request",
+        _res({"cpu": "2"}, {"cpu": "1500m"}),
+        f"{_REQ}/cpu",
+        "must be less than or equal to its limit '1500m'",
+    ),
+    (
+        "q-limit-below-request-units",
+        _res({"memory": "1Gi"}, {"memory": "1G"}),
+        f"{_REQ}/memory",
+        "must be less than or equal to its limit",
+    ),
+    (
+        "q-limit-below-default-request",
+        _defaults(
+            resources={"requests": {"memory": "2Gi"}}, task0={"resources": {"limits": {"memory": "1Gi"}}}
+        ),
+        "/task_defaults/resources/requests/memory",
+        "must be less than or equal to its limit '1Gi'",
+    ),
+    ("gpu-fraction", _res(limits={"nvidia.com/gpu": "0.5"}), f"{_LIM}/{_GPU}", "must be a whole number"),
+    ("gpu-milli", _res(limits={"nvidia.com/gpu": "1500m"}), f"{_LIM}/{_GPU}", "must be a whole number"),
+    (
+        "gpu-request-below-limit",
+        _res({"nvidia.com/gpu": "1"}, {"nvidia.com/gpu": "2"}),
+        f"{_REQ}/{_GPU}",
+        "must equal its limit '2'",
+    ),
+    ("gpu-request-without-limit", _res({"nvidia.com/gpu": "1"}), f"{_LIM}/{_GPU}", "its limit must be set"),
+    (
+        "gpu-request-unequal-after-defaults",
+        _defaults(
+            resources={"limits": {"nvidia.com/gpu": "2"}},
+            task0={"resources": {"requests": {"nvidia.com/gpu": "1"}}},
+        ),
+        f"{_REQ}/{_GPU}",
+        "must equal its limit '2'",
+    ),
+    # -- label, annotation and node-selector keys and values; generated label values
+    (
+        "label-value-trailing-underscore",
+        _t0("labels", {"team": "data_"}),
+        f"{_T0}/labels/team",
+        "label value 'data_' is invalid",
+    ),
+    ("label-value-leading-dash", _t0("labels", {"team": "-data"}), f"{_T0}/labels/team", "label value"),
+    ("label-value-64-chars", _t0("labels", {"team": "a" * 64}), f"{_T0}/labels/team", "label value"),
+    (
+        "label-key-uppercase-prefix",
+        _t0("labels", {"Example.com/team": "a"}),
+        f"{_T0}/labels/Example.com~1team",
+        "must be a lowercase DNS subdomain",
+    ),
+    ("label-key-empty-prefix", _t0("labels", {"/team": "a"}), f"{_T0}/labels/~1team", "must not be empty"),
+    (
+        "label-key-two-slashes",
+        _t0("labels", {"a.com/b/c": "a"}),
+        f"{_T0}/labels/a.com~1b~1c",
+        "at most one '/'",
+    ),
+    (
+        "label-key-prefix-double-dot",
+        _t0("labels", {"a..com/team": "a"}),
+        f"{_T0}/labels/a..com~1team",
+        "DNS subdomain",
+    ),
+    (
+        "label-key-prefix-dash-dot",
+        _t0("labels", {"a-.com/team": "a"}),
+        f"{_T0}/labels/a-.com~1team",
+        "DNS subdomain",
+    ),
+    (
+        "label-key-name-64-chars",
+        _t0("labels", {"x" * 64: "a"}),
+        f"{_T0}/labels/{'x' * 64}",
+        "name part must be 1-63",
+    ),
+    (
+        "label-key-only-prefix",
+        _t0("labels", {"example.com/": "a"}),
+        f"{_T0}/labels/example.com~1",
+        "name part",
+    ),
+    ("default-label-value", _defaults(labels={"team": "x-"}), "/task_defaults/labels/team", "label value"),
+    (
+        "annotation-key-underscore-prefix",
+        _t0("annotations", {"my_org/note": "x"}),
+        f"{_T0}/annotations/my_org~1note",
+        "DNS subdomain",
+    ),
+    (
+        "annotation-key-empty-name",
+        _t0("annotations", {"example.com/": "x"}),
+        f"{_T0}/annotations/example.com~1",
+        "name part",
+    ),
+    (
+        "annotation-key-space",
+        _t0("annotations", {"my note": "x"}),
+        f"{_T0}/annotations/my note",
+        "annotation key",
+    ),
+    (
+        "node-selector-key-leading-dash",
+        _t0("node_selector", {"-zone": "a"}),
+        f"{_T0}/node_selector/-zone",
+        "label key",
+    ),
+    (
+        "node-selector-value-space",
+        _t0("node_selector", {"zone": "us east"}),
+        f"{_T0}/node_selector/zone",
+        "label value",
+    ),
+    (
+        "task-id-trailing-dash",
+        _edit("tasks/1/task_id", "load-"),
+        "/tasks/1/task_id",
+        "dagfactory-s3/task-id label",
+    ),
+    (
+        "task-id-trailing-underscore",
+        _edit("tasks/1/task_id", "load_"),
+        "/tasks/1/task_id",
+        "dagfactory-s3/task-id label",
+    ),
+    (
+        "job-name-trailing-underscore",
+        _job().replace(b'"name": "run"', b'"name": "run_"'),
+        "/job/name",
+        "task-id label",
+    ),
+    (
+        "dag-id-trailing-underscore",
+        _edit("dag_id", "pipeline_processing_nightly_"),
+        "/dag_id",
+        "dag_id (a pod label value)",
+    ),
+    # -- Secret/ConfigMap names and keys, service accounts, pull secrets
+    (
+        "secret-name-double-dot",
+        _t0("env", {"T": {"secret": {"name": "db..x", "key": "k"}}}),
+        f"{_T0}/env/T/secret/name",
+        "RFC 1123 subdomain",
+    ),
+    (
+        "secret-name-dash-dot",
+        _t0("env", {"T": {"secret": {"name": "db-.x", "key": "k"}}}),
+        f"{_T0}/env/T/secret/name",
+        "Secret name",
+    ),
+    (
+        "secret-key-dotdot-prefix",
+        _t0("env", {"T": {"secret": {"name": "db", "key": "..data"}}}),
+        f"{_T0}/env/T/secret/key",
+        "start with '..'",
+    ),
+    (
+        "secret-key-dot",
+        _t0("env", {"T": {"secret": {"name": "db", "key": "."}}}),
+        f"{_T0}/env/T/secret/key",
+        "must not be '.'",
+    ),
+    (
+        "config-map-name-double-dot",
+        _t0("env", {"C": {"config_map": {"name": "cfg..x", "key": "k"}}}),
+        f"{_T0}/env/C/config_map/name",
+        "ConfigMap name",
+    ),
+    (
+        "config-map-key-dotdot",
+        _t0("env", {"C": {"config_map": {"name": "cfg", "key": ".."}}}),
+        f"{_T0}/env/C/config_map/key",
+        "must not be '.'",
+    ),
+    (
+        "service-account-double-dot",
+        _t0("service_account", "sa..x"),
+        f"{_T0}/service_account",
+        "service account name",
+    ),
+    (
+        "service-account-dot-dash",
+        _t0("service_account", "sa.-x"),
+        f"{_T0}/service_account",
+        "service account name",
+    ),
+    (
+        "default-service-account",
+        _defaults(service_account="a-.b"),
+        "/task_defaults/service_account",
+        "service account name",
+    ),
+    (
+        "pull-secret-double-dot",
+        _t0("image_pull_secrets", ["reg..cred"]),
+        f"{_T0}/image_pull_secrets/0",
+        "image pull secret name",
+    ),
+    # -- environment variable names
+    ("env-name-space", _t0("env", {"MY VAR": "x"}), f"{_T0}/env/MY VAR", "environment variable name"),
+    ("env-name-empty", _t0("env", {"": "x"}), f"{_T0}/env/", "environment variable name"),
+    ("env-name-non-ascii", _t0("env", {"NAMÉ": "x"}), f"{_T0}/env/NAMÉ", "environment variable name"),
+    (
+        "env-name-in-defaults",
+        _defaults(env={"A=B": "x"}),
+        "/task_defaults/env/A=B",
+        "environment variable name",
+    ),
+    # -- tolerations
+    (
+        "toleration-empty-key-equal",
+        _tol(operator="Equal", value="x"),
+        f"{_T0}/tolerations/0/operator",
+        "must be Exists when key is empty",
+    ),
+    (
+        "toleration-empty-key-default-operator",
+        _tol(effect="NoSchedule"),
+        f"{_T0}/tolerations/0/operator",
+        "must be Exists",
+    ),
+    (
+        "toleration-exists-with-value",
+        _tol(key="k", operator="Exists", value="v"),
+        f"{_T0}/tolerations/0/value",
+        "must be empty when operator is Exists",
+    ),
+    (
+        "toleration-seconds-with-noschedule",
+        _tol(key="k", operator="Exists", effect="NoSchedule", toleration_seconds=30),
+        f"{_T0}/tolerations/0/effect",
+        "must be NoExecute",
+    ),
+    (
+        "toleration-seconds-without-effect",
+        _tol(key="k", operator="Exists", toleration_seconds=30),
+        f"{_T0}/tolerations/0/effect",
+        "must be NoExecute",
+    ),
+    (
+        "toleration-seconds-beyond-int64",
+        _tol(key="k", operator="Exists", effect="NoExecute", toleration_seconds=2**63),
+        f"{_T0}/tolerations/0/toleration_seconds",
+        "from 0 to 2^63-1",
+    ),
+    (
+        "toleration-seconds-float",
+        _tol(key="k", operator="Exists", effect="NoExecute", toleration_seconds=30.0),
+        f"{_T0}/tolerations/0/toleration_seconds",
+        "must be an integer",
+    ),
+    (
+        "toleration-key-space",
+        _tol(key="gpu node", operator="Exists"),
+        f"{_T0}/tolerations/0/key",
+        "toleration key",
+    ),
+    (
+        "toleration-value-invalid",
+        _tol(key="k", value="not ok!"),
+        f"{_T0}/tolerations/0/value",
+        "toleration value",
+    ),
+    (
+        "toleration-in-defaults",
+        _defaults(tolerations=[{"value": "x"}]),
+        "/task_defaults/tolerations/0/operator",
+        "must be Exists",
+    ),
+    # -- affinity
+    (
+        "node-in-without-values",
+        _node({"key": "zone", "operator": "In", "values": []}),
+        f"{_EXPR}/values",
+        "must be given when operator is In",
+    ),
+    (
+        "node-notin-values-missing",
+        _node({"key": "zone", "operator": "NotIn"}),
+        f"{_EXPR}/values",
+        "must be given",
+    ),
+    (
+        "node-exists-with-values",
+        _node({"key": "zone", "operator": "Exists", "values": ["a"]}),
+        f"{_EXPR}/values",
+        "must be empty when operator is Exists",
+    ),
+    (
+        "node-gt-not-integer",
+        _node({"key": "cores", "operator": "Gt", "values": ["four"]}),
+        f"{_EXPR}/values/0",
+        "must be an integer",
+    ),
+    (
+        "node-lt-two-values",
+        _node({"key": "cores", "operator": "Lt", "values": ["1", "2"]}),
+        f"{_EXPR}/values",
+        "exactly one value",
+    ),
+    (
+        "node-unknown-operator",
+        _node({"key": "zone", "operator": "Like", "values": ["a"]}),
+        f"{_EXPR}/operator",
+        "operator 'Like'",
+    ),
+    ("node-key-space", _node({"key": "my zone", "operator": "Exists"}), f"{_EXPR}/key", "node selector key"),
+    (
+        "node-no-terms",
+        _t0(
+            "affinity",
+            {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": []}}},
+        ),
+        _REQUIRED,
+        "at least one node selector term",
+    ),
+    (
+        "node-terms-wrong-type",
+        _t0(
+            "affinity",
+            {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": "x"}}},
+        ),
+        _REQUIRED,
+        "expected array",
+    ),
+    (
+        "node-match-fields-key",
+        _t0(
+            "affinity",
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {"matchFields": [{"key": "metadata.labels", "operator": "In", "values": ["a"]}]}
+                        ]
+                    }
+                }
+            },
+        ),
+        f"{_REQUIRED}/0/matchFields/0/key",
+        "only supports the key 'metadata.name'",
+    ),
+    (
+        "node-preferred-weight-zero",
+        _t0(
+            "affinity",
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 0, "preference": {}}]
+                }
+            },
+        ),
+        f"{_T0}/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution/0/weight",
+        "from 1 to 100",
+    ),
+    (
+        "node-preferred-weight-101",
+        _t0(
+            "affinity",
+            {
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 101, "preference": {}}]
+                }
+            },
+        ),
+        f"{_T0}/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution/0/weight",
+        "from 1 to 100",
+    ),
+    (
+        "pod-anti-weight-fraction",
+        _t0(
+            "affinity",
+            {
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {"weight": 50.5, "podAffinityTerm": {"topologyKey": "zone"}}
+                    ]
+                }
+            },
+        ),
+        f"{_T0}/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution/0/weight",
+        "must be an integer",
+    ),
+    (
+        "pod-empty-topology-key",
+        _pod({"labelSelector": _SELECTOR, "topologyKey": ""}),
+        f"{_POD_TERM}/topologyKey",
+        "topologyKey is required",
+    ),
+    (
+        "pod-missing-topology-key",
+        _pod({"labelSelector": _SELECTOR}),
+        f"{_POD_TERM}/topologyKey",
+        "topologyKey is required",
+    ),
+    (
+        "pod-anti-topology-key-invalid",
+        _pod({"labelSelector": _SELECTOR, "topologyKey": "a/b/c"}, "podAntiAffinity"),
+        f"{_T0}/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution/0/topologyKey",
+        "at most one '/'",
+    ),
+    (
+        "pod-selector-in-without-values",
+        _pod(
+            {
+                "labelSelector": {"matchExpressions": [{"key": "app", "operator": "In", "values": []}]},
+                "topologyKey": "zone",
+            }
+        ),
+        f"{_POD_TERM}/labelSelector/matchExpressions/0/values",
+        "must be given",
+    ),
+    (
+        "pod-selector-gt",
+        _pod(
+            {
+                "labelSelector": {"matchExpressions": [{"key": "app", "operator": "Gt", "values": ["1"]}]},
+                "topologyKey": "zone",
+            }
+        ),
+        f"{_POD_TERM}/labelSelector/matchExpressions/0/operator",
+        "operator 'Gt'",
+    ),
+    (
+        "pod-selector-label-value",
+        _pod({"labelSelector": {"matchLabels": {"app": "pp_"}}, "topologyKey": "zone"}),
+        f"{_POD_TERM}/labelSelector/matchLabels/app",
+        "label value",
+    ),
+    (
+        "pod-namespace-invalid",
+        _pod({"namespaces": ["Bad_NS"], "topologyKey": "zone"}),
+        f"{_POD_TERM}/namespaces/0",
+        "namespace 'Bad_NS'",
+    ),
+    (
+        "pod-match-and-mismatch-same-key",
+        _pod(
+            {
+                "labelSelector": _SELECTOR,
+                "topologyKey": "zone",
+                "matchLabelKeys": ["app"],
+                "mismatchLabelKeys": ["app"],
+            }
+        ),
+        f"{_POD_TERM}/mismatchLabelKeys",
+        "'app' is also in matchLabelKeys",
+    ),
+    ("q-lowercase-kibi", _res(limits={"memory": "512ki"}), f"{_LIM}/memory", "is not valid"),
+    # -- image references (OCI / distribution reference grammar)
+    (
+        "image-uppercase-repository",
+        _t0("image", "registry.example.com/PP:1.2.3"),
+        f"{_T0}/image",
+        "must be lowercase",
+    ),
+    ("image-uppercase-single-name", _t0("image", "Ubuntu:22.04"), f"{_T0}/image", "must be lowercase"),
+    ("image-empty-tag", _t0("image", "registry.example.com/pp:"), f"{_T0}/image", "empty tag"),
+    (
+        "image-tag-129-chars",
+        _t0("image", "registry.example.com/pp:" + "t" * 129),
+        f"{_T0}/image",
+        "at most 128 allowed",
+    ),
+    ("image-double-colon", _t0("image", "registry.example.com/pp::1"), f"{_T0}/image", "contains '::'"),
+    (
+        "image-tag-leading-dot",
+        _t0("image", "registry.example.com/pp:.1"),
+        f"{_T0}/image",
+        "not a valid image reference",
+    ),
+    (
+        "image-double-slash",
+        _t0("image", "registry.example.com//pp:1"),
+        f"{_T0}/image",
+        "not a valid image reference",
+    ),
+    (
+        "image-digest-uppercase-hex",
+        _t0("image", "registry.example.com/pp@sha256:" + "A" * 64),
+        f"{_T0}/image",
+        "sha256:<64 hex digits>",
+    ),
+    (
+        "image-digest-unknown-algorithm",
+        _t0("image", "registry.example.com/pp@md5:" + "a" * 32),
+        f"{_T0}/image",
+        "sha256:<64 hex digits>",
+    ),
+    ("image-digest-empty", _t0("image", "registry.example.com/pp:1@"), f"{_T0}/image", "empty tag or digest"),
+    ("image-inner-space", _t0("image", "registry.example.com/p p:1"), f"{_T0}/image", "contains whitespace"),
+    (
+        "image-zero-width-space",
+        _t0("image", "registry.example.com/pp:1.2.3\u200b"),
+        f"{_T0}/image",
+        "invisible or bidi character U+200B",
+    ),
+    (
+        "image-bidi-override",
+        _t0("image", "registry.example.com/\u202epp:1.2.3"),
+        f"{_T0}/image",
+        "invisible or bidi character U+202E",
+    ),
+    (
+        "image-mutable-allowed-still-checked",
+        _t0("image", "Registry.example.com/PP").replace(
+            b'"command"', b'"allow_mutable_image": true, "command"'
+        ),
+        f"{_T0}/image",
+        "must be lowercase",
+    ),
+    (
+        "image-in-defaults",
+        _defaults(image="pp:1.2.3:4"),
+        "/task_defaults/image",
+        "not a valid image reference",
+    ),
+    (
+        "image-latest-from-defaults",
+        _defaults(image="registry.example.com/pp:latest", task0={}).replace(
+            b'"image": "registry.example.com/pp:1.2.3", "depends_on"', b'"depends_on"'
+        ),
+        "/task_defaults/image",
+        "image tag 'latest'",
+    ),
+    # -- string hygiene: NUL and lone surrogates anywhere, invisible characters in identifiers
+    ("nul-in-image", _t0("image", "registry.example.com/pp:1.2.3\0"), f"{_T0}/image", "U+0000 (NUL)"),
+    ("nul-in-command", _t0("command", ["pp", "a\0b"]), f"{_T0}/command/1", "U+0000 (NUL)"),
+    ("nul-in-argument", _t0("arguments", ["--date", "\0"]), f"{_T0}/arguments/1", "U+0000"),
+    ("nul-in-env-value", _t0("env", {"A": "x\0"}), f"{_T0}/env/A", "U+0000"),
+    ("nul-in-doc-md", _raw("\\u0000"), "/description", "U+0000"),
+    ("lone-high-surrogate", _raw("\\ud800"), "/description", "U+D800 (a lone surrogate)"),
+    (
+        "lone-low-surrogate-in-label",
+        _t0("labels", {"team": "\udc80"}),
+        f"{_T0}/labels/team",
+        "a lone surrogate",
+    ),
+    ("lone-surrogate-in-key", _t0("env", {"\udfff": "x"}), f"{_T0}/env", "contains U+DFFF"),
+    ("lone-surrogate-in-argument", _t0("arguments", ["\ud83d"]), f"{_T0}/arguments/0", "a lone surrogate"),
+    ("bidi-in-tag", _edit("tags", ["etl\u202e"]), "/tags/0", "invisible or bidi character U+202E"),
+    ("zero-width-joiner-in-owner", _edit("owner", "ops\u200d"), "/owner", "U+200D"),
+    ("newline-in-tag", _edit("tags", ["a\nb"]), "/tags/0", "U+000A"),
+    # -- integers where Airflow and Kubernetes need integers
+    ("retries-float", _t0("retries", 3.0), f"{_T0}/retries", "write 3, not 3.0"),
+    ("max-active-runs-float", _edit("max_active_runs", 2.0), "/max_active_runs", "must be an integer"),
+    (
+        "max-active-tasks-exponent",
+        _edit("max_active_tasks", 4).replace(b'"max_active_tasks": 4', b'"max_active_tasks": 1e1'),
+        "/max_active_tasks",
+        "must be an integer",
+    ),
+    ("schema-version-float", _edit("schema_version", 1.0), "/schema_version", "must be an integer"),
+    ("retries-boolean", _t0("retries", True), f"{_T0}/retries", "expected integer, got boolean"),
+    # -- bounded durations, also summed with task_defaults
+    (
+        "execution-timeout-over-bound",
+        _t0("execution_timeout", "3651d"),
+        f"{_T0}/execution_timeout",
+        "longer than 3650 days",
+    ),
+    (
+        "dagrun-timeout-over-bound",
+        _edit("dagrun_timeout", "87649h"),
+        "/dagrun_timeout",
+        "longer than 3650 days",
+    ),
+    (
+        "retry-delay-in-defaults-over-bound",
+        _defaults(retry_delay="4000d"),
+        "/task_defaults/retry_delay",
+        "longer than 3650 days",
+    ),
+    (
+        "startup-timeout-zero-in-defaults",
+        _defaults(startup_timeout="0m"),
+        "/task_defaults/startup_timeout",
+        "greater than zero",
+    ),
+    ("task-total-with-defaults", _defaults(retries=20, execution_timeout="200d"), "/tasks/0", "add up to"),
+    (
+        "task-total-retries-times-delay",
+        _defaults(retry_delay="200d", task0={"retries": 20}),
+        "/tasks/0",
+        "add up to 4000 days",
+    ),
+    # -- dates and crons Airflow cannot run
+    (
+        "start-date-before-year-one-minutes",
+        _edit("start_date", "0001-01-01T00:30:00+00:31"),
+        "/start_date",
+        "outside the years 1-9999",
+    ),
+    ("cron-february-30", _edit("schedule", "0 0 30 2 *"), "/schedule", "never fires"),
+    ("cron-april-31", _edit("schedule", "0 0 31 4 *"), "/schedule", "never fires"),
+    ("cron-31st-of-short-months", _edit("schedule", "15 6 31 2,4,6,9,11 *"), "/schedule", "never fires"),
+    ("cron-step-zero", _edit("schedule", "*/0 * * * *"), "/schedule", "minute field '*/0' is not valid"),
+    (
+        "cron-weekday-8",
+        _edit("schedule", "0 0 * * 8"),
+        "/schedule",
+        "day of week field '8' is not valid (out of range)",
+    ),
+    ("cron-hour-24", _edit("schedule", "0 24 * * *"), "/schedule", "hour field '24' is not valid"),
+    ("cron-hashed", _edit("schedule", "H 3 * * *"), "/schedule", "minute field 'H' is not valid"),
+    ("cron-reboot-preset", _edit("schedule", "@reboot"), "/schedule", "unknown preset '@reboot'"),
+    ("cron-fifth-sunday-of-new-year", _edit("schedule", "0 0 1 1 7#5"), "/schedule", "never fires"),
+    ("cron-six-fields", _edit("schedule", "0 0 1 1 * 2030"), "/schedule", "must have 5 fields"),
+]
+
+CASES += API_SERVER_CASES
+
+# Near misses: at the edge of each rule but valid, so they must pass the manifest checks and their
+# rendered pods must pass the same rules (tests/test_k8s.py). A rule that refuses these is too strict.
+NEAR_MISSES: list[tuple[str, bytes]] = [
+    (
+        "quantities",
+        _res(
+            {"cpu": "0.5", "memory": "1e9", "ephemeral-storage": "+1Gi"},
+            {"cpu": "500m", "memory": "1G", "ephemeral-storage": "2Gi"},
+        ),
+    ),
+    ("gpu-equal", _res({"nvidia.com/gpu": "1", "cpu": ".5"}, {"nvidia.com/gpu": "1000m", "cpu": "1."})),
+    ("gpu-limit-only", _res(limits={"nvidia.com/gpu": "2"})),
+    ("zero-quantities", _res({"cpu": "0", "memory": "-0"})),
+    ("labels", _t0("labels", {"example.com/team": "", "a.b-c_d": "Z.9-_x", "x" * 63: "y" * 63})),
+    ("annotations", _t0("annotations", {"Example.com/Note": "any text, even ünïcode\nor newlines", "k": ""})),
+    (
+        "node-selector",
+        _t0("node_selector", {"kubernetes.io/arch": "amd64", "node.example.com/pool": "batch"}),
+    ),
+    (
+        "names",
+        _t0(
+            "env",
+            {
+                "my.var-1": {"secret": {"name": "db.prod-1", "key": "a.b_c-D"}},
+                "_X": {"config_map": {"name": "c", "key": ".hidden"}},
+            },
+        ),
+    ),
+    ("service-account", _t0("service_account", "pp.reader-1")),
+    (
+        "tolerations",
+        _t0(
+            "tolerations",
+            [
+                {"operator": "Exists"},
+                {"key": "gpu", "operator": "Exists", "effect": "NoExecute", "toleration_seconds": 0},
+                {"key": "example.com/dedicated", "value": "batch", "effect": "NoSchedule"},
+                {"key": "k", "operator": "Equal", "value": ""},
+            ],
+        ),
+    ),
+    (
+        "affinity",
+        _t0(
+            "affinity",
+            {
+                "nodeAffinity": {
+                    "requiredDuringSchedulingIgnoredDuringExecution": {
+                        "nodeSelectorTerms": [
+                            {
+                                "matchExpressions": [
+                                    {"key": "cores", "operator": "Gt", "values": ["-4"]},
+                                    {"key": "zone", "operator": "Exists"},
+                                ]
+                            },
+                            {
+                                "matchFields": [
+                                    {"key": "metadata.name", "operator": "NotIn", "values": ["node-1"]}
+                                ]
+                            },
+                        ]
+                    },
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 100,
+                            "preference": {
+                                "matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}]
+                            },
+                        }
+                    ],
+                },
+                "podAntiAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [
+                        {
+                            "weight": 1,
+                            "podAffinityTerm": {
+                                "labelSelector": {
+                                    "matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]
+                                },
+                                "topologyKey": "kubernetes.io/hostname",
+                                "namespaces": ["etl-jobs"],
+                            },
+                        }
+                    ]
+                },
+            },
+        ),
+    ),
+    ("image-port-and-digest", _t0("image", "localhost:5000/a/b__c-d.e:V1_x.2@sha256:" + _SHA)),
+    ("image-ipv6-registry", _t0("image", "[fd00::1]:5000/pp:1")),
+    ("image-sha512", _t0("image", "registry.example.com/pp@sha512:" + "b" * 128)),
+    ("image-tag-128-chars", _t0("image", "registry.example.com/pp:" + "t" * 128)),
+    ("image-uppercase-registry", _t0("image", "Registry.Example.com/pp:1")),
+    (
+        "text-fields-unicode",
+        _t0("command", ["echo", "ünïcode ✓ \u200b bidi \u202e is text here", "tab\there"]),
+    ),
+    (
+        "durations-at-bound",
+        _defaults(retries=9, execution_timeout="364d", startup_timeout="1h", retry_delay="1d"),
+    ),
+    ("crons", _edit("schedule", "0 0 29 2 *")),
+    ("cron-last-day", _edit("schedule", "30 23 L * *")),
+    ("cron-names", _edit("schedule", "0 6 * jan-mar mon-fri")),
+    ("preset", _edit("schedule", "@quarterly")),
 ]

@@ -2,7 +2,7 @@
 
 Order (an arrow means "may import"): publisher -> contracts, sync -> contracts, factory -> contracts,
 bundle -> contracts and sync.policy (the one home of the serving rules, shared with the sidecar).
-The contracts (errors, naming, schedule, schema, manifest, release, stub, s3, fs, settings, loader)
+The contracts (errors, naming, schedule, k8s, schema, manifest, release, stub, s3, fs, settings, loader)
 import no room; publisher and sync never import each other; only the factory and the bundle import Airflow.
 The one allowed cycle is the lazy ``loader -> factory`` import inside ``load_dag``; ``render`` reaches
 the factory lazily too.

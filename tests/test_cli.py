@@ -158,17 +158,40 @@ class TestValidate:
         )
         assert result.returncode == 0, result.stderr
 
+    @pytest.fixture(scope="class")
+    def corpus_run(self, tmp_path_factory):
+        """validate --dag-path over a folder holding every bad-input case as <case>.json: one process."""
+        folder = tmp_path_factory.mktemp("corpus")
+        for case, raw, _pointer, _text in CASES:
+            (folder / f"{case}.json").write_bytes(raw)
+        return folder, run("validate", "--package-name", PACKAGE, "--dag-path", str(folder))
+
+    def test_corpus_run_exits_1_without_traceback(self, corpus_run):
+        """A folder of bad inputs exits 1 with problem lines only."""
+        _folder, result = corpus_run
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert all(": /" in line for line in result.stderr.splitlines()), result.stderr[-2000:]
+
     @pytest.mark.parametrize(("case", "raw", "pointer", "text"), CASES, ids=[c[0] for c in CASES])
-    def test_bad_manifest_exit_code_and_message(self, tmp_path, case, raw, pointer, text):
-        """Each bad input exits 1 and prints `file: pointer: reason` lines, no traceback."""
+    def test_bad_manifest_is_named_with_pointer_and_reason(self, corpus_run, case, raw, pointer, text):
+        """Each bad input prints a `file: pointer: reason` line."""
+        folder, result = corpus_run
+        path = folder / f"{case}.json"
+        assert any(
+            line.startswith(f"{path}: {pointer}: ") and text in line for line in result.stderr.splitlines()
+        ), [line for line in result.stderr.splitlines() if line.startswith(str(path))]
+
+    @pytest.mark.parametrize(
+        "case", ["empty-file", "q-limit-below-request", "lone-high-surrogate", "cron-february-30"]
+    )
+    def test_single_bad_file_exits_1(self, tmp_path, case):
+        """validate --dag-file on one bad manifest exits 1 and names it (a few cases, one process each)."""
+        _case, raw, pointer, text = next(c for c in CASES if c[0] == case)
         path = tmp_path / f"{case}.json"
         path.write_bytes(raw)
         result = run("validate", "--package-name", PACKAGE, "--dag-file", str(path))
-        assert result.returncode == 1
-        assert "Traceback" not in result.stderr
-        assert any(
-            line.startswith(f"{path}: {pointer}: ") and text in line for line in result.stderr.splitlines()
-        ), result.stderr
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert f"{path}: {pointer}: " in result.stderr and text in result.stderr
 
     def test_json_output_lists_problems(self, tmp_path):
         """--output json prints {ok: false, problems: [...]} on stdout for CI."""
@@ -237,9 +260,10 @@ class TestRender:
         doc = json.loads(
             (EXAMPLES / "reporting_seeder/airflow_dags/reporting_seeder_refresh_agency.json").read_text()
         )
-        doc["job"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = {
-            "nodeSelectorTerms": "x"
-        }
+        # A misspelt field passes the API-server rules (they ignore unknown fields) but the client drops it.
+        doc["job"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+            "nodeSelectorTerm"
+        ] = []
         path = tmp_path / "reporting_seeder_refresh_agency.json"
         path.write_text(json.dumps(doc))
         result = run("render", "--dag-file", str(path))

@@ -20,7 +20,7 @@ from dagfactory_s3 import stub
 from dagfactory_s3.sync.reconcile import IGNORE_PATTERNS
 
 from airflow_env import dags_folder_with_examples
-from bad_inputs import GOOD
+from bad_inputs import CASES, GOOD
 from conftest import example_manifests
 
 
@@ -131,3 +131,25 @@ class TestNothingButOneLine:
             )
             assert reason.startswith("cannot build the DAG: AirflowConfigException: ")
             assert "create_cron_data_intervals" in reason
+
+
+class TestCorpus:
+    def test_every_bad_input_is_exactly_one_import_error_naming_its_pointer(self, synced):
+        """Each case of the bad-input corpus, planted next to a good DAG (all in one DagBag): one import
+        error for its stub, whose text names the manifest, the case's pointer and reason; good_a loads."""
+        planted = {}
+        for case, raw, pointer, text in CASES:
+            folder = synced / "corpus" / case  # one folder each: every case keeps its own dag_id's name
+            planted[case] = (_place(folder, f"{GOOD['dag_id']}.json", raw), pointer, text)
+        bag = DagBag(dag_folder=str(synced))
+        assert list(bag.dags) == ["good_a"]
+        assert sorted(bag.import_errors) == sorted(str(stub_path) for stub_path, _, _ in planted.values())
+        failures = []
+        for case, (stub_path, pointer, text) in planted.items():
+            error = bag.import_errors[str(stub_path)]
+            prefix = f"{stub_path.with_suffix('.json')}: {pointer}: "
+            lines = [line.removeprefix("dagfactory_s3.errors.ManifestError: ") for line in error.splitlines()]
+            internal = [f for f in ("manifest.py", "schedule.py", "k8s.py", "factory.py") if f in error]
+            if not any(line.startswith(prefix) and text in line for line in lines) or internal:
+                failures.append(f"{case}: {error[-300:]}")
+        assert not failures, "\n".join(failures)

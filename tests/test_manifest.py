@@ -9,13 +9,13 @@ import pytest
 from dagfactory_s3 import manifest
 from dagfactory_s3.errors import ManifestError
 
-from bad_inputs import CASES, GOOD, PACKAGE
+from bad_inputs import API_SERVER_CASES, CASES, GOOD, PACKAGE
 from conftest import example_manifests
 
 
 def test_corpus_is_large_and_unique():
-    """The bad-input corpus has at least 40 distinct cases."""
-    assert len(CASES) >= 40
+    """The bad-input corpus has at least 200 distinct cases, 80 or more of them for the API server's rules."""
+    assert len(CASES) >= 200 and len(API_SERVER_CASES) >= 80
     assert len({c[0] for c in CASES}) == len(CASES)
     assert len({c[1] for c in CASES}) == len(CASES)
 

@@ -231,17 +231,20 @@ def published_pp(s3, bucket, examples_copy, capsys):
 
 
 def test_every_bad_input_changes_nothing(s3, bucket, examples_copy, published_pp, capsys, tmp_path):
-    """Each case of the bad-input corpus, next to a good manifest: exit 1, the file named, no request that writes, bucket unchanged."""
+    """Each case of the bad-input corpus, next to a good manifest: exit 1, the file, pointer and reason
+    named, no request that writes, bucket unchanged."""
     failures = []
-    for case, raw, _pointer, _text in CASES:
+    for case, raw, pointer, text in CASES:
         src = tmp_path / case
         shutil.copytree(dags_dir(examples_copy, PP), src)
         (src / f"{GOOD['dag_id']}.json").write_bytes(raw)
         code, _, err = main(capsys, *publish_args(bucket, PP, src))
-        if code != 1 or f"{GOOD['dag_id']}.json" not in err or s3.count("PUT") or s3.count("DELETE"):
+        prefix = f"{src / GOOD['dag_id']}.json: {pointer}: "
+        named = any(line.startswith(prefix) and text in line for line in err.splitlines())
+        if code != 1 or not named or "Traceback" in err or s3.count("PUT") or s3.count("DELETE"):
             failures.append(f"{case}: exit {code}, {s3.count('PUT')} PUTs: {err.strip()[:200]}")
     assert not failures, "\n".join(failures)
-    assert len(CASES) >= 40
+    assert len(CASES) >= 200
     assert objects(s3, bucket) == published_pp
 
 

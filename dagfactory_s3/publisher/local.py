@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
+from dagfactory_s3 import k8s, naming, stub
 from dagfactory_s3 import manifest as manifests
-from dagfactory_s3 import naming, stub
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 from dagfactory_s3.fs import atomic_write
 from dagfactory_s3.publisher.scan import scan
@@ -276,6 +276,12 @@ def cmd_render(args: argparse.Namespace) -> int:
             )
         except kubernetes_validate.utils.VersionNotSupportedError:
             raise ConfigError(f"kubernetes version {version} is not known to kubernetes-validate") from None
+        # The schema says what fields a Pod has; the API server's own rules (dagfactory_s3.k8s) say
+        # what values it accepts. The manifest checks already applied them: this is the proof on the pod.
+        problems.extend(
+            Problem(str(path), task.where, f"pod of task {task_id!r} at {where}: {reason}")
+            for where, reason in k8s.pod_problems(pod)
+        )
         documents.append(pod)
     if problems:
         raise ManifestError(problems)
