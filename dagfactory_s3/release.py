@@ -103,17 +103,7 @@ class Earlier:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "release_id": self.release_id,
-            "previous_release_id": self.previous_release_id,
-            "published_at": self.published_at,
-            "publisher_version": self.publisher_version,
-            "package_version": self.package_version,
-            "git_sha": self.git_sha,
-            "tombstone": self.tombstone,
-            "content": self.content,
-            "images": sorted(self.images),
-        }
+        out = _header(self)
         if self.stored:
             out["stored"] = True
         else:
@@ -178,15 +168,7 @@ class Release:
             "format": FORMAT,
             "package": self.package,
             "environment": self.environment,
-            "release_id": self.release_id,
-            "previous_release_id": self.previous_release_id,
-            "published_at": self.published_at,
-            "publisher_version": self.publisher_version,
-            "package_version": self.package_version,
-            "git_sha": self.git_sha,
-            "tombstone": self.tombstone,
-            "content": self.content,
-            "images": sorted(self.images),
+            **_header(self),
             "dags": {k: self.dags[k] for k in sorted(self.dags)},
             "files": {k: self.files[k].to_dict() for k in sorted(self.files)},
         }
@@ -250,6 +232,21 @@ class Release:
             history=tuple(history),
             **common,
         )
+
+
+def _header(release: Release | Earlier) -> dict[str, Any]:
+    """The fields a record shares with its history entries, as written (the inverse of :func:`_common`)."""
+    return {
+        "release_id": release.release_id,
+        "previous_release_id": release.previous_release_id,
+        "published_at": release.published_at,
+        "publisher_version": release.publisher_version,
+        "package_version": release.package_version,
+        "git_sha": release.git_sha,
+        "tombstone": release.tombstone,
+        "content": release.content,
+        "images": sorted(release.images),
+    }
 
 
 def _common(doc: dict[str, Any], at: str, bad: Callable[[str, str], RecordError]) -> dict[str, Any]:
