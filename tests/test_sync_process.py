@@ -140,7 +140,7 @@ def test_daemon_health_metrics_reload_and_sigterm(s3, world, dags):
         ENVIRONMENT=ENV,
         DAGS_FOLDER=str(dags),
         DAG_SYNC_INTERVAL="0.3",
-        DAG_SYNC_METRICS_PORT=str(port),
+        DAG_SYNC_METRICS_ADDR=f"127.0.0.1:{port}",
         DAG_SYNC_MAX_BACKOFF="1",
     )
     proc = subprocess.Popen([SYNC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -214,6 +214,7 @@ def test_sigkill_mid_download_then_restart(s3, world, dags):
 
 def test_config_errors_and_misspelled_variables(s3, world, tmp_path):
     """A missing bucket or a bad value exits 2 naming the setting; an unknown DAG_SYNC_* var is warned."""
+    (tmp_path / "d").mkdir()
     base = [SYNC, "--once", "--dags-folder", str(tmp_path / "d")]
     missing = subprocess.run(
         base, env=sync_env(s3, ENVIRONMENT=ENV), capture_output=True, text=True, timeout=30
@@ -250,7 +251,7 @@ def test_cli_describes_itself(flag):
             "ENVIRONMENT",
             "DAG_SYNC_INTERVAL",
             "DAGS_FOLDER",
-            "DAG_SYNC_METRICS_PORT",
+            "DAG_SYNC_METRICS_ADDR",
         ):
             assert name in result.stdout
 
