@@ -3,9 +3,10 @@
 The real binary in daemon mode (its own loop, interval 0.2 s) against the moto server. Each round
 replaces every fuzz package with a new hostile input -- random bytes, random JSON, a mutated valid
 manifest served through a valid record, a mutated release record (0.1 layout or immutable content
-objects), claims on the good package's DAG id -- and waits for two complete cycles. Throughout, a
-watcher checks that the good package's files are on disk, byte for byte, at every instant; after
-each round ``/readyz`` is 200; at the end every log line is JSON and none has ``kind: internal``.
+objects), a well-typed record with wrong sizes or version ids, claims on the good package's DAG id --
+and waits for two cycles. Throughout, a watcher checks that the good package's files are on disk,
+byte for byte, at every instant; after each round the cycles were complete (what ``/readyz`` and
+``--once`` go by); at the end every log line is JSON and none has ``kind: internal``.
 
 Bounded for CI: ``DAGFACTORY_FUZZ_SECONDS`` (default 40) with the fixed ``DAGFACTORY_FUZZ_SEED``
 (default 20261127). A longer run: ``DAGFACTORY_FUZZ_SECONDS=300 pytest tests/test_sync_fuzz.py -s``.
@@ -189,9 +190,16 @@ class Fuzzer:
             kind, record = "random_bytes_record", rng.randbytes(rng.randint(0, 1024))
         elif roll < 0.75:
             kind, record = "random_json_record", dumps(rng, random_json(rng))
-        elif roll < 0.9:
+        elif roll < 0.8:
             doc = mutate_doc(rng, self.record_doc(package, files, content), rng.randint(1, 3))
             kind, record = "mutated_record", dumps(rng, doc)
+        elif roll < 0.9:  # a well-typed record whose S3 coordinates are wrong
+            doc = self.record_doc(package, files, content)
+            for entry in doc["files"].values():
+                entry.update(
+                    rng.choice([{"version_id": random_text(rng, 60)}, {"size": rng.randint(0, 10**9)}])
+                )
+            kind, record = "wrong_coordinates_record", dumps(rng, doc)
         else:
             kind, record = "mutated_bytes_record", mutate_bytes(rng, record)
         world.put(f"{ENV}/{package}/metadata.json", record)
@@ -224,6 +232,13 @@ class GoodWatcher(threading.Thread):
 def cycles(port: int) -> float:
     text = http_get(port, "/metrics")[1]
     return sum(float(v) for v in re.findall(r'^dagsync_cycles_total\{status="\w+"\} (\S+)$', text, re.M))
+
+
+def last_complete(port: int) -> float:
+    """When the last complete cycle ended (S3 listed, every package judged): readiness, --once's exit."""
+    text = http_get(port, "/metrics")[1]
+    (value,) = re.findall(r"^dagsync_last_success_timestamp_seconds (\S+)$", text, re.M)
+    return float(value)
 
 
 def test_hostile_neighbours_never_cost_the_good_package(s3, bucket, tmp_path):
@@ -261,10 +276,12 @@ def test_hostile_neighbours_never_cost_the_good_package(s3, bucket, tmp_path):
                 fuzzer.clear()
                 for package in PACKAGES:
                     fuzzer.plant(package)
-                start = cycles(port)
+                start, planted = cycles(port), time.time()
                 wait_for(lambda start=start: cycles(port) >= start + 2, timeout=60, what="two cycles")
                 assert proc.poll() is None, "the sidecar died"
                 assert http_get(port, "/readyz")[0] == 200
+                # the cycles after planting were complete: hostile content never makes them fail
+                assert last_complete(port) > planted, f"round {rounds}: a cycle was incomplete"
                 assert watcher.missing == [], watcher.missing[:5]
                 rounds += 1
         finally:
@@ -289,5 +306,7 @@ def test_hostile_neighbours_never_cost_the_good_package(s3, bucket, tmp_path):
         f"{e['event']}:{e.get('kind', '')}" for e in lines if e["event"] in ("error", "refuse")
     )
     print(f"fuzz: sidecar outcomes {dict(sorted(outcomes.items()))}")
+    unexpected = sorted({e["error"][:160] for e in lines if e.get("kind") == "package"})
+    print("fuzz: unexpected exceptions (each confined to its package):", *unexpected[:10], sep="\n  ")
     assert {"record", "ownership"} <= kinds, kinds
     assert any(e["event"] == "invalid_manifest" for e in lines)

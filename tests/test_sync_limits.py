@@ -99,6 +99,7 @@ class TestCappedGets:
             assert side.cycle().complete
         assert gets_of(s3, key) == 1
         assert side.metric("dagsync_refused_gets_skipped_total") == 2
+        assert side.events("error") == []  # a remembered refusal is a refusal, nothing else
         assert len(side.events("refuse")) == 1  # logged once per object version
         s3.fault = None
         world.mirror("flood", {"flood_a.json": manifest("flood", "a", description="fixed")})  # new ETag
@@ -116,6 +117,7 @@ class TestCappedGets:
             assert side.cycle().complete
         assert gets_of(s3, key) == 1
         assert side.metric("dagsync_refused_gets_skipped_total") == 2
+        assert side.events("error") == []  # a remembered refusal is a refusal, nothing else
         assert side.metric("dagsync_objects_refused_total", reason="ownership") == 1
         world.mirror("thief", {"thief_a.json": claiming("thief", "a", "other")})
         side.cycle()

@@ -502,7 +502,9 @@ class Reconciler:
     ) -> list[Change]:
         jobs: list[Change] = []
         applied = self._applied(plan.package)
-        for want in plan.wants.values():
+        for want in list(plan.wants.values()):  # a remembered refusal drops wants on the way
+            if plan.wants.get(want.rest) is not want:
+                continue
             path = self.root / plan.package / want.rest
             old = applied.get(want.rest)
             if want.data is not None:  # a stub the sidecar writes (see _add_stubs)
