@@ -235,3 +235,26 @@ class TestNoWritesThroughSymlinks:
         side = Sidecar(world, root)
         assert keep.read_bytes() == b"not ours"
         side.reconciler.close()
+
+
+class TestOnlyS3FailsTheCycle:
+    @pytest.mark.parametrize("version_id", ["bogus!", "3HL4kqtJlcpXroDTDmJ-rmSpXd3dIbrHY"])
+    def test_a_record_with_a_version_that_does_not_exist_fails_only_its_package(
+        self, world, tmp_path, version_id
+    ):
+        """A well-typed record naming an object version S3 does not have (NoSuchVersion): that package's
+        error, kind ``get``; the cycle is complete (``--once`` exits 0, ``/readyz`` unaffected)."""
+        files = {"bad_a.json": manifest("bad", "a")}
+        world.mirror("bad", files)
+        doc = json.loads(world.record("bad", files).to_json())
+        for entry in doc["files"].values():
+            entry["version_id"] = version_id
+        world.put(f"{ENV}/bad/metadata.json", json.dumps(doc).encode())
+        world.release("good", {"good_a.json": manifest("good", "a")})
+        side = Sidecar(world, tmp_path / "dags")
+        report = side.cycle()
+        assert report.complete and "good/dags/good_a.json" in side.served()
+        assert not any(k.startswith("bad/") for k in side.served())
+        (error,) = side.events("error")
+        assert error["kind"] == "get" and error["package"] == "bad" and "NoSuchVersion" in error["error"]
+        side.reconciler.close()

@@ -57,7 +57,9 @@ _MAX_PYTHON_BYTES = 4 * 1024 * 1024
 # S3 answers about one object, not about reaching S3 (see Reconciler._error).
 # Errors writing the dags folder that say the volume is in trouble (full, read-only), not a package.
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
-_OBJECT_CODES = frozenset({s3.TOO_LARGE, "NoSuchKey", "404", "NotFound", "InvalidObjectState"})
+_OBJECT_CODES = frozenset(
+    {s3.TOO_LARGE, "NoSuchKey", "NoSuchVersion", "InvalidArgument", "404", "NotFound", "InvalidObjectState"}
+)
 
 
 class Status(StrEnum):
