@@ -224,16 +224,18 @@ class TestNoWritesThroughSymlinks:
         assert error["kind"] == "config" and ".dagfactory-sync is a symbolic link" in error["error"]
         side.reconciler.close()
 
-    def test_temp_files_are_not_cleaned_through_a_symlinked_package(self, world, tmp_path):
-        """Start-up cleanup of interrupted writes does not delete files through a package symlink."""
+    def test_start_up_cleanup_does_not_delete_through_a_symlinked_package(self, world, tmp_path):
+        """Start-up cleanup of interrupted writes (temp files, staging directories) deletes nothing
+        reached through a package symlink."""
         root, outside = tmp_path / "dags", tmp_path / "outside"
-        (outside / "dags").mkdir(parents=True)
+        for sub in ("dags", ".dags-next", ".dags-old"):
+            (outside / sub).mkdir(parents=True)
+            (outside / sub / ".precious.tmp").write_bytes(b"not ours")
         root.mkdir()
-        keep = outside / "dags" / ".precious.tmp"
-        keep.write_bytes(b"not ours")
         os.symlink(outside, root / "victim")
         side = Sidecar(world, root)
-        assert keep.read_bytes() == b"not ours"
+        for sub in ("dags", ".dags-next", ".dags-old"):
+            assert (outside / sub / ".precious.tmp").read_bytes() == b"not ours"
         side.reconciler.close()
 
 

@@ -202,6 +202,8 @@ class Reconciler:
         """Make the state match the disk after an interrupted cycle (SIGKILL, OOM, node loss)."""
         stale = fs.remove_temp_files(self.root, f"*/{naming.DAGS_DIR}")
         for leftover in [*self.root.glob(f"*/{STAGING_DIR}"), *self.root.glob(f"*/{OLD_DIR}")]:
+            if fs.escape(self.root, leftover):
+                continue  # reached through a planted link: not ours to delete (the package is refused later)
             shutil.rmtree(leftover, ignore_errors=True)  # a swap that never happened, or its old half
             stale += 1
         touched = list(self.state.pending)
