@@ -8,7 +8,7 @@ and waits for two cycles that started after it. Throughout, a watcher checks tha
 byte for byte, at every instant; after each round the cycles were complete (what ``/readyz`` and
 ``--once`` go by); at the end every log line is JSON and none has ``kind: internal``.
 
-Bounded for CI: ``DAGFACTORY_FUZZ_SECONDS`` (default 40) with the fixed ``DAGFACTORY_FUZZ_SEED``
+Bounded for CI: ``DAGFACTORY_FUZZ_SECONDS`` (default 30) with the fixed ``DAGFACTORY_FUZZ_SEED``
 (default 20261127). A longer run: ``DAGFACTORY_FUZZ_SECONDS=300 pytest tests/test_sync_fuzz.py -s``.
 The test prints how many inputs it tried.
 """
@@ -36,7 +36,7 @@ from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
 
 from s3server import free_port
 
-SECONDS = float(os.environ.get("DAGFACTORY_FUZZ_SECONDS", "40"))
+SECONDS = float(os.environ.get("DAGFACTORY_FUZZ_SECONDS", "30"))
 SEED = int(os.environ.get("DAGFACTORY_FUZZ_SEED", "20261127"))
 PACKAGES = [f"fz{i}" for i in range(6)]
 

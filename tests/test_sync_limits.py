@@ -107,6 +107,19 @@ class TestCappedGets:
         assert gets_of(s3, key) == 2 and "flood/dags/flood_a.json" in side.served()
         side.reconciler.close()
 
+    def test_a_release_file_larger_than_recorded_keeps_the_release_whole(self, s3, world, tmp_path):
+        """In a release, a file that streams more than its recorded size is not as recorded: nothing of
+        that release is applied (the package waits, as for a publish in flight), the cycle is complete."""
+        world.release("demo", {"demo_a.json": manifest("demo", "a"), "demo_b.json": manifest("demo", "b")})
+        key = f"{ENV}/demo/dags/demo_a.json"
+        s3.fault = lambda request, index: "flood" if request.path.endswith(key) else None
+        side = Sidecar(world, tmp_path / "dags")
+        report = side.cycle()
+        assert report.complete and report.waiting == ["demo"] and side.served() == {}
+        assert "larger than recorded" in side.events("waiting")[0]["reason"]
+        assert flooded(s3)[0] < 64 << 20
+        side.reconciler.close()
+
     def test_refused_content_is_not_fetched_again_until_its_etag_changes(self, s3, world, tmp_path):
         """A manifest refused for its content (it claims another package) costs one GET, not one per
         cycle; a new version of the object is fetched and judged again."""

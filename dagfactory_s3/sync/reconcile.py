@@ -551,6 +551,9 @@ class Reconciler:
             try:
                 data, etag = future.result()
             except StorageError as exc:
+                if exc.code == s3.TOO_LARGE and plan.mode is Mode.RELEASE:  # not as recorded: keep it whole
+                    self._not_in_s3(cycle, plan, f"{want.rest} in S3 is larger than recorded")
+                    continue
                 if exc.code == s3.TOO_LARGE:  # the object grew after the listing, or lies about its size
                     listed = listing.get(want.source or want.key or "")
                     self._refuse_object(cycle, plan, want, listed.etag if listed else "", "size", str(exc))
