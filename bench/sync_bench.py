@@ -141,6 +141,7 @@ def main() -> None:
         print(f"seeded {objects} objects in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         with tempfile.TemporaryDirectory() as tmp:
             ours, theirs = Path(tmp) / "ours", Path(tmp) / "theirs"
+            ours.mkdir()  # the sidecar requires its dags folder to exist (it is a mounted volume)
             sidecar = [
                 str(Path(sys.executable).parent / "airflow-dag-sync"),
                 "--once",

@@ -12,9 +12,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "fsync_dir", "remove_temp_files"]
+__all__ = ["atomic_write", "escape", "fsync_dir", "read_no_follow", "remove_temp_files"]
 
-_TEMP_SUFFIX = ".tmp"
+TEMP_SUFFIX = ".tmp"
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool = True) -> None:
@@ -24,7 +24,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o644, sync_dir: bool =
     ``sync_dir=False`` leaves that last step to the caller (:func:`fsync_dir` once per batch).
     """
     directory = path.parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -50,11 +50,38 @@ def fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
+def escape(root: Path, path: Path) -> str | None:
+    """Why writing at ``path`` could land outside ``root`` (a symbolic link at or above it), or None.
+
+    Every component from ``root`` (excluded: the operator chose it) down to ``path`` is checked with
+    lstat, and the real path must stay inside the real ``root``.
+    """
+    current = root
+    for part in path.relative_to(root).parts:
+        current = current / part
+        if current.is_symlink():
+            return f"{current} is a symbolic link (to {os.readlink(current)}); refusing to follow it"
+    real_root, real = os.path.realpath(root), os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        return f"{path} resolves to {real}, outside {real_root}"
+    return None
+
+
+def read_no_follow(path: Path) -> bytes:
+    """The bytes of ``path``; OSError (ELOOP) when ``path`` itself is a symbolic link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
 def remove_temp_files(root: Path, pattern: str) -> int:
-    """Delete temp files an interrupted :func:`atomic_write` left in the directories ``root.glob(pattern)``."""
+    """Delete temp files an interrupted :func:`atomic_write` left in the directories ``root.glob(pattern)``
+    (never through a symbolic link)."""
     removed = 0
     for directory in root.glob(pattern):
-        for tmp in directory.glob(f".*{_TEMP_SUFFIX}"):
+        if escape(root, directory):
+            continue
+        for tmp in directory.glob(f".*{TEMP_SUFFIX}"):
             with contextlib.suppress(OSError):
                 tmp.unlink()
                 removed += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -179,31 +180,46 @@ class Fetched:
     etag: str
 
 
+# Every GET is capped: a caller that does not say how much it expects gets this much at most.
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024  # read the body this much at a time; never more than cap + one chunk held
+TOO_LARGE = "EntityTooLarge"  # StorageError.code of an object refused for its size (not an outage)
+
+
 def get(
     s3: Any,
     bucket: str,
     key: str,
     *,
     version_id: str | None = None,
-    max_bytes: int | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
     missing_ok: bool = False,
 ) -> Fetched | None:
-    """The whole body of one object, checked against its Content-Length.
+    """The whole body of one object, at most ``max_bytes``, checked against its Content-Length.
 
-    ``max_bytes`` refuses a larger object before reading its body (StorageError); ``missing_ok``
-    returns None for a missing key instead of raising.
+    An object larger than ``max_bytes`` is refused (StorageError with ``code == TOO_LARGE``): before
+    its body is read when Content-Length says so, else as soon as the streamed body passes the cap,
+    so at most ``max_bytes + CHUNK_BYTES`` are ever held. ``missing_ok`` returns None for a missing
+    key instead of raising.
     """
     kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
     if version_id:
         kwargs["VersionId"] = version_id
+    too_large = f"s3://{bucket}/{key}: larger than the {max_bytes} bytes allowed"
     try:
         response = s3.get_object(**kwargs)
-        length = int(response.get("ContentLength", -1))
-        if max_bytes is not None and length > max_bytes:
-            response["Body"].close()
-            raise StorageError(f"s3://{bucket}/{key}: {length} bytes, larger than the {max_bytes} allowed")
         body = response["Body"]
-        data = body.read() if max_bytes is None else body.read(max_bytes + 1)
+        length = int(response.get("ContentLength", -1))
+        if length > max_bytes:
+            body.close()
+            raise StorageError(f"{too_large} ({length} bytes)", code=TOO_LARGE)
+        buffer = io.BytesIO()  # getvalue() hands its buffer over without a copy
+        while chunk := body.read(CHUNK_BYTES):
+            buffer.write(chunk)
+            if buffer.tell() > max_bytes:
+                body.close()
+                raise StorageError(too_large, code=TOO_LARGE)
+        data = buffer.getvalue()
     except ClientError as exc:
         if missing_ok and _code(exc) in _NOT_FOUND:
             return None
@@ -212,8 +228,6 @@ def get(
         raise _storage_error(exc, bucket, key) from exc
     except (OSError, Urllib3Error) as exc:
         raise StorageError(f"s3://{bucket}/{key}: download failed: {exc}") from exc
-    if max_bytes is not None and len(data) > max_bytes:
-        raise StorageError(f"s3://{bucket}/{key}: larger than the {max_bytes} bytes allowed")
     if length >= 0 and len(data) != length:
         raise StorageError(f"s3://{bucket}/{key}: body cut short ({len(data)} of {length} bytes)")
     return Fetched(data, response.get("ETag", "").strip('"'))

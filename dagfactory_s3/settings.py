@@ -58,11 +58,14 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
     return parse
 
 
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError(f"{value} is not a TCP port (0 disables the HTTP endpoints)")
-    return number
+def _address(value: str) -> tuple[str, int] | None:
+    """``HOST:PORT`` (``:PORT`` listens on every interface), or ``off``: None."""
+    if value.strip().lower() == "off":
+        return None
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 0.0.0.0:9102, 127.0.0.1:9102) or off")
+    return (host.strip("[]") or "0.0.0.0", int(port))
 
 
 class Option(NamedTuple):
@@ -119,12 +122,14 @@ OPTIONS: dict[str, Option] = {
         "where the sync state lives (Airflow never imports it)",
         shown="<dags-folder>/.dagfactory-sync",
     ),
-    "metrics_port": Option(
-        "--metrics-port",
-        "DAG_SYNC_METRICS_PORT",
-        _port,
-        9102,
-        "port for /metrics, /healthz, /readyz (0: off)",
+    "metrics_addr": Option(
+        "--metrics-addr",
+        "DAG_SYNC_METRICS_ADDR",
+        _address,
+        ("0.0.0.0", 9102),
+        "HOST:PORT for /metrics, /healthz, /readyz (the kubelet's probes and Prometheus reach the pod IP; "
+        "127.0.0.1:9102 keeps them inside the pod; off: none)",
+        shown="0.0.0.0:9102",
     ),
     "max_delete_fraction": Option(
         "--max-delete-fraction",
@@ -154,7 +159,7 @@ OPTIONS: dict[str, Option] = {
         "DAG_SYNC_ONCE",
         _bool,
         False,
-        "run one cycle and exit: 0 when every recorded release is served, 1 otherwise (init container)",
+        "run one cycle and exit (init container): 0 when S3 was listed, whatever one package holds; 1 when S3 failed; 2 configuration",
         switch=True,
     ),
     "workers": Option("--workers", "DAG_SYNC_WORKERS", _positive(int), 16, "parallel downloads"),

@@ -558,7 +558,7 @@ class Stack:
             ENVIRONMENT=self.environment,
             DAG_SYNC_INTERVAL=str(self.settings.sync_interval),
             DAGS_FOLDER=str(self.dags),
-            DAG_SYNC_METRICS_PORT=str(port),
+            DAG_SYNC_METRICS_ADDR=f"127.0.0.1:{port}",
             DAG_SYNC_MIRROR_UNRELEASED=str(self.settings.mirror_unreleased).lower(),
         )
         proc = self._spawn("sync", [str(BIN / "airflow-dag-sync")], env)

@@ -76,8 +76,10 @@ class Request:
 
 
 # A fault rule sees each request (and how many came before it) and returns None to pass it on,
-# or one of "500", "503", "drop" (close the connection), "truncate" (send half the response body).
+# or one of "500", "503", "drop" (close the connection), "truncate" (send half the response body),
+# "flood" (send the real body, then zeros up to FLOOD_BYTES, chunked: no Content-Length tells the size).
 Fault = Callable[[Request, int], str | None]
+FLOOD_BYTES = 1 << 30
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Proxy:
     upstream: str
     requests: list[Request] = field(default_factory=list)
     fault: Fault | None = None
+    flooded: list[int] = field(default_factory=list)  # bytes each "flood" response got out
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -152,6 +155,9 @@ class Proxy:
                     data = resp.read()
                 finally:
                     conn.close()
+                if action == "flood":
+                    self._flood(resp, data)
+                    return
                 self.send_response(resp.status)
                 for k, v in resp.getheaders():
                     if k.lower() not in (
@@ -172,6 +178,31 @@ class Proxy:
                     return
                 if self.command != "HEAD":
                     self.wfile.write(data)
+
+            def _flood(self, resp: http.client.HTTPResponse, data: bytes) -> None:
+                """An object that is far larger than its listing said, streamed without a Content-Length."""
+                self.send_response(resp.status)
+                for k, v in resp.getheaders():
+                    if k.lower() not in (
+                        "transfer-encoding",
+                        "connection",
+                        "content-length",
+                        "date",
+                        "server",
+                    ):
+                        self.send_header(k, v)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                filler, sent = b"\0" * (1 << 20), 0
+                try:
+                    for chunk in (data, *(filler for _ in range(FLOOD_BYTES >> 20))):
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                        sent += len(chunk)
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client stopped reading: what a capped GET does
+                    pass
+                proxy.flooded.append(sent)
+                self.close_connection = True
 
             do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _handle
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -140,7 +142,7 @@ def test_daemon_health_metrics_reload_and_sigterm(s3, world, dags):
         ENVIRONMENT=ENV,
         DAGS_FOLDER=str(dags),
         DAG_SYNC_INTERVAL="0.3",
-        DAG_SYNC_METRICS_PORT=str(port),
+        DAG_SYNC_METRICS_ADDR=f"127.0.0.1:{port}",
         DAG_SYNC_MAX_BACKOFF="1",
     )
     proc = subprocess.Popen([SYNC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -214,6 +216,7 @@ def test_sigkill_mid_download_then_restart(s3, world, dags):
 
 def test_config_errors_and_misspelled_variables(s3, world, tmp_path):
     """A missing bucket or a bad value exits 2 naming the setting; an unknown DAG_SYNC_* var is warned."""
+    (tmp_path / "d").mkdir()
     base = [SYNC, "--once", "--dags-folder", str(tmp_path / "d")]
     missing = subprocess.run(
         base, env=sync_env(s3, ENVIRONMENT=ENV), capture_output=True, text=True, timeout=30
@@ -250,7 +253,7 @@ def test_cli_describes_itself(flag):
             "ENVIRONMENT",
             "DAG_SYNC_INTERVAL",
             "DAGS_FOLDER",
-            "DAG_SYNC_METRICS_PORT",
+            "DAG_SYNC_METRICS_ADDR",
         ):
             assert name in result.stdout
 
@@ -293,3 +296,170 @@ class TestDeployment:
         assert headings[0] == "## The contract"
         for name in ("DAG_BUCKET", "ENVIRONMENT", "DAG_SYNC_INTERVAL", "DAGS_FOLDER"):
             assert f"`{name}`" in readme
+
+
+# -- bounded memory and start-up checks ----------------------------------------------------------
+
+HELM_MEMORY_LIMIT = 256 << 20  # sidecar/helm-values.yaml: limits: {memory: 256Mi}
+PLANTED_BYTES = 320 << 20
+
+
+def helm_memory_limit() -> int:
+    import yaml
+
+    values = yaml.safe_load((ROOT / "sidecar" / "helm-values.yaml").read_text())
+    (init,) = values["dagProcessor"]["extraInitContainers"]
+    limit = init["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi")
+    return int(limit[:-2]) << 20
+
+
+def test_once_peak_memory_stays_under_the_helm_limit_next_to_huge_objects(s3, world, dags, tmp_path):
+    """``--once`` next to a 320 MiB planted manifest (listed as such) and a small one that streams 1 GiB
+    when fetched (bigger than listed, no Content-Length): both refused, the good package served, exit 0,
+    and the process's peak RSS (its own ru_maxrss, from wait4) stays under the Helm limit of 256 MiB.
+
+    Why 320 MiB and not 1 GiB planted: moto takes ~50 s to store 1 GiB here, and the size does not
+    matter to what is proved. The planted object is larger than the whole limit, so a sidecar that
+    held it (as before: one read of the body) would exceed 256 MiB by itself; and the streamed object
+    offers a full GiB, of which the sidecar reads at most the 256 KiB manifest cap plus one 1 MiB chunk
+    before it hangs up (the proxy reports how much got out).
+    """
+    assert helm_memory_limit() == HELM_MEMORY_LIMIT
+    world.release("good", {"good_a.json": manifest("good", "a")})
+    sparse = tmp_path / "sparse"
+    with sparse.open("wb") as handle:
+        handle.truncate(PLANTED_BYTES)
+    world.client.upload_file(str(sparse), world.bucket, f"{ENV}/big/dags/big_a.json")
+    world.mirror("flood", {"flood_a.json": manifest("flood", "a")})
+    big, flood = f"{ENV}/big/dags/big_a.json", f"{ENV}/flood/dags/flood_a.json"
+    s3.fault = lambda request, index: "flood" if request.path.endswith(flood) else None
+    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    with stdout.open("w") as out_file, stderr.open("w") as err_file:
+        proc = subprocess.Popen(
+            [SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags)],
+            env=sync_env(s3),
+            stdout=out_file,
+            stderr=err_file,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak RSS, not the test's
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out, err = stdout.read_text(), stderr.read_text()
+    assert proc.returncode == 0, out + err
+    peak = usage.ru_maxrss * 1024  # KiB on Linux
+    print(
+        f"peak RSS of airflow-dag-sync --once: {peak / 2**20:.1f} MiB (limit {HELM_MEMORY_LIMIT >> 20} MiB)"
+    )
+    assert peak < HELM_MEMORY_LIMIT
+    assert {"good/dags/good_a.json", "good/dags/good_a.py"} <= set(served(dags))
+    assert not any(k.startswith(("big/", "flood/")) for k in served(dags))
+    refusals = {e["key"]: e for e in events(out) if e["event"] == "refuse"}
+    assert refusals[big]["kind"] == "content" and "larger than" in refusals[big]["reason"]
+    assert refusals[flood]["kind"] == "size" and "larger than" in refusals[flood]["reason"]
+    gets = [r.path for r in s3.requests if r.kind == "GET"]
+    assert not any(p.endswith(big) for p in gets)
+    assert s3.flooded and s3.flooded[0] < 64 << 20
+
+
+def _run_without_override(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run so that file permissions apply: as root, without the capabilities that bypass them."""
+    if os.getuid() == 0:
+        setpriv = shutil.which("setpriv")
+        assert setpriv, "as root this test needs setpriv (util-linux) to drop CAP_DAC_OVERRIDE"
+        args = [setpriv, "--bounding-set=-dac_override,-dac_read_search", "--", *args]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+
+
+class TestStartupCheck:
+    """Before any S3 request: one actionable line, exit 2, no traceback."""
+
+    def run(
+        self, s3, world, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, *args]
+        return subprocess.run(argv, env=env or sync_env(s3), capture_output=True, text=True, timeout=60)
+
+    def error_of(self, result: subprocess.CompletedProcess[str]) -> str:
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        lines = events(result.stdout)
+        (error,) = [e for e in lines if e["event"] == "error"]
+        assert error["kind"] == "config" and "\n" not in error["error"]
+        assert s3.count() == 0 if (s3 := self.s3) else True
+        return error["error"]
+
+    @pytest.fixture(autouse=True)
+    def _keep(self, s3):
+        self.s3 = s3
+
+    def test_missing_dags_folder(self, s3, world, tmp_path):
+        """A DAGS_FOLDER that does not exist is named, with the fix."""
+        error = self.error_of(self.run(s3, world, "--dags-folder", str(tmp_path / "nope")))
+        assert f"DAGS_FOLDER {tmp_path / 'nope'} does not exist" in error and "mount the dags volume" in error
+
+    def test_unwritable_dags_folder(self, s3, world):
+        """A DAGS_FOLDER this uid cannot write (an emptyDir without fsGroup) is named with the uid."""
+        base = Path(tempfile.mkdtemp(prefix="dagsync-ro-"))
+        try:
+            dags = base / "dags"
+            dags.mkdir()
+            dags.chmod(0o555)
+            argv = [
+                SYNC,
+                "--once",
+                "--bucket",
+                world.bucket,
+                "--environment",
+                ENV,
+                "--dags-folder",
+                str(dags),
+            ]
+            error = self.error_of(_run_without_override(argv, sync_env(s3)))
+            assert f"DAGS_FOLDER {dags} is not writable by uid" in error and "fsGroup" in error
+        finally:
+            shutil.rmtree(base)
+
+    def test_state_dir_on_another_filesystem(self, s3, world, tmp_path):
+        """A state directory on another filesystem than the dags folder is refused."""
+        other = Path("/dev/shm")
+        if not other.is_dir() or other.stat().st_dev == tmp_path.stat().st_dev:
+            pytest.fail("this test needs /dev/shm on its own filesystem (tmpfs)")
+        state = Path(tempfile.mkdtemp(dir=other, prefix="dagsync-state-"))
+        try:
+            (tmp_path / "dags").mkdir()
+            result = self.run(s3, world, "--dags-folder", str(tmp_path / "dags"), "--state-dir", str(state))
+            assert "is on another filesystem than DAGS_FOLDER" in self.error_of(result)
+        finally:
+            shutil.rmtree(state)
+
+    def test_symlinked_state_dir(self, s3, world, tmp_path):
+        """The default state directory replaced by a symlink is refused, naming the link."""
+        (tmp_path / "dags").mkdir()
+        (tmp_path / "elsewhere").mkdir()
+        os.symlink(tmp_path / "elsewhere", tmp_path / "dags" / ".dagfactory-sync")
+        error = self.error_of(self.run(s3, world, "--dags-folder", str(tmp_path / "dags")))
+        assert ".dagfactory-sync is a symbolic link" in error
+
+    def test_bad_metrics_addr(self, s3, world, tmp_path):
+        """DAG_SYNC_METRICS_ADDR that is not HOST:PORT is named."""
+        (tmp_path / "dags").mkdir()
+        env = sync_env(s3, DAG_SYNC_METRICS_ADDR="9102")
+        error = self.error_of(self.run(s3, world, "--dags-folder", str(tmp_path / "dags"), env=env))
+        assert "DAG_SYNC_METRICS_ADDR" in error and "HOST:PORT" in error
+
+    def test_start_log_names_the_metrics_address(self, s3, world, tmp_path):
+        """The daemon's start log names DAG_SYNC_METRICS_ADDR; the bound address follows."""
+        (tmp_path / "dags").mkdir()
+        port = free_port()
+        env = sync_env(s3, DAG_SYNC_METRICS_ADDR=f"127.0.0.1:{port}", DAG_SYNC_INTERVAL="30")
+        argv = [SYNC, "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(tmp_path / "dags")]
+        proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="/readyz")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        lines = events(out)
+        start = next(e for e in lines if e["event"] == "start")
+        assert start["metrics_addr"] == f"127.0.0.1:{port}"
+        assert next(e for e in lines if e["event"] == "listening")["metrics_addr"] == f"127.0.0.1:{port}"

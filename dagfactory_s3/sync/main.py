@@ -17,6 +17,7 @@ import os
 import random
 import signal
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dagfactory_s3 import __version__, settings
+from dagfactory_s3 import __version__, fs, settings
 from dagfactory_s3 import s3 as s3support
 from dagfactory_s3.errors import ConfigError, DagFactoryError
 from dagfactory_s3.naming import check_environment
@@ -46,7 +47,7 @@ SETTINGS = (
     "interval",
     "dags_folder",
     "state_dir",
-    "metrics_port",
+    "metrics_addr",
     "max_delete_fraction",
     "allow_python",
     "mirror_unreleased",
@@ -63,7 +64,7 @@ class Config:
     interval: float
     dags_folder: Path
     state_dir: Path
-    metrics_port: int
+    metrics_addr: tuple[str, int] | None
     max_delete_fraction: float
     allow_python: bool
     mirror_unreleased: bool
@@ -99,10 +100,56 @@ def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     why = check_environment(values["environment"])
     if why:
         raise ConfigError(f"ENVIRONMENT/--environment: {why}")
-    values["dags_folder"] = Path(values["dags_folder"]).absolute()
+    # The operator's own links (DAGS_FOLDER itself a symlink) are resolved once; below it, none is followed.
+    values["dags_folder"] = Path(os.path.realpath(values["dags_folder"]))
     if values["state_dir"] is None:
         values["state_dir"] = values["dags_folder"] / STATE_DIRNAME
+    values["state_dir"] = Path(values["state_dir"]).absolute()
     return Config(**values, warnings=tuple(settings.unknown_variables(environ)))
+
+
+def check_folders(cfg: Config) -> None:
+    """Before any S3 request: the dags folder exists and this uid can write it, and the state directory
+    is a real directory on the same filesystem. Raises ConfigError with the fix, in one line."""
+    dags, state = cfg.dags_folder, cfg.state_dir
+    uid = os.getuid()
+    if not dags.is_dir():
+        what = "is not a directory" if dags.exists() else "does not exist"
+        raise ConfigError(
+            f"DAGS_FOLDER {dags} {what}: mount the dags volume there or set DAGS_FOLDER/--dags-folder"
+        )
+    _check_writable(dags, "DAGS_FOLDER", uid)
+    if state.is_relative_to(dags):
+        why = fs.escape(dags, state)
+        if why:
+            raise ConfigError(
+                f"DAG_SYNC_STATE_DIR: {why}; remove the link (the sidecar recreates the directory)"
+            )
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"DAG_SYNC_STATE_DIR {state}: cannot create it ({exc.strerror}) as uid {uid}"
+        ) from None
+    _check_writable(state, "DAG_SYNC_STATE_DIR", uid)
+    if state.stat().st_dev != dags.stat().st_dev:
+        raise ConfigError(
+            f"DAG_SYNC_STATE_DIR {state} is on another filesystem than DAGS_FOLDER {dags}: the state describes "
+            "the files beside it and must live and die with them; put it on the dags volume (the default)"
+        )
+
+
+def _check_writable(directory: Path, setting: str, uid: int) -> None:
+    """Create and remove a file: the one test that also catches read-only mounts and ACLs."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".dagsync-probe.", suffix=fs.TEMP_SUFFIX)
+    except OSError as exc:
+        raise ConfigError(
+            f"{setting} {directory} is not writable by uid {uid} ({exc.strerror}): fix the volume's "
+            "ownership/permissions (e.g. the pod's securityContext fsGroup) or the path"
+        ) from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def next_delay(
@@ -129,6 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     for warning in cfg.warnings:
         log("config_warning", level="warning", warning=warning)
+    try:
+        check_folders(cfg)
+    except ConfigError as exc:
+        log("error", level="error", kind="config", error=str(exc))
+        return exc.exit_code
+    metrics_addr = (
+        None if cfg.once or not cfg.metrics_addr else f"{cfg.metrics_addr[0]}:{cfg.metrics_addr[1]}"
+    )
     log(
         "start",
         version=__version__,
@@ -140,19 +195,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         once=cfg.once,
         allow_python=cfg.allow_python,
         max_delete_fraction=cfg.max_delete_fraction,
+        metrics_addr=metrics_addr or "off",
     )
 
     metrics = Metrics()
     health: HealthServer | None = None
-    if cfg.metrics_port and not cfg.once:
+    if metrics_addr and cfg.metrics_addr:
+        host, port = cfg.metrics_addr
         try:
             health = HealthServer(
-                cfg.metrics_port, metrics, stale_after=max(3 * cfg.interval, 3 * cfg.max_backoff)
+                port, metrics, stale_after=max(3 * cfg.interval, 3 * cfg.max_backoff), host=host
             )
         except OSError as exc:
-            log("error", level="error", kind="config", error=f"--metrics-port {cfg.metrics_port}: {exc}")
+            error = f"DAG_SYNC_METRICS_ADDR {metrics_addr}: cannot listen ({exc.strerror or exc})"
+            log("error", level="error", kind="config", error=error)
             return ConfigError.exit_code
         health.start()
+        log("listening", metrics_addr=f"{host}:{health.port}")
 
     try:
         return _serve(cfg, log, metrics, health)
@@ -198,8 +257,7 @@ def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None)
     try:
         while not stop.is_set():
             try:
-                report = reconciler.cycle()
-                complete, servable = report.complete, not report.unservable
+                complete = reconciler.cycle().complete
             except Exception as exc:  # a bug or a full disk must not kill the sidecar; the state is rebuilt
                 metrics.errors.labels("internal").inc()
                 log(
@@ -209,7 +267,7 @@ def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None)
                     error=f"{type(exc).__name__}: {exc}",
                     traceback=traceback.format_exc(),
                 )
-                complete = servable = False
+                complete = False
                 reconciler.close()
                 reconciler = build()  # reload the state from disk: pending writes are re-checked
             if health:
@@ -222,8 +280,8 @@ def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None)
                 metrics.ready.set(1)
             else:
                 failures += 1
-            if cfg.once:  # an init container never succeeds while a recorded release is unservable
-                return 0 if complete and servable else 1
+            if cfg.once:  # S3 reachable and listed: 0, whatever any one package holds (docs/sidecar.md)
+                return 0 if complete else 1
             stop.wait(next_delay(cfg.interval, failures, cfg.max_backoff))
     finally:
         reconciler.close()

@@ -7,6 +7,7 @@ container or a readiness gate can wait on it before the dag-processor starts par
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -31,7 +32,10 @@ class Log:
     def __call__(self, event: str, *, level: str = "info", **fields: Any) -> None:
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": level, "event": event}
         record.update({k: v for k, v in fields.items() if v is not None})
-        line = orjson.dumps(record, default=str).decode() + "\n"
+        try:
+            line = orjson.dumps(record, default=str).decode() + "\n"
+        except TypeError:  # a lone surrogate quoted from hostile content: the stdlib escapes it
+            line = json.dumps(record, default=str) + "\n"
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
@@ -64,6 +68,11 @@ class Metrics:
             "dagsync_objects_refused",
             "Objects refused (counted once per object version)",
             ["reason"],
+            registry=r,
+        )
+        self.refusals_remembered = Counter(
+            "dagsync_refused_gets_skipped",
+            "GETs not made because the object was refused before at the same ETag",
             registry=r,
         )
         self.refused_now = Gauge(

@@ -22,6 +22,7 @@ on a :class:`Cycle` passed to each step; the :class:`Reconciler` keeps only what
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -60,6 +61,12 @@ IGNORE_PATTERNS = (
     naming.SYNC_IGNORE_HEADER + f": its staging directories\n{STAGING_DIR}\n{OLD_DIR}\n".encode()
 )
 _MAX_PYTHON_BYTES = 4 * 1024 * 1024
+# S3 answers about one object, not about reaching S3 (see Reconciler._error).
+# Errors writing the dags folder that say the volume is in trouble (full, read-only), not a package.
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
+_OBJECT_CODES = frozenset(
+    {s3.TOO_LARGE, "NoSuchKey", "NoSuchVersion", "InvalidArgument", "404", "NotFound", "InvalidObjectState"}
+)
 
 
 class Status(StrEnum):
@@ -93,6 +100,7 @@ class Want:
     unchanged: bool = False  # already on disk as wanted
     verify_stub: bool = False  # a .py whose ETag cannot tell whether it is the canonical stub
     source: str | None = None  # where to GET it when not ``key``: the immutable content object
+    fetched_etag: str = ""  # the ETag of the body the GET brought (unquoted)
 
 
 @dataclass
@@ -182,6 +190,8 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dagsync-get")
         self.on_progress = on_progress or (lambda: None)
         self._refusals_logged: set[tuple[str, str, str]] = set()
+        # Objects refused after a GET, by key: (ETag, kind, reason). Not fetched again until the ETag changes.
+        self._refused_objects: dict[str, tuple[str, str, str]] = {}
         self._waiting_logged: dict[str, str] = {}
         self.root.mkdir(parents=True, exist_ok=True)
         self.state = State.load(state_dir, bucket=bucket, environment=environment)
@@ -199,6 +209,8 @@ class Reconciler:
         """Make the state match the disk after an interrupted cycle (SIGKILL, OOM, node loss)."""
         stale = fs.remove_temp_files(self.root, f"*/{naming.DAGS_DIR}")
         for leftover in [*self.root.glob(f"*/{STAGING_DIR}"), *self.root.glob(f"*/{OLD_DIR}")]:
+            if fs.escape(self.root, leftover):
+                continue  # reached through a planted link: not ours to delete (the package is refused later)
             shutil.rmtree(leftover, ignore_errors=True)  # a swap that never happened, or its old half
             stale += 1
         touched = list(self.state.pending)
@@ -206,9 +218,9 @@ class Reconciler:
             name, _, rest = item.partition("/")
             path = self.root / name / rest
             pkg = self.state.packages.setdefault(name, PackageState(mode=Mode.MIRROR))
-            if path.is_file():
-                pkg.files[rest] = Applied(_sha256(path.read_bytes()), None)
-            else:
+            try:
+                pkg.files[rest] = Applied(_sha256(fs.read_no_follow(path)), None)
+            except OSError:  # gone, or a symbolic link planted since (refused when the package is applied)
                 pkg.files.pop(rest, None)
         if touched or stale:
             self.log("recover", pending=len(touched), temp_files_removed=stale)
@@ -221,6 +233,11 @@ class Reconciler:
         start = time.monotonic()
         cycle = Cycle()
         report = cycle.report
+        unsafe = fs.escape(self.root, self.state_dir) if self.state_dir.is_relative_to(self.root) else None
+        if unsafe:  # the sidecar's own directory was tampered with: write nothing until it is fixed
+            self._error(cycle, "config", SyncError(f"state directory: {unsafe}"))
+            report.complete = False
+            return self._finish(report, start)
         try:
             listing = self._list()
         except StorageError as exc:
@@ -230,6 +247,8 @@ class Reconciler:
             report.list_duration = time.monotonic() - start
         report.listed = len(listing)
         self.metrics.listed.set(len(listing))
+        for key in [k for k in self._refused_objects if k not in listing]:
+            del self._refused_objects[key]
 
         found = self._classify(cycle, listing)
         report.complete = True  # until a download fails
@@ -397,6 +416,8 @@ class Reconciler:
             has_manifest = naming.manifest_of(rest) in plan.wants
             stub_bytes, _, _ = canonical_stub(cls.name)
             canonical = s3.etag_matches(obj.etag, stub_bytes)
+            if canonical is None and obj.size != len(stub_bytes):
+                canonical = False  # a multipart/KMS ETag cannot tell, but the size can
             if canonical and has_manifest:
                 continue
             if self.allow_python and obj.size <= _MAX_PYTHON_BYTES:
@@ -435,7 +456,7 @@ class Reconciler:
         else:
             if meta.size > _MAX_RECORD_BYTES:
                 raise SyncError(f"{meta.key}: release record is larger than {_MAX_RECORD_BYTES} bytes")
-            raw, etag = self._get(meta.key)
+            raw, etag = self._get(meta.key, None, _MAX_RECORD_BYTES)
             self.state.records[name] = (etag or meta.etag, raw.decode("utf-8", "replace"))
             cycle.state_dirty = True
         record = releases.Release.from_json(raw, file=meta.key)
@@ -492,7 +513,9 @@ class Reconciler:
     ) -> list[Change]:
         jobs: list[Change] = []
         applied = self._applied(plan.package)
-        for want in plan.wants.values():
+        for want in list(plan.wants.values()):  # a remembered refusal drops wants on the way
+            if plan.wants.get(want.rest) is not want:
+                continue
             path = self.root / plan.package / want.rest
             old = applied.get(want.rest)
             if want.data is not None:  # a stub the sidecar writes (see _add_stubs)
@@ -507,11 +530,16 @@ class Reconciler:
             ):
                 want.unchanged, want.sha256 = True, old.sha256
                 continue
-            if plan.mode is Mode.RELEASE:
-                listed = listing.get(want.source or want.key or "")
-                if listed is None or listed.size != want.size:
-                    self._not_in_s3(cycle, plan, f"{want.rest} is not in S3 with the recorded size")
-                    break
+            listed = listing.get(want.source or want.key or "")
+            if plan.mode is Mode.RELEASE and (listed is None or listed.size != want.size):
+                self._not_in_s3(cycle, plan, f"{want.rest} is not in S3 with the recorded size")
+                break
+            remembered = self._refused_objects.get(want.source or want.key or "")
+            if listed is not None and remembered is not None and remembered[0] == listed.etag:
+                # Refused before at this ETag: refused again without a GET until the object changes.
+                self.metrics.refusals_remembered.inc()
+                self._refuse_want(cycle, plan, want.key or want.rest, listed.etag, *remembered[1:])
+                continue
             jobs.append((plan, want))
         return [(p, w) for p, w in jobs if p.ok]
 
@@ -519,13 +547,24 @@ class Reconciler:
         """GET what changed in parallel and verify every body before anything is written."""
         jobs = self._downloads(cycle, listing)
         futures = [
-            (plan, want, self.pool.submit(self._get, want.source or want.key or "", want.version_id))
+            (
+                plan,
+                want,
+                self.pool.submit(self._get, want.source or want.key or "", want.version_id, self._cap(want)),
+            )
             for plan, want in jobs
         ]
         for plan, want, future in futures:
             try:
                 data, etag = future.result()
             except StorageError as exc:
+                if exc.code == s3.TOO_LARGE and plan.mode is Mode.RELEASE:  # not as recorded: keep it whole
+                    self._not_in_s3(cycle, plan, f"{want.rest} in S3 is larger than recorded")
+                    continue
+                if exc.code == s3.TOO_LARGE:  # the object grew after the listing, or lies about its size
+                    listed = listing.get(want.source or want.key or "")
+                    self._refuse_object(cycle, plan, want, listed.etag if listed else "", "size", str(exc))
+                    continue
                 self._error(cycle, "get", exc, package=plan.package, key=want.key)
                 if plan.mode is Mode.RELEASE:
                     plan.status = Status.ERROR  # keep the last applied release, whole
@@ -549,6 +588,7 @@ class Reconciler:
                 self._drop(plan, want.rest, keep=True)
                 continue
             want.data, want.sha256, want.etag = data, sha, want.etag or etag
+            want.fetched_etag = etag
         for plan, want, _ in futures:
             if plan.ok and plan.wants.get(want.rest) is want and want.data is not None:
                 try:
@@ -563,7 +603,7 @@ class Reconciler:
             stem = naming.dag_id_of(want.rest)
             verdict = check_manifest(want.data, key=key, package=plan.package, stem=stem)
             if not verdict.serve:
-                self._refuse_want(cycle, plan, key, want.sha256 or "", verdict.kind, verdict.reason)
+                self._refuse_object(cycle, plan, want, want.fetched_etag, verdict.kind, verdict.reason)
             elif verdict.invalid:
                 self._refuse_once(
                     key,
@@ -583,17 +623,27 @@ class Reconciler:
                 del plan.wants[want.rest]
                 self._add_stubs(plan)
             elif not self.allow_python:
-                self._refuse_want(
-                    cycle,
-                    plan,
-                    key,
-                    want.sha256 or "",
-                    "python",
-                    "not the canonical stub; only generated stubs are served (see --allow-python)",
-                )
+                reason = "not the canonical stub; only generated stubs are served (see --allow-python)"
+                self._refuse_object(cycle, plan, want, want.fetched_etag, "python", reason)
 
-    def _get(self, key: str, version_id: str | None = None) -> tuple[bytes, str]:
-        fetched = s3.get(self.client, self.bucket, key, version_id=version_id)
+    def _cap(self, want: Want) -> int:
+        """The most bytes one GET may hold for ``want``: what the record says, else the kind's limit."""
+        if want.size is not None and want.sha256 is not None:
+            return want.size  # release mode: the record names the exact size
+        if want.verify_stub:
+            return len(canonical_stub(_name(want.rest))[0])
+        return MANIFEST_MAX_BYTES if want.kind is WantKind.MANIFEST else _MAX_PYTHON_BYTES
+
+    def _refuse_object(
+        self, cycle: Cycle, plan: PackagePlan, want: Want, etag: str, kind: str, reason: str
+    ) -> None:
+        """Refuse what one GET brought, and remember it by ETag so it is not fetched again unchanged."""
+        if etag:
+            self._refused_objects[want.source or want.key or ""] = (etag, kind, reason)
+        self._refuse_want(cycle, plan, want.key or want.rest, etag or want.sha256 or "", kind, reason)
+
+    def _get(self, key: str, version_id: str | None, max_bytes: int) -> tuple[bytes, str]:
+        fetched = s3.get(self.client, self.bucket, key, version_id=version_id, max_bytes=max_bytes)
         assert fetched is not None  # only missing_ok=True returns None
         self.metrics.downloaded.inc()
         return fetched.data, fetched.etag
@@ -643,20 +693,51 @@ class Reconciler:
         writes, deletes = self._changes(cycle)
         if writes or deletes:
             self._mark_pending(writes, deletes)
-        failure: BaseException | None = None
+        failed = False
         for name in sorted({p.package for p, _ in writes} | {n for n, _ in deletes}):
+            plan = cycle.plans[name]
+            unsafe = self._escape(name)
+            if unsafe:  # fail-static: the package keeps what it has, nothing is written through the link
+                failed = True
+                plan.status = Status.ERROR
+                self._error(cycle, "symlink", SyncError(unsafe), package=name)
+                continue
             try:
                 self._swap(
                     cycle,
-                    cycle.plans[name],
+                    plan,
                     [w for p, w in writes if p.package == name],
                     {r for n, r in deletes if n == name},
                 )
-            except BaseException as exc:  # re-raised below, after the other packages are recorded
-                failure = failure or exc
-        self._settle_state(cycle, changed=bool(writes or deletes) and failure is None)
-        if failure is not None:
-            raise failure
+            except Exception as exc:  # this package keeps its last applied files; its paths stay pending
+                failed = True
+                if isinstance(exc, OSError) and exc.errno in _DISK_ERRNOS:
+                    cycle.report.complete = False  # the volume, not the package: not ready, back off
+                self._package_failed(cycle, plan, "apply", exc)
+        self._settle_state(cycle, changed=bool(writes or deletes) and not failed)
+
+    def _escape(self, name: str) -> str | None:
+        """Why writing package ``name`` could leave the dags folder (a symbolic link on the way), or None.
+
+        The sidecar builds everything under ``<package>/`` itself, so a link there was planted: the
+        package directory, its ``dags/``, the staging directories, ``.airflowignore`` or a file in ``dags/``.
+        """
+        pkg_dir = self.root / name
+        for path in (
+            pkg_dir / naming.DAGS_DIR,
+            pkg_dir / STAGING_DIR,
+            pkg_dir / OLD_DIR,
+            pkg_dir / AIRFLOW_IGNORE,
+        ):
+            why = fs.escape(self.root, path)
+            if why:
+                return why
+        live = pkg_dir / naming.DAGS_DIR
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError), os.scandir(live) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    return f"{entry.path} is a symbolic link (to {os.readlink(entry.path)}); refusing to serve it"
+        return None
 
     def _changes(self, cycle: Cycle) -> tuple[list[Change], list[tuple[str, str]]]:
         """The files to write and the (package, rest) to delete, of the ok plans only."""
@@ -709,7 +790,7 @@ class Reconciler:
         # After the manifests, so each such stub is newer than its manifest and Airflow reparses it now:
         for rest in sorted(r for r in fresh if r not in deletes and all(w.rest != r for w in writes)):
             if rest in applied and (live / _name(rest)).is_file():
-                fs.atomic_write(staging / _name(rest), (live / _name(rest)).read_bytes(), sync_dir=False)
+                fs.atomic_write(staging / _name(rest), fs.read_no_follow(live / _name(rest)), sync_dir=False)
         fs.fsync_dir(staging)
         if not live.exists():
             os.rename(staging, live)
@@ -876,8 +957,13 @@ class Reconciler:
         self._error(cycle, "package", error, stage=stage, **fields)
 
     def _error(self, cycle: Cycle, kind: str, exc: DagFactoryError, **fields: Any) -> None:
+        """Count and log one error; only S3 being unreachable (or refusing us) makes the cycle incomplete.
+
+        An answer about one object (too large, gone since the listing) is that object's problem: it
+        cannot make ``/readyz`` or ``--once`` fail for everyone.
+        """
         cycle.report.errors += 1
-        if isinstance(exc, StorageError):
+        if isinstance(exc, StorageError) and exc.code not in _OBJECT_CODES:
             cycle.report.complete = False
         self.metrics.errors.labels(kind).inc()
         self.log("error", level="error", kind=kind, error=str(exc), **fields)
