@@ -169,6 +169,8 @@ class TestValidate:
         assert result.returncode == 2 and result.stderr.strip().endswith("no such file or directory")
 
 
+@pytest.mark.airflow
+@pytest.mark.compat
 class TestRender:
     @pytest.fixture(autouse=True)
     def _airflow(self):

@@ -16,6 +16,8 @@ from airflow_env import AIRFLOW, airflow_env, dags_folder_with_examples, db_rows
 from bad_inputs import GOOD
 from conftest import ROOT, example_manifests
 
+pytestmark = [pytest.mark.airflow, pytest.mark.compat]
+
 
 @pytest.fixture(scope="module")
 def processed(tmp_path_factory):

@@ -53,6 +53,8 @@ def test_unsafe_manifest_names_are_refused(name):
         stub.render(name)
 
 
+@pytest.mark.airflow
+@pytest.mark.compat
 class TestAirflowParserContract:
     """The stub is shaped for Airflow 3.3's dag-processor (needs the [airflow] extra)."""
 

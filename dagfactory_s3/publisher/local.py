@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--command", dest="job_command", help="job command line (split like a shell)")
     p.add_argument("--schedule", help="cron expression or preset; default: none (manual)")
-    p.add_argument("--start-date", help="absolute start date YYYY-MM-DD (default: today, UTC)")
+    p.add_argument("--start-date", help="absolute start date YYYY-MM-DD (default: today, timezone.utc)")
     p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     p.add_argument(
         "--dag-path", type=Path, help="instead: (re)generate the stub of every manifest in this directory"
@@ -102,7 +102,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "package": args.package_name,
         "dag_id": args.dag_id,
         "schedule": args.schedule,
-        "start_date": args.start_date or datetime.now(UTC).date().isoformat(),
+        "start_date": args.start_date or datetime.now(timezone.utc).date().isoformat(),
         "job": {"name": args.job_name, "image": args.image_tag},
     }
     if args.job_command:

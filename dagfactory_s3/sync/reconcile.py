@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +38,7 @@ from dagfactory_s3.errors import DagFactoryError, RecordError, StorageError, Syn
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
 from dagfactory_s3.sync.observe import Log, Metrics
 from dagfactory_s3.sync.policy import KeyClass, canonical_stub, check_manifest, classify_key
-from dagfactory_s3.sync.state import Applied, Mode, PackageState, State
+from dagfactory_s3.sync.state import Applied, Mode, PackageState, State, StrEnum
 
 __all__ = ["Cycle", "CycleReport", "PackagePlan", "Reconciler", "Status", "Want", "WantKind"]
 
