@@ -4,7 +4,8 @@ Usage: python airflow_probe.py <dags_folder> <out.json>
 writes {"hashes": {dag_id: hash}, "import_errors": {file: text}, "data": {dag_id: serialized}}
 Each file is parsed alone as airflow/dag_processing/processor.py does in the installed minor
 (BundleDagBag where it exists, else DagBag with bundle_path), and each DAG is hashed with
-SerializedDagModel.hash, the value Airflow stores as serialized_dag.dag_hash.
+SerializedDagModel.hash after the JSON trip from the parsing child to the manager, the value Airflow
+stores as serialized_dag.dag_hash.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ def main(folder: str, out: str) -> None:
         errors.update(bag.import_errors)
         for dag_id, dag in bag.dags.items():
             data = serialized_objects.LazyDeserializedDAG(data=serialization.to_dict(dag)).data
+            # The parsing child sends this to the manager as JSON, which hashes what arrives: tuples
+            # become lists, which Airflow 3.0's hash sorts differently.
+            data = json.loads(json.dumps(data))
             hashes[dag_id] = SerializedDagModel.hash(data)
             serialized[dag_id] = data
     result = {"hashes": hashes, "import_errors": errors, "data": serialized}
