@@ -198,7 +198,9 @@ def test(cell: Cell, pytest_args: list[str]) -> bool:
     selection = AIRFLOW_TESTS if cell.airflow else BASE_TESTS
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     # A test that skips in a cell is a failure there: the cell must prove, not pass by omission.
-    env["DAGFACTORY_S3_FORBID_SKIPS"] = "1"
+    env["COMPAT_FORBID_SKIPS"] = "1"
+    # What a test that builds its own venv pins it with (tests/test_packaging.py): this cell's versions.
+    env["COMPAT_CONSTRAINTS"] = str(constraints_file(cell))
     env["PATH"] = f"{venv_python.parent}{os.pathsep}{env.get('PATH', '')}"
     result = subprocess.run(
         [str(venv_python), "-m", "pytest", "-p", "no:cacheprovider", *selection, *pytest_args],

@@ -30,7 +30,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under `make test-compat` a skipped test fails the run: a cell proves, it never passes by omission."""
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     skipped = reporter.stats.get("skipped", []) if reporter else []
-    if os.environ.get("DAGFACTORY_S3_FORBID_SKIPS") and skipped and session.exitstatus == 0:
+    # (Not a DAGFACTORY_S3_ name: the CLIs warn about unknown variables with their prefixes.)
+    if os.environ.get("COMPAT_FORBID_SKIPS") and skipped and session.exitstatus == 0:
         names = ", ".join(sorted({getattr(r, "nodeid", "?") or "?" for r in skipped})[:10])
         session.config.get_terminal_writer().line(
             f"compat: {len(skipped)} skipped test(s) fail the cell: {names}", red=True
