@@ -218,23 +218,25 @@ def hashes(cells: list[Cell]) -> None:
         if not cell.airflow:
             continue
         venv_python = venv_for(cell)
-        with tempfile.TemporaryDirectory(prefix=f"compat-hash-{cell.name}-") as tmp:
-            dags, home = Path(tmp) / "dags", Path(tmp) / "home"
-            dags.mkdir()
-            home.mkdir()
-            for path in (ROOT / "examples" / "packages").glob("*/airflow_dags/*.*"):
-                shutil.copy(path, dags / path.name)
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH"))}
-            env.update(
-                AIRFLOW_HOME=str(home),
-                AIRFLOW__CORE__LOAD_EXAMPLES="False",
-                AIRFLOW__CORE__DAGS_FOLDER=str(dags),
-                AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
-            )
-            out = home / "probe.json"
-            run([str(venv_python), str(ROOT / "tests" / "airflow_probe.py"), str(dags), str(out)], env=env)
-            for dag_id, value in json.loads(out.read_text())["hashes"].items():
-                table.setdefault(dag_id, {})[cell.name] = value
+        # One fixed folder for every cell: Airflow serializes the dags folder's path into the DAG.
+        tmp = VENVS / "hash-probe"
+        shutil.rmtree(tmp, ignore_errors=True)
+        dags, home = tmp / "dags", tmp / "home"
+        dags.mkdir(parents=True)
+        home.mkdir()
+        for path in (ROOT / "examples" / "packages").glob("*/airflow_dags/*.*"):
+            shutil.copy(path, dags / path.name)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PYTHONPATH"))}
+        env.update(
+            AIRFLOW_HOME=str(home),
+            AIRFLOW__CORE__LOAD_EXAMPLES="False",
+            AIRFLOW__CORE__DAGS_FOLDER=str(dags),
+            AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=f"sqlite:///{home}/airflow.db",
+        )
+        out = home / "probe.json"
+        run([str(venv_python), str(ROOT / "tests" / "airflow_probe.py"), str(dags), str(out)], env=env)
+        for dag_id, value in json.loads(out.read_text())["hashes"].items():
+            table.setdefault(dag_id, {})[cell.name] = value
     names = [cell.name for cell in cells if cell.airflow]
     print("| dag_id | " + " | ".join(names) + " |")
     print("|---|" + "---|" * len(names))
