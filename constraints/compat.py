@@ -44,9 +44,6 @@ class Cell(NamedTuple):
     name: str
     python: str  # "3.X"
     airflow: str | None  # Airflow minor ("3.0"), or None for a base (Airflow-free) cell
-    # Caps on what a minor does not declare but breaks on (what Airflow's own constraint files pin),
-    # each found by a failing cell.
-    caps: tuple[str, ...] = ()
 
 
 # The default cell (Airflow 3.3 x Python 3.11) is constraints.txt itself: `make test` runs the whole
@@ -54,9 +51,7 @@ class Cell(NamedTuple):
 CELLS = [
     Cell("airflow-3.0-py3.10", "3.10", "3.0"),
     Cell("airflow-3.1-py3.11", "3.11", "3.1"),
-    # Airflow 3.2.2's dag-processor fails to build TITerminalStatePayload's schema with pydantic 2.14
-    # ("needs a discriminator field"); 3.1 and 3.3 run with 2.14.
-    Cell("airflow-3.2-py3.12", "3.12", "3.2", ("pydantic<2.14",)),
+    Cell("airflow-3.2-py3.12", "3.12", "3.2"),
     Cell("airflow-3.3-py3.13", "3.13", "3.3"),
     Cell("base-py3.10", "3.10", None),
     Cell("base-py3.13", "3.13", None),
@@ -98,7 +93,6 @@ def requirements(cell: Cell) -> list[str]:
     reqs = [f".[{extras(cell)}]"]
     if cell.airflow:
         reqs.append(f"apache-airflow=={cell.airflow}.*")
-    reqs.extend(cell.caps)
     return reqs
 
 
