@@ -1,10 +1,11 @@
-# The two commands of the README: `make demo` and `make test`. Both create .venv when it is missing.
+# The README's commands: `make demo`, `make test` and `make test-compat`. The first two create .venv
+# when it is missing; test-compat builds one venv per matrix cell under .compat/ (docs/compat.md).
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench bench-bundle lint venv clean wheel
+.PHONY: demo test test-compat bench bench-bundle lint venv clean wheel
 
 venv: $(STAMP)
 
@@ -23,6 +24,11 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Airflow 3.0-3.3 x Python 3.10-3.13: each cell's venv is rebuilt only when its constraints change.
+# Needs python3.10 ... python3.13 (on PATH or under ~/.pyenv/versions); COMPAT_CELLS picks cells.
+test-compat:
+	$(PYTHON) constraints/compat.py test $(COMPAT_CELLS)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
@@ -40,4 +46,4 @@ wheel:
 	$(PYTHON) -m pip wheel --no-deps -w dist .
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .compat .pytest_cache

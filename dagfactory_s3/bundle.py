@@ -42,7 +42,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,9 @@ class Mapping:
 
 def version_name(mapping: Mapping, at: float) -> str:
     """``<T>-<digest>``: path-safe, sortable by time; ``T`` is not before ``at`` nor any release's id."""
-    stamp = datetime.fromtimestamp(at, UTC).strftime("%Y%m%dT%H%M%S.") + f"{int(at * 1000) % 1000:03d}Z"
+    stamp = (
+        datetime.fromtimestamp(at, timezone.utc).strftime("%Y%m%dT%H%M%S.") + f"{int(at * 1000) % 1000:03d}Z"
+    )
     newest = max((r.partition("-")[0] for r in mapping.releases.values()), default="")
     return f"{max(stamp, newest)}-{mapping.digest()}"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
 __all__ = ["CRON_PRESETS", "MAX_DURATION_DAYS", "PRESETS", "check_cron", "parse_duration", "parse_instant"]
 
@@ -71,14 +71,14 @@ def _which_field(parts: list[str], error: Exception) -> str:
 
 
 def parse_instant(text: str) -> datetime:
-    """Parse ``YYYY-MM-DD`` (midnight UTC) or an RFC 3339 date-time with offset. Raises ValueError."""
+    """Parse ``YYYY-MM-DD`` (midnight timezone.utc) or an RFC 3339 date-time with offset. Raises ValueError."""
     if len(text) == 10:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=timezone.utc)
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError("a date-time needs an offset such as Z or +02:00")
     try:
-        return value.astimezone(UTC)
+        return value.astimezone(timezone.utc)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
         raise ValueError("in UTC it falls outside the years 1-9999") from None
 

@@ -9,12 +9,23 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from dagfactory_s3 import stub
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "airflow_probe.py"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
+
+
+def dag_bag(folder: Path | str) -> Any:
+    """A DagBag over ``folder``, from wherever this Airflow minor keeps the class (examples are off in
+    conftest: [core] load_examples=False, which every minor honours; 3.3 dropped ``include_examples``)."""
+    try:
+        from airflow.dag_processing.dagbag import DagBag  # Airflow >= 3.2
+    except ImportError:
+        from airflow.models.dagbag import DagBag
+    return DagBag(dag_folder=str(folder))
 
 
 def airflow_env(home: Path, dags: Path, **extra: str) -> dict[str, str]:

@@ -26,6 +26,19 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_AIRFLOW_HOME / "dags")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 
 
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Under `make test-compat` a skipped test fails the run: a cell proves, it never passes by omission."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    # (Not a DAGFACTORY_S3_ name: the CLIs warn about unknown variables with their prefixes.)
+    if os.environ.get("COMPAT_FORBID_SKIPS") and skipped and session.exitstatus == 0:
+        names = ", ".join(sorted({getattr(r, "nodeid", "?") or "?" for r in skipped})[:10])
+        session.config.get_terminal_writer().line(
+            f"compat: {len(skipped)} skipped test(s) fail the cell: {names}", red=True
+        )
+        session.exitstatus = 1
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--regen-golden", action="store_true", help="rewrite tests/golden/ from the current code"

@@ -259,7 +259,9 @@ def test_airflow_image_installs_the_tested_versions():
     dockerfile = (ROOT / "deploy" / "airflow" / "Dockerfile").read_text()
     assert f"ARG AIRFLOW_VERSION={_constraint('apache-airflow')}" in dockerfile
     python = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
-    assert python == ">=3.11" and "ARG PYTHON_VERSION=3.11" in dockerfile
+    assert python == ">=3.10" and "ARG PYTHON_VERSION=3.11" in dockerfile
+    assert "ARG CONSTRAINTS=constraints.txt" in dockerfile
+    assert "COPY --chown=airflow:0 ${CONSTRAINTS} /tmp/constraints.txt" in dockerfile
     install = dockerfile[dockerfile.index("RUN pip install") :]
     assert "-c /tmp/constraints.txt" in install
     assert '"apache-airflow==${AIRFLOW_VERSION}"' in install

@@ -9,15 +9,16 @@ import pytest
 
 pytest.importorskip("airflow", reason="needs the [airflow] extra")
 
-from airflow.dag_processing.dagbag import DagBag
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
 from dagfactory_s3 import stub
 
-from airflow_env import dags_folder_with_examples, probe
+from airflow_env import dag_bag, dags_folder_with_examples, probe
 from bad_inputs import GOOD
 from conftest import example_manifests
+
+pytestmark = [pytest.mark.airflow, pytest.mark.compat]
 
 
 @pytest.fixture
@@ -25,8 +26,8 @@ def dags(tmp_path):
     return dags_folder_with_examples(tmp_path / "dags", example_manifests())
 
 
-def _bag(folder) -> DagBag:
-    return DagBag(dag_folder=str(folder))
+def _bag(folder):
+    return dag_bag(folder)
 
 
 class TestDagBag:

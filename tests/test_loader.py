@@ -14,14 +14,15 @@ import pytest
 
 pytest.importorskip("airflow", reason="needs the [airflow] extra")
 
-from airflow.dag_processing.dagbag import DagBag
 
 from dagfactory_s3 import stub
 from dagfactory_s3.sync.reconcile import IGNORE_PATTERNS
 
-from airflow_env import dags_folder_with_examples
+from airflow_env import dag_bag, dags_folder_with_examples
 from bad_inputs import CASES, GOOD
 from conftest import example_manifests
+
+pytestmark = [pytest.mark.airflow, pytest.mark.compat]
 
 
 def _manifest(package: str, name: str, **changes: object) -> bytes:
@@ -69,7 +70,7 @@ class TestPlacement:
     def test_manifest_in_another_packages_folder_is_one_import_error(self, synced):
         """A copy of good's manifest in bad/dags/ cannot take over good_a: one import error at /package."""
         foreign = _place(_synced_package(synced, "bad"), "good_a.json", _manifest("good", "a"))
-        bag = DagBag(dag_folder=str(synced))
+        bag = dag_bag(synced)
         assert list(bag.import_errors) == [str(foreign)]
         reason = _one_line_error(bag.import_errors[str(foreign)], foreign.with_suffix(".json"), "/package")
         assert (
@@ -83,13 +84,13 @@ class TestPlacement:
         """Without the sidecar's .airflowignore (a developer's folder, or stubs at the root of a folder
         called dags) the directory name says nothing about the package, so it is not checked."""
         stub_path = _place(tmp_path / "dags" / "bad" / "dags", "good_a.json", _manifest("good", "a"))
-        bag = DagBag(dag_folder=str(tmp_path / "dags"))
+        bag = dag_bag(tmp_path / "dags")
         assert bag.import_errors == {} and bag.dags["good_a"].fileloc == str(stub_path)
 
     def test_dag_id_other_than_the_file_name_is_one_import_error(self, synced):
         """good/dags/good_b.json declaring dag_id good_a fails at /dag_id; the real good_a still loads."""
         impostor = _place(synced / "good" / "dags", "good_b.json", _manifest("good", "a"))
-        bag = DagBag(dag_folder=str(synced))
+        bag = dag_bag(synced)
         assert list(bag.import_errors) == [str(impostor)]
         reason = _one_line_error(bag.import_errors[str(impostor)], impostor.with_suffix(".json"), "/dag_id")
         assert reason.startswith("manifest declares dag_id 'good_a' but its stub is good_b.py")
@@ -111,7 +112,7 @@ class TestNothingButOneLine:
     ):
         """Durations and dates that overflow Python's types (OverflowError before) fail only their stub, in one line."""
         bad = _place(synced / "good" / "dags", "good_big.json", _manifest("good", "big", **{field: value}))
-        bag = DagBag(dag_folder=str(synced))
+        bag = dag_bag(synced)
         assert list(bag.import_errors) == [str(bad)] and list(bag.dags) == ["good_a"]
         text = bag.import_errors[str(bad)]
         assert reason in _one_line_error(text, bad.with_suffix(".json"), pointer)
@@ -121,7 +122,7 @@ class TestNothingButOneLine:
         """An exception that is not ours (here Airflow's own, for a broken setting) is one line naming the manifest."""
         dags = dags_folder_with_examples(tmp_path / "dags", example_manifests())
         monkeypatch.setenv("AIRFLOW__SCHEDULER__CREATE_CRON_DATA_INTERVALS", "maybe")
-        bag = DagBag(dag_folder=str(dags))
+        bag = dag_bag(dags)
         scheduled = ["pipeline_processing_example_job", "reporting_seeder_refresh_all"]
         assert sorted(bag.import_errors) == [str(dags / f"{d}.py") for d in scheduled]
         assert list(bag.dags) == ["reporting_seeder_refresh_agency"]  # schedule null: no timetable to build
@@ -141,7 +142,7 @@ class TestCorpus:
         for case, raw, pointer, text in CASES:
             folder = synced / "corpus" / case  # one folder each: every case keeps its own dag_id's name
             planted[case] = (_place(folder, f"{GOOD['dag_id']}.json", raw), pointer, text)
-        bag = DagBag(dag_folder=str(synced))
+        bag = dag_bag(synced)
         assert list(bag.dags) == ["good_a"]
         assert sorted(bag.import_errors) == sorted(str(stub_path) for stub_path, _, _ in planted.values())
         failures = []

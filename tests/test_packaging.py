@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -102,7 +103,7 @@ def test_base_install_runs_the_publisher_without_airflow(wheel, tmp_path):
             "-q",
             "--disable-pip-version-check",
             "-c",
-            str(ROOT / "constraints.txt"),
+            os.environ.get("COMPAT_CONSTRAINTS", str(ROOT / "constraints.txt")),
             str(wheel),
         ],
         check=True,
@@ -164,3 +165,60 @@ def test_warm_imports_no_airflow_and_prepares_the_validator():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.airflow
+@pytest.mark.compat
+def test_airflow_extra_never_moves_the_installed_airflow(wheel, tmp_path):
+    """`pip install <wheel>[airflow]` into this environment (each compat cell's pinned Airflow) would
+    install nothing but dagfactory-s3 itself: the Airflow the image already has stays as it is."""
+    from importlib.metadata import version
+
+    installed = version("apache-airflow")
+    report = tmp_path / "report.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--report",
+            str(report),
+            f"{wheel}[airflow]",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    would_install = {
+        i["metadata"]["name"]: i["metadata"]["version"] for i in json.loads(report.read_text())["install"]
+    }
+    assert set(would_install) <= {"dagfactory-s3"}, (
+        f"Airflow {installed} here, pip would install {would_install}"
+    )
+
+
+def test_every_compat_cell_has_its_pinned_constraints_file():
+    """The matrix (constraints/compat.py) and constraints/*.txt match one to one, and each Airflow
+    cell's file pins the Airflow minor its name promises and no dagfactory-s3."""
+    spec = importlib.util.spec_from_file_location("compat", ROOT / "constraints" / "compat.py")
+    compat = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compat)
+    files = {p.stem for p in (ROOT / "constraints").glob("*.txt")}
+    assert files == {cell.name for cell in compat.CELLS}
+    for cell in compat.CELLS:
+        pins = dict(
+            line.lower().split("==", 1)
+            for line in (ROOT / "constraints" / f"{cell.name}.txt").read_text().splitlines()
+            if line and not line.startswith("#")
+        )
+        assert "dagfactory-s3" not in pins
+        if cell.airflow:
+            assert pins["apache-airflow"].startswith(f"{cell.airflow}."), cell.name
+            assert "apache-airflow-providers-cncf-kubernetes" in pins
+        else:
+            assert not any(name.startswith("apache-airflow") for name in pins), cell.name

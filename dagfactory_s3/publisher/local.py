@@ -9,7 +9,7 @@ import argparse
 import os
 import shlex
 import sys
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -168,7 +168,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         "package": args.package_name,
         "dag_id": args.dag_id,
         "schedule": args.schedule,
-        "start_date": args.start_date or datetime.now(UTC).date().isoformat(),
+        "start_date": args.start_date or datetime.now(timezone.utc).date().isoformat(),
         "job": {"name": args.job_name, "image": args.image},
     }
     if args.job_command:

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def _md5(data: bytes) -> str:
 
 def new_release_id() -> str:
     """Sortable by time (to the millisecond), unique by a random suffix: ``20240101T120000.123Z-1a2b3c``."""
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z-" + secrets.token_hex(3)
 
 
@@ -345,7 +345,7 @@ def execute(
         package=store.package,
         environment=store.environment,
         release_id=new_id,
-        published_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        published_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         publisher_version=__version__,
         files=files,
         dags=plan.wanted.dags,

@@ -11,7 +11,7 @@ import json
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 
@@ -30,7 +30,11 @@ class Log:
         self._lock = threading.Lock()
 
     def __call__(self, event: str, *, level: str = "info", **fields: Any) -> None:
-        record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), "level": level, "event": event}
+        record = {
+            "ts": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "level": level,
+            "event": event,
+        }
         record.update({k: v for k, v in fields.items() if v is not None})
         try:
             line = orjson.dumps(record, default=str).decode() + "\n"

@@ -30,7 +30,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ from dagfactory_s3.sync.policy import (
     classify_key,
     too_many_deletions,
 )
-from dagfactory_s3.sync.state import Applied, Mode, PackageState, State
+from dagfactory_s3.sync.state import Applied, Mode, PackageState, State, StrEnum
 
 __all__ = ["Cycle", "CycleReport", "PackagePlan", "Reconciler", "Status", "Want", "WantKind"]
 

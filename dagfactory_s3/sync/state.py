@@ -9,7 +9,6 @@ The state is a cache: losing it costs GETs, never correctness.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,15 @@ __all__ = ["FORMAT", "Applied", "Mode", "PackageState", "State"]
 
 FORMAT = "dagfactory-s3/sync-state@1"
 STATE_FILE = ".dagfactory-sync-state.json"
+
+try:
+    from enum import StrEnum
+except ImportError:  # Python 3.10: the same behaviour for our uses (str() and format() give the value)
+    from enum import Enum
+
+    class StrEnum(str, Enum):  # type: ignore[no-redef]
+        __str__ = str.__str__
+        __format__ = str.__format__
 
 
 class Mode(StrEnum):
