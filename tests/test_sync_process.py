@@ -302,6 +302,15 @@ class TestDeployment:
 
 HELM_MEMORY_LIMIT = 256 << 20  # sidecar/helm-values.yaml: limits: {memory: 256Mi}
 PLANTED_BYTES = 320 << 20
+# Runs argv[2:] and writes "<exit code> <peak RSS in KiB>" of it to argv[1]. The sidecar must not be
+# started by the test process itself: subprocess forks with vfork, and Linux carries the high-water
+# RSS of the memory a process had before exec into its ru_maxrss -- a child of a pytest that holds
+# 400 MiB would report 400 MiB whatever it did. Started from this small launcher, the sidecar's peak
+# includes only the launcher's ~11 MiB.
+MEASURE = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); _, status, usage = os.wait4(p.pid, 0); "
+    "open(sys.argv[1], 'w').write(f'{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}')"
+)
 
 
 def helm_memory_limit() -> int:
@@ -334,19 +343,21 @@ def test_once_peak_memory_stays_under_the_helm_limit_next_to_huge_objects(s3, wo
     world.mirror("flood", {"flood_a.json": manifest("flood", "a")})
     big, flood = f"{ENV}/big/dags/big_a.json", f"{ENV}/flood/dags/flood_a.json"
     s3.fault = lambda request, index: "flood" if request.path.endswith(flood) else None
-    stdout, stderr = tmp_path / "stdout", tmp_path / "stderr"
+    stdout, stderr, measured = tmp_path / "stdout", tmp_path / "stderr", tmp_path / "measured"
     with stdout.open("w") as out_file, stderr.open("w") as err_file:
-        proc = subprocess.Popen(
-            [SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags)],
+        sidecar = [SYNC, "--once", "--bucket", world.bucket, "--environment", ENV, "--dags-folder", str(dags)]
+        subprocess.run(
+            [sys.executable, "-c", MEASURE, str(measured), *sidecar],
             env=sync_env(s3),
             stdout=out_file,
             stderr=err_file,
+            check=True,
+            timeout=300,
         )
-        _, status, usage = os.wait4(proc.pid, 0)  # the child's own peak RSS, not the test's
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    code, maxrss = map(int, measured.read_text().split())
     out, err = stdout.read_text(), stderr.read_text()
-    assert proc.returncode == 0, out + err
-    peak = usage.ru_maxrss * 1024  # KiB on Linux
+    assert code == 0, out + err
+    peak = maxrss * 1024  # KiB on Linux
     print(
         f"peak RSS of airflow-dag-sync --once: {peak / 2**20:.1f} MiB (limit {HELM_MEMORY_LIMIT >> 20} MiB)"
     )
