@@ -73,34 +73,17 @@ class Earlier:
     stored: bool = False
 
     @classmethod
-    def of(
-        cls, old: Release, new_files: dict[str, FileEntry], new_dags: dict[str, Any], *, stored: bool
-    ) -> Earlier:
+    def of(cls, old: Release, new_files: dict[str, FileEntry], new_dags: dict[str, Any]) -> Earlier:
+        """``old`` as its change against the release with ``new_files`` and ``new_dags``."""
         files = {
             r: old.files.get(r) for r in {*old.files, *new_files} if old.files.get(r) != new_files.get(r)
         }
         dags = {d: old.dags.get(d) for d in {*old.dags, *new_dags} if old.dags.get(d) != new_dags.get(d)}
-        return cls(
-            release_id=old.release_id,
-            published_at=old.published_at,
-            publisher_version=old.publisher_version,
-            package_version=old.package_version,
-            git_sha=old.git_sha,
-            previous_release_id=old.previous_release_id,
-            tombstone=old.tombstone,
-            content=old.content,
-            images=old.images,
-            files={} if stored else files,
-            dags={} if stored else dags,
-            stored=stored,
-        )
+        return cls(**{f: getattr(old, f) for f in _SHARED}, files=files, dags=dags)
 
-    @staticmethod
-    def changes(old: Release, new_files: dict[str, FileEntry], new_dags: dict[str, Any]) -> int:
-        """How many files and DAG summaries differ between ``old`` and the new release."""
-        return sum(old.files.get(r) != new_files.get(r) for r in {*old.files, *new_files}) + sum(
-            old.dags.get(d) != new_dags.get(d) for d in {*old.dags, *new_dags}
-        )
+    def kept_whole(self) -> Earlier:
+        """The same release, named as ``stored``: its history object holds its files and DAGs."""
+        return replace(self, files={}, dags={}, stored=True)
 
     def to_dict(self) -> dict[str, Any]:
         out = _header(self)
@@ -146,17 +129,9 @@ class Release:
             yield Release(
                 package=self.package,
                 environment=self.environment,
-                release_id=e.release_id,
-                published_at=e.published_at,
-                publisher_version=e.publisher_version,
                 files=files,
                 dags=dags,
-                images=e.images,
-                package_version=e.package_version,
-                git_sha=e.git_sha,
-                previous_release_id=e.previous_release_id,
-                tombstone=e.tombstone,
-                content=e.content,
+                **{f: getattr(e, f) for f in _SHARED},
             )
 
     def whole(self) -> Release:
@@ -232,6 +207,20 @@ class Release:
             history=tuple(history),
             **common,
         )
+
+
+# The fields a record shares with its history entries.
+_SHARED = (
+    "release_id",
+    "published_at",
+    "publisher_version",
+    "package_version",
+    "git_sha",
+    "previous_release_id",
+    "tombstone",
+    "content",
+    "images",
+)
 
 
 def _header(release: Release | Earlier) -> dict[str, Any]:

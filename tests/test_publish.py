@@ -985,7 +985,7 @@ def test_release_record_history_round_trips_and_bad_entries_are_refused():
         "t",
         "v",
         files=new_files,
-        history=(Earlier.of(old, new_files, {}, stored=False),),
+        history=(Earlier.of(old, new_files, {}),),
     )
     again = Release.from_json(rec.to_json(), file="m")
     assert again == rec

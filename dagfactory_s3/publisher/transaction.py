@@ -279,8 +279,9 @@ def _history(
     if old is None:
         return (), None
     exists = history_name(old.release_id) in plan.listing
-    stored = exists or Earlier.changes(old, files, plan.wanted.dags) > DELTA_LIMIT
-    chain = (Earlier.of(old, files, plan.wanted.dags, stored=stored), *old.history)
+    replaced = Earlier.of(old, files, plan.wanted.dags)
+    stored = exists or len(replaced.files) + len(replaced.dags) > DELTA_LIMIT
+    chain = (replaced.kept_whole() if stored else replaced, *old.history)
     kept = set(_kept_ids(plan.listing, chain, new_id, keep))
     cut = next((i for i, e in enumerate(chain) if e.release_id not in kept), len(chain))
     return chain[:cut], old.release_id if stored and not exists and cut else None
