@@ -7,11 +7,13 @@ same serialized DAG hash in every process and on every machine.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Any
 
 try:
+    from airflow.providers.cncf.kubernetes import version_compat as _provider
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.sdk import DAG
+    from airflow.sdk import DAG, TaskGroup
     from kubernetes.client import ApiClient
     from kubernetes.client import models as k8s
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -53,6 +55,167 @@ def pod_labels(manifest: Manifest, task: Task) -> dict[str, str]:
         "dagfactory-s3/dag-id": manifest.dag_id,
         "dagfactory-s3/task-id": task.task_id,
     }
+
+
+def _items(items: list[dict[str, Any]] | None) -> list[k8s.V1KeyToPath] | None:
+    if not items:
+        return None
+    return [k8s.V1KeyToPath(key=i["key"], path=i["path"], mode=i.get("mode")) for i in items]
+
+
+# The client renamed the PVC spec's resources type (kubernetes 29); use whichever this one has.
+_VolumeResources = getattr(k8s, "V1VolumeResourceRequirements", k8s.V1ResourceRequirements)
+
+
+def _volume(volume: dict[str, Any]) -> k8s.V1Volume:
+    ((kind, source),) = ((k, v) for k, v in volume.items() if k != "name")
+    if kind == "persistent_volume_claim":
+        built: dict[str, Any] = {
+            kind: k8s.V1PersistentVolumeClaimVolumeSource(
+                claim_name=source["claim_name"], read_only=source.get("read_only")
+            )
+        }
+    elif kind == "empty_dir":
+        built = {
+            kind: k8s.V1EmptyDirVolumeSource(medium=source.get("medium"), size_limit=source.get("size_limit"))
+        }
+    elif kind == "secret":
+        built = {
+            kind: k8s.V1SecretVolumeSource(
+                secret_name=source["secret_name"],
+                items=_items(source.get("items")),
+                default_mode=source.get("default_mode"),
+                optional=source.get("optional"),
+            )
+        }
+    elif kind == "config_map":
+        built = {
+            kind: k8s.V1ConfigMapVolumeSource(
+                name=source["name"],
+                items=_items(source.get("items")),
+                default_mode=source.get("default_mode"),
+                optional=source.get("optional"),
+            )
+        }
+    elif kind == "projected":
+        sources = []
+        for projection in source["sources"]:
+            ((sub, body),) = projection.items()
+            if sub == "secret":
+                item = k8s.V1VolumeProjection(
+                    secret=k8s.V1SecretProjection(
+                        name=body["name"], items=_items(body.get("items")), optional=body.get("optional")
+                    )
+                )
+            elif sub == "config_map":
+                item = k8s.V1VolumeProjection(
+                    config_map=k8s.V1ConfigMapProjection(
+                        name=body["name"], items=_items(body.get("items")), optional=body.get("optional")
+                    )
+                )
+            else:
+                item = k8s.V1VolumeProjection(
+                    service_account_token=k8s.V1ServiceAccountTokenProjection(
+                        path=body["path"],
+                        audience=body.get("audience"),
+                        expiration_seconds=body.get("expiration_seconds"),
+                    )
+                )
+            sources.append(item)
+        built = {kind: k8s.V1ProjectedVolumeSource(sources=sources, default_mode=source.get("default_mode"))}
+    elif kind == "ephemeral":
+        spec = k8s.V1PersistentVolumeClaimSpec(
+            access_modes=list(source["access_modes"]),
+            storage_class_name=source.get("storage_class_name"),
+            resources=_VolumeResources(requests={"storage": source["storage"]}),
+        )
+        built = {
+            kind: k8s.V1EphemeralVolumeSource(
+                volume_claim_template=k8s.V1PersistentVolumeClaimTemplate(spec=spec)
+            )
+        }
+    else:
+        built = {kind: k8s.V1HostPathVolumeSource(path=source["path"], type=source.get("type"))}
+    return k8s.V1Volume(name=volume["name"], **built)
+
+
+def _mounts(mounts: list[dict[str, Any]]) -> list[k8s.V1VolumeMount]:
+    return [
+        k8s.V1VolumeMount(
+            name=m["name"],
+            mount_path=m["mount_path"],
+            read_only=m.get("read_only"),
+            sub_path=m.get("sub_path"),
+        )
+        for m in mounts
+    ]
+
+
+def _seccomp(value: dict[str, Any] | None) -> k8s.V1SeccompProfile | None:
+    if value is None:
+        return None
+    return k8s.V1SeccompProfile(type=value["type"], localhost_profile=value.get("localhost_profile"))
+
+
+def _container_security(value: dict[str, Any]) -> k8s.V1SecurityContext:
+    caps = value.get("capabilities")
+    return k8s.V1SecurityContext(
+        run_as_non_root=value.get("run_as_non_root"),
+        run_as_user=value.get("run_as_user"),
+        run_as_group=value.get("run_as_group"),
+        read_only_root_filesystem=value.get("read_only_root_filesystem"),
+        allow_privilege_escalation=value.get("allow_privilege_escalation"),
+        privileged=value.get("privileged"),
+        capabilities=k8s.V1Capabilities(add=caps.get("add"), drop=caps.get("drop")) if caps else None,
+        seccomp_profile=_seccomp(value.get("seccomp_profile")),
+    )
+
+
+def _pod_security(value: dict[str, Any]) -> k8s.V1PodSecurityContext:
+    return k8s.V1PodSecurityContext(
+        run_as_non_root=value.get("run_as_non_root"),
+        run_as_user=value.get("run_as_user"),
+        run_as_group=value.get("run_as_group"),
+        fs_group=value.get("fs_group"),
+        fs_group_change_policy=value.get("fs_group_change_policy"),
+        supplemental_groups=value.get("supplemental_groups"),
+        seccomp_profile=_seccomp(value.get("seccomp_profile")),
+    )
+
+
+def _resources(value: dict[str, Any]) -> k8s.V1ResourceRequirements:
+    # A real V1ResourceRequirements, never a nested dict (dag-factory #520).
+    return k8s.V1ResourceRequirements(
+        requests=value.get("requests") or None, limits=value.get("limits") or None
+    )
+
+
+def _init_container(value: dict[str, Any]) -> k8s.V1Container:
+    return k8s.V1Container(
+        name=value["name"],
+        image=value["image"],
+        command=value.get("command"),
+        args=value.get("arguments"),
+        env=_env(value["env"]) if value.get("env") else None,
+        resources=_resources(value["resources"]) if "resources" in value else None,
+        volume_mounts=_mounts(value["volume_mounts"]) if value.get("volume_mounts") else None,
+        security_context=_container_security(value["security_context"])
+        if "security_context" in value
+        else None,
+    )
+
+
+def _env_from(value: dict[str, Any]) -> k8s.V1EnvFromSource:
+    optional = value.get("optional")
+    if "secret" in value:
+        return k8s.V1EnvFromSource(
+            prefix=value.get("prefix"),
+            secret_ref=k8s.V1SecretEnvSource(name=value["secret"], optional=optional),
+        )
+    return k8s.V1EnvFromSource(
+        prefix=value.get("prefix"),
+        config_map_ref=k8s.V1ConfigMapEnvSource(name=value["config_map"], optional=optional),
+    )
 
 
 def _env(env: dict[str, Any]) -> list[k8s.V1EnvVar]:
@@ -100,19 +263,17 @@ def _tolerations(items: list[dict[str, Any]]) -> list[k8s.V1Toleration]:
     ]
 
 
-def _affinity(manifest: Manifest, task: Task) -> k8s.V1Affinity:
-    """The Kubernetes Affinity object, refusing what the client would silently drop or change."""
-    value = task.fields["affinity"]
-    where = (
-        f"{task.where}/affinity" if "affinity" in _own_fields(manifest, task) else "/task_defaults/affinity"
-    )
+def _api_object(manifest: Manifest, task: Task, field: str, value: Any, kind: str, what: str) -> Any:
+    """A Kubernetes object from its API (camelCase) form, refusing what the client would silently
+    drop or change (unknown fields, wrong types)."""
+    where = f"{task.where}/{field}" if field in _own_fields(manifest, task) else f"/task_defaults/{field}"
     client = ApiClient()
     try:
-        affinity = client._ApiClient__deserialize(value, "V1Affinity")  # what the operator itself uses
-        same = client.sanitize_for_serialization(affinity) == value
+        built = client._ApiClient__deserialize(value, kind)  # what the operator itself uses
+        same = client.sanitize_for_serialization(built) == value
     except (ValueError, TypeError, AttributeError) as exc:
         raise ManifestError(
-            [Problem(manifest.file, where, f"not a valid Kubernetes Affinity: {exc}")]
+            [Problem(manifest.file, where, f"not a valid Kubernetes {what}: {exc}")]
         ) from None
     if not same:
         raise ManifestError(
@@ -120,12 +281,46 @@ def _affinity(manifest: Manifest, task: Task) -> k8s.V1Affinity:
                 Problem(
                     manifest.file,
                     where,
-                    "not a valid Kubernetes Affinity: unknown fields or wrong "
+                    f"not a valid Kubernetes {what}: unknown fields or wrong "
                     "types would be dropped; check it against the Kubernetes API (camelCase)",
                 )
             ]
         )
-    return affinity
+    return built
+
+
+def _affinity(manifest: Manifest, task: Task) -> k8s.V1Affinity:
+    return _api_object(manifest, task, "affinity", task.fields["affinity"], "V1Affinity", "Affinity")
+
+
+def _pod_override(manifest: Manifest, task: Task) -> k8s.V1Pod:
+    """The operator's ``full_pod_spec``: the base its own pod is merged over (the task's container is
+    ``containers[0]``, named ``base``), so every field the manifest models wins."""
+    value = task.fields["pod_override"]
+    spec = dict(value.get("spec", {}))
+    spec.setdefault("containers", [{"name": "base"}])
+    document = {"metadata": value.get("metadata", {}), "spec": spec}
+    pod = _api_object(manifest, task, "pod_override", document, "V1Pod", "Pod")
+    return pod
+
+
+# The provider's own flag: on Airflow 3.3+ `durable` replaced `reattach_on_restart`.
+_DURABLE = getattr(_provider, "AIRFLOW_V_3_3_PLUS", False)
+# Task fields passed to the operator unchanged when a manifest sets them.
+_PLAIN = (
+    "trigger_rule",
+    "depends_on_past",
+    "wait_for_downstream",
+    "priority_weight",
+    "weight_rule",
+    "queue",
+    "pool_slots",
+    "max_active_tis_per_dag",
+    "max_active_tis_per_dagrun",
+    "deferrable",
+    "priority_class_name",
+    "automount_service_account_token",
+)
 
 
 def _own_fields(manifest: Manifest, task: Task) -> dict[str, Any]:
@@ -134,8 +329,9 @@ def _own_fields(manifest: Manifest, task: Task) -> dict[str, Any]:
     return manifest.data["tasks"][int(task.where.rsplit("/", 1)[1])]
 
 
-def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
-    """One KubernetesPodOperator for one resolved task (call inside the DAG context)."""
+def operator_kwargs(manifest: Manifest, task: Task) -> dict[str, Any]:
+    """The KubernetesPodOperator arguments of one resolved task (a field is passed only when set,
+    so a manifest that does not use it builds exactly what it built before the field existed)."""
     f = task.fields
     kwargs: dict[str, Any] = {
         "task_id": task.task_id,
@@ -148,8 +344,8 @@ def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
         "retry_delay": parse_duration(f["retry_delay"]),
         "on_finish_action": f["on_finish_action"],
         "get_logs": f["get_logs"],
-        # Job results travel through the job's own storage, not XCom: no xcom sidecar container.
-        "do_xcom_push": False,
+        # Off unless the task opts in: with it the provider adds its xcom sidecar container.
+        "do_xcom_push": f.get("do_xcom_push", False),
     }
     if "command" in f:
         kwargs["cmds"] = list(f["command"])
@@ -158,10 +354,7 @@ def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
     if f.get("env"):
         kwargs["env_vars"] = _env(f["env"])
     if "resources" in f:
-        # A real V1ResourceRequirements, never a nested dict (dag-factory #520).
-        kwargs["container_resources"] = k8s.V1ResourceRequirements(
-            requests=f["resources"].get("requests") or None, limits=f["resources"].get("limits") or None
-        )
+        kwargs["container_resources"] = _resources(f["resources"])
     if "service_account" in f:
         kwargs["service_account_name"] = f["service_account"]
     if f.get("node_selector"):
@@ -180,7 +373,75 @@ def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
         kwargs["execution_timeout"] = parse_duration(f["execution_timeout"])
     if "pool" in f:
         kwargs["pool"] = f["pool"]
-    return KubernetesPodOperator(**kwargs)
+    for key in _PLAIN:
+        if key in f:
+            kwargs[key] = f[key]
+    if f.get("retry_exponential_backoff"):
+        kwargs["retry_exponential_backoff"] = True  # a bool on Airflow 3.0-3.2, the multiplier 1 on 3.3
+    if "max_retry_delay" in f:
+        kwargs["max_retry_delay"] = parse_duration(f["max_retry_delay"])
+    if "reattach_on_restart" in f:
+        kwargs["durable" if _DURABLE else "reattach_on_restart"] = f["reattach_on_restart"]
+    if f.get("volumes"):
+        kwargs["volumes"] = [_volume(v) for v in f["volumes"]]
+    if f.get("volume_mounts"):
+        kwargs["volume_mounts"] = _mounts(f["volume_mounts"])
+    if f.get("env_from"):
+        kwargs["env_from"] = [_env_from(v) for v in f["env_from"]]
+    if "security_context" in f:
+        kwargs["container_security_context"] = _container_security(f["security_context"])
+    if "pod_security_context" in f:
+        kwargs["security_context"] = _pod_security(f["pod_security_context"])
+    if f.get("host_aliases"):
+        kwargs["host_aliases"] = [
+            k8s.V1HostAlias(ip=a["ip"], hostnames=list(a["hostnames"])) for a in f["host_aliases"]
+        ]
+    if f.get("init_containers"):
+        kwargs["init_containers"] = [_init_container(c) for c in f["init_containers"]]
+    if "termination_grace_period" in f:
+        kwargs["termination_grace_period"] = int(
+            parse_duration(f["termination_grace_period"]).total_seconds()
+        )
+    if "pod_override" in f:
+        kwargs["full_pod_spec"] = _pod_override(manifest, task)
+    return kwargs
+
+
+def _expansion(task: Task, kwargs: dict[str, Any], operators: dict[str, Any]) -> dict[str, Any]:
+    """The ``expand()`` arguments of a mapped task (``kwargs`` loses what is mapped)."""
+    expand = task.fields["expand"]
+    mapped: dict[str, Any] = {}
+    if "arguments" in expand:
+        source = expand["arguments"]
+        mapped["arguments"] = operators[source["from_task"]].output if isinstance(source, dict) else source
+    if "env" in expand:
+        static = dict(task.fields.get("env", {}))  # literal values only (validated)
+        kwargs.pop("env_vars", None)
+        mapped["env_vars"] = [{**static, **item} for item in expand["env"]]
+    return mapped
+
+
+def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
+    """One KubernetesPodOperator for one resolved, unmapped task (call inside the DAG context)."""
+    return KubernetesPodOperator(**operator_kwargs(manifest, task))
+
+
+def _build_order(manifest: Manifest) -> list[Task]:
+    """Tasks in manifest order, except that a task mapped over another's result comes after it."""
+    done: set[str] = set()
+    order: list[Task] = []
+    pending = list(manifest.tasks)
+    while pending:
+        for task in pending:
+            source = task.fields.get("expand", {}).get("arguments")
+            if not isinstance(source, dict) or source["from_task"] in done:
+                break
+        else:  # unreachable for a checked manifest (cycles are refused)
+            raise ValueError("mapped tasks form a cycle")
+        pending.remove(task)
+        order.append(task)
+        done.add(task.task_id)
+    return order
 
 
 def build_dag(manifest: Manifest) -> DAG:
@@ -205,25 +466,51 @@ def build_dag(manifest: Manifest) -> DAG:
     if "dagrun_timeout" in data:
         kwargs["dagrun_timeout"] = parse_duration(data["dagrun_timeout"])
     with DAG(**kwargs) as dag:
-        operators = {task.task_id: build_operator(manifest, task) for task in manifest.tasks}
+        groups: dict[str, TaskGroup] = {}
+        operators: dict[str, Any] = {}
+        for task in _build_order(manifest):
+            name = task.fields.get("group")
+            if name is not None and name not in groups:
+                groups[name] = TaskGroup(group_id=name, prefix_group_id=False)
+            with groups[name] if name is not None else nullcontext():
+                op_kwargs = operator_kwargs(manifest, task)
+                if "expand" in task.fields:
+                    mapped = _expansion(task, op_kwargs, operators)
+                    operators[task.task_id] = KubernetesPodOperator.partial(**op_kwargs).expand(**mapped)
+                else:
+                    operators[task.task_id] = KubernetesPodOperator(**op_kwargs)
         for task in manifest.tasks:
             for upstream in task.depends_on:
                 operators[upstream] >> operators[task.task_id]
     return dag
 
 
-def render_pods(manifest: Manifest) -> list[tuple[str, dict[str, Any]]]:
+def render_pods(manifest: Manifest) -> list[tuple[Task, str, dict[str, Any]]]:
     """The pod each task would create, built by the operator's own code with no cluster.
 
     The operator's random name suffix is turned off so the output is stable; at run time the
-    operator appends ``-<8 random characters>`` to the name shown here.
+    operator appends ``-<8 random characters>`` to the name shown here. A task mapped over a list
+    in the manifest shows one pod per item (``task[0]``, ``task[1]`` ...); one mapped over another
+    task's result shows the pod without the mapped arguments (``task[*]``). Returns (task, name, pod).
     """
-    dag = build_dag(manifest)
+    build_dag(manifest)  # every check the DAG build makes
     client = ApiClient()
     pods = []
     for task in manifest.tasks:
-        operator = dag.get_task(task.task_id)
-        operator.random_name_suffix = False
-        pod = operator.build_pod_request_obj(dry_run=True)
-        pods.append((task.task_id, client.sanitize_for_serialization(pod)))
+        kwargs = operator_kwargs(manifest, task)
+        kwargs["random_name_suffix"] = False
+        variants: list[tuple[str, dict[str, Any]]] = [(task.task_id, {})]
+        if "expand" in task.fields:
+            expand = task.fields["expand"]
+            static = dict(task.fields.get("env", {}))
+            arguments = expand.get("arguments")
+            args = [{"arguments": a} for a in arguments] if isinstance(arguments, list) else [{}]
+            envs = [{"env_vars": {**static, **e}} for e in expand["env"]] if "env" in expand else [{}]
+            items = [{**a, **e} for a in args for e in envs]
+            star = isinstance(arguments, dict)
+            variants = [(f"{task.task_id}[{'*' if star else i}]", item) for i, item in enumerate(items)]
+        for name, item in variants:
+            operator = KubernetesPodOperator(**{**kwargs, **item})
+            pod = operator.build_pod_request_obj(dry_run=True)
+            pods.append((task, name, client.sanitize_for_serialization(pod)))
     return pods

@@ -686,3 +686,164 @@ def pod_problems(pod: dict[str, Any]) -> list[Issue]:
             lambda kind, name, where=where: f"{where}/resources/{kind}/{_escape(name)}",
         )
     return issues
+
+
+# -- volumes, mounts, env sources, security contexts (manifest form: snake_case)
+
+
+def check_relative_path(path: str, what: str) -> str | None:
+    """validateLocalDescendingPath: relative, no '..' element."""
+    if path.startswith("/"):
+        return f"{what} {path!r} must be a relative path"
+    if ".." in path.split("/"):
+        return f"{what} {path!r} must not contain '..'"
+    return None
+
+
+def _items_issues(items: list[dict[str, Any]], pointer: str) -> list[Issue]:
+    issues: list[Issue] = []
+    seen: set[str] = set()
+    for i, item in enumerate(items):
+        where = f"{pointer}/{i}"
+        reason = check_config_map_key(item["key"])
+        if reason:
+            issues.append((f"{where}/key", reason))
+        reason = check_relative_path(item["path"], "path")
+        if reason:
+            issues.append((f"{where}/path", reason))
+        elif item["path"] in seen:
+            issues.append((f"{where}/path", f"path {item['path']!r} is already used by another item"))
+        seen.add(item["path"])
+    return issues
+
+
+def _source_issues(kind: str, source: dict[str, Any], where: str) -> list[Issue]:
+    issues: list[Issue] = []
+    name_key = {"secret": "secret_name", "config_map": "name", "persistent_volume_claim": "claim_name"}.get(
+        kind
+    )
+    if name_key and name_key in source:
+        reason = check_subdomain(source[name_key], f"{kind.replace('_', ' ')} name")
+        if reason:
+            issues.append((f"{where}/{name_key}", reason))
+    issues += _items_issues(source.get("items", []), f"{where}/items")
+    if kind == "empty_dir" and "size_limit" in source:
+        issues += _quantity_issues(source["size_limit"], f"{where}/size_limit", "size_limit", positive=False)
+    if kind == "ephemeral":
+        issues += _quantity_issues(source["storage"], f"{where}/storage", "storage", positive=True)
+        if "storage_class_name" in source:
+            reason = check_subdomain(source["storage_class_name"], "storage class name")
+            if reason:
+                issues.append((f"{where}/storage_class_name", reason))
+    if kind == "projected":
+        paths: set[str] = set()
+        for i, projection in enumerate(source["sources"]):
+            ((sub, body),) = projection.items()
+            at = f"{where}/sources/{i}/{sub}"
+            if sub == "service_account_token":
+                reason = check_relative_path(body["path"], "path")
+                found = [(f"{at}/path", reason)] if reason else []
+                names = [body["path"]]
+            else:
+                reason = check_subdomain(body["name"], f"{sub.replace('_', ' ')} name")
+                found = [(f"{at}/name", reason)] if reason else []
+                found += _items_issues(body.get("items", []), f"{at}/items")
+                names = [item["path"] for item in body.get("items", [])]
+            issues += found
+            for name in names:
+                if name in paths:
+                    issues.append((at, f"projected path {name!r} is already used by another source"))
+                paths.add(name)
+    return issues
+
+
+def _quantity_issues(text: str, pointer: str, what: str, *, positive: bool) -> list[Issue]:
+    try:
+        value = quantity(text)
+    except ValueError as exc:
+        return [(pointer, str(exc))]
+    if value < 0 or (positive and value == 0):
+        return [
+            (pointer, f"{what} must be {'greater than zero' if positive else 'zero or more'}, not {text!r}")
+        ]
+    return []
+
+
+def volume_issues(volumes: list[dict[str, Any]], pointer: str) -> list[Issue]:
+    """validateVolumes: unique RFC 1123 names, exactly one source, names, paths, quantities."""
+    issues: list[Issue] = []
+    seen: dict[str, int] = {}
+    for i, volume in enumerate(volumes):
+        where = f"{pointer}/{i}"
+        name = volume["name"]
+        if name in seen:
+            issues.append(
+                (f"{where}/name", f"volume name {name!r} is already used at {pointer}/{seen[name]}")
+            )
+        seen.setdefault(name, i)
+        sources = [k for k in volume if k != "name"]
+        if len(sources) != 1:
+            issues.append(
+                (
+                    where,
+                    f"a volume needs exactly one source ({', '.join(VOLUME_SOURCES)}), found {len(sources)}",
+                )
+            )
+            continue
+        issues += _source_issues(sources[0], volume[sources[0]], f"{where}/{sources[0]}")
+    return issues
+
+
+VOLUME_SOURCES = (
+    "persistent_volume_claim",
+    "empty_dir",
+    "secret",
+    "config_map",
+    "projected",
+    "ephemeral",
+    "host_path",
+)
+
+
+def mount_issues(mounts: list[dict[str, Any]], pointer: str) -> list[Issue]:
+    """validateVolumeMounts: unique mount paths, relative sub paths without '..'."""
+    issues: list[Issue] = []
+    seen: set[str] = set()
+    for i, mount in enumerate(mounts):
+        where = f"{pointer}/{i}"
+        path = mount["mount_path"]
+        if path.rstrip("/") in seen:
+            issues.append((f"{where}/mount_path", f"mount path {path!r} is already used by another mount"))
+        seen.add(path.rstrip("/"))
+        if "sub_path" in mount:
+            reason = check_relative_path(mount["sub_path"], "sub_path")
+            if reason:
+                issues.append((f"{where}/sub_path", reason))
+    return issues
+
+
+def security_issues(context: dict[str, Any], pointer: str) -> list[Issue]:
+    """validateSecurityContext and the kubelet's non-root check: contradictions refused before a pod exists."""
+    issues: list[Issue] = []
+    seccomp = context.get("seccomp_profile")
+    if seccomp:
+        if seccomp["type"] == "Localhost" and not seccomp.get("localhost_profile"):
+            issues.append((f"{pointer}/seccomp_profile/localhost_profile", "required when type is Localhost"))
+        if seccomp["type"] != "Localhost" and "localhost_profile" in seccomp:
+            issues.append(
+                (f"{pointer}/seccomp_profile/localhost_profile", "allowed only when type is Localhost")
+            )
+    if context.get("allow_privilege_escalation") is False:
+        if context.get("privileged"):
+            issues.append(
+                (f"{pointer}/allow_privilege_escalation", "cannot be false when privileged is true")
+            )
+        if "SYS_ADMIN" in context.get("capabilities", {}).get("add", []):
+            issues.append(
+                (f"{pointer}/allow_privilege_escalation", "cannot be false when capabilities add SYS_ADMIN")
+            )
+    if context.get("run_as_non_root") and context.get("run_as_user") == 0:
+        issues.append(
+            (f"{pointer}/run_as_user", "run_as_non_root is true: the kubelet refuses to start user 0")
+        )
+    return issues

@@ -11,6 +11,7 @@ Kubernetes API server accepts for each pod field, from :mod:`dagfactory_s3.k8s`,
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 from datetime import timedelta
@@ -19,6 +20,8 @@ from typing import Any, NamedTuple
 
 from dagfactory_s3 import k8s, naming
 from dagfactory_s3.errors import ManifestError, Problem
+from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
+from dagfactory_s3.platform import Policy
 from dagfactory_s3.schedule import check_cron, parse_duration, parse_instant
 from dagfactory_s3.schema import schema_problems, to_pointer
 
@@ -30,6 +33,8 @@ MAX_DEPTH = 32
 # them to the current time, and ten years is beyond any batch job.
 MAX_TOTAL = timedelta(days=3650)
 DEFAULT_NAMESPACE = "etl-jobs"
+# Airflow's [core] max_map_length default: a mapped task with more items fails at run time.
+MAX_MAP_LENGTH = 1024
 
 # Task fields whose values are objects merged key by key with task_defaults (the task wins).
 _MERGED = ("env", "labels", "annotations", "node_selector")
@@ -117,7 +122,13 @@ def _depth(value: Any, limit: int) -> bool:
     return False
 
 
-def load(path: str | Path, *, package: str | None = None, display: str | None = None) -> Manifest:
+def load(
+    path: str | Path,
+    *,
+    package: str | None = None,
+    display: str | None = None,
+    policy: Policy = DEFAULT_POLICY,
+) -> Manifest:
     """Read and check the manifest at ``path``. Raises ManifestError naming ``display`` (default: path)."""
     file = display or str(path)
     try:
@@ -129,11 +140,12 @@ def load(path: str | Path, *, package: str | None = None, display: str | None = 
         raise ManifestError([Problem(file, "", "is a directory, not a manifest file")]) from None
     except OSError as exc:
         raise ManifestError([Problem(file, "", f"cannot read manifest: {exc.strerror or exc}")]) from None
-    return parse(raw, file=file, package=package)
+    return parse(raw, file=file, package=package, policy=policy)
 
 
-def parse(raw: bytes, *, file: str, package: str | None = None) -> Manifest:
-    """Check manifest bytes. ``package``, when given, is the package the manifest must belong to."""
+def parse(raw: bytes, *, file: str, package: str | None = None, policy: Policy = DEFAULT_POLICY) -> Manifest:
+    """Check manifest bytes. ``package``, when given, is the package the manifest must belong to;
+    ``policy`` is what the platform allows (:mod:`dagfactory_s3.platform`)."""
     if len(raw) > MAX_BYTES:
         raise ManifestError([Problem(file, "", f"manifest is larger than {MAX_BYTES} bytes (256 KiB)")])
     try:
@@ -163,7 +175,7 @@ def parse(raw: bytes, *, file: str, package: str | None = None) -> Manifest:
     problems = schema_problems(document, file)
     try:  # the rules run on a document the schema refused too: every problem in one pass
         tasks = _resolve_tasks(document)
-        problems += _check_rules(document, tasks, file, package)
+        problems += _check_rules(document, tasks, file, package, policy)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         if not problems:  # the schema passed it: a rule that crashes is a bug
             raise
@@ -216,15 +228,7 @@ def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[
         reason = k8s.check_image(fields["image"])
         if reason:
             add([(f"{where}/image", reason)])
-    for name, value in fields.get("env", {}).items():
-        pointer = f"{where}/env{to_pointer([name])}"
-        reason = k8s.check_env_name(name)
-        if reason:
-            add([(pointer, reason)])
-        if isinstance(value, dict):
-            for kind, what in (("secret", "Secret"), ("config_map", "ConfigMap")):
-                if kind in value:
-                    add(k8s.key_ref_issues(value[kind], f"{pointer}/{kind}", what))
+    add(_env_issues(fields.get("env", {}), f"{where}/env"))
     for kind in ("labels", "annotations", "node_selector"):
         for key, value in fields.get(kind, {}).items():
             pointer = f"{where}/{kind}{to_pointer([key])}"
@@ -245,9 +249,206 @@ def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[
     add(k8s.toleration_issues(fields.get("tolerations", []), f"{where}/tolerations", "toleration_seconds"))
     if "affinity" in fields:
         add(k8s.affinity_issues(fields["affinity"], f"{where}/affinity"))
-    for key in ("startup_timeout", "execution_timeout", "retry_delay"):
+    for key in (
+        "startup_timeout",
+        "execution_timeout",
+        "retry_delay",
+        "max_retry_delay",
+        "termination_grace_period",
+    ):
         if key in fields:
             _check_duration(fields[key], f"{where}/{key}", file, problems)
+    add(k8s.volume_issues(fields.get("volumes", []), f"{where}/volumes"))
+    add(k8s.mount_issues(fields.get("volume_mounts", []), f"{where}/volume_mounts"))
+    for i, source in enumerate(fields.get("env_from", [])):
+        if "prefix" in source:
+            reason = k8s.check_env_name(source["prefix"])
+            if reason:
+                add([(f"{where}/env_from/{i}/prefix", reason)])
+    for key in ("security_context", "pod_security_context"):
+        if key in fields:
+            add(k8s.security_issues(fields[key], f"{where}/{key}"))
+    if "priority_class_name" in fields:
+        reason = k8s.check_subdomain(fields["priority_class_name"], "priority class name")
+        if reason:
+            add([(f"{where}/priority_class_name", reason)])
+    for i, alias in enumerate(fields.get("host_aliases", [])):
+        try:
+            ipaddress.ip_address(alias["ip"])
+        except ValueError:
+            add([(f"{where}/host_aliases/{i}/ip", f"{alias['ip']!r} is not an IPv4 or IPv6 address")])
+        for j, host in enumerate(alias["hostnames"]):
+            reason = k8s.check_subdomain(host, "hostname")
+            if reason:
+                add([(f"{where}/host_aliases/{i}/hostnames/{j}", reason)])
+    add(_init_container_issues(fields.get("init_containers", []), f"{where}/init_containers"))
+    if "pod_override" in fields:
+        add(_override_issues(fields["pod_override"], f"{where}/pod_override"))
+
+
+def _env_issues(env: dict[str, Any], pointer: str) -> list[k8s.Issue]:
+    issues: list[k8s.Issue] = []
+    for name, value in env.items():
+        where = f"{pointer}{to_pointer([name])}"
+        reason = k8s.check_env_name(name)
+        if reason:
+            issues.append((where, reason))
+        if isinstance(value, dict):
+            for kind, what in (("secret", "Secret"), ("config_map", "ConfigMap")):
+                if kind in value:
+                    issues += k8s.key_ref_issues(value[kind], f"{where}/{kind}", what)
+    return issues
+
+
+def _init_container_issues(containers: list[dict[str, Any]], pointer: str) -> list[k8s.Issue]:
+    issues: list[k8s.Issue] = []
+    seen: dict[str, int] = {}
+    for i, container in enumerate(containers):
+        where = f"{pointer}/{i}"
+        name = container["name"]
+        if name == BASE_CONTAINER:
+            issues.append(
+                (f"{where}/name", f"{BASE_CONTAINER!r} is the task's own container; pick another name")
+            )
+        elif name in seen:
+            issues.append(
+                (f"{where}/name", f"container name {name!r} is already used at {pointer}/{seen[name]}")
+            )
+        seen.setdefault(name, i)
+        reason = k8s.check_image(container["image"])
+        if reason:
+            issues.append((f"{where}/image", reason))
+        issues += _env_issues(container.get("env", {}), f"{where}/env")
+        resources = container.get("resources", {})
+        issues += k8s.resource_issues(
+            resources.get("requests", {}),
+            resources.get("limits", {}),
+            lambda kind, key, where=where: f"{where}/resources/{kind}{to_pointer([key])}",
+        )
+        issues += k8s.mount_issues(container.get("volume_mounts", []), f"{where}/volume_mounts")
+        if "security_context" in container:
+            issues += k8s.security_issues(container["security_context"], f"{where}/security_context")
+    return issues
+
+
+BASE_CONTAINER = "base"  # the operator's name for the task's container
+# pod_override keys the manifest models: the manifest field wins, so repeating one here is refused.
+_MODELLED_SPEC = {
+    "serviceAccountName": "service_account",
+    "serviceAccount": "service_account",
+    "nodeSelector": "node_selector",
+    "tolerations": "tolerations",
+    "affinity": "affinity",
+    "imagePullSecrets": "image_pull_secrets",
+    "securityContext": "pod_security_context",
+    "initContainers": "init_containers",
+    "volumes": "volumes",
+    "priorityClassName": "priority_class_name",
+    "automountServiceAccountToken": "automount_service_account_token",
+    "hostAliases": "host_aliases",
+    "terminationGracePeriodSeconds": "termination_grace_period",
+}
+_MODELLED_CONTAINER = {
+    "image": "image",
+    "command": "command",
+    "args": "arguments",
+    "env": "env",
+    "envFrom": "env_from",
+    "resources": "resources",
+    "volumeMounts": "volume_mounts",
+    "securityContext": "security_context",
+    "imagePullPolicy": "image_pull_policy",
+}
+_OWNED_SPEC = {
+    "containers": None,
+    "restartPolicy": "the operator runs every pod with restartPolicy Never",
+    "nodeName": "pods are placed by the scheduler (use node_selector or affinity)",
+}
+HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
+
+
+def _override_containers(fields: dict[str, Any]) -> list[dict[str, Any]]:
+    """pod_override's containers when well-formed (else reported by _override_issues), else []."""
+    containers = fields.get("pod_override", {}).get("spec", {}).get("containers", [])
+    if isinstance(containers, list) and all(isinstance(c, dict) for c in containers):
+        return containers
+    return []
+
+
+def _override_issues(override: dict[str, Any], pointer: str) -> list[k8s.Issue]:
+    """What a partial pod may not do: rename or relabel what we own, repeat a modelled field, or
+    reshape the task's container. The rest is checked against the Kubernetes schema (render, validate)."""
+    issues: list[k8s.Issue] = []
+    meta = override.get("metadata", {})
+    for key in sorted(meta):
+        if key not in ("labels", "annotations"):
+            issues.append(
+                (
+                    f"{pointer}/metadata/{key}",
+                    "set by the factory; a pod_override may set labels and annotations",
+                )
+            )
+    for kind in ("labels", "annotations"):
+        values = meta.get(kind, {})
+        if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+            issues.append((f"{pointer}/metadata/{kind}", "expected an object of strings"))
+            continue
+        for key, value in values.items():
+            where = f"{pointer}/metadata/{kind}{to_pointer([key])}"
+            if key.startswith("dagfactory-s3/") or key == "app.kubernetes.io/managed-by":
+                issues.append((where, f"{key!r} is set by the factory"))
+                continue
+            reason = k8s.check_qualified_name(
+                key.lower() if kind == "annotations" else key, kind[:-1] + " key"
+            )
+            if reason is None and kind == "labels":
+                reason = k8s.check_label_value(value)
+            if reason:
+                issues.append((where, reason))
+    spec = override.get("spec", {})
+    for key in sorted(spec):
+        if key in _MODELLED_SPEC:
+            issues.append(
+                (f"{pointer}/spec/{key}", f"use the manifest field {_MODELLED_SPEC[key]!r} instead")
+            )
+        elif _OWNED_SPEC.get(key):
+            issues.append((f"{pointer}/spec/{key}", _OWNED_SPEC[key]))
+    containers = spec.get("containers", [])
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        return [*issues, (f"{pointer}/spec/containers", "expected an array of objects")]
+    names: set[str] = set()
+    for i, container in enumerate(containers):
+        where = f"{pointer}/spec/containers/{i}"
+        name = container.get("name")
+        if i == 0:
+            if name != BASE_CONTAINER:
+                issues.append(
+                    (
+                        f"{where}/name",
+                        f"the first container is the task's own and must be named {BASE_CONTAINER!r}",
+                    )
+                )
+            for key in sorted(container):
+                if key in _MODELLED_CONTAINER:
+                    issues.append(
+                        (f"{where}/{key}", f"use the manifest field {_MODELLED_CONTAINER[key]!r} instead")
+                    )
+            continue
+        reason = (
+            k8s.check_dns_label(name, "container name")
+            if isinstance(name, str)
+            else "container name is required"
+        )
+        if reason is None and (name == BASE_CONTAINER or name in names):
+            reason = f"container name {name!r} is already used"
+        if reason:
+            issues.append((f"{where}/name", reason))
+        names.add(name)
+        image = container.get("image")
+        reason = k8s.check_image(image) if isinstance(image, str) else "image is required"
+        if reason:
+            issues.append((f"{where}/image", reason))
+    return issues
 
 
 def _has(node: Any, path: list[str]) -> bool:
@@ -258,7 +459,9 @@ def _has(node: Any, path: list[str]) -> bool:
     return True
 
 
-def _check_task(document: dict[str, Any], task: Task, file: str, problems: list[Problem]) -> None:
+def _check_task(
+    document: dict[str, Any], task: Task, file: str, problems: list[Problem], policy: Policy
+) -> None:
     """Rules on a task after task_defaults are merged in, each named at the field that was written."""
     own = _own(document, task)
 
@@ -271,10 +474,56 @@ def _check_task(document: dict[str, Any], task: Task, file: str, problems: list[
     defaults = document.get("task_defaults", {})
 
     fields = task.fields
-    if "image" in fields and not fields["allow_mutable_image"] and k8s.check_image(fields["image"]) is None:
-        reason = k8s.image_pin_problem(fields["image"])
+    images = [(source("image"), fields["image"])] if "image" in fields else []
+    images += [
+        (f"{source('init_containers')}/{i}/image", c["image"])
+        for i, c in enumerate(fields.get("init_containers", []))
+    ]
+    extra = _override_containers(fields)[1:]
+    images += [
+        (f"{source('pod_override')}/spec/containers/{i}/image", c["image"])
+        for i, c in enumerate(extra, 1)
+        if isinstance(c.get("image"), str)
+    ]
+    for pointer, image in images:
+        if k8s.check_image(image) is not None:
+            continue  # reported where it is written
+        reason = None if fields["allow_mutable_image"] else k8s.image_pin_problem(image)
+        if reason is None and not policy.registry_allowed(image):
+            reason = (
+                f"image registry not allowed by the platform policy ({policy.file}); "
+                f"allowed: {', '.join(policy.image_registries or ())}"
+            )
         if reason:
-            problems.append(Problem(file, source("image"), reason))
+            problems.append(Problem(file, pointer, reason))
+    declared = {v["name"] for v in fields.get("volumes", [])}
+    mounts = [(source("volume_mounts"), fields.get("volume_mounts", []))]
+    mounts += [
+        (f"{source('init_containers')}/{i}/volume_mounts", c.get("volume_mounts", []))
+        for i, c in enumerate(fields.get("init_containers", []))
+    ]
+    for base, items in mounts:
+        for i, mount in enumerate(items):
+            if mount["name"] not in declared:
+                known = ", ".join(sorted(declared)) or "none declared"
+                problems.append(
+                    Problem(
+                        file, f"{base}/{i}/name", f"mounts volume {mount['name']!r}, not in volumes ({known})"
+                    )
+                )
+    pod_user = fields.get("pod_security_context", {})
+    if pod_user.get("run_as_non_root"):
+        contexts = [(source("security_context"), fields.get("security_context", {}))]
+        for pointer, context in contexts:
+            if context.get("run_as_user") == 0:
+                problems.append(
+                    Problem(
+                        file,
+                        f"{pointer}/run_as_user",
+                        "pod_security_context.run_as_non_root is true: the kubelet refuses to start user 0",
+                    )
+                )
+    problems.extend(_policy_problems(fields, source, file, policy))
     resources = fields.get("resources", {})
     issues = k8s.resource_issues(
         resources.get("requests", {}),
@@ -311,6 +560,123 @@ def _check_task(document: dict[str, Any], task: Task, file: str, problems: list[
         )
 
 
+def _policy_problems(fields: dict[str, Any], source: Any, file: str, policy: Policy) -> list[Problem]:
+    """What the platform does not allow, at the pointer where it is written (task or task_defaults)."""
+    problems: list[Problem] = []
+
+    def refuse(pointer: str, what: str, allowed: Any) -> None:
+        shown = ", ".join(sorted(allowed)) if allowed else "none"
+        problems.append(
+            Problem(
+                file,
+                pointer,
+                f"{what} is not allowed by the platform policy ({policy.file}); allowed: {shown}",
+            )
+        )
+
+    if policy.namespaces is not None and fields["namespace"] not in policy.namespaces:
+        refuse(source("namespace"), f"namespace {fields['namespace']!r}", policy.namespaces)
+    account = fields.get("service_account")
+    if policy.service_accounts is not None and account is not None and account not in policy.service_accounts:
+        refuse(source("service_account"), f"service account {account!r}", policy.service_accounts)
+    for i, volume in enumerate(fields.get("volumes", [])):
+        for kind in volume:
+            if kind != "name" and kind not in policy.volume_types:
+                refuse(f"{source('volumes')}/{i}/{kind}", f"volume type {kind!r}", policy.volume_types)
+    contexts = [(source("security_context"), fields.get("security_context", {}))]
+    contexts += [
+        (f"{source('init_containers')}/{i}/security_context", c.get("security_context", {}))
+        for i, c in enumerate(fields.get("init_containers", []))
+    ]
+    spec = fields.get("pod_override", {}).get("spec", {})
+    for i, container in enumerate(_override_containers(fields)):
+        context = container.get("securityContext")
+        if isinstance(context, dict):
+            caps = context.get("capabilities") if isinstance(context.get("capabilities"), dict) else {}
+            contexts.append(
+                (
+                    f"{source('pod_override')}/spec/containers/{i}/securityContext",
+                    {"privileged": context.get("privileged"), "capabilities": {"add": caps.get("add") or []}},
+                )
+            )
+    for pointer, context in contexts:
+        if context.get("privileged") and not policy.allow_privileged:
+            problems.append(
+                Problem(
+                    file,
+                    f"{pointer}/privileged",
+                    f"privileged containers are not allowed by the platform policy ({policy.file})",
+                )
+            )
+        added = context.get("capabilities", {}).get("add", [])
+        for j, cap in enumerate(added if isinstance(added, list) else []):
+            if cap not in policy.allowed_capabilities and not policy.allow_privileged:
+                refuse(f"{pointer}/capabilities/add/{j}", f"capability {cap!r}", policy.allowed_capabilities)
+    for key in HOST_NAMESPACES:
+        if spec.get(key) is True and not policy.allow_privileged:
+            problems.append(
+                Problem(
+                    file,
+                    f"{source('pod_override')}/spec/{key}",
+                    f"host namespaces are not allowed by the platform policy ({policy.file})",
+                )
+            )
+    return problems
+
+
+def _check_expand(
+    task: Task, expand: dict[str, Any], tasks: tuple[Task, ...], file: str, problems: list[Problem]
+) -> None:
+    """Dynamic task mapping: what Airflow would refuse when the run starts, refused now."""
+    where = f"{task.where}/expand"
+    fields = task.fields
+    arguments = expand.get("arguments")
+    if arguments is not None and "arguments" in fields:
+        problems.append(
+            Problem(
+                file,
+                where + "/arguments",
+                "the task (or task_defaults) also sets arguments; set them in one place",
+            )
+        )
+    if isinstance(arguments, dict):
+        upstream = next((t for t in tasks if t.task_id == arguments["from_task"]), None)
+        pointer = f"{where}/arguments/from_task"
+        if upstream is None:
+            problems.append(Problem(file, pointer, f"unknown task {arguments['from_task']!r}"))
+        elif upstream.task_id == task.task_id:
+            problems.append(Problem(file, pointer, "a task cannot map over its own result"))
+        elif not upstream.fields.get("do_xcom_push"):
+            problems.append(
+                Problem(
+                    file, pointer, f"task {upstream.task_id!r} does not set do_xcom_push: it pushes no list"
+                )
+            )
+    if "env" in expand:
+        for name, value in fields.get("env", {}).items():
+            if not isinstance(value, str):
+                problems.append(
+                    Problem(
+                        file,
+                        f"{where}/env",
+                        f"mapping over env needs literal env values; {name!r} is a reference (use env_from)",
+                    )
+                )
+        for i, item in enumerate(expand["env"]):
+            for name in item:
+                reason = k8s.check_env_name(name)
+                if reason:
+                    problems.append(Problem(file, f"{where}/env/{i}{to_pointer([name])}", reason))
+    count = 1
+    for key in ("arguments", "env"):
+        if isinstance(expand.get(key), list):
+            count *= len(expand[key])
+    if count > MAX_MAP_LENGTH:
+        problems.append(
+            Problem(file, where, f"expands to {count} task instances; Airflow maps at most {MAX_MAP_LENGTH}")
+        )
+
+
 def _check_duration(text: str, pointer: str, file: str, problems: list[Problem]) -> None:
     try:
         value = parse_duration(text)
@@ -324,7 +690,7 @@ def _check_duration(text: str, pointer: str, file: str, problems: list[Problem])
 
 
 def _check_rules(
-    document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None
+    document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None, policy: Policy
 ) -> list[Problem]:
     problems: list[Problem] = []
     own = document["package"]
@@ -365,6 +731,7 @@ def _check_rules(
     if "task_defaults" in document:
         _check_fields(document["task_defaults"], "/task_defaults", file, problems)
     raw_tasks = [document["job"]] if "job" in document else document["tasks"]
+    seen_ids = {task.task_id for task in tasks}
     seen: dict[str, str] = {}
     for task, raw in zip(tasks, raw_tasks, strict=True):
         _check_fields(raw, task.where, file, problems)
@@ -383,7 +750,15 @@ def _check_rules(
             problems.append(
                 Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label")
             )
-        _check_task(document, task, file, problems)
+        _check_task(document, task, file, problems, policy)
+        if "expand" in raw:
+            _check_expand(task, raw["expand"], tasks, file, problems)
+        if "group" in raw and raw["group"] in seen_ids:
+            problems.append(
+                Problem(
+                    file, f"{task.where}/group", f"group {raw['group']!r} is also a task_id; use another name"
+                )
+            )
         for key in ("labels", "annotations"):
             reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
             for k in reserved:
@@ -409,9 +784,16 @@ def _check_rules(
     return problems
 
 
+def _upstream(task: Task) -> list[str]:
+    """depends_on plus the task a mapped task takes its list from."""
+    source = task.fields.get("expand", {}).get("arguments")
+    extra = [source["from_task"]] if isinstance(source, dict) else []
+    return [*task.depends_on, *extra]
+
+
 def _find_cycle(tasks: tuple[Task, ...]) -> list[str] | None:
     """A cycle in depends_on (ignoring self-edges and unknown ids, reported elsewhere), or None."""
-    graph = {t.task_id: [d for d in t.depends_on if d != t.task_id] for t in tasks}
+    graph = {t.task_id: [d for d in _upstream(t) if d != t.task_id] for t in tasks}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     for start in graph:
         if state.get(start):

@@ -99,6 +99,14 @@ OPTIONS: dict[str, Option] = {
         "--package-name", "DAG_PACKAGE_NAME", str, None, "package that owns <env>/<package>/"
     ),
     "parallelism": Option("--parallelism", None, _positive(int), 8, "concurrent S3 requests"),
+    "policy": Option(
+        "--policy",
+        "DAGFACTORY_POLICY",
+        str,
+        None,
+        "the platform policy file of the Airflow image (what manifests may use; docs/deploy.md)",
+        shown="built-in default policy",
+    ),
     "keep": Option("--keep", None, _positive(int), 10, "release records kept for rollback"),
     "gc_grace": Option(
         "--gc-grace",

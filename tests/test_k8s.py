@@ -107,7 +107,7 @@ class TestRenderedPods:
     def _pods(self, raw: bytes, file: str) -> list[dict]:
         from dagfactory_s3 import factory
 
-        return [pod for _task, pod in factory.render_pods(manifest.parse(raw, file=file))]
+        return [pod for _task, _name, pod in factory.render_pods(manifest.parse(raw, file=file))]
 
     @pytest.mark.parametrize(
         ("file", "raw"),

@@ -45,10 +45,10 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
             ]
         )
     try:
-        from dagfactory_s3 import factory
+        from dagfactory_s3 import factory, platform
         from dagfactory_s3 import manifest as manifests
 
-        checked = manifests.load(path)
+        checked = manifests.load(path, policy=platform.from_environment())
         problems = _placement_problems(stub_file, checked)
         if problems:
             raise ManifestError(problems)

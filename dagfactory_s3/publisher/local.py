@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3 import k8s, naming, stub
+from dagfactory_s3 import k8s, naming, platform, stub
 from dagfactory_s3 import manifest as manifests
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 from dagfactory_s3.fs import atomic_write
@@ -85,6 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_setting(p, "package_name", help="package the manifests must belong to (as publish checks)")
     p.add_argument("--dag-file", type=Path, help="a manifest (.json) or its stub (.py): checks the pair")
     p.add_argument("--dag-path", type=Path, help="a directory of manifests and stubs")
+    add_setting(p, "policy")
     add_output(p)
     p.set_defaults(handler=cmd_validate)
 
@@ -99,6 +100,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The pods go to stdout (YAML or JSON); 'validated N pods against Kubernetes V schema' to stderr.",
     )
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
+    add_setting(p, "policy")
     p.add_argument(
         "--kubernetes-version",
         default=None,
@@ -226,7 +228,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     target = args.dag_path or args.dag_file
     if target is None:
         raise ConfigError("validate needs --dag-file FILE or --dag-path DIR")
-    found = scan(target, package=args.package_name)
+    found = scan(target, package=args.package_name, policy=args.policy)
     for warning in found.warnings:
         log(args, f"warning: {warning}")
     dags = sorted(found.manifests.values(), key=lambda m: m.dag_id)
@@ -259,10 +261,10 @@ def cmd_render(args: argparse.Namespace) -> int:
             f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})"
         ) from None
     path = _manifest_path(args.dag_file)
-    m = manifests.load(path)
+    m = manifests.load(path, policy=platform.load(args.policy) if args.policy else platform.DEFAULT)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()
     problems, documents = [], []
-    for task, (task_id, pod) in zip(m.tasks, factory.render_pods(m), strict=True):
+    for task, task_id, pod in factory.render_pods(m):
         try:
             kubernetes_validate.validate(pod, version, strict=True)
         except kubernetes_validate.ValidationError as exc:

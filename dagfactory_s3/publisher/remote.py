@@ -164,6 +164,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         )
         p.add_argument("--package-version", help="version recorded in the release record")
         p.add_argument("--git-sha", help="commit recorded in the release record")
+        add_setting(p, "policy")
         _detailed_exitcode(p)
         if name == "publish":
             p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (= 'plan')")
@@ -399,7 +400,9 @@ def _tty(args: argparse.Namespace) -> bool:
 def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
-    wanted = wanted_from_dir(args.dag_path, store.package)  # invalid input: nothing else happens
+    wanted = wanted_from_dir(
+        args.dag_path, store.package, policy=args.policy
+    )  # invalid input: nothing else happens
     for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
         log(args, f"warning: {warning}")
     store.client = _store(args).client

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dagfactory_s3 import manifest as manifests
-from dagfactory_s3 import naming, stub
+from dagfactory_s3 import naming, platform, stub
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 
 __all__ = ["DagSet", "missing_stubs", "scan"]
@@ -55,18 +55,27 @@ def missing_stubs(json_files: list[Path]) -> list[str]:
     return [f"no stub: {shown}; publish generates stubs, {_REGENERATE} to commit them"]
 
 
-def scan(target: Path, *, package: str | None, strict_names: bool = True, check_stubs: bool = True) -> DagSet:
+def scan(
+    target: Path,
+    *,
+    package: str | None,
+    strict_names: bool = True,
+    check_stubs: bool = True,
+    policy: str | None = None,
+) -> DagSet:
     """Check every manifest and stub of ``target`` (a directory, a manifest or a stub). All problems at once.
 
     ``package``, when given, is the package every manifest must belong to. ``strict_names`` requires
     the published naming (``<dag_id>.json``); only stub regeneration turns it (and ``check_stubs``) off.
+    ``policy`` is the platform policy file to check against (the Airflow image's; default: built in).
     """
+    rules = platform.load(policy) if policy else platform.DEFAULT
     problems: list[Problem] = []
     found = DagSet(target if target.is_dir() else target.parent)
     json_files, py_files = _files(target)
     for path in json_files:
         try:
-            m = manifests.load(path, package=package)
+            m = manifests.load(path, package=package, policy=rules)
         except ManifestError as exc:
             problems.extend(exc.problems())
             continue

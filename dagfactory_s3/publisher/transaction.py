@@ -140,9 +140,9 @@ class Wanted:
         return {_sha(data): data for rest, data in self.files.items() if rest.endswith(".json")}
 
 
-def wanted_from_dir(dag_path: Path, package: str) -> Wanted:
+def wanted_from_dir(dag_path: Path, package: str, *, policy: str | None = None) -> Wanted:
     """Validate ``dag_path`` (all problems at once) and build the files to publish: manifests + fresh stubs."""
-    found = scan(dag_path, package=package, strict_names=True)
+    found = scan(dag_path, package=package, strict_names=True, policy=policy)
     wanted = Wanted()
     images: set[str] = set()
     for dag_id in sorted(found.manifests):

@@ -1,0 +1,144 @@
+"""The platform policy: what a manifest may use on this Airflow. No Airflow here.
+
+The platform decides, manifests choose: the policy is a JSON file in the Airflow image (path in
+``DAGFACTORY_POLICY``), read by the factory at every parse and by ``validate``/``plan``/``publish``
+(``--policy FILE``), so CI refuses what the image would refuse. A manifest never names Python; it
+picks from what the policy lists. Without a policy file the defaults below apply: any namespace,
+service account and registry; every volume type except ``host_path``; no privileged container;
+``capabilities.add`` limited to the Kubernetes *baseline* Pod Security Standard list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, NamedTuple
+
+from dagfactory_s3.errors import ConfigError
+
+__all__ = [
+    "BASELINE_CAPABILITIES",
+    "DEFAULT",
+    "POLICY_ENV",
+    "VOLUME_TYPES",
+    "Policy",
+    "from_environment",
+    "load",
+]
+
+POLICY_ENV = "DAGFACTORY_POLICY"
+VOLUME_TYPES = (
+    "config_map",
+    "empty_dir",
+    "ephemeral",
+    "host_path",
+    "persistent_volume_claim",
+    "projected",
+    "secret",
+)
+# Pod Security Standards, baseline profile: the capabilities a pod may add.
+BASELINE_CAPABILITIES = frozenset(
+    {
+        "AUDIT_WRITE",
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "MKNOD",
+        "NET_BIND_SERVICE",
+        "SETFCAP",
+        "SETGID",
+        "SETPCAP",
+        "SETUID",
+        "SYS_CHROOT",
+    }
+)
+_MAX_BYTES = 1024 * 1024
+
+
+class Policy(NamedTuple):
+    """What manifests may use. ``None`` in a list field means "anything"."""
+
+    file: str = "(built-in default policy)"
+    namespaces: frozenset[str] | None = None
+    service_accounts: frozenset[str] | None = None
+    volume_types: frozenset[str] = frozenset(VOLUME_TYPES) - {"host_path"}
+    allow_privileged: bool = False
+    allowed_capabilities: frozenset[str] = BASELINE_CAPABILITIES
+    image_registries: tuple[str, ...] | None = None
+
+    def registry_allowed(self, image: str) -> bool:
+        if self.image_registries is None:
+            return True
+        return any(image.startswith(prefix.rstrip("/") + "/") for prefix in self.image_registries)
+
+
+DEFAULT = Policy()
+
+_LISTS = {
+    "namespaces": "namespace names",
+    "service_accounts": "service account names",
+    "volume_types": f"volume types ({', '.join(VOLUME_TYPES)})",
+    "allowed_capabilities": "Linux capability names such as NET_BIND_SERVICE",
+    "image_registries": "registry prefixes such as registry.example.com or 123.dkr.ecr.eu-west-1.amazonaws.com/team",
+}
+
+
+def _strings(value: Any, file: str, key: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{file}: /{key}: expected a list of {_LISTS[key]}")
+    return value
+
+
+def parse(raw: bytes, file: str) -> Policy:
+    """A policy from the file's bytes; every mistake is a ConfigError naming file and pointer."""
+    try:
+        document = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: /: policy is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"{file}: /: policy must be a JSON object")
+    known = {"$schema", "policy_version", "allow_privileged", *_LISTS}
+    for key in sorted(document):
+        if key not in known:
+            raise ConfigError(
+                f"{file}: /{key}: unknown policy field; known: {', '.join(sorted(known - {'$schema'}))}"
+            )
+    if document.get("policy_version", 1) != 1:
+        raise ConfigError(f"{file}: /policy_version: this dagfactory-s3 reads policy_version 1")
+    fields: dict[str, Any] = {"file": file}
+    if "allow_privileged" in document:
+        if not isinstance(document["allow_privileged"], bool):
+            raise ConfigError(f"{file}: /allow_privileged: expected true or false")
+        fields["allow_privileged"] = document["allow_privileged"]
+    for key in _LISTS:
+        if key not in document:
+            continue
+        values = _strings(document[key], file, key)
+        if key == "volume_types":
+            unknown = sorted(set(values) - set(VOLUME_TYPES))
+            if unknown:
+                raise ConfigError(
+                    f"{file}: /volume_types: unknown volume type {unknown[0]!r}; known: {', '.join(VOLUME_TYPES)}"
+                )
+        fields[key] = tuple(values) if key == "image_registries" else frozenset(values)
+    return Policy(**fields)
+
+
+def load(path: str) -> Policy:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: /: cannot read the platform policy: {exc.strerror or exc}") from None
+    if len(raw) > _MAX_BYTES:
+        raise ConfigError(f"{path}: /: policy is larger than 1 MiB")
+    return parse(raw, path)
+
+
+def from_environment(environ: Any = os.environ) -> Policy:
+    """The policy ``DAGFACTORY_POLICY`` names, else the default. A named file that cannot be read is an
+    error (fail closed: a platform that configured a policy never gets none)."""
+    path = environ.get(POLICY_ENV, "")
+    return load(path) if path else DEFAULT
