@@ -758,6 +758,8 @@ def _source_issues(kind: str, source: dict[str, Any], where: str) -> list[Issue]
 
 
 def _quantity_issues(text: str, pointer: str, what: str, *, positive: bool) -> list[Issue]:
+    if QUANTITY_RE.fullmatch(text) is None:
+        return []  # the schema's quantity pattern reports it
     try:
         value = quantity(text)
     except ValueError as exc:

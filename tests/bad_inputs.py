@@ -1100,3 +1100,381 @@ NEAR_MISSES: list[tuple[str, bytes]] = [
     ("cron-names", _edit("schedule", "0 6 * jan-mar mon-fri")),
     ("preset", _edit("schedule", "@quarterly")),
 ]
+
+
+def _mapped(expand: dict[str, Any], **fields: Any) -> bytes:
+    """GOOD with the second task mapped (and ``fields`` on it; ``task0`` for the first task's)."""
+    doc = copy.deepcopy(GOOD)
+    doc["tasks"][0].update(fields.pop("task0", {}))
+    doc["tasks"][1].update(fields, expand=expand)
+    return json.dumps(doc).encode()
+
+
+_VOL = [{"name": "scratch", "empty_dir": {}}]
+_INIT = {"name": "setup", "image": "registry.example.com/tools:1.0.0"}
+_T1 = "/tasks/1"
+
+# Task-level fields of manifest v1 (issue 11): what Kubernetes, the kubelet, Airflow or the platform
+# policy (built-in default) would refuse, each at the pointer of the field as written.
+TASK_FIELD_CASES: list[tuple[str, bytes, str, str]] = [
+    # -- volumes and mounts
+    (
+        "mount-without-volume",
+        _t0("volume_mounts", [{"name": "data", "mount_path": "/data"}]),
+        f"{_T0}/volume_mounts/0/name",
+        "mounts volume 'data', not in volumes (none declared)",
+    ),
+    (
+        "init-mount-without-volume",
+        _defaults(
+            volumes=_VOL,
+            task0={"init_containers": [{**_INIT, "volume_mounts": [{"name": "cfg", "mount_path": "/c"}]}]},
+        ),
+        f"{_T0}/init_containers/0/volume_mounts/0/name",
+        "mounts volume 'cfg', not in volumes (scratch)",
+    ),
+    (
+        "volume-duplicate-name",
+        _t0("volumes", [*_VOL, {"name": "scratch", "secret": {"secret_name": "s"}}]),
+        f"{_T0}/volumes/1/name",
+        "already used",
+    ),
+    (
+        "volume-without-source",
+        _t0("volumes", [{"name": "scratch"}]),
+        f"{_T0}/volumes/0",
+        "exactly one source",
+    ),
+    (
+        "volume-two-sources",
+        _t0("volumes", [{"name": "v", "empty_dir": {}, "secret": {"secret_name": "s"}}]),
+        f"{_T0}/volumes/0",
+        "exactly one source",
+    ),
+    (
+        "size-limit-bad-quantity",
+        _t0("volumes", [{"name": "v", "empty_dir": {"size_limit": "1 Gi"}}]),
+        f"{_T0}/volumes/0/empty_dir/size_limit",
+        "'1 Gi' is not valid: Kubernetes quantity",
+    ),
+    (
+        "size-limit-negative",
+        _t0("volumes", [{"name": "v", "empty_dir": {"size_limit": "-1Gi"}}]),
+        f"{_T0}/volumes/0/empty_dir/size_limit",
+        "zero or more",
+    ),
+    (
+        "ephemeral-zero-storage",
+        _t0("volumes", [{"name": "v", "ephemeral": {"storage": "0", "access_modes": ["ReadWriteOnce"]}}]),
+        f"{_T0}/volumes/0/ephemeral/storage",
+        "greater than zero",
+    ),
+    (
+        "secret-item-parent-path",
+        _t0(
+            "volumes",
+            [{"name": "v", "secret": {"secret_name": "s", "items": [{"key": "k", "path": "../k"}]}}],
+        ),
+        f"{_T0}/volumes/0/secret/items/0/path",
+        "must not contain '..'",
+    ),
+    (
+        "config-map-item-absolute-path",
+        _t0(
+            "volumes", [{"name": "v", "config_map": {"name": "c", "items": [{"key": "k", "path": "/etc/k"}]}}]
+        ),
+        f"{_T0}/volumes/0/config_map/items/0/path",
+        "must be a relative path",
+    ),
+    (
+        "file-mode-above-0777",
+        _t0("volumes", [{"name": "v", "secret": {"secret_name": "s", "default_mode": 512}}]),
+        f"{_T0}/volumes/0/secret/default_mode",
+        "maximum of 511",
+    ),
+    (
+        "sub-path-escapes",
+        _defaults(
+            volumes=_VOL,
+            task0={"volume_mounts": [{"name": "scratch", "mount_path": "/s", "sub_path": "a/../.."}]},
+        ),
+        f"{_T0}/volume_mounts/0/sub_path",
+        "must not contain '..'",
+    ),
+    (
+        "mount-path-twice",
+        _defaults(
+            volumes=_VOL,
+            task0={
+                "volume_mounts": [
+                    {"name": "scratch", "mount_path": "/s"},
+                    {"name": "scratch", "mount_path": "/s/"},
+                ]
+            },
+        ),
+        f"{_T0}/volume_mounts/1/mount_path",
+        "already used",
+    ),
+    (
+        "service-account-token-short",
+        _t0(
+            "volumes",
+            [
+                {
+                    "name": "t",
+                    "projected": {
+                        "sources": [{"service_account_token": {"path": "t", "expiration_seconds": 60}}]
+                    },
+                }
+            ],
+        ),
+        f"{_T0}/volumes/0/projected/sources/0/service_account_token/expiration_seconds",
+        "minimum of 600",
+    ),
+    (
+        "host-path-not-allowed-by-default-policy",
+        _t0("volumes", [{"name": "h", "host_path": {"path": "/var/run/docker.sock"}}]),
+        f"{_T0}/volumes/0/host_path",
+        "volume type 'host_path' is not allowed by the platform policy",
+    ),
+    # -- env_from
+    (
+        "env-from-bad-prefix",
+        _t0("env_from", [{"secret": "db", "prefix": "1DB_"}]),
+        f"{_T0}/env_from/0/prefix",
+        "valid",
+    ),
+    (
+        "env-from-secret-and-config-map",
+        _t0("env_from", [{"secret": "db", "config_map": "cfg"}]),
+        f"{_T0}/env_from/0",
+        "exactly one of `secret` or `config_map`",
+    ),
+    # -- security
+    (
+        "seccomp-localhost-without-profile",
+        _t0("security_context", {"seccomp_profile": {"type": "Localhost"}}),
+        f"{_T0}/security_context/seccomp_profile/localhost_profile",
+        "required when type is Localhost",
+    ),
+    (
+        "seccomp-profile-without-localhost",
+        _t0(
+            "pod_security_context",
+            {"seccomp_profile": {"type": "RuntimeDefault", "localhost_profile": "p.json"}},
+        ),
+        f"{_T0}/pod_security_context/seccomp_profile/localhost_profile",
+        "only when type is Localhost",
+    ),
+    (
+        "privileged-without-escalation",
+        _t0("security_context", {"privileged": True, "allow_privilege_escalation": False}),
+        f"{_T0}/security_context/allow_privilege_escalation",
+        "cannot be false when privileged is true",
+    ),
+    (
+        "non-root-user-zero",
+        _t0("security_context", {"run_as_non_root": True, "run_as_user": 0}),
+        f"{_T0}/security_context/run_as_user",
+        "refuses to start user 0",
+    ),
+    (
+        "pod-non-root-container-user-zero",
+        _defaults(
+            pod_security_context={"run_as_non_root": True}, task0={"security_context": {"run_as_user": 0}}
+        ),
+        f"{_T0}/security_context/run_as_user",
+        "refuses to start user 0",
+    ),
+    (
+        "privileged-not-allowed-by-default-policy",
+        _t0("security_context", {"privileged": True}),
+        f"{_T0}/security_context/privileged",
+        "privileged containers are not allowed by the platform policy",
+    ),
+    (
+        "capability-beyond-baseline",
+        _t0("security_context", {"capabilities": {"add": ["SYS_ADMIN"]}}),
+        f"{_T0}/security_context/capabilities/add/0",
+        "capability 'SYS_ADMIN' is not allowed by the platform policy",
+    ),
+    (
+        "priority-class-uppercase",
+        _t0("priority_class_name", "Etl-Batch"),
+        f"{_T0}/priority_class_name",
+        "lowercase letters, digits",
+    ),
+    (
+        "host-alias-bad-ip",
+        _t0("host_aliases", [{"ip": "10.0.0.300", "hostnames": ["db"]}]),
+        f"{_T0}/host_aliases/0/ip",
+        "not an IPv4 or IPv6 address",
+    ),
+    # -- init containers
+    (
+        "init-named-base",
+        _t0("init_containers", [{**_INIT, "name": "base"}]),
+        f"{_T0}/init_containers/0/name",
+        "task's own container",
+    ),
+    (
+        "init-duplicate-name",
+        _t0("init_containers", [_INIT, _INIT]),
+        f"{_T0}/init_containers/1/name",
+        "already used",
+    ),
+    (
+        "init-unpinned-image",
+        _t0("init_containers", [{**_INIT, "image": "registry.example.com/tools:latest"}]),
+        f"{_T0}/init_containers/0/image",
+        "latest",
+    ),
+    (
+        "init-bad-quantity",
+        _t0("init_containers", [{**_INIT, "resources": {"requests": {"cpu": "-1"}}}]),
+        f"{_T0}/init_containers/0/resources/requests/cpu",
+        "greater than or equal to 0",
+    ),
+    # -- task behaviour
+    ("trigger-rule-unknown", _t0("trigger_rule", "all_sucess"), f"{_T0}/trigger_rule", "all_success"),
+    ("weight-rule-unknown", _t0("weight_rule", "total"), f"{_T0}/weight_rule", "downstream"),
+    ("priority-weight-beyond-int32", _t0("priority_weight", 2**31), f"{_T0}/priority_weight", "maximum"),
+    ("max-retry-delay-zero", _t0("max_retry_delay", "0s"), f"{_T0}/max_retry_delay", "greater than zero"),
+    (
+        "grace-period-bad-duration",
+        _t0("termination_grace_period", "1x"),
+        f"{_T0}/termination_grace_period",
+        "is not like 45s",
+    ),
+    ("queue-with-space", _t0("queue", "etl queue"), f"{_T0}/queue", "letters, digits, '_'"),
+    ("pool-slots-zero", _t0("pool_slots", 0), f"{_T0}/pool_slots", "minimum of 1"),
+    # -- dynamic task mapping
+    ("expand-empty-list", _mapped({"arguments": []}), f"{_T1}/expand/arguments", "A non-empty list"),
+    (
+        "expand-not-a-list",
+        _mapped({"arguments": "--agency north"}),
+        f"{_T1}/expand/arguments",
+        "expected array or object, got string",
+    ),
+    ("expand-env-empty-list", _mapped({"env": []}), f"{_T1}/expand/env", "should be non-empty"),
+    ("expand-nothing", _mapped({}), f"{_T1}/expand", "should be non-empty"),
+    (
+        "expand-and-arguments",
+        _mapped({"arguments": [["a"]]}, arguments=["b"]),
+        f"{_T1}/expand/arguments",
+        "also sets arguments",
+    ),
+    (
+        "expand-from-unknown-task",
+        _mapped({"arguments": {"from_task": "lister"}}),
+        f"{_T1}/expand/arguments/from_task",
+        "unknown task 'lister'",
+    ),
+    (
+        "expand-from-task-without-xcom",
+        _mapped({"arguments": {"from_task": "extract"}}),
+        f"{_T1}/expand/arguments/from_task",
+        "does not set do_xcom_push",
+    ),
+    (
+        "expand-from-itself",
+        _mapped({"arguments": {"from_task": "load"}}, do_xcom_push=True),
+        f"{_T1}/expand/arguments/from_task",
+        "its own result",
+    ),
+    (
+        "expand-env-with-secret-env",
+        _mapped({"env": [{"AGENCY": "n"}]}, env={"TOKEN": {"secret": {"name": "s", "key": "k"}}}),
+        f"{_T1}/expand/env",
+        "needs literal env values",
+    ),
+    ("expand-env-bad-name", _mapped({"env": [{"1AGENCY": "n"}]}), f"{_T1}/expand/env/0/1AGENCY", "valid"),
+    (
+        "expand-beyond-max-map-length",
+        _mapped({"arguments": [[str(i)] for i in range(40)], "env": [{"A": str(i)} for i in range(30)]}),
+        f"{_T1}/expand",
+        "expands to 1200 task instances; Airflow maps at most 1024",
+    ),
+    (
+        "expand-cycle-through-xcom",
+        _mapped(
+            {"arguments": {"from_task": "extract"}}, task0={"do_xcom_push": True, "depends_on": ["load"]}
+        ),
+        "/tasks",
+        "dependency cycle",
+    ),
+    ("group-is-a-task-id", _t0("group", "load"), f"{_T0}/group", "also a task_id"),
+    # -- pod_override
+    (
+        "override-pod-name",
+        _t0("pod_override", {"metadata": {"name": "x"}}),
+        f"{_T0}/pod_override/metadata/name",
+        "set by the factory",
+    ),
+    (
+        "override-reserved-label",
+        _t0("pod_override", {"metadata": {"labels": {"dagfactory-s3/task-id": "x"}}}),
+        f"{_T0}/pod_override/metadata/labels/dagfactory-s3~1task-id",
+        "set by the factory",
+    ),
+    (
+        "override-modelled-field",
+        _t0("pod_override", {"spec": {"serviceAccountName": "admin"}}),
+        f"{_T0}/pod_override/spec/serviceAccountName",
+        "use the manifest field 'service_account'",
+    ),
+    (
+        "override-renames-container",
+        _t0("pod_override", {"spec": {"containers": [{"name": "main", "ports": []}]}}),
+        f"{_T0}/pod_override/spec/containers/0/name",
+        "must be named 'base'",
+    ),
+    (
+        "override-container-image",
+        _t0("pod_override", {"spec": {"containers": [{"name": "base", "image": "evil/x:1"}]}}),
+        f"{_T0}/pod_override/spec/containers/0/image",
+        "use the manifest field 'image'",
+    ),
+    (
+        "override-host-network",
+        _t0("pod_override", {"spec": {"hostNetwork": True}}),
+        f"{_T0}/pod_override/spec/hostNetwork",
+        "host namespaces are not allowed by the platform policy",
+    ),
+    (
+        "override-sidecar-unpinned",
+        _t0(
+            "pod_override", {"spec": {"containers": [{"name": "base"}, {"name": "proxy", "image": "envoy"}]}}
+        ),
+        f"{_T0}/pod_override/spec/containers/1/image",
+        "tag",
+    ),
+    (
+        "override-restart-policy",
+        _t0("pod_override", {"spec": {"restartPolicy": "Always"}}),
+        f"{_T0}/pod_override/spec/restartPolicy",
+        "restartPolicy Never",
+    ),
+    (
+        "override-privileged-sidecar",
+        _t0(
+            "pod_override",
+            {
+                "spec": {
+                    "containers": [
+                        {"name": "base"},
+                        {
+                            "name": "p",
+                            "image": "registry.example.com/p:1",
+                            "securityContext": {"privileged": True},
+                        },
+                    ]
+                }
+            },
+        ),
+        f"{_T0}/pod_override/spec/containers/1/securityContext/privileged",
+        "privileged containers are not allowed",
+    ),
+]
+
+CASES += TASK_FIELD_CASES
