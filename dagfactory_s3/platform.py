@@ -60,7 +60,7 @@ _MAX_BYTES = 1024 * 1024
 class Policy(NamedTuple):
     """What manifests may use. ``None`` in a list field means "anything"."""
 
-    file: str = "(built-in default policy)"
+    file: str = "built-in default"
     namespaces: frozenset[str] | None = None
     service_accounts: frozenset[str] | None = None
     volume_types: frozenset[str] = frozenset(VOLUME_TYPES) - {"host_path"}

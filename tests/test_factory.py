@@ -182,3 +182,116 @@ class TestDeterminism:
         after = probe(dags, tmp_path / "h2")["hashes"]
         assert after["pipeline_processing_example_job"] != before["pipeline_processing_example_job"]
         assert after["reporting_seeder_refresh_all"] == before["reporting_seeder_refresh_all"]
+
+
+class TestTaskLevelFields:
+    """reporting_seeder_agency_rebuild uses every task-level field: each reaches the operator as the
+    provider's own type (kubernetes.client.models), and the rendered pod carries it."""
+
+    @pytest.fixture
+    def dag(self, dags):
+        bag = _bag(dags)
+        assert bag.import_errors == {}
+        return bag.dags["reporting_seeder_agency_rebuild"]
+
+    def test_pod_fields_are_provider_types(self, dag):
+        op = dag.get_task("list_agencies")
+        assert [type(v) for v in op.volumes] == [k8s.V1Volume] * 6
+        by_name = {v.name: v for v in op.volumes}
+        assert by_name["scratch"].empty_dir == k8s.V1EmptyDirVolumeSource(medium="Memory", size_limit="1Gi")
+        assert by_name["config"].config_map.items == [
+            k8s.V1KeyToPath(key="agencies.yaml", path="agencies.yaml", mode=292)
+        ]
+        assert by_name["db-ca"].secret.default_mode == 256
+        token = by_name["tokens"].projected.sources[0].service_account_token
+        assert (token.audience, token.expiration_seconds) == ("sts.amazonaws.com", 3600)
+        claim = by_name["work"].ephemeral.volume_claim_template.spec
+        assert claim.access_modes == ["ReadWriteOnce"] and claim.resources.requests == {"storage": "20Gi"}
+        assert by_name["archive"].persistent_volume_claim.read_only is True
+        assert [m.mount_path for m in op.volume_mounts] == ["/tmp", "/etc/reporting"]
+        assert op.env_from[0].secret_ref.name == "reporting-db" and op.env_from[0].prefix == "DB_"
+        assert op.env_from[1].config_map_ref == k8s.V1ConfigMapEnvSource(
+            name="reporting-settings", optional=True
+        )
+        assert op.security_context.run_as_user == 10001 and op.security_context.fs_group == 10001
+        assert op.container_security_context.capabilities.drop == ["ALL"]
+        assert op.container_security_context.read_only_root_filesystem is True
+        assert op.priority_class_name == "etl-batch" and op.automount_service_account_token is False
+        assert op.termination_grace_period == 60
+        init = op.init_containers[0]
+        assert isinstance(init, k8s.V1Container) and init.name == "fetch-ca"
+        assert init.resources.limits == {"memory": "64Mi"} and init.volume_mounts[0].read_only is True
+
+    def test_task_behaviour(self, dag):
+        first, cleanup = dag.get_task("list_agencies"), dag.get_task("cleanup")
+        assert first.do_xcom_push is True and cleanup.do_xcom_push is False
+        assert (
+            first.retries == 3
+            and first.retry_exponential_backoff
+            and first.max_retry_delay.total_seconds() == 1800
+        )
+        assert cleanup.trigger_rule == "all_done" and cleanup.retries == 0
+        assert cleanup.max_active_tis_per_dag == 1 and cleanup.queue == "default"
+        assert cleanup.host_aliases == [k8s.V1HostAlias(ip="10.0.0.10", hostnames=["reporting-db.internal"])]
+        assert isinstance(cleanup.full_pod_spec, k8s.V1Pod)
+        assert cleanup.full_pod_spec.spec.dns_policy == "ClusterFirst"
+        extract = dag.get_task("extract")
+        assert extract.partial_kwargs["priority_weight"] == 10
+        assert extract.partial_kwargs["max_active_tis_per_dagrun"] == 2
+        assert dag.get_task("rebuild").partial_kwargs["deferrable"] is True
+
+    def test_mapping_and_groups(self, dag):
+        from airflow.sdk.definitions.mappedoperator import MappedOperator
+
+        extract, rebuild, verify = (dag.get_task(t) for t in ("extract", "rebuild", "verify"))
+        assert all(isinstance(t, MappedOperator) for t in (extract, rebuild, verify))
+        assert extract.expand_input.value["arguments"] == [
+            ["--agency", a] for a in ("north", "south", "east")
+        ]
+        assert rebuild.upstream_task_ids == {"extract", "list_agencies"}  # depends_on + the XCom it maps over
+        envs = verify.expand_input.value["env_vars"]
+        assert [e["AGENCY"] for e in envs] == ["north", "south", "east"]
+        assert all(e["RUN_DATE"] == "{{ ds }}" for e in envs)  # the task's env under each item
+        assert {t.task_id for t in dag.task_group.children["per_agency"]} == {"extract", "rebuild", "verify"}
+        assert sorted(dag.task_ids) == ["cleanup", "extract", "list_agencies", "rebuild", "verify"]  # unprefixed
+
+    def test_rendered_pods_carry_the_fields(self, dags):
+        from dagfactory_s3 import factory, manifest
+
+        m = manifest.load(dags / "reporting_seeder_agency_rebuild.json")
+        pods = {name: pod for _task, name, pod in factory.render_pods(m)}
+        assert list(pods) == [
+            "list_agencies",
+            *(f"extract[{i}]" for i in range(3)),
+            "rebuild[*]",
+            *(f"verify[{i}]" for i in range(3)),
+            "cleanup",
+        ]
+        assert pods["extract[1]"]["spec"]["containers"][0]["args"] == ["--agency", "south"]
+        assert [c["name"] for c in pods["list_agencies"]["spec"]["containers"]] == [
+            "base",
+            "airflow-xcom-sidecar",
+        ]
+        assert pods["list_agencies"]["spec"]["initContainers"][0]["name"] == "fetch-ca"
+        cleanup = pods["cleanup"]
+        assert cleanup["spec"]["enableServiceLinks"] is False  # from pod_override
+        assert cleanup["metadata"]["annotations"] == {
+            "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
+        }
+        assert cleanup["metadata"]["labels"]["dagfactory-s3/task-id"] == "cleanup"  # ours kept
+        assert cleanup["spec"]["containers"][0]["image"].endswith("reporting-seeder:2.4.1")
+
+    def test_pod_override_unknown_field_is_refused_at_parse(self, dags):
+        """A field the Kubernetes client does not know would be dropped silently: refused with its pointer."""
+        doc = json.loads((dags / "reporting_seeder_agency_rebuild.json").read_text())
+        doc["tasks"][4]["pod_override"]["spec"]["dnsPolicyy"] = "None"
+        (dags / "reporting_seeder_agency_rebuild.json").write_text(json.dumps(doc))
+        errors = _bag(dags).import_errors
+        (text,) = errors.values()
+        assert "/tasks/4/pod_override: not a valid Kubernetes Pod: unknown fields" in text
+
+    def test_old_manifests_build_what_they_built(self, dags):
+        """No new argument reaches an operator of a manifest that does not use the new fields."""
+        op = _bag(dags).dags["reporting_seeder_refresh_all"].get_task("extract")
+        assert op.volumes == [] and op.env_from == [] and op.init_containers == []
+        assert op.security_context == {} and op.full_pod_spec is None and op.trigger_rule == "all_success"
