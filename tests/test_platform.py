@@ -75,6 +75,20 @@ class TestPolicyFile:
 
 
 class TestManifestAgainstPolicy:
+    def test_examples_pass_the_policy_the_image_ships(self):
+        """deploy/airflow/dagfactory-policy.json (DAGFACTORY_POLICY in the image) accepts every example."""
+        from conftest import ROOT, example_manifests
+
+        shipped = ROOT / "deploy/airflow/dagfactory-policy.json"
+        assert (
+            f"DAGFACTORY_POLICY=/opt/airflow/config/{shipped.name}"
+            in (shipped.parent / "Dockerfile").read_text()
+        )
+        policy = platform.load(str(shipped))
+        assert policy.namespaces == {"etl-jobs"} and "host_path" not in policy.volume_types
+        for path in example_manifests():
+            manifest.load(path, policy=policy)
+
     def test_example_passes_default_and_is_refused_by_strict_policy_with_pointers(self, tmp_path):
         raw = REBUILD.read_bytes()
         manifest.parse(raw, file="r.json")
