@@ -15,6 +15,7 @@ from dagfactory_s3 import stub
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "airflow_probe.py"
+RUN = Path(__file__).resolve().parent / "airflow_run.py"
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 
 
@@ -64,6 +65,23 @@ def probe(dags: Path, home: Path, *, cwd: Path | None = None, **env: str) -> dic
         check=True,
         capture_output=True,
     )
+    return json.loads(out.read_text())
+
+
+def run_dag(home: Path, dags: Path, dag_id: str, logical_date: str, xcom: dict[str, Any]) -> dict:
+    """One DagRun of ``dag_id`` through Airflow's scheduler and task runner (tests/airflow_run.py), in a
+    fresh interpreter on the migrated DB in ``home``; ``xcom``: what each do_xcom_push task returns."""
+    (home / "xcom.json").write_text(json.dumps(xcom))
+    out = home / "run.json"
+    result = subprocess.run(
+        [sys.executable, str(RUN), dag_id, logical_date, str(home / "xcom.json"), str(out)],
+        env=airflow_env(home, dags),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
 
 
