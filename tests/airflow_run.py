@@ -3,28 +3,31 @@
 Usage: python airflow_run.py <dag_id> <logical_date> <xcom.json> <out.json>
 (AIRFLOW_HOME is a migrated metadata DB the real dag-processor has already filled.)
 
-Every step is Airflow's own code, in the order a deployment runs it, except two that need a cluster:
-- scheduler: ``trigger_dag`` creates the DagRun (``create_dagrun`` -> ``verify_integrity`` creates the
-  task instances, one per item of a list mapped in the manifest); then, wave by wave,
-  ``DagRun.update_state`` (``task_instance_scheduling_decisions``, which expands a task mapped over an
-  upstream XCom once that upstream is done) and ``DagRun.schedule_tis``;
-- executor: its one step here is SCHEDULED -> QUEUED, done with ``TaskInstance.set_state`` for every
-  scheduled task instance (no executor, so the scheduler's queueing limits such as
-  ``max_active_tis_per_dagrun`` do not apply);
-- worker: the workload ``ExecuteTask.make`` builds, handed to the task runner through the supervisor's
-  own start-up (``_on_child_started``: the execution API's ``start``, then ``StartupDetails``), with the
-  execution API served in-process against the metadata DB as ``dag.test()`` does: ``startup`` parses the
-  DAG file (the stub, the loader, the factory), ``_prepare`` renders the templated fields (a mapped task
-  is unmapped here, its XCom input pulled through the API) and stores them, and the task's pod is built
-  with the rendered operator (``build_pod_request_obj``, what ``execute`` does first).
-- not run: ``execute`` itself (creating the pod needs a cluster). A task with ``do_xcom_push`` returns
-  the value read from ``<xcom.json>`` keyed by task id (what its pod would have written to
-  /airflow/xcom/return.json), pushed by the runner's ``_push_xcom_if_needed`` (XCom + TaskMap rows
-  through the API); then the runner's own success message ends the task.
+Airflow's own functions, in the order a deployment runs them; only the pod itself is not run:
+- the DAG is unpaused as ``airflow dags unpause`` does (new DAGs start paused);
+- ``trigger_dag`` creates the DagRun (``create_dagrun`` -> ``verify_integrity`` creates the task
+  instances: one per item for a task mapped over a list in the manifest);
+- the scheduler (``SchedulerJobRunner``, its job not started) loops as its own loop does:
+  ``_start_queued_dagruns``, then per wave ``_schedule_dag_run`` (``DagRun.update_state`` ->
+  ``task_instance_scheduling_decisions``, which expands a task mapped over an upstream XCom once the
+  upstream is done; ``schedule_tis``) and ``_critical_section_enqueue_task_instances`` (pools and
+  concurrency limits such as ``max_active_tis_per_dagrun``; ``ExecuteTask`` workloads queued on the
+  configured executor, which is never started);
+- each queued workload goes to the task runner through the supervisor's own start-up
+  (``_on_child_started``: the execution API's ``start``, then ``StartupDetails``), with the execution
+  API served in-process on the metadata DB as ``dag.test()`` does: ``startup`` parses the DAG file
+  (the stub, the loader, the factory), ``_prepare`` renders the templated fields (a mapped task is
+  unmapped here, its XCom input pulled through the API) and stores them, and the pod is built by the
+  rendered operator (``build_pod_request_obj``, the first thing its ``execute`` does);
+- not run: the rest of ``execute`` (creating the pod needs a cluster). A task with ``do_xcom_push``
+  returns the value ``<xcom.json>`` gives for its task id (what its pod would write to
+  /airflow/xcom/return.json), pushed by the runner's ``_push_xcom_if_needed`` (XCom and TaskMap rows,
+  through the API); the runner's own success message then ends the task.
 
-Writes {"tis": [[task_id, map_index, state]], "waves": [[task_id, map_index], ...] per wave,
-"rendered": {"task_id/map_index": {field: value}} (the rendered_task_instance_fields rows),
-"pods": {"task_id/map_index": pod}, "dag_run": {...}}.
+Writes {"created": [[task_id, map_index]] (right after trigger_dag), "waves": [[task_id, map_index],
+...] per enqueue, "tis": [[task_id, map_index, state]], "task_map" and "xcom" rows, "rendered":
+{"task_id/map_index": fields} (rendered_task_instance_fields), "pods": {"task_id/map_index": pod},
+"dag_run": {...}}.
 """
 
 from __future__ import annotations
@@ -36,11 +39,10 @@ from datetime import datetime
 from pathlib import Path
 
 
-def _worker(ti_row, client, xcom: dict) -> dict:
-    """What a worker does with one queued task instance, up to (not including) ``execute``."""
+def _worker(workload, client, xcom: dict) -> dict:
+    """What a worker does with the executor's workload of one task instance, up to ``execute``."""
     import psutil
     import structlog
-    from airflow.executors.workloads import ExecuteTask
     from airflow.sdk.execution_time.context import set_current_context
     from airflow.sdk.execution_time.supervisor import (
         InProcessSupervisorComms,
@@ -56,7 +58,6 @@ def _worker(ti_row, client, xcom: dict) -> dict:
     )
     from kubernetes.client import ApiClient
 
-    workload = ExecuteTask.make(ti_row)
     log = structlog.get_logger(logger_name="task")
     supervisor = InProcessTestSupervisor(
         id=workload.ti.id,
@@ -75,7 +76,8 @@ def _worker(ti_row, client, xcom: dict) -> dict:
         )
         ti, context, log = startup(get_startup_details())
         with set_current_context(context):
-            assert _prepare(ti, log, context) is None
+            if (early_exit := _prepare(ti, log, context)) is not None:
+                raise RuntimeError(f"{ti.task_id}: the task runner stopped before execute: {early_exit}")
             pod = ti.task.build_pod_request_obj(context, dry_run=True)
             result = xcom.get(ti.task_id) if ti.task.do_xcom_push else None
             _push_xcom_if_needed(result, ti, log)
@@ -87,6 +89,9 @@ def _worker(ti_row, client, xcom: dict) -> dict:
 
 def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
     from airflow.api.common.trigger_dag import trigger_dag
+    from airflow.jobs.job import Job
+    from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
+    from airflow.models.dag import DagModel
     from airflow.models.dagbag import DBDagBag
     from airflow.models.dagrun import DagRun
     from airflow.models.renderedtifields import RenderedTaskInstanceFields
@@ -95,12 +100,10 @@ def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
     from airflow.models.xcom import XComModel
     from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
     from airflow.utils.session import create_session
-    from airflow.utils.state import TaskInstanceState
     from airflow.utils.types import DagRunTriggeredByType
     from sqlalchemy import select
 
     xcom = json.loads(Path(xcom_file).read_text())
-    client = None  # the execution API, served in-process on this DB (one for the whole run)
     when = datetime.fromisoformat(logical_date)
     run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.TEST, logical_date=when, run_after=when)
     run_id = run.run_id
@@ -110,34 +113,29 @@ def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
             .where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run_id)
             .order_by(TaskInstance.task_id, TaskInstance.map_index)
         ).all()
+    scheduler = SchedulerJobRunner(job=Job())  # its executor is the configured one, never started
+    executor = scheduler.executor
+    with create_session() as session:
+        # New DAGs are paused (dags_are_paused_at_creation): unpause as `airflow dags unpause` does.
+        session.get(DagModel, dag_id).is_paused = False
+    with create_session() as session:
+        scheduler._start_queued_dagruns(session=session)
+        client = InProcessTestSupervisor._api_client(
+            DBDagBag().get_latest_version_of_dag(dag_id, session=session)
+        )
     waves, pods = [], {}
     while True:
         with create_session() as session:
             dag_run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
-            dag = DBDagBag().get_dag_for_run(dag_run, session=session)
-            dag_run.dag = dag
-            client = client or InProcessTestSupervisor._api_client(dag)
-            schedulable, _callback = dag_run.update_state(session=session, execute_callbacks=False)
-            dag_run.schedule_tis(schedulable, session=session)
-            session.commit()
-            session.expire_all()  # schedule_tis updates rows behind the ORM's back (try_number)
-            scheduled = session.scalars(
-                select(TaskInstance)
-                .where(
-                    TaskInstance.dag_id == dag_id,
-                    TaskInstance.run_id == run_id,
-                    TaskInstance.state == TaskInstanceState.SCHEDULED,
-                )
-                .order_by(TaskInstance.task_id, TaskInstance.map_index)
-            ).all()
-            for ti in scheduled:
-                ti.set_state(TaskInstanceState.QUEUED, session=session)
-            session.commit()
-            if not scheduled:
-                break
-            waves.append([[ti.task_id, ti.map_index] for ti in scheduled])
-            for ti in scheduled:
-                pods[f"{ti.task_id}/{ti.map_index}"] = _worker(ti, client, xcom)
+            scheduler._schedule_dag_run(dag_run, session=session)
+        with create_session() as session:
+            scheduler._critical_section_enqueue_task_instances(session=session)
+        wave = [executor.queued_tasks.pop(key) for key in sorted(executor.queued_tasks)]
+        if not wave:
+            break
+        waves.append([[w.ti.task_id, w.ti.map_index] for w in wave])
+        for workload in wave:
+            pods[f"{workload.ti.task_id}/{workload.ti.map_index}"] = _worker(workload, client, xcom)
     with create_session() as session:
         dag_run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
         tis = session.scalars(

@@ -2,9 +2,10 @@
 Airflow's own scheduler and task runner, on a real SQLite metadata DB, with no cluster.
 
 The real ``airflow dag-processor`` writes the serialized DAG; tests/airflow_run.py then triggers a run
-for the 04:30 slot of 2024-03-05 and drives it to the end, wave by wave, with Airflow's own code (its
-docstring lists every step; the one not run is the operator's ``execute``, which creates the pod and
-needs a cluster; a do_xcom_push task's return value is given instead and pushed by the task runner).
+for the 04:30 slot of 2024-03-05 and drives it to the end, wave by wave, with Airflow's own scheduler
+functions and task runner (its docstring lists every step). Not run: the operator's ``execute`` past
+building the pod (creating it needs a cluster); list_agencies' return value is given instead, and
+pushed by the task runner as it pushes any task's result.
 What is asserted is read back from Airflow's own tables (task_instance, task_map, xcom,
 rendered_task_instance_fields) and from the pod each task instance's rendered operator builds.
 """
@@ -83,16 +84,22 @@ def test_xcom_mapped_task_expands_to_the_pushed_length(run):
     assert run["xcom"] == [["list_agencies", -1, "return_value", AGENCIES]]
     assert run["task_map"] == [["list_agencies", -1, len(AGENCIES)]]
     assert _indexes(run["tis"], "rebuild") == [0, 1, 2, 3]
+    assert {state for _task, _index, state in run["tis"]} == {"success"}
+    assert len(run["tis"]) == 1 + 3 + 4 + 3 + 1
+    assert run["dag_run"]["state"] == "success"
+
+
+def test_scheduler_queues_in_dependency_order_within_the_manifests_limits(run):
+    """The scheduler queues each wave after the one it depends on, and extract's
+    max_active_tis_per_dagrun (2) splits its three instances; rebuild's (4) lets all four go at once."""
     assert run["waves"] == [
         [["list_agencies", -1]],
-        [["extract", 0], ["extract", 1], ["extract", 2]],
+        [["extract", 0], ["extract", 1]],
+        [["extract", 2]],
         [["rebuild", 0], ["rebuild", 1], ["rebuild", 2], ["rebuild", 3]],
         [["verify", 0], ["verify", 1], ["verify", 2]],
         [["cleanup", -1]],
     ]
-    assert {state for _task, _index, state in run["tis"]} == {"success"}
-    assert len(run["tis"]) == 1 + 3 + 4 + 3 + 1
-    assert run["dag_run"]["state"] == "success"
 
 
 def test_each_mapped_task_instance_renders_its_item_and_the_run(run):
