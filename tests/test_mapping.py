@@ -37,8 +37,9 @@ DS = "2024-03-05"
 DATA_INTERVAL_START = "2024-03-05 04:30:00+00:00"
 STATIC = ["north", "south", "east"]  # extract's arguments and verify's AGENCY, as in the manifest
 # What list_agencies' pod returns: four agencies, not the three of the static lists, so the count of
-# rebuild's task instances can only come from this value.
-AGENCIES = [["--agency", name] for name in ("north", "south", "east", "west")]
+# rebuild's task instances can only come from this value. The last item carries a template: a value
+# from an XCom reaches the pod as it is, never rendered (Airflow renders only what the DAG file wrote).
+AGENCIES = [["--agency", name] for name in ("north", "south", "east")] + [["--agency", "west", "{{ ds }}"]]
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +105,8 @@ def test_scheduler_queues_in_dependency_order_within_the_manifests_limits(run):
 
 def test_each_mapped_task_instance_renders_its_item_and_the_run(run):
     """Airflow's record of each task instance's rendered fields holds its own item (a list item, or
-    the XCom's item for rebuild) and this run's dates: {{ data_interval_start }} in extract's command,
-    {{ ds }} in every RUN_DATE, {{ run_id }} in cleanup's command."""
+    the XCom's item for rebuild, verbatim) and this run's dates: {{ data_interval_start }} in extract's
+    command, {{ ds }} in every RUN_DATE, {{ run_id }} in cleanup's command."""
     rendered = run["rendered"]
     assert len(rendered) == len(run["tis"])
     for i, agency in enumerate(STATIC):
