@@ -44,6 +44,7 @@ AGENCIES = [["--agency", name] for name in ("north", "south", "east")] + [["--ag
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
+    """The example alone in a dags folder, parsed by the real dag-processor, then one run of it."""
     root = tmp_path_factory.mktemp("mapping")
     home, dags = root / "home", root / "dags"
     home.mkdir()
