@@ -26,21 +26,57 @@ KPO_PATH = "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperato
 
 @dataclass
 class Captured:
-    """The keyword arguments of one DAG and its operators, and the dependency edges, in build order."""
+    """The keyword arguments of one DAG and its operators, and the dependency edges, in build order.
+
+    A mapped task's entry holds its ``partial`` arguments plus ``__expand__`` (the ``expand``
+    arguments); a task built inside a task group holds ``__group__``."""
 
     dag: dict[str, Any]
     tasks: list[dict[str, Any]] = field(default_factory=list)
     edges: list[tuple[str, str]] = field(default_factory=list)
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Output:
+    """``<task>.output``: the XCom of a task, as an argument of another's ``expand``."""
+
+    task_id: str
 
 
 class _RecordingOperator:
     def __init__(self, captured: Captured, **kwargs: Any) -> None:
         self.captured, self.task_id = captured, kwargs["task_id"]
+        if captured.group is not None:
+            kwargs = {**kwargs, "__group__": captured.group}
         captured.tasks.append(kwargs)
+
+    @property
+    def output(self) -> Output:
+        return Output(self.task_id)
 
     def __rshift__(self, other: _RecordingOperator) -> _RecordingOperator:
         self.captured.edges.append((self.task_id, other.task_id))
         return other
+
+
+class _RecordingKPO:
+    """Stands in for the KubernetesPodOperator class: a call and ``partial().expand()`` both record."""
+
+    def __init__(self, captured: Captured) -> None:
+        self.captured = captured
+
+    def __call__(self, **kwargs: Any) -> _RecordingOperator:
+        return _RecordingOperator(self.captured, **kwargs)
+
+    def partial(self, **kwargs: Any) -> Any:
+        captured = self.captured
+
+        class _Partial:
+            def expand(self, **mapped: Any) -> _RecordingOperator:
+                return _RecordingOperator(captured, **kwargs, __expand__=mapped)
+
+        return _Partial()
 
 
 def capture(manifest: Manifest) -> Captured:
@@ -52,13 +88,24 @@ def capture(manifest: Manifest) -> Captured:
         captured.dag = kwargs
         yield None
 
-    saved = factory.DAG, factory.KubernetesPodOperator
+    class recording_group:
+        def __init__(self, group_id: str, **_kwargs: Any) -> None:
+            self.group_id = group_id
+
+        def __enter__(self) -> None:
+            captured.group = self.group_id
+
+        def __exit__(self, *exc: object) -> None:
+            captured.group = None
+
+    saved = factory.DAG, factory.KubernetesPodOperator, factory.TaskGroup
     factory.DAG = recording_dag  # type: ignore[assignment,misc]
-    factory.KubernetesPodOperator = lambda **kw: _RecordingOperator(captured, **kw)  # type: ignore[assignment,misc]
+    factory.KubernetesPodOperator = _RecordingKPO(captured)  # type: ignore[assignment,misc]
+    factory.TaskGroup = recording_group  # type: ignore[assignment,misc]
     try:
         factory.build_dag(manifest)
     finally:
-        factory.DAG, factory.KubernetesPodOperator = saved
+        factory.DAG, factory.KubernetesPodOperator, factory.TaskGroup = saved
     return captured
 
 
@@ -84,10 +131,22 @@ def _py(value: Any, indent: int) -> str:
             if getattr(value, name) is not None
         ]
         return f"k8s.{type(value).__name__}({', '.join(args)})"
+    if isinstance(value, Output):
+        return f"{value.task_id.replace('-', '_')}.output"
     if isinstance(value, list) and value and any(hasattr(v, "openapi_types") for v in value):
         inner = ",\n".join(f"{pad}    {_py(v, indent + 4)}" for v in value)
         return f"[\n{inner},\n{pad}]"
     return repr(value)
+
+
+@dataclass(frozen=True)
+class _Name:
+    """A variable of the generated file (a task group)."""
+
+    name: str
+
+    def __repr__(self) -> str:
+        return self.name
 
 
 def python_source(manifest: Manifest) -> str:
@@ -100,16 +159,25 @@ def python_source(manifest: Manifest) -> str:
         "from datetime import datetime, timedelta, timezone",
         "",
         "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator",
-        "from airflow.sdk import DAG",
+        f"from airflow.sdk import DAG{', TaskGroup' if any('__group__' in t for t in cap.tasks) else ''}",
         "from kubernetes.client import models as k8s",
         "",
         "with DAG(",
         *(f"    {key}={_py(value, 4)}," for key, value in cap.dag.items()),
         ") as dag:",
     ]
+    groups = list(dict.fromkeys(t["__group__"] for t in cap.tasks if "__group__" in t))
+    lines.extend(f"    {g} = TaskGroup(group_id={g!r}, prefix_group_id=False)" for g in groups)
     for task in cap.tasks:
-        lines.append(f"    {names[task['task_id']]} = KubernetesPodOperator(")
-        lines.extend(f"        {key}={_py(value, 8)}," for key, value in task.items())
+        kwargs = {k: v for k, v in task.items() if k not in ("__expand__", "__group__")}
+        if "__group__" in task:
+            kwargs["task_group"] = _Name(task["__group__"])
+        call = "KubernetesPodOperator.partial(" if "__expand__" in task else "KubernetesPodOperator("
+        lines.append(f"    {names[task['task_id']]} = {call}")
+        lines.extend(f"        {key}={_py(value, 8)}," for key, value in kwargs.items())
+        if "__expand__" in task:
+            lines.append("    ).expand(")
+            lines.extend(f"        {key}={_py(value, 8)}," for key, value in task["__expand__"].items())
         lines.append("    )")
     lines.extend(f"    {names[a]} >> {names[b]}" for a, b in cap.edges)
     return "\n".join(lines) + "\n"
@@ -148,6 +216,10 @@ def dagfactory_yaml(manifest: Manifest) -> str:
         upstream.setdefault(b, []).append(a)
     tasks = []
     for task in cap.tasks:
+        if "__expand__" in task or "__group__" in task:
+            raise ValueError(
+                f"{manifest.dag_id}: dag-factory configs of mapped or grouped tasks are not generated"
+            )
         entry = {"task_id": task["task_id"], "operator": KPO_PATH}
         entry.update((k, _typed(v)) for k, v in task.items() if k != "task_id")
         if task["task_id"] in upstream:

@@ -64,7 +64,17 @@ def golden(request: pytest.FixtureRequest):
 
 
 def example_manifests() -> list[Path]:
+    """The manifests of the example packages (what the demo and the end-to-end tests publish)."""
     return sorted(EXAMPLES.glob("*/airflow_dags/*.json"))
+
+
+# The feature tour: one manifest using every task-level field (kept out of the packages, whose
+# published sets the sync and publish tests count).
+FEATURES = ROOT / "examples" / "features" / "airflow_dags" / "reporting_seeder_agency_rebuild.json"
+
+
+def all_examples() -> list[Path]:
+    return [*example_manifests(), FEATURES]
 
 
 @pytest.fixture(scope="session")

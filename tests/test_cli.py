@@ -19,7 +19,7 @@ from dagfactory_s3.publisher import cli
 from dagfactory_s3.schema import schema
 
 from bad_inputs import CASES, GOOD, PACKAGE
-from conftest import EXAMPLES, example_manifests
+from conftest import EXAMPLES, all_examples
 from s3server import aws_env
 
 CLI = [sys.executable, "-m", "dagfactory_s3.publisher.cli"]
@@ -241,7 +241,7 @@ class TestRender:
     def _airflow(self):
         pytest.importorskip("airflow")
 
-    @pytest.mark.parametrize("path", example_manifests(), ids=lambda p: p.name)
+    @pytest.mark.parametrize("path", all_examples(), ids=lambda p: p.name)
     def test_rendered_pods_match_golden_and_validate(self, path, golden, tmp_path):
         """render prints each task's pod (operator's own code, kubernetes-validate strict) = golden file."""
         result = subprocess.run(

@@ -14,7 +14,7 @@ from dagfactory_s3 import stub
 
 from airflow_env import AIRFLOW, airflow_env, dags_folder_with_examples, db_rows, migrate, probe
 from bad_inputs import GOOD
-from conftest import ROOT, example_manifests
+from conftest import ROOT, all_examples
 
 pytestmark = [pytest.mark.airflow, pytest.mark.compat]
 
@@ -26,7 +26,7 @@ def processed(tmp_path_factory):
     root = tmp_path_factory.mktemp("dp")
     home, dags = root / "home", root / "dags"
     home.mkdir()
-    dags_folder_with_examples(dags, example_manifests())
+    dags_folder_with_examples(dags, all_examples())
     bad = json.loads(json.dumps(GOOD))
     bad["tasks"][1]["depends_on"] = ["missing"]
     (dags / "pipeline_processing_nightly.json").write_text(json.dumps(bad))
@@ -47,15 +47,17 @@ def processed(tmp_path_factory):
 
 
 def test_every_good_dag_is_registered_and_active(processed):
-    """The three examples are registered, active, and serialized."""
+    """The examples (the task-level feature tour included) are registered, active, and serialized, with
+    the version inflation check at error."""
     home, _ = processed
     rows = db_rows(home, "select dag_id, is_stale from dag order by dag_id")
     assert rows == [
         ("pipeline_processing_example_job", 0),
+        ("reporting_seeder_agency_rebuild", 0),
         ("reporting_seeder_refresh_agency", 0),
         ("reporting_seeder_refresh_all", 0),
     ]
-    assert len(db_rows(home, "select dag_id from serialized_dag")) == 3
+    assert len(db_rows(home, "select dag_id from serialized_dag")) == 4
 
 
 def test_bad_manifest_is_exactly_one_import_error(processed):

@@ -16,7 +16,7 @@ from dagfactory_s3 import stub
 
 from airflow_env import dag_bag, dags_folder_with_examples, probe
 from bad_inputs import GOOD
-from conftest import example_manifests
+from conftest import all_examples, example_manifests
 
 pytestmark = [pytest.mark.airflow, pytest.mark.compat]
 
@@ -141,8 +141,14 @@ class TestOperators:
 
 
 class TestDeterminism:
-    def test_same_hash_across_interpreters_seeds_cwd_and_path(self, dags, tmp_path):
+    @pytest.fixture
+    def every(self, tmp_path):
+        """The examples and the feature tour (every manifest field in use)."""
+        return dags_folder_with_examples(tmp_path / "every", all_examples())
+
+    def test_same_hash_across_interpreters_seeds_cwd_and_path(self, every, tmp_path):
         """Two fresh interpreters (other PYTHONHASHSEED, cwd, sys.path, TZ) give equal dag_hash."""
+        dags = every
         for name in ("h1", "h2", "elsewhere"):
             (tmp_path / name).mkdir()
         first = probe(dags, tmp_path / "h1", PYTHONHASHSEED="1", TZ="UTC")
@@ -155,11 +161,12 @@ class TestDeterminism:
             TZ="Asia/Kolkata",
         )
         assert first["import_errors"] == second["import_errors"] == {}
-        assert len(first["hashes"]) == 3
+        assert len(first["hashes"]) == 4
         assert first["hashes"] == second["hashes"]
 
-    def test_other_folder_differs_only_in_airflows_own_folder_field(self, dags, tmp_path):
+    def test_other_folder_differs_only_in_airflows_own_folder_field(self, every, tmp_path):
         """Moved to another dags folder, the serialized DAG differs only in Airflow's _processor_dags_folder."""
+        dags = every
         moved = tmp_path / "moved" / "dags"
         shutil.copytree(dags, moved)
         (tmp_path / "h1").mkdir()
@@ -187,6 +194,10 @@ class TestDeterminism:
 class TestTaskLevelFields:
     """reporting_seeder_agency_rebuild uses every task-level field: each reaches the operator as the
     provider's own type (kubernetes.client.models), and the rendered pod carries it."""
+
+    @pytest.fixture
+    def dags(self, tmp_path):
+        return dags_folder_with_examples(tmp_path / "dags", all_examples())
 
     @pytest.fixture
     def dag(self, dags):
@@ -253,7 +264,13 @@ class TestTaskLevelFields:
         assert [e["AGENCY"] for e in envs] == ["north", "south", "east"]
         assert all(e["RUN_DATE"] == "{{ ds }}" for e in envs)  # the task's env under each item
         assert {t.task_id for t in dag.task_group.children["per_agency"]} == {"extract", "rebuild", "verify"}
-        assert sorted(dag.task_ids) == ["cleanup", "extract", "list_agencies", "rebuild", "verify"]  # unprefixed
+        assert sorted(dag.task_ids) == [
+            "cleanup",
+            "extract",
+            "list_agencies",
+            "rebuild",
+            "verify",
+        ]  # unprefixed
 
     def test_rendered_pods_carry_the_fields(self, dags):
         from dagfactory_s3 import factory, manifest

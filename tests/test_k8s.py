@@ -13,7 +13,7 @@ from dagfactory_s3 import k8s, manifest
 from dagfactory_s3.schema import schema
 
 from bad_inputs import NEAR_MISSES
-from conftest import example_manifests
+from conftest import all_examples
 
 
 class TestQuantities:
@@ -111,8 +111,8 @@ class TestRenderedPods:
 
     @pytest.mark.parametrize(
         ("file", "raw"),
-        [(p.name, p.read_bytes()) for p in example_manifests()] + NEAR_MISSES,
-        ids=[p.name for p in example_manifests()] + [n for n, _ in NEAR_MISSES],
+        [(p.name, p.read_bytes()) for p in all_examples()] + NEAR_MISSES,
+        ids=[p.name for p in all_examples()] + [n for n, _ in NEAR_MISSES],
     )
     def test_valid_manifest_renders_pods_the_rules_accept(self, file, raw):
         """Each example and each near miss validates, and each pod it renders passes the rules and the

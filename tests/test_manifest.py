@@ -10,7 +10,7 @@ from dagfactory_s3 import manifest
 from dagfactory_s3.errors import ManifestError
 
 from bad_inputs import API_SERVER_CASES, CASES, GOOD, PACKAGE
-from conftest import example_manifests
+from conftest import all_examples
 
 
 def test_corpus_is_large_and_unique():
@@ -98,10 +98,11 @@ def test_single_job_shorthand_is_one_task():
     assert [(t.task_id, t.where) for t in m.tasks] == [("run", "/job")]
 
 
-@pytest.mark.parametrize("path", example_manifests(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", all_examples(), ids=lambda p: p.name)
 def test_examples_are_valid_and_named_by_dag_id(path):
     """Every shipped example is valid for its package and named <dag_id>.json."""
-    m = manifest.load(path, package=path.parent.parent.name)
+    package = path.parent.parent.name if path.parent.parent.parent.name == "packages" else None
+    m = manifest.load(path, package=package)
     assert path.name == f"{m.dag_id}.json"
 
 

@@ -11,9 +11,9 @@ from test_publish import PP, RS, dags_dir, main, objects, publish_args
 from dagfactory_s3 import manifest, platform
 from dagfactory_s3.errors import ConfigError, ManifestError
 
-from conftest import EXAMPLES
+from conftest import FEATURES, all_examples
 
-REBUILD = EXAMPLES / "reporting_seeder/airflow_dags/reporting_seeder_agency_rebuild.json"
+REBUILD = FEATURES
 STRICT = {
     "namespaces": ["etl-jobs"],
     "service_accounts": ["etl-runner"],
@@ -77,7 +77,7 @@ class TestPolicyFile:
 class TestManifestAgainstPolicy:
     def test_examples_pass_the_policy_the_image_ships(self):
         """deploy/airflow/dagfactory-policy.json (DAGFACTORY_POLICY in the image) accepts every example."""
-        from conftest import ROOT, example_manifests
+        from conftest import ROOT
 
         shipped = ROOT / "deploy/airflow/dagfactory-policy.json"
         assert (
@@ -86,7 +86,7 @@ class TestManifestAgainstPolicy:
         )
         policy = platform.load(str(shipped))
         assert policy.namespaces == {"etl-jobs"} and "host_path" not in policy.volume_types
-        for path in example_manifests():
+        for path in all_examples():
             manifest.load(path, policy=policy)
 
     def test_example_passes_default_and_is_refused_by_strict_policy_with_pointers(self, tmp_path):
@@ -169,9 +169,8 @@ class TestFactoryUsesThePolicy:
     def test_parse_time_refusal_is_an_import_error_of_that_dag_only(self, tmp_path, monkeypatch):
         pytest.importorskip("airflow")
         from airflow_env import dag_bag, dags_folder_with_examples
-        from conftest import example_manifests
 
-        dags = dags_folder_with_examples(tmp_path / "dags", example_manifests())
+        dags = dags_folder_with_examples(tmp_path / "dags", all_examples())
         monkeypatch.setenv(platform.POLICY_ENV, str(write_policy(tmp_path, {"volume_types": ["empty_dir"]})))
         bag = dag_bag(dags)
         stub = str(dags / "reporting_seeder_agency_rebuild.py")
@@ -185,10 +184,9 @@ class TestFactoryUsesThePolicy:
     def test_unreadable_policy_fails_every_dag_closed(self, tmp_path, monkeypatch):
         pytest.importorskip("airflow")
         from airflow_env import dag_bag, dags_folder_with_examples
-        from conftest import example_manifests
 
-        dags = dags_folder_with_examples(tmp_path / "dags", example_manifests())
+        dags = dags_folder_with_examples(tmp_path / "dags", all_examples())
         monkeypatch.setenv(platform.POLICY_ENV, str(tmp_path / "absent.json"))
         bag = dag_bag(dags)
-        assert bag.dag_ids == [] and len(bag.import_errors) == len(example_manifests())
+        assert bag.dag_ids == [] and len(bag.import_errors) == len(all_examples())
         assert all("cannot read the platform policy" in text for text in bag.import_errors.values())

@@ -7,16 +7,16 @@ import pytest
 from dagfactory_s3 import stub
 from dagfactory_s3.errors import ConfigError
 
-from conftest import example_manifests
+from conftest import all_examples
 
 
-@pytest.mark.parametrize("path", example_manifests(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", all_examples(), ids=lambda p: p.name)
 def test_stub_matches_golden_file(path, golden):
     """The stub of each example equals its golden file, byte for byte."""
     golden(f"stubs/{path.stem}.py", stub.render(path.name))
 
 
-@pytest.mark.parametrize("path", example_manifests(), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", all_examples(), ids=lambda p: p.name)
 def test_committed_example_stubs_are_canonical(path):
     """The stubs committed next to the examples are exactly what generate writes."""
     assert path.with_suffix(".py").read_bytes() == stub.render(path.name)
