@@ -11,9 +11,10 @@ from contextlib import nullcontext
 from typing import Any
 
 try:
+    import pendulum
     from airflow.providers.cncf.kubernetes import version_compat as _provider
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.sdk import DAG, TaskGroup
+    from airflow.sdk import DAG, Param, TaskGroup
     from kubernetes.client import ApiClient
     from kubernetes.client import models as k8s
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -25,6 +26,8 @@ from dagfactory_s3 import __version__, naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.loader import API_VERSION
 from dagfactory_s3.manifest import Manifest, Task
+from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
+from dagfactory_s3.platform import Policy
 from dagfactory_s3.schedule import parse_duration, parse_instant
 
 __all__ = ["build_dag", "build_operator", "pod_labels", "render_pods"]
@@ -444,13 +447,23 @@ def _build_order(manifest: Manifest) -> list[Task]:
     return order
 
 
-def build_dag(manifest: Manifest) -> DAG:
-    """The Airflow DAG of a checked manifest: one KubernetesPodOperator per task."""
+def _param(spec: dict[str, Any]) -> Param:
+    rules = {k: v for k, v in spec.items() if k not in ("default", "description")}
+    if "default" in spec:
+        return Param(spec["default"], description=spec.get("description"), **rules)
+    return Param(description=spec.get("description"), **rules)
+
+
+def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
+    """The Airflow DAG of a checked manifest: one KubernetesPodOperator per task. ``policy`` gives
+    the platform's default first-run state (the manifest's ``paused_on_create`` wins)."""
     data = manifest.data
+    # pendulum's zone: what Airflow serializes by name and evaluates crons in (DST-correct).
+    zone = pendulum.timezone(data["timezone"]) if "timezone" in data else None
     kwargs: dict[str, Any] = {
         "dag_id": manifest.dag_id,
         "schedule": data.get("schedule"),
-        "start_date": parse_instant(data["start_date"]),
+        "start_date": parse_instant(data["start_date"], zone),
         "catchup": data.get("catchup", False),
         "max_active_runs": data.get("max_active_runs", 1),
         "tags": sorted(data.get("tags", [])),
@@ -460,7 +473,14 @@ def build_dag(manifest: Manifest) -> DAG:
     if "description" in data:
         kwargs["description"] = data["description"]
     if "end_date" in data:
-        kwargs["end_date"] = parse_instant(data["end_date"])
+        kwargs["end_date"] = parse_instant(data["end_date"], zone)
+    paused = data.get("paused_on_create", policy.paused_on_create)
+    if paused is not None:
+        kwargs["is_paused_upon_creation"] = paused
+    if data.get("params"):
+        kwargs["params"] = {name: _param(spec) for name, spec in data["params"].items()}
+    if data.get("owner_links"):
+        kwargs["owner_links"] = dict(data["owner_links"])
     if "max_active_tasks" in data:
         kwargs["max_active_tasks"] = data["max_active_tasks"]
     if "dagrun_timeout" in data:

@@ -17,12 +17,13 @@ import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 from dagfactory_s3 import k8s, naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import Policy
-from dagfactory_s3.schedule import check_cron, parse_duration, parse_instant
+from dagfactory_s3.schedule import check_cron, check_timezone, parse_duration, parse_instant
 from dagfactory_s3.schema import schema_problems, to_pointer
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "Manifest", "load", "parse"]
@@ -624,6 +625,63 @@ def _policy_problems(fields: dict[str, Any], source: Any, file: str, policy: Pol
     return problems
 
 
+# JSON Schema keywords of a param (what Airflow's Param validates a value against).
+_PARAM_RULES = ("type", "enum", "minimum", "maximum", "minLength", "maxLength", "pattern", "format")
+
+
+def _check_param(
+    name: str, param: dict[str, Any], scheduled: bool, file: str, problems: list[Problem]
+) -> None:
+    """What Airflow refuses when it builds the DAG or a run: a default that breaks the param's own
+    rules, a scheduled DAG with a param that has no default, contradictory bounds."""
+    import re
+
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    where = f"/params{to_pointer([name])}"
+    rules = {k: param[k] for k in _PARAM_RULES if k in param}
+    if "pattern" in rules:
+        try:
+            re.compile(rules["pattern"])
+        except re.error as exc:
+            problems.append(Problem(file, f"{where}/pattern", f"not a valid regular expression: {exc}"))
+            return
+    for low, high in (("minimum", "maximum"), ("minLength", "maxLength")):
+        if low in rules and high in rules and rules[low] > rules[high]:
+            problems.append(
+                Problem(file, f"{where}/{high}", f"{high} {rules[high]} is below {low} {rules[low]}")
+            )
+            return
+    if next(Draft202012Validator(Draft202012Validator.META_SCHEMA).iter_errors(rules), None) is not None:
+        return  # not a usable JSON Schema: the manifest schema reports the field
+    validator = Draft202012Validator(rules, format_checker=FormatChecker())
+    if "default" in param:
+        error = next(iter(validator.iter_errors(param["default"])), None)
+        if error is not None:
+            problems.append(
+                Problem(
+                    file, f"{where}/default", f"the default breaks the param's own rules: {error.message}"
+                )
+            )
+    elif scheduled:
+        problems.append(
+            Problem(
+                file,
+                where,
+                "a param without a default: Airflow refuses a scheduled DAG with one (set a default, or schedule: null)",
+            )
+        )
+    for i, value in enumerate(param.get("enum", [])):
+        error = next(
+            iter(Draft202012Validator({k: v for k, v in rules.items() if k != "enum"}).iter_errors(value)),
+            None,
+        )
+        if error is not None:
+            problems.append(
+                Problem(file, f"{where}/enum/{i}", f"breaks the param's own rules: {error.message}")
+            )
+
+
 def _check_expand(
     task: Task, expand: dict[str, Any], tasks: tuple[Task, ...], file: str, problems: list[Problem]
 ) -> None:
@@ -716,17 +774,38 @@ def _check_rules(
         reason = check_cron(schedule)
         if reason:
             problems.append(Problem(file, "/schedule", reason))
+    zone = None
+    if "timezone" in document:
+        found = check_timezone(document["timezone"])
+        if isinstance(found, str):
+            problems.append(Problem(file, "/timezone", found))
+        else:
+            zone = found
     dates = {}
     for key in ("start_date", "end_date"):
         if key in document:
             try:
-                dates[key] = parse_instant(document[key])
+                dates[key] = parse_instant(document[key], zone)
             except ValueError as exc:
                 problems.append(Problem(file, f"/{key}", f"{document[key]!r} is not a valid date: {exc}"))
     if "start_date" in dates and "end_date" in dates and dates["end_date"] <= dates["start_date"]:
         problems.append(Problem(file, "/end_date", "end_date must be after start_date"))
     if "dagrun_timeout" in document:
         _check_duration(document["dagrun_timeout"], "/dagrun_timeout", file, problems)
+    for name, param in document.get("params", {}).items():
+        _check_param(name, param, schedule is not None, file, problems)
+    for owner, link in document.get("owner_links", {}).items():
+        parts = urlsplit(link)
+        if not (parts.scheme == "mailto" and parts.path) and not (
+            parts.scheme in ("http", "https") and parts.netloc
+        ):
+            problems.append(
+                Problem(
+                    file,
+                    f"/owner_links{to_pointer([owner])}",
+                    f"{link!r} is not an http(s):// or mailto: link",
+                )
+            )
 
     if "task_defaults" in document:
         _check_fields(document["task_defaults"], "/task_defaults", file, problems)

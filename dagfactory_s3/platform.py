@@ -67,6 +67,7 @@ class Policy(NamedTuple):
     allow_privileged: bool = False
     allowed_capabilities: frozenset[str] = BASELINE_CAPABILITIES
     image_registries: tuple[str, ...] | None = None
+    paused_on_create: bool | None = None  # None: Airflow's [core] dags_are_paused_at_creation
 
     def registry_allowed(self, image: str) -> bool:
         if self.image_registries is None:
@@ -99,7 +100,7 @@ def parse(raw: bytes, file: str) -> Policy:
         raise ConfigError(f"{file}: /: policy is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{file}: /: policy must be a JSON object")
-    known = {"$schema", "policy_version", "allow_privileged", *_LISTS}
+    known = {"$schema", "policy_version", "allow_privileged", "paused_on_create", *_LISTS}
     for key in sorted(document):
         if key not in known:
             raise ConfigError(
@@ -108,10 +109,11 @@ def parse(raw: bytes, file: str) -> Policy:
     if document.get("policy_version", 1) != 1:
         raise ConfigError(f"{file}: /policy_version: this dagfactory-s3 reads policy_version 1")
     fields: dict[str, Any] = {"file": file}
-    if "allow_privileged" in document:
-        if not isinstance(document["allow_privileged"], bool):
-            raise ConfigError(f"{file}: /allow_privileged: expected true or false")
-        fields["allow_privileged"] = document["allow_privileged"]
+    for key in ("allow_privileged", "paused_on_create"):
+        if key in document:
+            if not isinstance(document[key], bool):
+                raise ConfigError(f"{file}: /{key}: expected true or false")
+            fields[key] = document[key]
     for key in _LISTS:
         if key not in document:
             continue

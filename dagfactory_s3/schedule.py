@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
-__all__ = ["CRON_PRESETS", "MAX_DURATION_DAYS", "PRESETS", "check_cron", "parse_duration", "parse_instant"]
+__all__ = [
+    "CRON_PRESETS",
+    "MAX_DURATION_DAYS",
+    "PRESETS",
+    "check_cron",
+    "check_timezone",
+    "parse_duration",
+    "parse_instant",
+]
 
 # Airflow's presets (airflow.utils.dates.cron_presets, applied before croniter) and @once. croniter
 # itself also knows @annually and @midnight, in any case, and so does Airflow.
@@ -70,17 +78,31 @@ def _which_field(parts: list[str], error: Exception) -> str:
     return f"is not valid ({str(error).rpartition('] ')[2] or type(error).__name__})"
 
 
-def parse_instant(text: str) -> datetime:
-    """Parse ``YYYY-MM-DD`` (midnight timezone.utc) or an RFC 3339 date-time with offset. Raises ValueError."""
+def parse_instant(text: str, zone: tzinfo | None = None) -> datetime:
+    """Parse ``YYYY-MM-DD`` (midnight in ``zone``, default UTC) or an RFC 3339 date-time with offset
+    (the same instant, shown in ``zone``). Raises ValueError."""
+    zone = zone or timezone.utc
     if len(text) == 10:
-        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=timezone.utc)
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=zone)
     value = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise ValueError("a date-time needs an offset such as Z or +02:00")
     try:
-        return value.astimezone(timezone.utc)
+        return value.astimezone(zone)
     except OverflowError:  # 0001-01-01T00:00+01:00 is before year 1 in UTC
         raise ValueError("in UTC it falls outside the years 1-9999") from None
+
+
+def check_timezone(name: str) -> tzinfo | str:
+    """The IANA zone ``name`` names, or why it cannot be used."""
+    import zoneinfo
+
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        if not zoneinfo.available_timezones():
+            return "no time zone database on this machine (install the tzdata package) to check it"
+        return f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin or America/New_York"
 
 
 def parse_duration(text: str) -> timedelta:

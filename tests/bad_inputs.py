@@ -1478,3 +1478,106 @@ TASK_FIELD_CASES: list[tuple[str, bytes, str, str]] = [
 ]
 
 CASES += TASK_FIELD_CASES
+
+
+def _top(**fields: Any) -> bytes:
+    return json.dumps({**GOOD, **fields}).encode()
+
+
+_AGENCY = {"type": "string", "enum": ["north", "south"], "default": "north"}
+
+# DAG-level fields of manifest v1 (issue 12, first part): time zones, params, owner links, first-run state.
+DAG_FIELD_CASES: list[tuple[str, bytes, str, str]] = [
+    ("tz-unknown", _top(timezone="Europe/Berlln"), "/timezone", "unknown time zone 'Europe/Berlln'"),
+    ("tz-abbreviation", _top(timezone="CEST"), "/timezone", "unknown time zone 'CEST'"),
+    ("tz-not-a-name", _top(timezone="+02:00"), "/timezone", "IANA time zone"),
+    ("tz-path-traversal", _top(timezone="../../etc/passwd"), "/timezone", "IANA time zone"),
+    (
+        "param-default-breaks-enum",
+        _top(params={"agency": {**_AGENCY, "default": "mars"}}),
+        "/params/agency/default",
+        "is not one of",
+    ),
+    (
+        "param-default-wrong-type",
+        _top(params={"days": {"type": "integer", "default": "7"}}),
+        "/params/days/default",
+        "is not of type 'integer'",
+    ),
+    (
+        "param-default-below-minimum",
+        _top(params={"days": {"type": "integer", "minimum": 1, "default": 0}}),
+        "/params/days/default",
+        "less than the minimum of 1",
+    ),
+    (
+        "param-default-breaks-pattern",
+        _top(params={"run": {"type": "string", "pattern": "^[a-z]+$", "default": "A1"}}),
+        "/params/run/default",
+        "does not match",
+    ),
+    (
+        "param-default-bad-date",
+        _top(params={"day": {"type": "string", "format": "date", "default": "2024-02-30"}}),
+        "/params/day/default",
+        "is not a 'date'",
+    ),
+    (
+        "param-without-default-scheduled",
+        _top(params={"agency": {"type": "string"}}),
+        "/params/agency",
+        "Airflow refuses a scheduled DAG",
+    ),
+    (
+        "param-min-above-max",
+        _top(params={"n": {"type": "integer", "minimum": 5, "maximum": 1, "default": 3}}),
+        "/params/n/maximum",
+        "below minimum 5",
+    ),
+    (
+        "param-bad-regex",
+        _top(params={"s": {"type": "string", "pattern": "([a-z", "default": "a"}}),
+        "/params/s/pattern",
+        "not a valid regular expression",
+    ),
+    (
+        "param-enum-item-wrong-type",
+        _top(params={"n": {"type": "integer", "enum": [1, "two"], "default": 1}}),
+        "/params/n/enum/1",
+        "is not of type 'integer'",
+    ),
+    ("param-name-with-dash", _top(params={"agency-name": _AGENCY}), "/params", "does not match"),
+    (
+        "param-unknown-keyword",
+        _top(params={"agency": {**_AGENCY, "choices": ["a"]}}),
+        "/params/agency/choices",
+        "unknown field 'choices'",
+    ),
+    (
+        "param-unknown-type",
+        _top(params={"agency": {"type": "text", "default": "a"}}),
+        "/params/agency/type",
+        "JSON type (or list of types",
+    ),
+    (
+        "owner-link-no-scheme",
+        _top(owner_links={"data-eng": "wiki.example.com/data"}),
+        "/owner_links/data-eng",
+        "not an http(s):// or mailto: link",
+    ),
+    (
+        "owner-link-javascript",
+        _top(owner_links={"data-eng": "javascript:alert(1)"}),
+        "/owner_links/data-eng",
+        "not an http(s):// or mailto: link",
+    ),
+    (
+        "owner-link-empty-mailto",
+        _top(owner_links={"data-eng": "mailto:"}),
+        "/owner_links/data-eng",
+        "not an http(s):// or mailto: link",
+    ),
+    ("paused-not-boolean", _top(paused_on_create="no"), "/paused_on_create", "expected boolean"),
+]
+
+CASES += DAG_FIELD_CASES

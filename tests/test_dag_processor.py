@@ -58,6 +58,10 @@ def test_every_good_dag_is_registered_and_active(processed):
         ("reporting_seeder_refresh_all", 0),
     ]
     assert len(db_rows(home, "select dag_id from serialized_dag")) == 4
+    # First-run state: refresh_all sets paused_on_create false; the others keep Airflow's default
+    # ([core] dags_are_paused_at_creation, true) as no platform policy is configured here.
+    paused = dict(db_rows(home, "select dag_id, is_paused from dag"))
+    assert paused.pop("reporting_seeder_refresh_all") == 0 and set(paused.values()) == {1}
 
 
 def test_bad_manifest_is_exactly_one_import_error(processed):

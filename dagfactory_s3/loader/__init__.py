@@ -48,11 +48,12 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
         from dagfactory_s3 import factory, platform
         from dagfactory_s3 import manifest as manifests
 
-        checked = manifests.load(path, policy=platform.from_environment())
+        policy = platform.from_environment()
+        checked = manifests.load(path, policy=policy)
         problems = _placement_problems(stub_file, checked)
         if problems:
             raise ManifestError(problems)
-        return factory.build_dag(checked)
+        return factory.build_dag(checked, policy)
     except DagFactoryError as exc:
         # Airflow records the last frames of the traceback as the import error: drop our internal
         # frames so the record is the stub line plus the one message, the same text every surface shows.
