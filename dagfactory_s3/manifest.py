@@ -525,6 +525,8 @@ def _check_task(
                     )
                 )
     problems.extend(_policy_problems(fields, source, file, policy))
+    alerts = fields.get("alerts", {})
+    problems.extend(_notifier_problems([(source("alerts", k), v) for k, v in alerts.items()], file, policy))
     resources = fields.get("resources", {})
     issues = k8s.resource_issues(
         resources.get("requests", {}),
@@ -559,6 +561,25 @@ def _check_task(
                 f"{total.days} days; at most {MAX_TOTAL.days} allowed",
             )
         )
+
+
+def _notifier_problems(uses: list[tuple[str, list[str]]], file: str, policy: Policy) -> list[Problem]:
+    """Every notifier a manifest names must be one the platform defines (its policy file)."""
+    if policy.notifiers is None:
+        return []  # no policy file here (e.g. CI without it): the factory checks with the image's
+    problems = []
+    defined = ", ".join(sorted(policy.notifiers)) or "none"
+    for pointer, names in uses:
+        for i, name in enumerate(names):
+            if name not in policy.notifiers:
+                problems.append(
+                    Problem(
+                        file,
+                        f"{pointer}/{i}",
+                        f"unknown notifier {name!r}; the platform policy ({policy.file}) defines: {defined}",
+                    )
+                )
+    return problems
 
 
 def _policy_problems(fields: dict[str, Any], source: Any, file: str, policy: Policy) -> list[Problem]:
@@ -794,6 +815,11 @@ def _check_rules(
         _check_duration(document["dagrun_timeout"], "/dagrun_timeout", file, problems)
     for name, param in document.get("params", {}).items():
         _check_param(name, param, schedule is not None, file, problems)
+    notify = [(f"/alerts/{k}", v) for k, v in document.get("alerts", {}).items()]
+    if "deadline" in document:
+        notify.append(("/deadline/notify", document["deadline"]["notify"]))
+        _check_duration(document["deadline"]["after"], "/deadline/after", file, problems)
+    problems.extend(_notifier_problems(notify, file, policy))
     for owner, link in document.get("owner_links", {}).items():
         parts = urlsplit(link)
         if not (parts.scheme == "mailto" and parts.path) and not (

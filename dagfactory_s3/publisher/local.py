@@ -261,10 +261,11 @@ def cmd_render(args: argparse.Namespace) -> int:
             f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})"
         ) from None
     path = _manifest_path(args.dag_file)
-    m = manifests.load(path, policy=platform.load(args.policy) if args.policy else platform.DEFAULT)
+    policy = platform.load(args.policy) if args.policy else platform.DEFAULT
+    m = manifests.load(path, policy=policy)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()
     problems, documents = [], []
-    for task, task_id, pod in factory.render_pods(m):
+    for task, task_id, pod in factory.render_pods(m, policy):
         try:
             kubernetes_validate.validate(pod, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
