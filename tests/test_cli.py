@@ -95,6 +95,49 @@ class TestGenerate:
             "stub": str(tmp_path / "dags" / "pp_a.py"),
         }
 
+    def test_manifest_names_the_path_and_the_stub_goes_next_to_it(self, tmp_path):
+        """--manifest DIR/<dag_id>.json writes there (creating DIR) and the stub beside it; validate passes."""
+        flags = [
+            "generate",
+            "--package-name",
+            "pp",
+            "--dag-id",
+            "pp_a",
+            "--job-name",
+            "j",
+            "--image",
+            "r/x:1",
+        ]
+        target = tmp_path / "new" / "dags" / "pp_a.json"
+        result = run(*flags, "--manifest", str(target), "--output", "json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {
+            "ok": True,
+            "dag_id": "pp_a",
+            "manifest": str(target),
+            "stub": str(target.with_suffix(".py")),
+        }
+        assert sorted(p.name for p in target.parent.iterdir()) == ["pp_a.json", "pp_a.py"]
+        assert target.with_suffix(".py").read_bytes() == stub.render("pp_a.json")
+        check = run("validate", "--package-name", "pp", "--dag-path", str(target.parent))
+        assert check.returncode == 0 and check.stderr == "", check.stderr
+        for extra, message in [
+            (["--manifest", str(tmp_path / "dag.json")], "--manifest must be named pp_a.json"),
+            (["--manifest", str(tmp_path / "pp_a.json"), "--out-dir", str(tmp_path)], "not allowed with"),
+            (
+                ["--manifest", str(tmp_path / "pp_a.json"), "--output", str(tmp_path / "pp_a.py")],
+                "use --output text|json",
+            ),
+            (
+                ["--dag-path", str(target.parent), "--manifest", str(tmp_path / "pp_a.json")],
+                "with --dag-path",
+            ),
+        ]:
+            refused = run(*flags, *extra)
+            assert refused.returncode == 2 and message in refused.stderr, (extra, refused.stderr)
+            assert "Traceback" not in refused.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]  # nothing written by the refusals
+
     def test_bad_flags_write_nothing(self, tmp_path):
         """A :latest image or a foreign dag_id is refused and no file is written."""
         result = run(
