@@ -130,6 +130,7 @@ class Wanted:
     images: tuple[str, ...] = ()
     package_version: str | None = None
     git_sha: str | None = None
+    published_by: str | None = None  # recorded, never compared: see ReleasePlan.record_is_current
     tombstone: bool = False
 
     def shas(self) -> dict[str, str]:
@@ -172,6 +173,8 @@ class ReleasePlan:
 
     @property
     def record_is_current(self) -> bool:
+        """The current record already describes what is wanted. Package version, git sha and
+        publisher are not compared: a rerun from another CI job or with a new version writes nothing."""
         rec = self.current.record
         return (
             rec is not None
@@ -353,6 +356,7 @@ def execute(
         images=plan.wanted.images,
         package_version=plan.wanted.package_version,
         git_sha=plan.wanted.git_sha,
+        published_by=plan.wanted.published_by,
         previous_release_id=current.record.release_id if current.record else None,
         tombstone=plan.wanted.tombstone,
         content=CONTENT_OBJECTS,
