@@ -110,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
     add_setting(p, "policy")
+    add_setting(p, "environment", help="render the manifest resolved for this environment (its environments)")
     p.add_argument(
         "--kubernetes-version",
         default=None,
@@ -290,6 +291,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     path = _manifest_path(args.dag_file)
     policy = platform.load(args.policy) if args.policy else platform.DEFAULT
     m = manifests.load(path, policy=policy)
+    if "environments" in m.data:
+        if not args.environment:
+            raise ConfigError(f"{path} declares environments: pass --environment (or set ENVIRONMENT)")
+        m = manifests.publishable(m, args.environment)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()
     problems, documents = [], []
     for task, task_id, pod in factory.render_pods(m, policy):

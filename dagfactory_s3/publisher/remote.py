@@ -407,9 +407,8 @@ def _tty(args: argparse.Namespace) -> bool:
 def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
-    wanted = wanted_from_dir(
-        args.dag_path, store.package, policy=args.policy
-    )  # invalid input: nothing else happens
+    # invalid input: nothing else happens; manifests with environments are resolved for this one
+    wanted = wanted_from_dir(args.dag_path, store.package, policy=args.policy, environment=args.environment)
     for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
         log(args, f"warning: {warning}")
     store.client = _store(args).client
