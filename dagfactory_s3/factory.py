@@ -23,7 +23,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "dagfactory_s3.factory needs Airflow: install 'dagfactory-s3[airflow]' in the Airflow image"
     ) from exc
 
-from dagfactory_s3 import __version__, naming
+from dagfactory_s3 import naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.loader import API_VERSION
 from dagfactory_s3.manifest import Manifest, Task
@@ -37,6 +37,9 @@ MANAGED_BY = "dagfactory-s3"
 
 
 def _provenance(manifest: Manifest) -> str:
+    """The DAG page's provenance block: only what the manifest decides. Not this library's version:
+    it is serialized with the DAG, so an image upgrade that builds the same DAG would otherwise make
+    a new DAG version of every DAG (Airflow's version inflation)."""
     data = manifest.data
     head = data.get("doc_md") or data.get("description") or ""
     lines = [
@@ -45,7 +48,7 @@ def _provenance(manifest: Manifest) -> str:
         f"- package: `{manifest.package}`",
         f"- manifest sha256: `{manifest.sha256}`",
         *(f"- image: `{image}`" for image in manifest.images),
-        f"- built by: dagfactory-s3 {__version__} (loader API {API_VERSION})",
+        f"- built by: dagfactory-s3 (loader API {API_VERSION})",
     ]
     return (head.rstrip() + "\n\n" if head else "") + "\n".join(lines) + "\n"
 
