@@ -30,14 +30,13 @@ EXAMPLES = ROOT / "examples" / "packages"
 FEATURES = ROOT / "examples" / "features" / "airflow_dags"
 
 
-def write_folders(out: Path, copies: int, names: list[str] | None = None) -> tuple[Path, Path]:
+def write_folders(out: Path, copies: int, examples: Path = ROOT / "examples") -> tuple[Path, Path]:
     stubs, hand = out / "stubs", out / "handwritten"
     for folder in (stubs, hand):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-    for path in [*sorted(EXAMPLES.glob("*/airflow_dags/*.json")), *sorted(FEATURES.glob("*.json"))]:
-        if names is not None and path.stem not in names:
-            continue
+    paths = sorted(examples.glob("packages/*/airflow_dags/*.json"))
+    for path in [*paths, *sorted(examples.glob("features/airflow_dags/*.json"))]:
         document = json.loads(path.read_bytes())
         for i in range(copies):
             dag_id = f"{document['dag_id'][:56]}_c{i:02d}"
