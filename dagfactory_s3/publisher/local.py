@@ -9,6 +9,7 @@ import argparse
 import os
 import shlex
 import sys
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         import kubernetes_validate
         import yaml
 
-        from dagfactory_s3 import factory
+        # Importing Airflow can warn about Airflow's own modules (3.0 with newer providers: "The
+        # `airflow.operators.branch.BaseBranchOperator` class is deprecated"), which no manifest can act on.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"airflow\.")
+            from dagfactory_s3 import factory
     except ImportError as exc:
         raise ConfigError(
             f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})"
