@@ -6,10 +6,12 @@ None of them needs S3; only ``render`` needs Airflow (it builds pods with the op
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 import warnings
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -246,6 +248,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # -- render ------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _no_airflow_deprecations() -> Iterator[None]:
+    """Hide deprecation warnings that Airflow's own modules raise about Airflow's own modules: no
+    manifest can act on them. Airflow 3.0 and 3.1 with newer providers warn that
+    `airflow.operators.branch.BaseBranchOperator` is deprecated (a DeprecationWarning on 3.0 when
+    Airflow is imported, a FutureWarning on 3.1 when the operator is built)."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"airflow\.")
+        yield
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     # Airflow logs "Building pod ..." at INFO on stdout, which is where the YAML goes. Its logging
     # config is read once, on first import, so this must be set before importing the factory.
@@ -254,10 +268,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         import kubernetes_validate
         import yaml
 
-        # Importing Airflow can warn about Airflow's own modules (3.0 with newer providers: "The
-        # `airflow.operators.branch.BaseBranchOperator` class is deprecated"), which no manifest can act on.
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"airflow\.")
+        with _no_airflow_deprecations():
             from dagfactory_s3 import factory
     except ImportError as exc:
         raise ConfigError(
@@ -267,7 +278,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     m = manifests.load(path)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()
     problems, documents = [], []
-    for task, (task_id, pod) in zip(m.tasks, factory.render_pods(m), strict=True):
+    with _no_airflow_deprecations():
+        pods = factory.render_pods(m)
+    for task, (task_id, pod) in zip(m.tasks, pods, strict=True):
         try:
             kubernetes_validate.validate(pod, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
