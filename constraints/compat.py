@@ -7,8 +7,9 @@
 
 `generate` resolves each cell with pip in a scratch virtualenv of the cell's Python
 (`pip install --dry-run --ignore-installed --report`): the package with its extras plus the cell's
-Airflow minor, newest versions PyPI offers, written as `name==version` lines. Airflow's own constraint
-files are not used, so every pin here comes from the registry's metadata at generation time.
+Airflow minor and caps, newest versions PyPI offers, written as `name==version` lines. Airflow's own
+constraint files are not used, so every pin here comes from the registry's metadata at generation time;
+a cap stands in for one of their pins only where a newer release is proven to break that Airflow.
 
 `test` builds `.compat/<cell>/` (git-ignored) with the cell's Python, installs the package under the
 cell's constraints, and runs the cell's tests. A venv is rebuilt only when its constraints file
@@ -44,6 +45,9 @@ class Cell(NamedTuple):
     name: str
     python: str  # "3.X"
     airflow: str | None  # Airflow minor ("3.0"), or None for a base (Airflow-free) cell
+    # Requirements added to the resolution where the newest release of a dependency breaks the cell's
+    # Airflow: the cap Airflow's own constraint file for that release would impose, with the evidence.
+    caps: tuple[str, ...] = ()
 
 
 # The default cell (Airflow 3.3 x Python 3.11) is constraints.txt itself: `make test` runs the whole
@@ -51,7 +55,12 @@ class Cell(NamedTuple):
 CELLS = [
     Cell("airflow-3.0-py3.10", "3.10", "3.0"),
     Cell("airflow-3.1-py3.11", "3.11", "3.1"),
-    Cell("airflow-3.2-py3.12", "3.12", "3.2"),
+    # Airflow 3.2.2 declares `fastapi>=0.129.0` only, and its execution API (which its dag-processor
+    # builds in process) annotates a union with `Field(discriminator=<function>)`, which pydantic rejects.
+    # fastapi <= 0.156.0 let `Body()` overwrite that discriminator with None; from 0.156.1 it reaches
+    # pydantic and `airflow dag-processor` dies building TITerminalStatePayload's schema. Airflow 3.3
+    # declares `fastapi<0.137.0` itself; 3.2.2 shipped when 0.136.3 was the newest fastapi.
+    Cell("airflow-3.2-py3.12", "3.12", "3.2", caps=("fastapi<0.137",)),
     Cell("airflow-3.3-py3.13", "3.13", "3.3"),
     Cell("base-py3.10", "3.10", None),
     Cell("base-py3.13", "3.13", None),
@@ -93,7 +102,7 @@ def requirements(cell: Cell) -> list[str]:
     reqs = [f".[{extras(cell)}]"]
     if cell.airflow:
         reqs.append(f"apache-airflow=={cell.airflow}.*")
-    return reqs
+    return reqs + list(cell.caps)
 
 
 def find_python(version: str) -> str:

@@ -218,18 +218,19 @@ def test_airflow_extra_never_moves_the_installed_airflow(wheel, tmp_path):
 
 
 def test_every_compat_cell_has_its_pinned_constraints_file():
-    """The matrix (constraints/compat.py) and constraints/*.txt match one to one, and each Airflow
-    cell's file pins the Airflow minor its name promises and no dagfactory-s3."""
+    """The matrix (constraints/compat.py) and constraints/*.txt match one to one, each file was generated
+    from its cell's current requirements (a cap added to a cell without regenerating fails here), and
+    each Airflow cell's file pins the Airflow minor its name promises and no dagfactory-s3."""
     spec = importlib.util.spec_from_file_location("compat", ROOT / "constraints" / "compat.py")
     compat = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(compat)
     files = {p.stem for p in (ROOT / "constraints").glob("*.txt")}
     assert files == {cell.name for cell in compat.CELLS}
     for cell in compat.CELLS:
+        text = (ROOT / "constraints" / f"{cell.name}.txt").read_text()
+        assert "# Resolved: " + " ".join(compat.requirements(cell)) in text.splitlines(), cell.name
         pins = dict(
-            line.lower().split("==", 1)
-            for line in (ROOT / "constraints" / f"{cell.name}.txt").read_text().splitlines()
-            if line and not line.startswith("#")
+            line.lower().split("==", 1) for line in text.splitlines() if line and not line.startswith("#")
         )
         assert "dagfactory-s3" not in pins
         if cell.airflow:

@@ -6,10 +6,13 @@ None of them needs S3; only ``render`` needs Airflow (it builds pods with the op
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import shlex
 import sys
+import warnings
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -269,6 +272,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 # -- render ------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _no_airflow_deprecations() -> Iterator[None]:
+    """Hide deprecation warnings that Airflow's own modules raise about Airflow's own modules: no
+    manifest can act on them. Airflow 3.0 and 3.1 with newer providers warn that
+    `airflow.operators.branch.BaseBranchOperator` is deprecated (a DeprecationWarning on 3.0 when
+    Airflow is imported, a FutureWarning on 3.1 when the operator is built)."""
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", category=category, module=r"airflow\.")
+        yield
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     # Airflow logs "Building pod ..." at INFO on stdout, which is where the YAML goes. Its logging
     # config is read once, on first import, so this must be set before importing the factory.
@@ -277,7 +292,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         import kubernetes_validate
         import yaml
 
-        from dagfactory_s3 import factory
+        with _no_airflow_deprecations():
+            from dagfactory_s3 import factory
     except ImportError as exc:
         raise ConfigError(
             f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})"
@@ -297,7 +313,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         m = manifests.publishable(m, args.environment)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()
     problems, documents = [], []
-    for task, task_id, pod in factory.render_pods(m, policy):
+    with _no_airflow_deprecations():
+        pods = factory.render_pods(m, policy)
+    for task, task_id, pod in pods:
         try:
             kubernetes_validate.validate(pod, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
