@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from dagfactory_s3 import k8s, naming
+from dagfactory_s3 import assets, k8s, naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import Policy
@@ -283,8 +283,33 @@ def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[
             if reason:
                 add([(f"{where}/host_aliases/{i}/hostnames/{j}", reason)])
     add(_init_container_issues(fields.get("init_containers", []), f"{where}/init_containers"))
+    _check_assets(fields.get("outlets"), f"{where}/outlets", file, problems)
     if "pod_override" in fields:
         add(_override_issues(fields["pod_override"], f"{where}/pod_override"))
+
+
+def _check_assets(uris: Any, pointer: str, file: str, problems: list[Problem]) -> None:
+    """Each asset URI as Airflow would take it; two spellings of one asset in one list are refused."""
+    if not isinstance(uris, list):
+        return  # the schema reports it
+    seen: dict[str, int] = {}
+    for i, uri in enumerate(uris):
+        if not isinstance(uri, str):
+            continue
+        reason = assets.check_uri(uri)
+        if reason:
+            problems.append(Problem(file, f"{pointer}/{i}", reason))
+            continue
+        same = assets.normalize(uri)
+        if same in seen and uris[seen[same]] != uri:  # an exact repeat is the schema's uniqueItems
+            problems.append(
+                Problem(
+                    file,
+                    f"{pointer}/{i}",
+                    f"the same asset as {pointer}/{seen[same]} (Airflow stores both as {same!r}); list it once",
+                )
+            )
+        seen.setdefault(same, i)
 
 
 def _env_issues(env: dict[str, Any], pointer: str) -> list[k8s.Issue]:
@@ -770,10 +795,12 @@ def _check_rules(
             problems.append(Problem(file, pointer, reason))
 
     schedule = document.get("schedule")
-    if schedule is not None:
+    if isinstance(schedule, str):
         reason = check_cron(schedule)
         if reason:
             problems.append(Problem(file, "/schedule", reason))
+    elif isinstance(schedule, dict):
+        _check_assets(schedule.get("assets"), "/schedule/assets", file, problems)
     zone = None
     if "timezone" in document:
         found = check_timezone(document["timezone"])
@@ -793,7 +820,9 @@ def _check_rules(
     if "dagrun_timeout" in document:
         _check_duration(document["dagrun_timeout"], "/dagrun_timeout", file, problems)
     for name, param in document.get("params", {}).items():
-        _check_param(name, param, schedule is not None, file, problems)
+        # Airflow refuses params without defaults on time-based schedules only (an asset-triggered
+        # timetable "cannot be scheduled").
+        _check_param(name, param, isinstance(schedule, str), file, problems)
     for owner, link in document.get("owner_links", {}).items():
         parts = urlsplit(link)
         if not (parts.scheme == "mailto" and parts.path) and not (

@@ -108,6 +108,10 @@ def _messages(error: ValidationError) -> list[tuple[str, str]]:
         types = [e.validator_value for e in error.context if e.validator == "type"]
         if len(types) == len(error.context):
             return [(pointer, f"expected {' or '.join(types)}, got {_json_type(instance)}")]
+        # Only one branch takes an object (schedule's asset condition): its own errors say what is wrong.
+        typed = [e for e in error.context if e.validator != "type"]
+        if isinstance(instance, dict) and len({e.relative_schema_path[0] for e in typed}) == 1:
+            return sorted({m for e in typed for m in _messages(e)})
         if "description" in error.schema:
             return [(pointer, f"invalid value; {error.schema['description']}")]
         return _messages(best_match(error.context))

@@ -161,7 +161,7 @@ class TestDeterminism:
             TZ="Asia/Kolkata",
         )
         assert first["import_errors"] == second["import_errors"] == {}
-        assert len(first["hashes"]) == 4
+        assert len(first["hashes"]) == 5
         assert first["hashes"] == second["hashes"]
 
     def test_other_folder_differs_only_in_airflows_own_folder_field(self, every, tmp_path):
