@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_publish import ENV, RS, dags_dir, main, publish_args
 
 from dagfactory_s3 import assets, manifest
 
@@ -221,3 +222,19 @@ def test_factory_builds_the_condition_the_manifest_chose(schedule, condition):
     assert [(a.name, a.uri) for a in built.objects] == [(u, u) for u in expected]
     (outlet,) = dag.get_task("orders_report").outlets
     assert (outlet.name, outlet.uri) == ("s3://etl-data/reporting_seeder/orders_report",) * 2
+
+
+def test_publish_records_the_condition_and_list_shows_it(s3, bucket, examples_copy, capsys):
+    """The consumer publishes like any manifest (package reporting_seeder); the release record keeps
+    its schedule as written and `list` prints the condition."""
+    import shutil
+
+    src = dags_dir(examples_copy, RS)
+    shutil.copy(ORDERS_REPORT, src / ORDERS_REPORT.name)
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    code, out, _ = main(capsys, "list", "--bucket", bucket, "--environment", ENV, "--package-name", RS)
+    assert code == 0
+    assert (
+        "  reporting_seeder_orders_report  on all of s3://etl-data/pipeline_processing/orders/, "
+        "s3://etl-data/reporting_seeder/tables/  " in out
+    )
