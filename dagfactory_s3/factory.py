@@ -466,11 +466,13 @@ def _asset(manifest: Manifest, pointer: str, uri: str) -> Asset:
 
 
 def _schedule(manifest: Manifest) -> Any:
-    """A cron or preset as written, None, or an asset condition: always AssetAll/AssetAny, also of one
-    asset, so the serialized DAG names the condition the manifest chose."""
+    """A cron or preset as written, None, a timedelta, or an asset condition: always AssetAll/AssetAny,
+    also of one asset, so the serialized DAG names the condition the manifest chose."""
     schedule = manifest.data.get("schedule")
     if not isinstance(schedule, dict):
         return schedule
+    if "every" in schedule:
+        return parse_duration(schedule["every"])
     condition = AssetAny if schedule.get("require", "all") == "any" else AssetAll
     return condition(
         *(_asset(manifest, f"/schedule/assets/{i}", u) for i, u in enumerate(schedule["assets"]))

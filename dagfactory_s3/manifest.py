@@ -799,6 +799,8 @@ def _check_rules(
         reason = check_cron(schedule)
         if reason:
             problems.append(Problem(file, "/schedule", reason))
+    elif isinstance(schedule, dict) and isinstance(schedule.get("every"), str):
+        _check_duration(schedule["every"], "/schedule/every", file, problems)
     elif isinstance(schedule, dict):
         _check_assets(schedule.get("assets"), "/schedule/assets", file, problems)
     zone = None
@@ -822,7 +824,8 @@ def _check_rules(
     for name, param in document.get("params", {}).items():
         # Airflow refuses params without defaults on time-based schedules only (an asset-triggered
         # timetable "cannot be scheduled").
-        _check_param(name, param, isinstance(schedule, str), file, problems)
+        timed = isinstance(schedule, str) or (isinstance(schedule, dict) and "every" in schedule)
+        _check_param(name, param, timed, file, problems)
     for owner, link in document.get("owner_links", {}).items():
         parts = urlsplit(link)
         if not (parts.scheme == "mailto" and parts.path) and not (

@@ -108,10 +108,15 @@ def _messages(error: ValidationError) -> list[tuple[str, str]]:
         types = [e.validator_value for e in error.context if e.validator == "type"]
         if len(types) == len(error.context):
             return [(pointer, f"expected {' or '.join(types)}, got {_json_type(instance)}")]
-        # Only one branch takes an object (schedule's asset condition): its own errors say what is wrong.
-        typed = [e for e in error.context if e.validator != "type"]
-        if isinstance(instance, dict) and len({e.relative_schema_path[0] for e in typed}) == 1:
-            return sorted({m for e in typed for m in _messages(e)})
+        # An object that has the required keys of exactly one object branch (schedule's asset
+        # condition or interval): that branch's own errors say what is wrong.
+        if isinstance(instance, dict):
+            branches = {e.relative_schema_path[0] for e in error.context if e.validator != "type"}
+            meant = [b for b in branches if set(error.schema[kind][b].get("required", ())) <= set(instance)]
+            if len(meant) == 1:
+                return sorted(
+                    {m for e in error.context if e.relative_schema_path[0] == meant[0] for m in _messages(e)}
+                )
         if "description" in error.schema:
             return [(pointer, f"invalid value; {error.schema['description']}")]
         return _messages(best_match(error.context))
@@ -344,7 +349,7 @@ def reference_markdown() -> str:
         "| `affinity` | `In`/`NotIn` need values, `Exists`/`DoesNotExist` have none, `Gt`/`Lt` exactly one integer; at least one node selector term; `matchFields` only `metadata.name`; weights 1-100; `topologyKey` required, a label key; selector keys and values, namespaces valid |",
         "| `owner`, `tags` | no control, invisible or bidi characters |",
         "| asset URIs (`schedule.assets`, `outlets`) | ASCII, `scheme://location` with a lowercase scheme `[a-z][a-z0-9+.-]*` other than `airflow` (reserved by Airflow), at most 1500 characters, no whitespace or control characters, no password, no `#fragment`; `s3://` and `gs://` with a bucket; one asset listed once per list, however spelled |",
-        "| `schedule` | a preset Airflow knows (`@once`, `@hourly`, `@daily`, `@weekly`, `@monthly`, `@quarterly`, `@yearly`, and croniter's `@annually`, `@midnight`) or a 5-field cron that croniter (Airflow's cron library) accepts and that fires (not `0 0 30 2 *`) |",
+        "| `schedule` | a preset Airflow knows (`@once`, `@hourly`, `@daily`, `@weekly`, `@monthly`, `@quarterly`, `@yearly`, and croniter's `@annually`, `@midnight`) or a 5-field cron that croniter (Airflow's cron library) accepts and that fires (not `0 0 30 2 *`); `{\"every\": d}` a duration greater than zero, at most 3650 days (Airflow's `timedelta` schedule: a run every `d` from `start_date`) |",
         "| `start_date`, `end_date` | real calendar dates within the years 1-9999 in UTC (after the offset); `end_date` after `start_date` |",
         "| durations | greater than zero, at most 3650 days; per task, `(retries + 1) x (startup_timeout + execution_timeout) + retries x retry_delay` (with `task_defaults`) at most 3650 days |",
         "| derived pod name | `<dag_id>-<task_id>` (`_` as `-`, cut to 54) is an RFC 1123 label; the `dagfactory-s3/` label prefix is reserved |",

@@ -1529,8 +1529,23 @@ ASSET_CASES: list[tuple[str, bytes, str, str]] = [
     (
         "asset-typo-in-schedule",
         _top(schedule={"asset": ["s3://b/x"]}),
-        "/schedule/asset",
-        "did you mean 'assets'",
+        "/schedule",
+        "or an asset condition",
+    ),
+    (
+        "asset-typo-in-require",
+        _assets("s3://b/x", requires="any"),
+        "/schedule/requires",
+        "did you mean 'require'",
+    ),
+    ("every-zero", _top(schedule={"every": "0h"}), "/schedule/every", "greater than zero"),
+    ("every-words", _top(schedule={"every": "6 hours"}), "/schedule/every", "Duration such as"),
+    ("every-too-long", _top(schedule={"every": "4000d"}), "/schedule/every", "longer than 3650 days"),
+    (
+        "every-and-assets",
+        _top(schedule={"every": "6h", "assets": ["s3://b/x"]}),
+        "/schedule",
+        "a fixed interval",
     ),
     (
         "outlets-not-a-list",
