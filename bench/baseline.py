@@ -131,6 +131,13 @@ def _py(value: Any, indent: int) -> str:
             if getattr(value, name) is not None
         ]
         return f"k8s.{type(value).__name__}({', '.join(args)})"
+    kind = type(value).__name__
+    if kind in ("AssetAll", "AssetAny"):  # an asset schedule
+        return f"{kind}({', '.join(_py(o, indent) for o in value.objects)})"
+    if kind == "Asset":
+        return f"Asset(name={value.name!r}, uri={value.uri!r})"
+    if isinstance(value, list) and value and type(value[0]).__name__ == "Asset":  # outlets
+        return f"[{', '.join(_py(v, indent) for v in value)}]"
     if isinstance(value, Output):
         return f"{value.task_id.replace('-', '_')}.output"
     if isinstance(value, list) and value and any(hasattr(v, "openapi_types") for v in value):
@@ -159,7 +166,7 @@ def python_source(manifest: Manifest) -> str:
         "from datetime import datetime, timedelta, timezone",
         "",
         "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator",
-        f"from airflow.sdk import DAG{', TaskGroup' if any('__group__' in t for t in cap.tasks) else ''}",
+        f"from airflow.sdk import Asset, AssetAll, AssetAny, DAG{', TaskGroup' if any('__group__' in t for t in cap.tasks) else ''}",
         "from kubernetes.client import models as k8s",
         "",
         "with DAG(",
