@@ -1,7 +1,7 @@
 """Job manifests: read, check everything at once, and resolve into plain data. No Airflow here.
 
 A manifest is accepted only when it passes the JSON Schema *and* the rules a schema cannot express
-(naming, unique task ids, an acyclic graph, crons Airflow can run, pinned images, and what the
+(naming, unique task ids, an acyclic graph, crons Airflow can run, asset URIs it accepts, pinned images, and what the
 Kubernetes API server accepts for each pod field, from :mod:`dagfactory_s3.k8s`, also after
 ``task_defaults`` are merged in). Every problem is collected and reported together as a
 :class:`~dagfactory_s3.errors.ManifestError`; validate, publish, the loader and the sidecar all call
@@ -310,6 +310,35 @@ def _check_assets(uris: Any, pointer: str, file: str, problems: list[Problem]) -
                 )
             )
         seen.setdefault(same, i)
+
+
+def _check_self_trigger(
+    schedule: dict[str, Any], tasks: tuple[Task, ...], file: str, problems: list[Problem]
+) -> None:
+    """A DAG whose own outlets satisfy its asset condition triggers itself after every run, without end
+    (Airflow queues the producing DAG like any other consumer)."""
+    own: dict[str, str] = {}
+    for task in tasks:
+        outlets = task.fields.get("outlets", [])
+        for uri in outlets if isinstance(outlets, list) else []:
+            if isinstance(uri, str) and assets.check_uri(uri) is None:
+                own.setdefault(assets.normalize(uri), task.task_id)
+    listed = [
+        (i, assets.normalize(u))
+        for i, u in enumerate(schedule["assets"])
+        if isinstance(u, str) and assets.check_uri(u) is None
+    ]
+    mine = [(i, u) for i, u in listed if u in own]
+    if not mine:
+        return
+    if schedule.get("require", "all") == "any":
+        i, uri = mine[0]
+        where, why = f"/schedule/assets/{i}", f"task {own[uri]!r} of this DAG updates {uri!r}"
+    elif len(mine) == len(schedule["assets"]):
+        where, why = "/schedule/assets", "this DAG's own tasks update every listed asset"
+    else:
+        return
+    problems.append(Problem(file, where, f"{why}: each run would trigger the next, without end"))
 
 
 def _env_issues(env: dict[str, Any], pointer: str) -> list[k8s.Issue]:
@@ -879,6 +908,8 @@ def _check_rules(
                     )
                 )
 
+    if isinstance(schedule, dict) and isinstance(schedule.get("assets"), list):
+        _check_self_trigger(schedule, tasks, file, problems)
     for task in tasks:
         for j, dep in enumerate(task.depends_on):
             if dep == task.task_id:

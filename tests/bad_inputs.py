@@ -1538,6 +1538,24 @@ ASSET_CASES: list[tuple[str, bytes, str, str]] = [
         "/schedule/requires",
         "did you mean 'require'",
     ),
+    (
+        "asset-schedule-on-own-outlet-any",
+        _top(
+            schedule={"assets": ["s3://b/other", "s3://b/orders/"], "require": "any"},
+            tasks=[{**GOOD["tasks"][0], "outlets": ["s3://b/orders"]}],
+        ),
+        "/schedule/assets/1",
+        "task 'extract' of this DAG updates 's3://b/orders': each run would trigger the next",
+    ),
+    (
+        "asset-schedule-on-own-outlets-all",
+        _top(
+            schedule={"assets": ["s3://b/orders"]},
+            task_defaults={"outlets": ["s3://b/orders"]},
+        ),
+        "/schedule/assets",
+        "this DAG's own tasks update every listed asset",
+    ),
     ("every-zero", _top(schedule={"every": "0h"}), "/schedule/every", "greater than zero"),
     ("every-words", _top(schedule={"every": "6 hours"}), "/schedule/every", "Duration such as"),
     ("every-too-long", _top(schedule={"every": "4000d"}), "/schedule/every", "longer than 3650 days"),

@@ -238,3 +238,12 @@ def test_publish_records_the_condition_and_list_shows_it(s3, bucket, examples_co
         "  reporting_seeder_orders_report  on all of s3://etl-data/pipeline_processing/orders/, "
         "s3://etl-data/reporting_seeder/tables/  " in out
     )
+
+
+def test_own_outlet_with_another_required_asset_is_accepted():
+    """require all over the DAG's own outlet and another asset waits for the other one: no loop, accepted."""
+    import json
+
+    doc = json.loads(ORDERS_REPORT.read_text())
+    doc["schedule"]["assets"].append("s3://etl-data/reporting_seeder/orders_report/")
+    assert manifest.parse(json.dumps(doc).encode(), file="r.json").dag_id == CONSUMER
