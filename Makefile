@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-compat bench bench-bundle lint venv clean wheel
+.PHONY: demo test test-compat bench bench-bundle lint venv clean wheel wheel-check
 
 venv: $(STAMP)
 
@@ -45,5 +45,19 @@ lint: $(STAMP)
 wheel:
 	$(PYTHON) -m pip wheel --no-deps -w dist .
 
+# What a platform's first build gets: a fresh clone of HEAD (committed files only), `make wheel`, the
+# wheel in a new venv without Airflow, both console scripts' --help. Needs network for pip.
+wheel-check:
+	rm -rf .wheel-check
+	git clone -q . .wheel-check/src
+	$(MAKE) -C .wheel-check/src wheel PYTHON=$(PYTHON)
+	$(PYTHON) -m venv .wheel-check/venv
+	.wheel-check/venv/bin/pip install -q --disable-pip-version-check .wheel-check/src/dist/dagfactory_s3-*.whl
+	.wheel-check/venv/bin/airflow-dag-publisher --help >/dev/null
+	.wheel-check/venv/bin/airflow-dag-sync --help >/dev/null
+	! .wheel-check/venv/bin/python -c 'import airflow' 2>/dev/null
+	rm -rf .wheel-check
+	@echo "wheel-check: ok"
+
 clean:
-	rm -rf $(VENV) .compat .pytest_cache
+	rm -rf $(VENV) .compat .pytest_cache .wheel-check

@@ -117,6 +117,15 @@ def _py(value: Any, indent: int) -> str:
     pad = " " * indent
     if isinstance(value, timedelta):
         return f"timedelta(seconds={int(value.total_seconds())})"
+    if isinstance(value, datetime) and getattr(value.tzinfo, "name", "UTC") != "UTC":
+        parts = [value.year, value.month, value.day, value.hour, value.minute, value.second]
+        return f"pendulum.datetime({', '.join(map(str, parts))}, tz={value.tzinfo.name!r})"
+    if type(value).__name__ == "Param":  # airflow.sdk.Param, as a person writes it
+        schema = "".join(f", {k}={v!r}" for k, v in value.schema.items())
+        default = "" if type(value.value).__name__ == "ArgNotSet" else f"{value.value!r}, "
+        return f"Param({default}description={value.description!r}{schema})"
+    if isinstance(value, dict) and any(type(v).__name__ == "Param" for v in value.values()):
+        return "{" + ", ".join(f"{k!r}: {_py(v, indent)}" for k, v in value.items()) + "}"
     if isinstance(value, datetime):
         if value.utcoffset() != timedelta(0):
             raise ValueError(f"expected a UTC datetime, got {value!r}")
@@ -161,14 +170,6 @@ def python_source(manifest: Manifest) -> str:
     cap = capture(manifest)
     names = {t["task_id"]: t["task_id"].replace("-", "_") for t in cap.tasks}
     lines = [
-        f'"""{manifest.dag_id}: hand-written KubernetesPodOperator DAG (benchmark baseline)."""',
-        "",
-        "from datetime import datetime, timedelta, timezone",
-        "",
-        "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator",
-        f"from airflow.sdk import Asset, AssetAll, AssetAny, DAG{', TaskGroup' if any('__group__' in t for t in cap.tasks) else ''}",
-        "from kubernetes.client import models as k8s",
-        "",
         "with DAG(",
         *(f"    {key}={_py(value, 4)}," for key, value in cap.dag.items()),
         ") as dag:",
@@ -187,7 +188,25 @@ def python_source(manifest: Manifest) -> str:
             lines.extend(f"        {key}={_py(value, 8)}," for key, value in task["__expand__"].items())
         lines.append("    )")
     lines.extend(f"    {names[a]} >> {names[b]}" for a, b in cap.edges)
-    return "\n".join(lines) + "\n"
+    body = "\n".join(lines)
+    sdk = [
+        *(name for name in ("Asset", "AssetAll", "AssetAny") if f"{name}(" in body),
+        "DAG",
+        *(["Param"] if "Param(" in body else []),
+        *(["TaskGroup"] if "TaskGroup(" in body else []),
+    ]
+    header = [
+        f'"""{manifest.dag_id}: hand-written KubernetesPodOperator DAG (benchmark baseline)."""',
+        "",
+        "from datetime import datetime, timedelta, timezone",
+        "",
+        *(["import pendulum"] if "pendulum." in body else []),
+        "from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator",
+        f"from airflow.sdk import {', '.join(sdk)}",
+        "from kubernetes.client import models as k8s",
+        "",
+    ]
+    return "\n".join(header) + "\n" + body + "\n"
 
 
 # --- dag-factory 1.1 YAML ------------------------------------------------------------------------

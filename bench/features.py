@@ -26,18 +26,15 @@ from bench import baseline, probe, processor
 from dagfactory_s3 import manifest, stub
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples" / "packages"
-FEATURES = ROOT / "examples" / "features" / "airflow_dags"
 
 
-def write_folders(out: Path, copies: int, names: list[str] | None = None) -> tuple[Path, Path]:
+def write_folders(out: Path, copies: int, examples: Path = ROOT / "examples") -> tuple[Path, Path]:
     stubs, hand = out / "stubs", out / "handwritten"
     for folder in (stubs, hand):
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-    for path in [*sorted(EXAMPLES.glob("*/airflow_dags/*.json")), *sorted(FEATURES.glob("*.json"))]:
-        if names is not None and path.stem not in names:
-            continue
+    paths = sorted(examples.glob("packages/*/airflow_dags/*.json"))
+    for path in [*paths, *sorted(examples.glob("features/airflow_dags/*.json"))]:
         document = json.loads(path.read_bytes())
         for i in range(copies):
             dag_id = f"{document['dag_id'][:56]}_c{i:02d}"
@@ -111,10 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     env = processor.airflow_env(out / "home", stubs)
     results = {"today": by_example(child_cost(ROOT, env, modules, stubs, hand, out / "today.json"), stubs)}
     if args.baseline_root:
-        old_names = [
-            p.stem for p in (args.baseline_root / "examples" / "packages").glob("*/airflow_dags/*.json")
-        ]
-        old_stubs, old_hand = write_folders(out / "baseline", args.copies, old_names)
+        # the older checkout's own examples (today's use fields it cannot read), through both versions
+        old_stubs, old_hand = write_folders(out / "baseline", args.copies, args.baseline_root / "examples")
         env = processor.airflow_env(out / "home-baseline", old_stubs)
         # today's code on the same files, then the older checkout's, back to back
         results["today, examples of the baseline"] = by_example(

@@ -7,6 +7,7 @@ same serialized DAG hash in every process and on every machine.
 
 from __future__ import annotations
 
+import importlib
 from contextlib import nullcontext
 from typing import Any
 
@@ -22,12 +23,12 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "dagfactory_s3.factory needs Airflow: install 'dagfactory-s3[airflow]' in the Airflow image"
     ) from exc
 
-from dagfactory_s3 import __version__, naming
+from dagfactory_s3 import naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.loader import API_VERSION
 from dagfactory_s3.manifest import Manifest, Task
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
-from dagfactory_s3.platform import Policy
+from dagfactory_s3.platform import NOTIFIER_KINDS, Policy
 from dagfactory_s3.schedule import parse_duration, parse_instant
 
 __all__ = ["build_dag", "build_operator", "pod_labels", "render_pods"]
@@ -36,6 +37,9 @@ MANAGED_BY = "dagfactory-s3"
 
 
 def _provenance(manifest: Manifest) -> str:
+    """The DAG page's provenance block: only what the manifest decides. Not this library's version:
+    it is serialized with the DAG, so an image upgrade that builds the same DAG would otherwise make
+    a new DAG version of every DAG (Airflow's version inflation)."""
     data = manifest.data
     head = data.get("doc_md") or data.get("description") or ""
     lines = [
@@ -44,7 +48,7 @@ def _provenance(manifest: Manifest) -> str:
         f"- package: `{manifest.package}`",
         f"- manifest sha256: `{manifest.sha256}`",
         *(f"- image: `{image}`" for image in manifest.images),
-        f"- built by: dagfactory-s3 {__version__} (loader API {API_VERSION})",
+        f"- built by: dagfactory-s3 (loader API {API_VERSION})",
     ]
     return (head.rstrip() + "\n\n" if head else "") + "\n".join(lines) + "\n"
 
@@ -332,7 +336,74 @@ def _own_fields(manifest: Manifest, task: Task) -> dict[str, Any]:
     return manifest.data["tasks"][int(task.where.rsplit("/", 1)[1])]
 
 
-def operator_kwargs(manifest: Manifest, task: Task) -> dict[str, Any]:
+def _notifiers(manifest: Manifest, policy: Policy, pointer: str, names: list[str]) -> list[Any]:
+    """The platform's named notifiers, built from the fixed registry of notifier kinds."""
+    out = []
+    for i, name in enumerate(names):
+        spec = (policy.notifiers or {}).get(name)
+        if spec is None:
+            defined = (
+                f"the platform policy ({policy.file}) defines: {', '.join(sorted(policy.notifiers)) or 'none'}"
+                if policy.notifiers is not None
+                else "no platform policy file is configured (DAGFACTORY_POLICY)"
+            )
+            raise ManifestError(
+                [Problem(manifest.file, f"{pointer}/{i}", f"unknown notifier {name!r}; {defined}")]
+            )
+        kind = NOTIFIER_KINDS[spec.kind]
+        try:
+            module = importlib.import_module(kind.module)
+        except ImportError:
+            raise ManifestError(
+                [
+                    Problem(
+                        manifest.file,
+                        f"{pointer}/{i}",
+                        f"notifier {name!r} ({spec.kind}) needs {kind.provider} installed in the Airflow image",
+                    )
+                ]
+            ) from None
+        out.append(getattr(module, kind.cls)(**spec.options))
+    return out
+
+
+def _deadline(manifest: Manifest, policy: Policy) -> list[Any]:
+    """Airflow's deadline alerts (3.1+): one per notifier, counted from when the run was queued."""
+    try:
+        from airflow.sdk import DeadlineAlert, DeadlineReference, SyncCallback
+    except ImportError:
+        from airflow import __version__ as version
+
+        raise ManifestError(
+            [
+                Problem(
+                    manifest.file,
+                    "/deadline",
+                    f"deadline alerts need Airflow 3.1 or later; this is Airflow {version}",
+                )
+            ]
+        ) from None
+    spec = manifest.data["deadline"]
+    reference = {
+        "queued_at": DeadlineReference.DAGRUN_QUEUED_AT,
+        "logical_date": DeadlineReference.DAGRUN_LOGICAL_DATE,
+    }[spec.get("from", "queued_at")]
+    _notifiers(manifest, policy, "/deadline/notify", spec["notify"])  # known, provider installed
+    alerts = []
+    for name in spec["notify"]:
+        notifier = (policy.notifiers or {})[name]
+        kind = NOTIFIER_KINDS[notifier.kind]
+        alerts.append(
+            DeadlineAlert(
+                reference=reference,
+                interval=parse_duration(spec["after"]),
+                callback=SyncCallback(f"{kind.module}.{kind.cls}", kwargs=dict(notifier.options)),
+            )
+        )
+    return alerts
+
+
+def operator_kwargs(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
     """The KubernetesPodOperator arguments of one resolved task (a field is passed only when set,
     so a manifest that does not use it builds exactly what it built before the field existed)."""
     f = task.fields
@@ -407,6 +478,14 @@ def operator_kwargs(manifest: Manifest, task: Task) -> dict[str, Any]:
         )
     if "pod_override" in f:
         kwargs["full_pod_spec"] = _pod_override(manifest, task)
+    where = f"{task.where}/alerts" if "alerts" in _own_fields(manifest, task) else "/task_defaults/alerts"
+    for key, argument in (
+        ("on_failure", "on_failure_callback"),
+        ("on_success", "on_success_callback"),
+        ("on_retry", "on_retry_callback"),
+    ):
+        if key in f.get("alerts", {}):
+            kwargs[argument] = _notifiers(manifest, policy, f"{where}/{key}", f["alerts"][key])
     if f.get("outlets"):
         where = (
             f"{task.where}/outlets" if "outlets" in _own_fields(manifest, task) else "/task_defaults/outlets"
@@ -429,9 +508,9 @@ def _expansion(task: Task, kwargs: dict[str, Any], operators: dict[str, Any]) ->
     return mapped
 
 
-def build_operator(manifest: Manifest, task: Task) -> KubernetesPodOperator:
+def build_operator(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POLICY) -> KubernetesPodOperator:
     """One KubernetesPodOperator for one resolved, unmapped task (call inside the DAG context)."""
-    return KubernetesPodOperator(**operator_kwargs(manifest, task))
+    return KubernetesPodOperator(**operator_kwargs(manifest, task, policy))
 
 
 def _build_order(manifest: Manifest) -> list[Task]:
@@ -513,6 +592,11 @@ def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
         kwargs["params"] = {name: _param(spec) for name, spec in data["params"].items()}
     if data.get("owner_links"):
         kwargs["owner_links"] = dict(data["owner_links"])
+    for key, argument in (("on_failure", "on_failure_callback"), ("on_success", "on_success_callback")):
+        if key in data.get("alerts", {}):
+            kwargs[argument] = _notifiers(manifest, policy, f"/alerts/{key}", data["alerts"][key])
+    if "deadline" in data:
+        kwargs["deadline"] = _deadline(manifest, policy)
     if "max_active_tasks" in data:
         kwargs["max_active_tasks"] = data["max_active_tasks"]
     if "dagrun_timeout" in data:
@@ -525,7 +609,7 @@ def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
             if name is not None and name not in groups:
                 groups[name] = TaskGroup(group_id=name, prefix_group_id=False)
             with groups[name] if name is not None else nullcontext():
-                op_kwargs = operator_kwargs(manifest, task)
+                op_kwargs = operator_kwargs(manifest, task, policy)
                 if "expand" in task.fields:
                     mapped = _expansion(task, op_kwargs, operators)
                     operators[task.task_id] = KubernetesPodOperator.partial(**op_kwargs).expand(**mapped)
@@ -537,7 +621,9 @@ def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
     return dag
 
 
-def render_pods(manifest: Manifest) -> list[tuple[Task, str, dict[str, Any]]]:
+def render_pods(
+    manifest: Manifest, policy: Policy = DEFAULT_POLICY
+) -> list[tuple[Task, str, dict[str, Any]]]:
     """The pod each task would create, built by the operator's own code with no cluster.
 
     The operator's random name suffix is turned off so the output is stable; at run time the
@@ -545,11 +631,11 @@ def render_pods(manifest: Manifest) -> list[tuple[Task, str, dict[str, Any]]]:
     in the manifest shows one pod per item (``task[0]``, ``task[1]`` ...); one mapped over another
     task's result shows the pod without the mapped arguments (``task[*]``). Returns (task, name, pod).
     """
-    build_dag(manifest)  # every check the DAG build makes
+    build_dag(manifest, policy)  # every check the DAG build makes
     client = ApiClient()
     pods = []
     for task in manifest.tasks:
-        kwargs = operator_kwargs(manifest, task)
+        kwargs = operator_kwargs(manifest, task, policy)
         kwargs["random_name_suffix"] = False
         variants: list[tuple[str, dict[str, Any]]] = [(task.task_id, {})]
         if "expand" in task.fields:

@@ -173,16 +173,159 @@ def parse(raw: bytes, *, file: str, package: str | None = None, policy: Policy =
     problems = [Problem(file, pointer, reason) for pointer, reason in k8s.hygiene_issues(document)]
     if problems:
         raise ManifestError(problems)
+    problems, tasks = _check_document(document, file, package, policy)
+    if not problems:  # each environment's manifest must be valid too (its problems named by the overlay)
+        for name in document.get("environments", {}):
+            problems += _environment_problems(document, name, file, package, policy)
+    if problems:
+        raise ManifestError(problems)
+    return Manifest(file=file, raw=raw, data=document, tasks=tasks)
+
+
+def _check_document(
+    document: dict[str, Any], file: str, package: str | None, policy: Policy
+) -> tuple[list[Problem], tuple[Task, ...]]:
     problems = schema_problems(document, file)
+    tasks: tuple[Task, ...] = ()
     try:  # the rules run on a document the schema refused too: every problem in one pass
         tasks = _resolve_tasks(document)
         problems += _check_rules(document, tasks, file, package, policy)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         if not problems:  # the schema passed it: a rule that crashes is a bug
             raise
+    return problems, tasks
+
+
+# -- per-environment values
+
+
+def _merged(
+    base: dict[str, Any], overlay: dict[str, Any], origin: str, sources: dict[str, str], at: str
+) -> dict[str, Any]:
+    """Task fields with an overlay applied: env and resources key by key, the rest replaced. Records
+    in ``sources`` which resolved pointer came from which overlay pointer."""
+    out = dict(base)
+    for key, value in overlay.items():
+        if key == "env":
+            out["env"] = {**base.get("env", {}), **value}
+        elif key == "resources":
+            old = base.get("resources", {})
+            out["resources"] = {
+                k: {**old.get(k, {}), **value.get(k, {})}
+                for k in ("requests", "limits")
+                if k in old or k in value
+            }
+        else:
+            out[key] = value
+        sources[f"{at}/{key}"] = f"{origin}/{key}"
+    return out
+
+
+def resolve(
+    document: dict[str, Any], environment: str, file: str = ""
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The manifest for ``environment``: its overlay applied, ``environments`` removed. Also which
+    pointers of the result an overlay set (result pointer -> overlay pointer). A manifest without
+    ``environments`` is returned as it is. Raises ManifestError when the overlay names what the
+    manifest does not have, or when the manifest has no overlay for ``environment``."""
+    overlays = document.get("environments")
+    resolved = {k: v for k, v in document.items() if k != "environments"}
+    if overlays is None:
+        return resolved, {}
+    if environment not in overlays:
+        declared = ", ".join(sorted(overlays)) or "none"
+        raise ManifestError(
+            [
+                Problem(
+                    file,
+                    "/environments",
+                    f"no values for environment {environment!r} (declared: {declared}); add an entry, even an empty one",
+                )
+            ]
+        )
+    overlay, origin, sources = overlays[environment], f"/environments/{environment}", {}
+    problems = []
+    for key in ("schedule", "paused_on_create"):
+        if key in overlay:
+            resolved[key] = overlay[key]
+            sources[f"/{key}"] = f"{origin}/{key}"
+    if "params" in overlay:
+        params = {k: dict(v) for k, v in resolved.get("params", {}).items()}
+        for name, value in overlay["params"].items():
+            if name not in params:
+                problems.append(
+                    Problem(
+                        file, f"{origin}/params{to_pointer([name])}", f"no param {name!r} in the manifest"
+                    )
+                )
+                continue
+            params[name]["default"] = value["default"]
+            sources[f"/params{to_pointer([name])}/default"] = f"{origin}/params{to_pointer([name])}/default"
+        resolved["params"] = params
+    if "task_defaults" in overlay:
+        resolved["task_defaults"] = _merged(
+            resolved.get("task_defaults", {}),
+            overlay["task_defaults"],
+            f"{origin}/task_defaults",
+            sources,
+            "/task_defaults",
+        )
+    if "job" in overlay:
+        if "job" not in resolved:
+            problems.append(Problem(file, f"{origin}/job", "the manifest has tasks, not a job"))
+        else:
+            resolved["job"] = _merged(resolved["job"], overlay["job"], f"{origin}/job", sources, "/job")
+    if "tasks" in overlay:
+        index = {t.get("task_id"): i for i, t in enumerate(resolved.get("tasks", []))}
+        tasks = list(resolved.get("tasks", []))
+        for task_id, values in overlay["tasks"].items():
+            if task_id not in index:
+                problems.append(
+                    Problem(
+                        file, f"{origin}/tasks{to_pointer([task_id])}", f"no task {task_id!r} in the manifest"
+                    )
+                )
+                continue
+            i = index[task_id]
+            tasks[i] = _merged(
+                tasks[i], values, f"{origin}/tasks{to_pointer([task_id])}", sources, f"/tasks/{i}"
+            )
+        resolved["tasks"] = tasks
     if problems:
         raise ManifestError(problems)
-    return Manifest(file=file, raw=raw, data=document, tasks=tasks)
+    return resolved, sources
+
+
+def _environment_problems(
+    document: dict[str, Any], name: str, file: str, package: str | None, policy: Policy
+) -> list[Problem]:
+    try:
+        resolved, sources = resolve(document, name, file)
+    except ManifestError as exc:
+        return exc.problems()
+    problems, _ = _check_document(resolved, file, package, policy)
+    out = []
+    for problem in problems:
+        origin = max(
+            (p for p in sources if problem.pointer == p or problem.pointer.startswith(p + "/")),
+            key=len,
+            default=None,
+        )
+        if origin is not None:
+            out.append(problem._replace(pointer=sources[origin] + problem.pointer[len(origin) :]))
+        else:
+            out.append(problem._replace(message=f"with environment {name!r}: {problem.message}"))
+    return out
+
+
+def publishable(manifest: Manifest, environment: str) -> Manifest:
+    """What ``publish --environment`` uploads: the manifest resolved for ``environment``, as a
+    manifest of its own (byte-identical when it has no ``environments``)."""
+    if "environments" not in manifest.data:
+        return manifest
+    resolved, _ = resolve(manifest.data, environment, manifest.file)
+    raw = (json.dumps(resolved, indent=2, ensure_ascii=False) + "\n").encode()
+    return parse(raw, file=manifest.file, package=manifest.package)
 
 
 def _resolve_tasks(document: dict[str, Any]) -> tuple[Task, ...]:
@@ -579,6 +722,8 @@ def _check_task(
                     )
                 )
     problems.extend(_policy_problems(fields, source, file, policy))
+    alerts = fields.get("alerts", {})
+    problems.extend(_notifier_problems([(source("alerts", k), v) for k, v in alerts.items()], file, policy))
     resources = fields.get("resources", {})
     issues = k8s.resource_issues(
         resources.get("requests", {}),
@@ -613,6 +758,25 @@ def _check_task(
                 f"{total.days} days; at most {MAX_TOTAL.days} allowed",
             )
         )
+
+
+def _notifier_problems(uses: list[tuple[str, list[str]]], file: str, policy: Policy) -> list[Problem]:
+    """Every notifier a manifest names must be one the platform defines (its policy file)."""
+    if policy.notifiers is None:
+        return []  # no policy file here (e.g. CI without it): the factory checks with the image's
+    problems = []
+    defined = ", ".join(sorted(policy.notifiers)) or "none"
+    for pointer, names in uses:
+        for i, name in enumerate(names):
+            if name not in policy.notifiers:
+                problems.append(
+                    Problem(
+                        file,
+                        f"{pointer}/{i}",
+                        f"unknown notifier {name!r}; the platform policy ({policy.file}) defines: {defined}",
+                    )
+                )
+    return problems
 
 
 def _policy_problems(fields: dict[str, Any], source: Any, file: str, policy: Policy) -> list[Problem]:
@@ -855,6 +1019,11 @@ def _check_rules(
         # timetable "cannot be scheduled").
         timed = isinstance(schedule, str) or (isinstance(schedule, dict) and "every" in schedule)
         _check_param(name, param, timed, file, problems)
+    notify = [(f"/alerts/{k}", v) for k, v in document.get("alerts", {}).items()]
+    if "deadline" in document:
+        notify.append(("/deadline/notify", document["deadline"]["notify"]))
+        _check_duration(document["deadline"]["after"], "/deadline/after", file, problems)
+    problems.extend(_notifier_problems(notify, file, policy))
     for owner, link in document.get("owner_links", {}).items():
         parts = urlsplit(link)
         if not (parts.scheme == "mailto" and parts.path) and not (

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, NamedTuple
 
 from dagfactory_s3.errors import ConfigError
@@ -57,6 +58,52 @@ BASELINE_CAPABILITIES = frozenset(
 _MAX_BYTES = 1024 * 1024
 
 
+class NotifierKind(NamedTuple):
+    """A notifier class the factory may build: fixed here, so neither a manifest nor the policy file
+    ever names Python. ``options`` are the keyword arguments the policy may give it."""
+
+    module: str
+    cls: str
+    provider: str
+    options: frozenset[str]
+
+
+NOTIFIER_KINDS = {
+    "smtp": NotifierKind(
+        "airflow.providers.smtp.notifications.smtp",
+        "SmtpNotifier",
+        "apache-airflow-providers-smtp",
+        frozenset({"to", "from_email", "cc", "bcc", "subject", "html_content", "smtp_conn_id"}),
+    ),
+    "slack": NotifierKind(
+        "airflow.providers.slack.notifications.slack",
+        "SlackNotifier",
+        "apache-airflow-providers-slack",
+        frozenset({"slack_conn_id", "channel", "text", "username", "icon_url"}),
+    ),
+    "slack_webhook": NotifierKind(
+        "airflow.providers.slack.notifications.slack_webhook",
+        "SlackWebhookNotifier",
+        "apache-airflow-providers-slack",
+        frozenset({"slack_webhook_conn_id", "text"}),
+    ),
+    "pagerduty": NotifierKind(
+        "airflow.providers.pagerduty.notifications.pagerduty",
+        "PagerdutyNotifier",
+        "apache-airflow-providers-pagerduty",
+        frozenset(
+            {"pagerduty_events_conn_id", "summary", "severity", "source", "component", "group", "class_type"}
+        ),
+    ),
+}
+_NOTIFIER_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}", re.ASCII)
+
+
+class Notifier(NamedTuple):
+    kind: str
+    options: dict[str, Any]
+
+
 class Policy(NamedTuple):
     """What manifests may use. ``None`` in a list field means "anything"."""
 
@@ -68,6 +115,8 @@ class Policy(NamedTuple):
     allowed_capabilities: frozenset[str] = BASELINE_CAPABILITIES
     image_registries: tuple[str, ...] | None = None
     paused_on_create: bool | None = None  # None: Airflow's [core] dags_are_paused_at_creation
+    # None: no policy file, so names cannot be checked (CI without the file); a file defines its own.
+    notifiers: dict[str, Notifier] | None = None
 
     def registry_allowed(self, image: str) -> bool:
         if self.image_registries is None:
@@ -100,7 +149,7 @@ def parse(raw: bytes, file: str) -> Policy:
         raise ConfigError(f"{file}: /: policy is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{file}: /: policy must be a JSON object")
-    known = {"$schema", "policy_version", "allow_privileged", "paused_on_create", *_LISTS}
+    known = {"$schema", "policy_version", "allow_privileged", "paused_on_create", "notifiers", *_LISTS}
     for key in sorted(document):
         if key not in known:
             raise ConfigError(
@@ -125,7 +174,34 @@ def parse(raw: bytes, file: str) -> Policy:
                     f"{file}: /volume_types: unknown volume type {unknown[0]!r}; known: {', '.join(VOLUME_TYPES)}"
                 )
         fields[key] = tuple(values) if key == "image_registries" else frozenset(values)
+    fields["notifiers"] = _notifiers(document.get("notifiers", {}), file)
     return Policy(**fields)
+
+
+def _notifiers(value: Any, file: str) -> dict[str, Notifier]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{file}: /notifiers: expected an object of named notifiers")
+    out = {}
+    for name, spec in value.items():
+        where = f"{file}: /notifiers/{name}"
+        if not _NOTIFIER_NAME.fullmatch(name):
+            raise ConfigError(f"{where}: a notifier name is lowercase letters, digits and '-', at most 63")
+        if not isinstance(spec, dict) or spec.get("kind") not in NOTIFIER_KINDS:
+            raise ConfigError(f"{where}/kind: one of {', '.join(sorted(NOTIFIER_KINDS))} is required")
+        kind = NOTIFIER_KINDS[spec["kind"]]
+        options = {k: v for k, v in spec.items() if k != "kind"}
+        for key, option in options.items():
+            if key not in kind.options:
+                raise ConfigError(
+                    f"{where}/{key}: not an option of {spec['kind']}; known: {', '.join(sorted(kind.options))}"
+                )
+            if not (
+                isinstance(option, str)
+                or (isinstance(option, list) and all(isinstance(o, str) for o in option))
+            ):
+                raise ConfigError(f"{where}/{key}: expected a string or a list of strings")
+        out[name] = Notifier(spec["kind"], options)
+    return out
 
 
 def load(path: str) -> Policy:

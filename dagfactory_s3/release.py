@@ -64,6 +64,7 @@ class Earlier:
     publisher_version: str
     package_version: str | None = None
     git_sha: str | None = None
+    published_by: str | None = None
     previous_release_id: str | None = None
     tombstone: bool = False
     content: str | None = None
@@ -109,6 +110,9 @@ class Release:
     images: tuple[str, ...] = ()
     package_version: str | None = None
     git_sha: str | None = None
+    # Who published (the CI's actor and run, or user@host); None in records written before it existed. Shown
+    # by `list --history`; never compared by publish, so a different publisher alone is no change.
+    published_by: str | None = None
     previous_release_id: str | None = None
     tombstone: bool = False
     content: str | None = None  # CONTENT_OBJECTS, or None for a 0.1 record
@@ -216,6 +220,7 @@ _SHARED = (
     "publisher_version",
     "package_version",
     "git_sha",
+    "published_by",
     "previous_release_id",
     "tombstone",
     "content",
@@ -232,6 +237,7 @@ def _header(release: Release | Earlier) -> dict[str, Any]:
         "publisher_version": release.publisher_version,
         "package_version": release.package_version,
         "git_sha": release.git_sha,
+        "published_by": release.published_by,
         "tombstone": release.tombstone,
         "content": release.content,
         "images": sorted(release.images),
@@ -248,7 +254,7 @@ def _common(doc: dict[str, Any], at: str, bad: Callable[[str, str], RecordError]
     images = doc.get("images") or []
     if not isinstance(images, list) or not all(isinstance(i, str) for i in images):
         raise bad(f"{at}/images", "not a list of strings")
-    for key in ("package_version", "git_sha", "previous_release_id"):
+    for key in ("package_version", "git_sha", "published_by", "previous_release_id"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             raise bad(f"{at}/{key}", "not a string")
     if not isinstance(doc.get("tombstone", False), bool):
@@ -260,6 +266,7 @@ def _common(doc: dict[str, Any], at: str, bad: Callable[[str, str], RecordError]
         "images": tuple(images),
         "package_version": doc.get("package_version"),
         "git_sha": doc.get("git_sha"),
+        "published_by": doc.get("published_by"),
         "previous_release_id": doc.get("previous_release_id"),
         "tombstone": doc.get("tombstone", False),
         "content": doc.get("content"),

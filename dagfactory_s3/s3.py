@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
@@ -25,7 +23,6 @@ from botocore.exceptions import (
     NoCredentialsError,
     ReadTimeoutError,
 )
-from urllib3.exceptions import HTTPError as Urllib3Error
 
 from dagfactory_s3.errors import RecordConflict, StorageError
 
@@ -48,12 +45,24 @@ _CONFLICT = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 
+# boto3 and urllib3 cost ~0.2 s to import: only a command that talks to S3 pays it (validate,
+# generate and render do not). Both are loaded by the time a request can fail.
+def _transport_error() -> type[Exception]:
+    """urllib3's base error, raised by a connection that drops mid-body."""
+    from urllib3.exceptions import HTTPError
+
+    return HTTPError
+
+
 def client(*, max_pool_connections: int = 16, retries: int | None = None) -> Any:
     """A boto3 S3 client from the standard chain (honours AWS_ENDPOINT_URL, AWS_PROFILE, AWS_MAX_ATTEMPTS ...).
 
     Retries: botocore's standard mode; the attempts come from the chain (``AWS_MAX_ATTEMPTS``, the
     profile's ``max_attempts``; 3 by default) unless ``retries`` says otherwise.
     """
+    import boto3
+    from botocore.config import Config
+
     config = Config(
         max_pool_connections=max_pool_connections,
         retries={"mode": "standard", **({"max_attempts": retries} if retries else {})},
@@ -89,7 +98,7 @@ def storage_errors(bucket: str, key: str = "") -> Iterator[None]:
     """Turn botocore and connection failures into StorageError with a one-line message."""
     try:
         yield
-    except (ClientError, BotoCoreError, OSError, Urllib3Error) as exc:
+    except (ClientError, BotoCoreError, OSError, _transport_error()) as exc:
         raise _storage_error(exc, bucket, key) from exc
 
 
@@ -226,7 +235,7 @@ def get(
         raise _storage_error(exc, bucket, key) from exc
     except BotoCoreError as exc:
         raise _storage_error(exc, bucket, key) from exc
-    except (OSError, Urllib3Error) as exc:
+    except (OSError, _transport_error()) as exc:
         raise StorageError(f"s3://{bucket}/{key}: download failed: {exc}") from exc
     if length >= 0 and len(data) != length:
         raise StorageError(f"s3://{bucket}/{key}: body cut short ({len(data)} of {length} bytes)")
@@ -263,7 +272,7 @@ def put(
         ):
             raise RecordConflict(f"s3://{bucket}/{key} changed since it was read") from None
         raise _storage_error(exc, bucket, key) from exc
-    except (BotoCoreError, OSError, Urllib3Error) as exc:
+    except (BotoCoreError, OSError, _transport_error()) as exc:
         raise _storage_error(exc, bucket, key) from exc
     version = response.get("VersionId")
     return version if version and version != "null" else None

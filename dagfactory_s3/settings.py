@@ -11,6 +11,8 @@ come only from the standard AWS chain.
 from __future__ import annotations
 
 import argparse
+import getpass
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -19,8 +21,10 @@ from dagfactory_s3.errors import ConfigError
 
 __all__ = [
     "OPTIONS",
+    "PUBLISHED_BY_LIMIT",
     "Option",
     "add_option",
+    "ci_identity",
     "flag_help",
     "markdown_table",
     "resolve",
@@ -56,6 +60,17 @@ def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
         return number
 
     return parse
+
+
+PUBLISHED_BY_LIMIT = 200
+
+
+def _who(value: str) -> str:
+    """One printable line of at most :data:`PUBLISHED_BY_LIMIT` characters (``list --history`` shows it)."""
+    text = "".join(c for c in " ".join(value.split()) if c.isprintable())
+    if not text:
+        raise ValueError(f"{value!r} is empty")
+    return text if len(text) <= PUBLISHED_BY_LIMIT else text[: PUBLISHED_BY_LIMIT - 1] + "…"
 
 
 def _address(value: str) -> tuple[str, int] | None:
@@ -114,6 +129,14 @@ OPTIONS: dict[str, Option] = {
         float,
         86400.0,
         "seconds before content no kept record names is deleted (a slower concurrent publish may still need it)",
+    ),
+    "published_by": Option(
+        "--published-by",
+        "DAGFACTORY_PUBLISHED_BY",
+        _who,
+        None,
+        "who publishes, recorded in the release record and shown by 'list --history'",
+        shown="the CI's actor and run (GitHub Actions, GitLab CI), else user@host",
     ),
     # -- the sidecar -------------------------------------------------------------------------
     "interval": Option(
@@ -251,6 +274,31 @@ def resolve(names: Iterable[str], flags: Mapping[str, Any], environ: Mapping[str
         except ValueError as exc:
             raise ConfigError(f"{source}: {exc}") from None
     return values
+
+
+def ci_identity(environ: Mapping[str, str]) -> str:
+    """Who runs this process, from the standard CI variables: the actor and where it ran.
+
+    GitHub Actions (``GITHUB_ACTOR``, ``GITHUB_REPOSITORY``, ``GITHUB_RUN_ID``), then GitLab CI
+    (``GITLAB_USER_LOGIN``, ``CI_PIPELINE_URL``), else ``user@host``. Bounded like ``--published-by``.
+    """
+    get = {k: environ.get(k, "").strip() for k in _CI_VARIABLES}
+    if get["GITHUB_ACTOR"]:
+        run = " ".join(
+            filter(None, [get["GITHUB_REPOSITORY"], get["GITHUB_RUN_ID"] and f"run {get['GITHUB_RUN_ID']}"])
+        )
+        return _who(f"{get['GITHUB_ACTOR']} (GitHub Actions{' ' + run if run else ''})")
+    if get["GITLAB_USER_LOGIN"]:
+        url = get["CI_PIPELINE_URL"]
+        return _who(f"{get['GITLAB_USER_LOGIN']} (GitLab CI{' ' + url if url else ''})")
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):  # a container uid without a passwd entry and no $USER
+        user = "unknown"
+    return _who(f"{user}@{socket.gethostname()}")
+
+
+_CI_VARIABLES = ("GITHUB_ACTOR", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITLAB_USER_LOGIN", "CI_PIPELINE_URL")
 
 
 def unknown_variables(environ: Mapping[str, str], prefixes: Sequence[str] = OUR_PREFIXES) -> list[str]:

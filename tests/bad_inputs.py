@@ -1679,3 +1679,89 @@ DAG_FIELD_CASES: list[tuple[str, bytes, str, str]] = [
 ]
 
 CASES += DAG_FIELD_CASES
+
+
+def _env(**overlays: Any) -> bytes:
+    doc = copy.deepcopy(GOOD)
+    doc["params"] = {"day": {"type": "integer", "minimum": 1, "default": 1}}
+    doc["environments"] = overlays
+    return json.dumps(doc).encode()
+
+
+# Per-environment values (issue 12): an overlay that breaks the manifest is named by the overlay's pointer.
+ENVIRONMENT_CASES: list[tuple[str, bytes, str, str]] = [
+    (
+        "env-unknown-field",
+        _env(prod={"task_defaults": {"imagee": "x"}}),
+        "/environments/prod/task_defaults/imagee",
+        "unknown field",
+    ),
+    (
+        "env-field-not-overridable",
+        _env(prod={"task_defaults": {"retries": 3}}),
+        "/environments/prod/task_defaults/retries",
+        "unknown field",
+    ),
+    (
+        "env-image-wrong-type",
+        _env(prod={"task_defaults": {"image": 5}}),
+        "/environments/prod/task_defaults/image",
+        "expected string",
+    ),
+    (
+        "env-mutable-image",
+        _env(prod={"tasks": {"extract": {"image": "registry.example.com/pp:latest"}}}),
+        "/environments/prod/tasks/extract/image",
+        "latest",
+    ),
+    (
+        "env-bad-quantity",
+        _env(prod={"tasks": {"load": {"resources": {"requests": {"cpu": "-1"}}}}}),
+        "/environments/prod/tasks/load/resources/requests/cpu",
+        "greater than or equal to 0",
+    ),
+    (
+        "env-request-above-limit",
+        _env(
+            prod={
+                "tasks": {"load": {"resources": {"requests": {"memory": "2Gi"}, "limits": {"memory": "1Gi"}}}}
+            }
+        ),
+        "/environments/prod/tasks/load/resources/requests/memory",
+        "must be less than or equal to",
+    ),
+    (
+        "env-unknown-task",
+        _env(prod={"tasks": {"transform": {"image": "registry.example.com/pp:1.2.4"}}}),
+        "/environments/prod/tasks/transform",
+        "no task 'transform'",
+    ),
+    (
+        "env-job-on-tasks",
+        _env(prod={"job": {"image": "registry.example.com/pp:1.2.4"}}),
+        "/environments/prod/job",
+        "has tasks, not a job",
+    ),
+    ("env-bad-cron", _env(dev={"schedule": "0 25 * * *"}), "/environments/dev/schedule", "hour field '25'"),
+    (
+        "env-undeclared-param",
+        _env(prod={"params": {"days": {"default": 2}}}),
+        "/environments/prod/params/days",
+        "no param 'days'",
+    ),
+    (
+        "env-param-default-breaks-rules",
+        _env(prod={"params": {"day": {"default": 0}}}),
+        "/environments/prod/params/day/default",
+        "less than the minimum of 1",
+    ),
+    ("env-bad-name", _env(Prod={}), "/environments", "does not match"),
+    (
+        "env-bad-env-name",
+        _env(prod={"task_defaults": {"env": {"1X": "a"}}}),
+        "/environments/prod/task_defaults/env/1X",
+        "valid",
+    ),
+]
+
+CASES += ENVIRONMENT_CASES

@@ -95,6 +95,49 @@ class TestGenerate:
             "stub": str(tmp_path / "dags" / "pp_a.py"),
         }
 
+    def test_manifest_names_the_path_and_the_stub_goes_next_to_it(self, tmp_path):
+        """--manifest DIR/<dag_id>.json writes there (creating DIR) and the stub beside it; validate passes."""
+        flags = [
+            "generate",
+            "--package-name",
+            "pp",
+            "--dag-id",
+            "pp_a",
+            "--job-name",
+            "j",
+            "--image",
+            "r/x:1",
+        ]
+        target = tmp_path / "new" / "dags" / "pp_a.json"
+        result = run(*flags, "--manifest", str(target), "--output", "json")
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {
+            "ok": True,
+            "dag_id": "pp_a",
+            "manifest": str(target),
+            "stub": str(target.with_suffix(".py")),
+        }
+        assert sorted(p.name for p in target.parent.iterdir()) == ["pp_a.json", "pp_a.py"]
+        assert target.with_suffix(".py").read_bytes() == stub.render("pp_a.json")
+        check = run("validate", "--package-name", "pp", "--dag-path", str(target.parent))
+        assert check.returncode == 0 and check.stderr == "", check.stderr
+        for extra, message in [
+            (["--manifest", str(tmp_path / "dag.json")], "--manifest must be named pp_a.json"),
+            (["--manifest", str(tmp_path / "pp_a.json"), "--out-dir", str(tmp_path)], "not allowed with"),
+            (
+                ["--manifest", str(tmp_path / "pp_a.json"), "--output", str(tmp_path / "pp_a.py")],
+                "use --output text|json",
+            ),
+            (
+                ["--dag-path", str(target.parent), "--manifest", str(tmp_path / "pp_a.json")],
+                "with --dag-path",
+            ),
+        ]:
+            refused = run(*flags, *extra)
+            assert refused.returncode == 2 and message in refused.stderr, (extra, refused.stderr)
+            assert "Traceback" not in refused.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["new"]  # nothing written by the refusals
+
     def test_bad_flags_write_nothing(self, tmp_path):
         """A :latest image or a foreign dag_id is refused and no file is written."""
         result = run(
@@ -463,15 +506,25 @@ class TestList:
     def test_history_details_order_and_rollback_to_previous(self, s3, bucket, examples_copy, capsys):
         """--history: newest first in text and JSON, with version, git sha, publisher, DAG count, rollbacks marked."""
         folder = examples_copy / "reporting_seeder" / "airflow_dags"
-        first = _publish(capsys, bucket, folder, "--package-version", "1.0.0", "--git-sha", "a" * 40)
+        first = _publish(
+            capsys,
+            bucket,
+            folder,
+            "--package-version",
+            "1.0.0",
+            "--git-sha",
+            "a" * 40,
+            "--published-by",
+            "alice",
+        )
         _edit(folder / "reporting_seeder_refresh_all.json", retries=5)
-        second = _publish(capsys, bucket, folder, "--package-version", "1.1.0")
+        second = _publish(capsys, bucket, folder, "--package-version", "1.1.0", "--published-by", "bob")
         rollback = ["rollback", *target(bucket, "reporting_seeder"), "--to", "previous"]
         code, out, err = cli_main(capsys, *rollback)
         assert (
             code == 0 and "dry run: pass --yes to roll back" in err and "/tasks/0/retries: 5 → (unset)" in out
         )
-        code, out, err = cli_main(capsys, *rollback, "--yes", "--output", "json")
+        code, out, err = cli_main(capsys, *rollback, "--yes", "--output", "json", "--published-by", "carol")
         assert code == 0, err
         third = json.loads(out)
         code, out, _ = cli_main(
@@ -487,13 +540,35 @@ class TestList:
         assert history[1]["rollback_of"] is None and history[1]["package_version"] == "1.1.0"
         assert history[2]["git_sha"] == "a" * 40 and history[2]["dags"] == 2
         assert history[2]["publisher"].startswith("dagfactory-s3 ")
+        assert [h["published_by"] for h in history] == ["carol", "bob", "alice"]
         text = cli_main(capsys, "list", *target(bucket, "reporting_seeder"), "--history")[1]
         ids = re.findall(r"^    (\S+)  ", text, re.M)
         assert ids == [h["release_id"] for h in history]
         assert (
             f"(rollback to {first['release_id']}, current)" in text
-            and "version 1.0.0  git aaaaaaaaaaaa" in text
+            and "version 1.0.0  git aaaaaaaaaaaa  by alice  dagfactory-s3 " in text
         )
+        assert ", by carol\n" in text.splitlines(keepends=True)[0]
+
+    def test_history_of_a_record_without_published_by(self, s3, bucket, examples_copy, capsys):
+        """A record (and history) written before published_by existed lists it as '-' (JSON: null)."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        _publish(capsys, bucket, folder)
+        _edit(folder / "reporting_seeder_refresh_all.json", retries=5)
+        _publish(capsys, bucket, folder)
+        direct = boto3.client("s3", endpoint_url=s3.upstream)
+        key = f"{ENV}/reporting_seeder/metadata.json"
+        doc = json.loads(direct.get_object(Bucket=bucket, Key=key)["Body"].read())
+        for entry in (doc, *doc["history"]):
+            assert entry.pop("published_by")
+        direct.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
+        base = ["list", *target(bucket, "reporting_seeder"), "--history"]
+        code, out, err = cli_main(capsys, *base, "--output", "json", "--check")
+        assert code == 0, err
+        data = json.loads(out)
+        assert data["published_by"] is None and [h["published_by"] for h in data["history"]] == [None, None]
+        text = cli_main(capsys, *base)[1]
+        assert text.count("  by -  dagfactory-s3 ") == 2 and ", by " not in text
 
 
 class TestFlags:

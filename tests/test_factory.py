@@ -16,7 +16,7 @@ from dagfactory_s3 import stub
 
 from airflow_env import dag_bag, dags_folder_with_examples, probe
 from bad_inputs import GOOD
-from conftest import all_examples, example_manifests
+from conftest import ROOT, all_examples, example_manifests
 
 pytestmark = [pytest.mark.airflow, pytest.mark.compat]
 
@@ -163,6 +163,33 @@ class TestDeterminism:
         assert first["import_errors"] == second["import_errors"] == {}
         assert len(first["hashes"]) == 5
         assert first["hashes"] == second["hashes"]
+
+    def test_library_upgrade_changes_no_hash_and_a_manifest_change_one(self, every, tmp_path):
+        """Airflow makes a new DAG version when a DAG's hash changes: an upgrade of dagfactory-s3 that
+        builds the same DAGs (here the same code under another __version__, first on the path) changes
+        no hash; a manifest change changes exactly its DAG's."""
+        lib = tmp_path / "lib"
+        shutil.copytree(
+            ROOT / "dagfactory_s3", lib / "dagfactory_s3", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        init = lib / "dagfactory_s3" / "__init__.py"
+        text = init.read_text()
+        assert '__version__ = "' in text
+        mark = tmp_path / "imported-version"
+        init.write_text(
+            text.replace('__version__ = "', '__version__ = "99.0.0+upgrade-', 1)
+            + f"\nopen({str(mark)!r}, 'w').write(__version__)  # proves this copy is the one imported\n"
+        )
+        for name in ("h1", "h2", "h3"):
+            (tmp_path / name).mkdir()
+        before = probe(every, tmp_path / "h1")["hashes"]
+        upgraded = probe(every, tmp_path / "h2", PYTHONPATH=str(lib))
+        assert mark.read_text().startswith("99.0.0+upgrade-")
+        assert upgraded["import_errors"] == {} and upgraded["hashes"] == before
+        path = every / "reporting_seeder_refresh_all.json"
+        path.write_text(path.read_text().replace("reporting-seeder:2.4.1", "reporting-seeder:2.4.2"))
+        after = probe(every, tmp_path / "h3")["hashes"]
+        assert [d for d in before if before[d] != after[d]] == ["reporting_seeder_refresh_all"]
 
     def test_other_folder_differs_only_in_airflows_own_folder_field(self, every, tmp_path):
         """Moved to another dags folder, the serialized DAG differs only in Airflow's _processor_dags_folder."""

@@ -90,7 +90,8 @@ def test_wheel_ships_schema_template_and_entry_points(wheel):
 
 
 def test_base_install_runs_the_publisher_without_airflow(wheel, tmp_path):
-    """A fresh venv with only the base install validates and generates; Airflow is not there."""
+    """A fresh venv with only the base install validates, generates and answers both CLIs' --help;
+    Airflow is not there."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
@@ -153,6 +154,20 @@ def test_base_install_runs_the_publisher_without_airflow(wheel, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "pp_a.json").exists() and (tmp_path / "pp_a.py").exists()
+    # Both console scripts answer --help in the base install; the sidecar names its extra when run.
+    for script in ("airflow-dag-publisher", "airflow-dag-sync"):
+        result = subprocess.run(
+            [str(venv / "bin" / script), "--help"], capture_output=True, text=True, env=env, timeout=60
+        )
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: {script}"), result.stderr
+    result = subprocess.run(
+        [str(venv / "bin" / "airflow-dag-sync"), "--once"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 2 and "pip install 'dagfactory-s3[sidecar]'" in result.stderr
 
 
 def test_warm_imports_no_airflow_and_prepares_the_validator():

@@ -157,6 +157,80 @@ def test_republish_unchanged_makes_no_put(s3, bucket, examples_copy):
     assert objects(s3, bucket) == before
 
 
+_CI = (
+    "DAGFACTORY_PUBLISHED_BY",
+    "GITHUB_ACTOR",
+    "GITHUB_REPOSITORY",
+    "GITHUB_RUN_ID",
+    "GITLAB_USER_LOGIN",
+    "CI_PIPELINE_URL",
+)
+
+
+def test_record_names_who_published_and_a_new_publisher_alone_writes_nothing(
+    s3, bucket, examples_copy, monkeypatch
+):
+    """published_by comes from DAGFACTORY_PUBLISHED_BY, else the CI's variables; rerunning unchanged
+    content from another CI job writes nothing (the record keeps the first publisher); the next real
+    change records the new one and keeps the old one in its history."""
+    for name in _CI:
+        monkeypatch.delenv(name, raising=False)
+    src = dags_dir(examples_copy, RS)
+    args = publish_args(bucket, RS, src)
+    monkeypatch.setenv("DAGFACTORY_PUBLISHED_BY", "release-bot")
+    monkeypatch.setenv("GITHUB_ACTOR", "octocat")  # the explicit variable wins over the CI's
+    assert run_cli(s3, *args).returncode == 0
+    assert record(s3, bucket, RS)["published_by"] == "release-bot"
+    monkeypatch.delenv("DAGFACTORY_PUBLISHED_BY")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/reporting")
+    monkeypatch.setenv("GITHUB_RUN_ID", "4242")
+    s3.clear()
+    again = run_cli(s3, *args, "--output", "json")
+    assert again.returncode == 0 and json.loads(again.stdout)["changed"] is False, again.stderr
+    assert (s3.count("PUT"), s3.count("DELETE")) == (0, 0)
+    assert record(s3, bucket, RS)["published_by"] == "release-bot"
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="changed")
+    assert run_cli(s3, *args).returncode == 0
+    rec = record(s3, bucket, RS)
+    assert rec["published_by"] == "octocat (GitHub Actions acme/reporting run 4242)"
+    assert rec["history"][0]["published_by"] == "release-bot"
+    edit_manifest(src / "reporting_seeder_refresh_all.json", description="by flag")
+    assert run_cli(s3, *args, "--published-by", "hand\nwritten").returncode == 0
+    assert record(s3, bucket, RS)["published_by"] == "hand written"  # one line, as list shows it
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        (
+            {"GITHUB_ACTOR": "octocat", "GITHUB_REPOSITORY": "acme/p", "GITHUB_RUN_ID": "7"},
+            "octocat (GitHub Actions acme/p run 7)",
+        ),
+        ({"GITHUB_ACTOR": "octocat"}, "octocat (GitHub Actions)"),
+        (
+            {"GITLAB_USER_LOGIN": "alice", "CI_PIPELINE_URL": "https://gitlab.example.com/a/p/-/pipelines/9"},
+            "alice (GitLab CI https://gitlab.example.com/a/p/-/pipelines/9)",
+        ),
+        ({"GITHUB_ACTOR": "octocat", "GITLAB_USER_LOGIN": "alice"}, "octocat (GitHub Actions)"),
+        ({"GITHUB_ACTOR": "evil\nline " + "x" * 300}, None),
+    ],
+)
+def test_ci_identity_from_the_standard_ci_variables(environ, expected):
+    """GitHub Actions, then GitLab CI, then user@host; always one printable line of at most 200 characters."""
+    import getpass
+    import socket
+
+    from dagfactory_s3.settings import PUBLISHED_BY_LIMIT, ci_identity
+
+    who = ci_identity(environ)
+    assert len(who) <= PUBLISHED_BY_LIMIT and who.isprintable()
+    if expected is None:
+        assert who.startswith("evil line xxx") and who.endswith("…") and len(who) == PUBLISHED_BY_LIMIT
+    else:
+        assert who == expected
+    assert ci_identity({}) == f"{getpass.getuser()}@{socket.gethostname()}"
+
+
 def test_one_changed_dag_writes_only_its_objects_and_the_record(s3, bucket, examples_copy, capsys):
     """Changing one manifest: its immutable content, then metadata.json (the commit, carrying the
     replaced release as its change, for rollback), then -- after the commit -- the readable dags/ copy.
@@ -966,6 +1040,9 @@ def test_history_rides_in_the_record_or_in_an_object_and_every_kept_release_roll
 
 
 def test_release_record_history_round_trips_and_bad_entries_are_refused():
+    """A record with history survives to_json/from_json; one wrong entry is refused with its pointer."""
+    from dataclasses import replace
+
     from dagfactory_s3.errors import RecordError
     from dagfactory_s3.release import Earlier, FileEntry, Release
 
@@ -989,6 +1066,11 @@ def test_release_record_history_round_trips_and_bad_entries_are_refused():
     )
     again = Release.from_json(rec.to_json(), file="m")
     assert again == rec
+    # A record written before published_by existed (nor in its history) still loads, as None.
+    older = json.loads(replace(rec, published_by="ci").to_json())
+    for entry in (older, *older["history"]):
+        del entry["published_by"]
+    assert Release.from_json(json.dumps(older).encode(), file="m") == rec
     assert [r.files for r in again.releases(lambda i: pytest.fail(i))] == [new_files, old.files]
     doc = json.loads(rec.to_json())
     for mutate, pointer in [
@@ -1001,6 +1083,7 @@ def test_release_record_history_round_trips_and_bad_entries_are_refused():
         ),
         (lambda d: d["history"][0]["files"].update({"../x.json": None}), "/history/0/files/..~1x.json"),
         (lambda d: d["files"]["dags/pkg_b.json"].update(md5="Z"), "/files/dags~1pkg_b.json"),
+        (lambda d: d["history"][0].update(published_by=["x"]), "/history/0/published_by"),
     ]:
         bad = json.loads(json.dumps(doc))
         mutate(bad)

@@ -77,6 +77,14 @@ def _placement_problems(stub_file: str, checked: Manifest) -> list[Problem]:
     that slipped into another package's folder could take over that package's DAG ids.
     """
     problems = []
+    if "environments" in checked.data:
+        problems.append(
+            Problem(
+                checked.file,
+                "/environments",
+                "a published manifest has no environments: publish resolves them (publish --environment)",
+            )
+        )
     stem = os.path.splitext(os.path.basename(stub_file))[0]
     if checked.dag_id != stem:
         problems.append(

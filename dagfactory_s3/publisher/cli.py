@@ -24,7 +24,7 @@ from dagfactory_s3.publisher.terminal import add_common
 __all__ = ["SETTINGS", "build_parser", "main"]
 
 # The publisher's rows of the settings table (dagfactory_s3.settings), as documented in docs/publisher.md.
-SETTINGS = ("bucket", "environment", "package_name", "parallelism", "keep", "gc_grace")
+SETTINGS = ("bucket", "environment", "package_name", "parallelism", "keep", "gc_grace", "published_by")
 
 
 def _report(args: argparse.Namespace | None, exc: DagFactoryError) -> None:

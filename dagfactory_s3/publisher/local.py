@@ -6,6 +6,7 @@ None of them needs S3; only ``render`` needs Airflow (it builds pods with the op
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shlex
 import sys
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "airflow-dag-publisher generate --dag-path airflow_dags          # rewrite missing or stale stubs",
             "airflow-dag-publisher generate --dag-path airflow_dags --check  # CI: fail if a stub is stale",
         ],
-        "Writes <out-dir>/<dag_id>.json (with $schema) and <dag_id>.py, the names publish requires.",
+        "Writes <out-dir>/<dag_id>.json (with $schema) and <dag_id>.py, the names publish requires;\n"
+        "--manifest DIR/<dag_id>.json names the manifest's path instead (its stub goes next to it).",
     )
     add_setting(p, "package_name", help="package that owns the DAG")
     p.add_argument("--dag-id", help="DAG id, <package>_<name>")
@@ -48,14 +50,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         dest="image",
         help="container image reference with a pinned tag or digest (--image-tag: the seed's name)",
     )
-    p.add_argument(
-        "--out-dir", type=Path, default=Path("."), help="directory to write into [default: current directory]"
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--out-dir", type=Path, default=None, help="directory to write into [default: current directory]"
+    )
+    where.add_argument(
+        "--manifest",
+        type=Path,
+        metavar="FILE",
+        help="the manifest's path, named <dag_id>.json; the stub <dag_id>.py is written next to it",
     )
     p.add_argument(
         "--output",
         default="text",
         metavar="{text,json} | FILE.py",
-        help="output format [default: text]; the seed's '--output FILE.py' still works: it writes into FILE's directory",
+        help="output format [default: text]; the seed's '--output FILE.py' still works: it writes <dag_id>.json and .py into FILE's directory",
     )
     p.add_argument("--command", dest="job_command", help="job command line (split like a shell)")
     p.add_argument("--schedule", help="cron expression or preset [default: none (manual)]")
@@ -101,6 +110,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
     add_setting(p, "policy")
+    add_setting(p, "environment", help="render the manifest resolved for this environment (its environments)")
     p.add_argument(
         "--kubernetes-version",
         default=None,
@@ -130,9 +140,15 @@ def _manifest_path(path: Path) -> Path:
 # -- generate ----------------------------------------------------------------------------------
 
 
-def _out_dir(args: argparse.Namespace) -> Path:
-    """Where generate writes: --out-dir, or the directory of the seed's ``--output FILE.py``."""
+def _manifest_target(args: argparse.Namespace) -> Path:
+    """Where generate writes the manifest: ``--manifest FILE``, ``<--out-dir>/<dag_id>.json``, or
+    ``<dag_id>.json`` in the directory of the seed's ``--output FILE.py``. Its stub goes next to it."""
+    name = naming.manifest_name(args.dag_id)
     if args.output not in ("text", "json"):
+        if args.manifest is not None or args.out_dir is not None:
+            raise ConfigError(
+                "the seed's --output FILE.py names where to write; with --manifest or --out-dir use --output text|json"
+            )
         seed = Path(args.output)
         if seed.suffix != ".py":
             raise ConfigError(
@@ -144,23 +160,29 @@ def _out_dir(args: argparse.Namespace) -> Path:
                 file=sys.stderr,
             )
         args.output = "text"
-        return seed.parent
-    return args.out_dir
+        return seed.parent / name
+    if args.manifest is not None:
+        if args.manifest.name != name:
+            raise ConfigError(
+                f"{args.manifest}: --manifest must be named {name}: publish serves a DAG only as <dag_id>.json"
+            )
+        return args.manifest
+    return (args.out_dir or Path(".")) / name
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
     if args.dag_path is not None:
-        if args.output not in ("text", "json"):
+        if args.output not in ("text", "json") or args.manifest or args.out_dir:
             raise ConfigError(
-                "--output FILE.py names a new DAG's stub; with --dag-path use --output text|json"
+                "--manifest, --out-dir and --output FILE.py write a new DAG; with --dag-path use --output text|json"
             )
         return _generate_directory(args)
     missing = [f for f in ("package_name", "dag_id", "job_name", "image") if not getattr(args, f)]
     if missing:
         flags = ", ".join("--" + f.replace("_", "-") for f in missing)
         raise ConfigError(f"generate needs {flags} (or --dag-path DIR to regenerate stubs)")
-    out_dir = _out_dir(args)
-    manifest_path = out_dir / naming.manifest_name(args.dag_id)
+    manifest_path = _manifest_target(args)
+    out_dir = manifest_path.parent
     stub_path = out_dir / naming.stub_of(manifest_path.name)
     if manifest_path.exists() and not args.force:
         raise ConfigError(f"{manifest_path}: already exists; pass --force to overwrite it")
@@ -260,11 +282,22 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"render needs Airflow and kubernetes-validate: pip install 'dagfactory-s3[render]' ({exc})"
         ) from None
+    # kubernetes_validate.validate reads and parses its 1.8 MB of schema definitions again for every
+    # pod (~20 ms of CPU a pod: 2 s of a 100-task render): read each schema file once per process instead.
+    # Its own validate() still does the rest (version choice, strict schemas, errors).
+    utils = kubernetes_validate.utils
+    if not hasattr(utils.schema_contents, "cache_info"):
+        utils.schema_contents = functools.lru_cache(maxsize=None)(utils.schema_contents)
     path = _manifest_path(args.dag_file)
-    m = manifests.load(path, policy=platform.load(args.policy) if args.policy else platform.DEFAULT)
+    policy = platform.load(args.policy) if args.policy else platform.DEFAULT
+    m = manifests.load(path, policy=policy)
+    if "environments" in m.data:
+        if not args.environment:
+            raise ConfigError(f"{path} declares environments: pass --environment (or set ENVIRONMENT)")
+        m = manifests.publishable(m, args.environment)
     version = args.kubernetes_version or kubernetes_validate.utils.latest_version()
     problems, documents = [], []
-    for task, task_id, pod in factory.render_pods(m):
+    for task, task_id, pod in factory.render_pods(m, policy):
         try:
             kubernetes_validate.validate(pod, version, strict=True)
         except kubernetes_validate.ValidationError as exc:

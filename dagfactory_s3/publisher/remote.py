@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from dagfactory_s3 import settings
 from dagfactory_s3.errors import ConfigError, PublishError
 from dagfactory_s3.naming import DAGS_DIR, dag_id_of, history_name, object_name
 from dagfactory_s3.publisher import iam
@@ -110,6 +112,7 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         published_at=rec.published_at,
         package_version=rec.package_version,
         git_sha=rec.git_sha,
+        published_by=rec.published_by,
         tombstone=rec.tombstone,
         images=list(rec.images),
         dags=[{"dag_id": d, **rec.dags[d]} for d in sorted(rec.dags)],
@@ -170,6 +173,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (= 'plan')")
             add_setting(p, "keep")
             add_setting(p, "gc_grace")
+            add_setting(p, "published_by")
         p.set_defaults(handler=cmd_publish, dry_run=name == "plan")
 
     p = command(
@@ -215,6 +219,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _detailed_exitcode(p)
     add_setting(p, "keep")
     add_setting(p, "gc_grace")
+    add_setting(p, "published_by")
     p.set_defaults(handler=cmd_rollback)
 
     p = command(
@@ -226,6 +231,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     _target_flags(p)
     _confirm_flags(p, "retire")
+    add_setting(p, "published_by")
     p.set_defaults(handler=cmd_retire)
 
     p = command(
@@ -348,6 +354,7 @@ def _plan_data(args: argparse.Namespace, plan: ReleasePlan) -> dict[str, Any]:
 
 
 def _apply(args: argparse.Namespace, plan: ReleasePlan, verb: str, stop: Stop, *, to: str = "") -> int:
+    plan.wanted.published_by = getattr(args, "published_by", None) or settings.ci_identity(os.environ)
     for warning in plan.warnings:
         log(args, f"warning: {warning}")
     store = plan.store
@@ -400,9 +407,8 @@ def _tty(args: argparse.Namespace) -> bool:
 def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
-    wanted = wanted_from_dir(
-        args.dag_path, store.package, policy=args.policy
-    )  # invalid input: nothing else happens
+    # invalid input: nothing else happens; manifests with environments are resolved for this one
+    wanted = wanted_from_dir(args.dag_path, store.package, policy=args.policy, environment=args.environment)
     for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
         log(args, f"warning: {warning}")
     store.client = _store(args).client
@@ -464,6 +470,7 @@ def _history(
                 "package_version": rec.package_version,
                 "git_sha": rec.git_sha,
                 "publisher": f"dagfactory-s3 {rec.publisher_version}",
+                "published_by": rec.published_by,
                 "dags": len(rec.dags),
                 "tombstone": rec.tombstone,
                 "current": rec.release_id == current,
@@ -482,6 +489,7 @@ def _history_line(h: dict[str, Any]) -> str:
         h["published_at"],
         f"version {h['package_version'] or '-'}",
         f"git {(h['git_sha'] or '-')[:12]}",
+        f"by {h['published_by'] or '-'}",
         h["publisher"],
         "retired (tombstone)" if h["tombstone"] else f"{h['dags']} DAGs",
     ]
@@ -501,6 +509,7 @@ def _status_text(s: dict[str, Any]) -> str:
             + f"release {s['release_id']} published {s['published_at']}"
             + (f", version {s['package_version']}" if s.get("package_version") else "")
             + (f", git {s['git_sha']}" if s.get("git_sha") else "")
+            + (f", by {s['published_by']}" if s.get("published_by") else "")
             + (" (retired: tombstone)" if s.get("tombstone") else "")
         ]
         for d in s["dags"]:

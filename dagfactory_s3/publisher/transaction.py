@@ -39,7 +39,8 @@ from typing import Any
 import orjson
 
 from dagfactory_s3 import __version__, naming, settings, stub
-from dagfactory_s3.errors import DagFactoryError, Interrupted, PublishError, StorageError
+from dagfactory_s3 import manifest as manifests
+from dagfactory_s3.errors import DagFactoryError, Interrupted, ManifestError, PublishError, StorageError
 from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_name, release_id_of
 from dagfactory_s3.publisher.scan import scan
 from dagfactory_s3.publisher.store import Current, PackageStore
@@ -130,6 +131,7 @@ class Wanted:
     images: tuple[str, ...] = ()
     package_version: str | None = None
     git_sha: str | None = None
+    published_by: str | None = None  # recorded, never compared: see ReleasePlan.record_is_current
     tombstone: bool = False
 
     def shas(self) -> dict[str, str]:
@@ -140,13 +142,25 @@ class Wanted:
         return {_sha(data): data for rest, data in self.files.items() if rest.endswith(".json")}
 
 
-def wanted_from_dir(dag_path: Path, package: str, *, policy: str | None = None) -> Wanted:
-    """Validate ``dag_path`` (all problems at once) and build the files to publish: manifests + fresh stubs."""
+def wanted_from_dir(
+    dag_path: Path, package: str, *, policy: str | None = None, environment: str | None = None
+) -> Wanted:
+    """Validate ``dag_path`` (all problems at once) and build the files to publish: manifests (resolved
+    for ``environment`` when they declare ``environments``) + fresh stubs."""
     found = scan(dag_path, package=package, strict_names=True, policy=policy)
+    resolved = {}
+    problems = []
+    for dag_id in sorted(found.manifests):
+        try:
+            resolved[dag_id] = manifests.publishable(found.manifests[dag_id], environment or "")
+        except ManifestError as exc:
+            problems += exc.problems()
+    if problems:
+        raise ManifestError(problems)
     wanted = Wanted()
     images: set[str] = set()
-    for dag_id in sorted(found.manifests):
-        m = found.manifests[dag_id]
+    for dag_id in sorted(resolved):
+        m = resolved[dag_id]
         wanted.files[naming.dag_file(dag_id, ".json")] = m.raw
         wanted.files[naming.dag_file(dag_id, ".py")] = stub.render(naming.manifest_name(dag_id))
         wanted.dags[dag_id] = {"schedule": m.data.get("schedule"), "images": m.images, "tasks": len(m.tasks)}
@@ -172,6 +186,8 @@ class ReleasePlan:
 
     @property
     def record_is_current(self) -> bool:
+        """The current record already describes what is wanted. Package version, git sha and
+        publisher are not compared: a rerun from another CI job or with a new version writes nothing."""
         rec = self.current.record
         return (
             rec is not None
@@ -353,6 +369,7 @@ def execute(
         images=plan.wanted.images,
         package_version=plan.wanted.package_version,
         git_sha=plan.wanted.git_sha,
+        published_by=plan.wanted.published_by,
         previous_release_id=current.record.release_id if current.record else None,
         tombstone=plan.wanted.tombstone,
         content=CONTENT_OBJECTS,

@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from dagfactory_s3.sync.observe import HealthServer, Log, Metrics
     except ModuleNotFoundError as exc:  # prometheus-client is the [sidecar] extra
+        _parser().parse_args(argv)  # --help and --version need no extra (they exit here)
         print(f"airflow-dag-sync needs {exc.name}: pip install 'dagfactory-s3[sidecar]'", file=sys.stderr)
         return ConfigError.exit_code
     log = Log()
