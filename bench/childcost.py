@@ -36,9 +36,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(
-    env: dict[str, str], modules: Path, stubs: Path, handwritten: Path, files: int, out: Path, *flags: str
+    env: dict[str, str],
+    modules: Path,
+    stubs: Path,
+    handwritten: Path,
+    files: int,
+    out: Path,
+    *flags: str,
+    root: Path = ROOT,
 ) -> dict:
-    """Run this script in a fresh interpreter with ``env``; its JSON result."""
+    """Run this script in a fresh interpreter with ``env``; its JSON result. ``root``: the checkout
+    whose ``bench`` and ``dagfactory_s3`` come first on the path (another one to compare with)."""
     import subprocess
 
     from bench import bytecode
@@ -62,7 +70,7 @@ def run(
             *flags,
         ],
         env=env,
-        cwd=ROOT,
+        cwd=root,
         check=False,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

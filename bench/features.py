@@ -18,11 +18,10 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-from bench import baseline, probe, processor
+from bench import baseline, childcost, probe, processor
 from dagfactory_s3 import manifest, stub
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,31 +47,7 @@ def write_folders(out: Path, copies: int, examples: Path = ROOT / "examples") ->
 
 def child_cost(root: Path, env: dict[str, str], modules: Path, stubs: Path, hand: Path, out: Path) -> dict:
     files = len(list(stubs.glob("*.py")))
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "bench.childcost",
-            "--modules",
-            str(modules),
-            "--stubs",
-            str(stubs),
-            "--handwritten",
-            str(hand),
-            "--files",
-            str(files),
-            "--out",
-            str(out),
-        ],
-        env=env,
-        cwd=root,  # its bench.childcost and dagfactory_s3 come first on sys.path
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        check=False,
-    )
-    if proc.returncode:
-        raise RuntimeError(proc.stderr.decode(errors="replace")[-2000:])
-    return json.loads(out.read_text())
+    return childcost.run(env, modules, stubs, hand, files, out, root=root)
 
 
 def by_example(raw: dict, stubs: Path) -> dict[str, dict[str, float]]:

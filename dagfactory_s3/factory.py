@@ -86,19 +86,15 @@ def _volume(volume: dict[str, Any]) -> k8s.V1Volume:
         built = {
             kind: k8s.V1EmptyDirVolumeSource(medium=source.get("medium"), size_limit=source.get("size_limit"))
         }
-    elif kind == "secret":
+    elif kind in ("secret", "config_map"):
+        cls, name = (
+            (k8s.V1SecretVolumeSource, "secret_name")
+            if kind == "secret"
+            else (k8s.V1ConfigMapVolumeSource, "name")
+        )
         built = {
-            kind: k8s.V1SecretVolumeSource(
-                secret_name=source["secret_name"],
-                items=_items(source.get("items")),
-                default_mode=source.get("default_mode"),
-                optional=source.get("optional"),
-            )
-        }
-    elif kind == "config_map":
-        built = {
-            kind: k8s.V1ConfigMapVolumeSource(
-                name=source["name"],
+            kind: cls(
+                **{name: source[name]},
                 items=_items(source.get("items")),
                 default_mode=source.get("default_mode"),
                 optional=source.get("optional"),

@@ -298,7 +298,37 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
         )
     console.line()
 
-    # 6. Publish a new DAG and a change while Airflow keeps running.
+    # 6. The scheduler: a DAG that arrives unpaused (paused_on_create false) gets its run, no click.
+    scheduler = stack.start_scheduler()
+    started = time.monotonic()
+
+    def scheduled() -> tuple[str, str, str, str] | None:
+        stack.check_alive()
+        return next((r for r in stack.db.runs() if r[2] == "scheduled"), None)
+
+    run_row = wait_for(
+        "the scheduler to create a DAG run",
+        scheduled,
+        timeout=timeout,
+        poll=0.5,
+        progress=lambda e: console.progress(f"waiting for the scheduler's first DAG run [{_duration(e)}]"),
+    )
+    paused = stack.db.paused()
+    console.step(
+        "schedule",
+        f"airflow scheduler pid {scheduler.pid} created run {run_row[1]} of {run_row[0]} "
+        f"{_duration(time.monotonic() - started)} after it started",
+    )
+    console.detail(
+        "arrived unpaused (paused_on_create false): "
+        + ", ".join(sorted(d for d, p in paused.items() if not p))
+        + "; paused (Airflow's default): "
+        + (", ".join(sorted(d for d, p in paused.items() if p)) or "none")
+    )
+    console.detail("no Kubernetes cluster here: the default pool has 0 slots, so the run's pods never start")
+    console.line()
+
+    # 7. Publish a new DAG and a change while Airflow keeps running.
     trials: list[Trial] = []
     for i in range(args.trials):
         suffix = "" if i == 0 else f"_{i + 1}"

@@ -100,6 +100,9 @@ def airflow_settings(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{DEMO_USER}:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # No Kubernetes cluster here: a scheduler may create runs, but their pods must never start.
+        # The default pool (created by `db migrate`) gets no slots, so task instances stay scheduled.
+        "AIRFLOW__CORE__DEFAULT_POOL_TASK_SLOT_COUNT": "0",
     }
     if api_port is not None:
         env.update(AIRFLOW__API__HOST="127.0.0.1", AIRFLOW__API__PORT=str(api_port))
@@ -341,6 +344,13 @@ class MetadataDB:
         return [
             (f, s) for f, s in self.rows("select filename, stacktrace from import_error order by filename")
         ]
+
+    def runs(self) -> list[tuple[str, str, str, str]]:
+        """(dag_id, run_id, run_type, state) of every DAG run, oldest first."""
+        return self.rows("select dag_id, run_id, run_type, state from dag_run order by id")
+
+    def paused(self) -> dict[str, bool]:
+        return {dag_id: bool(p) for dag_id, p in self.rows("select dag_id, is_paused from dag")}
 
     def processor_jobs(self) -> list[tuple[int, str, str]]:
         """Every dag-processor job Airflow recorded: a restart would add a row."""
@@ -597,6 +607,9 @@ class Stack:
         return self._spawn(
             "airflow-dag-processor", [str(BIN / "airflow"), "dag-processor"], self.airflow_env()
         )
+
+    def start_scheduler(self) -> Proc:
+        return self._spawn("airflow-scheduler", [str(BIN / "airflow"), "scheduler"], self.airflow_env())
 
     def start_api_server(self) -> Proc:
         assert self.settings.api_port is not None

@@ -189,3 +189,21 @@ class TestFactoryUsesThePolicy:
         bag = dag_bag(dags)
         assert bag.dag_ids == [] and len(bag.import_errors) == len(all_examples())
         assert all("cannot read the platform policy" in text for text in bag.import_errors.values())
+
+
+class TestPodOverrideSchema:
+    def test_validate_checks_pod_override_against_the_kubernetes_schema(self, tmp_path, capsys):
+        """With kubernetes-validate installed, validate refuses an override field of the wrong type or
+        unknown to Kubernetes, at the field's pointer, before anything reaches Airflow."""
+        pytest.importorskip("kubernetes_validate")
+        for field, value, text in (
+            ("enableServiceLinks", "no", "'no' is not of type 'boolean'"),
+            ("dnsPolicyy", "None", "dnsPolicyy"),
+        ):
+            doc = json.loads(REBUILD.read_bytes())
+            doc["tasks"][4]["pod_override"]["spec"][field] = value
+            folder = tmp_path / field
+            folder.mkdir()
+            (folder / REBUILD.name).write_text(json.dumps(doc))
+            code, _, err = main(capsys, "validate", "--dag-path", str(folder))
+            assert code == 1 and "/tasks/4/pod_override/spec" in err and text in err, err

@@ -55,6 +55,47 @@ def missing_stubs(json_files: list[Path]) -> list[str]:
     return [f"no stub: {shown}; publish generates stubs, {_REGENERATE} to commit them"]
 
 
+def override_problems(m: manifests.Manifest) -> list[Problem]:
+    """Each ``pod_override`` against the Kubernetes Pod schema (strict: unknown fields refused), when
+    kubernetes-validate is installed (the ``[render]`` extra); the manifest rules check its structure
+    always, and the factory refuses what the Kubernetes client would drop."""
+    overrides = [(t, t.fields["pod_override"]) for t in m.tasks if t.fields.get("pod_override")]
+    if not overrides:
+        return []
+    try:
+        import kubernetes_validate
+    except ImportError:
+        return []
+    version = kubernetes_validate.utils.latest_version()
+    own = m.data.get("job") or {}
+    problems = []
+    for task, override in overrides:
+        written = own if task.where == "/job" else m.data["tasks"][int(task.where.rsplit("/", 1)[1])]
+        base = task.where if "pod_override" in written else "/task_defaults"
+        spec = dict(override.get("spec", {}))
+        containers = [dict(c) for c in spec.get("containers", [{"name": "base"}])]
+        containers[0].setdefault("image", "image-from-the-manifest:1")  # the manifest's image goes here
+        metadata = {"name": "pod", **override.get("metadata", {})}
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": metadata,
+            "spec": {**spec, "containers": containers},
+        }
+        try:
+            kubernetes_validate.validate(pod, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            where = "".join(f"/{p}" for p in exc.path)
+            problems.append(
+                Problem(
+                    m.file,
+                    f"{base}/pod_override{where}",
+                    f"not valid for Kubernetes {version}: {exc.message}",
+                )
+            )
+    return problems
+
+
 def scan(
     target: Path,
     *,
@@ -79,6 +120,7 @@ def scan(
         except ManifestError as exc:
             problems.extend(exc.problems())
             continue
+        problems.extend(override_problems(m))
         if strict_names and path.name != naming.manifest_name(m.dag_id):
             problems.append(
                 Problem(str(path), "/dag_id", f"file must be named {m.dag_id}.json to be published")
