@@ -140,6 +140,13 @@ def _py(value: Any, indent: int) -> str:
             if getattr(value, name) is not None
         ]
         return f"k8s.{type(value).__name__}({', '.join(args)})"
+    kind = type(value).__name__
+    if kind in ("AssetAll", "AssetAny"):  # an asset schedule
+        return f"{kind}({', '.join(_py(o, indent) for o in value.objects)})"
+    if kind == "Asset":
+        return f"Asset(name={value.name!r}, uri={value.uri!r})"
+    if isinstance(value, list) and value and type(value[0]).__name__ == "Asset":  # outlets
+        return f"[{', '.join(_py(v, indent) for v in value)}]"
     if isinstance(value, Output):
         return f"{value.task_id.replace('-', '_')}.output"
     if isinstance(value, list) and value and any(hasattr(v, "openapi_types") for v in value):
@@ -182,7 +189,12 @@ def python_source(manifest: Manifest) -> str:
         lines.append("    )")
     lines.extend(f"    {names[a]} >> {names[b]}" for a, b in cap.edges)
     body = "\n".join(lines)
-    sdk = ["DAG", *(["Param"] if "Param(" in body else []), *(["TaskGroup"] if "TaskGroup(" in body else [])]
+    sdk = [
+        *(name for name in ("Asset", "AssetAll", "AssetAny") if f"{name}(" in body),
+        "DAG",
+        *(["Param"] if "Param(" in body else []),
+        *(["TaskGroup"] if "TaskGroup(" in body else []),
+    ]
     header = [
         f'"""{manifest.dag_id}: hand-written KubernetesPodOperator DAG (benchmark baseline)."""',
         "",

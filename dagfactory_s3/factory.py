@@ -15,7 +15,7 @@ try:
     import pendulum
     from airflow.providers.cncf.kubernetes import version_compat as _provider
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
-    from airflow.sdk import DAG, Param, TaskGroup
+    from airflow.sdk import DAG, Asset, AssetAll, AssetAny, Param, TaskGroup
     from kubernetes.client import ApiClient
     from kubernetes.client import models as k8s
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -482,6 +482,11 @@ def operator_kwargs(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POL
     ):
         if key in f.get("alerts", {}):
             kwargs[argument] = _notifiers(manifest, policy, f"{where}/{key}", f["alerts"][key])
+    if f.get("outlets"):
+        where = (
+            f"{task.where}/outlets" if "outlets" in _own_fields(manifest, task) else "/task_defaults/outlets"
+        )
+        kwargs["outlets"] = [_asset(manifest, f"{where}/{i}", uri) for i, uri in enumerate(f["outlets"])]
     return kwargs
 
 
@@ -522,6 +527,33 @@ def _build_order(manifest: Manifest) -> list[Task]:
     return order
 
 
+def _asset(manifest: Manifest, pointer: str, uri: str) -> Asset:
+    """The asset named by its normalized URI (see dagfactory_s3.assets), so every spelling of one URI,
+    in any package, is one asset. The image's provider normalizers may refuse more than the manifest
+    checks could (a postgres:// URI without a table, say): a manifest error at ``pointer``."""
+    try:
+        normalized = Asset(uri=uri).uri
+        return Asset(name=normalized, uri=normalized)
+    except ValueError as exc:
+        raise ManifestError(
+            [Problem(manifest.file, pointer, f"Airflow refuses the asset URI: {exc}")]
+        ) from None
+
+
+def _schedule(manifest: Manifest) -> Any:
+    """A cron or preset as written, None, a timedelta, or an asset condition: always AssetAll/AssetAny,
+    also of one asset, so the serialized DAG names the condition the manifest chose."""
+    schedule = manifest.data.get("schedule")
+    if not isinstance(schedule, dict):
+        return schedule
+    if "every" in schedule:
+        return parse_duration(schedule["every"])
+    condition = AssetAny if schedule.get("require", "all") == "any" else AssetAll
+    return condition(
+        *(_asset(manifest, f"/schedule/assets/{i}", u) for i, u in enumerate(schedule["assets"]))
+    )
+
+
 def _param(spec: dict[str, Any]) -> Param:
     rules = {k: v for k, v in spec.items() if k not in ("default", "description")}
     if "default" in spec:
@@ -537,7 +569,7 @@ def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
     zone = pendulum.timezone(data["timezone"]) if "timezone" in data else None
     kwargs: dict[str, Any] = {
         "dag_id": manifest.dag_id,
-        "schedule": data.get("schedule"),
+        "schedule": _schedule(manifest),
         "start_date": parse_instant(data["start_date"], zone),
         "catchup": data.get("catchup", False),
         "max_active_runs": data.get("max_active_runs", 1),

@@ -1,7 +1,7 @@
 """Job manifests: read, check everything at once, and resolve into plain data. No Airflow here.
 
 A manifest is accepted only when it passes the JSON Schema *and* the rules a schema cannot express
-(naming, unique task ids, an acyclic graph, crons Airflow can run, pinned images, and what the
+(naming, unique task ids, an acyclic graph, crons Airflow can run, asset URIs it accepts, pinned images, and what the
 Kubernetes API server accepts for each pod field, from :mod:`dagfactory_s3.k8s`, also after
 ``task_defaults`` are merged in). Every problem is collected and reported together as a
 :class:`~dagfactory_s3.errors.ManifestError`; validate, publish, the loader and the sidecar all call
@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from dagfactory_s3 import k8s, naming
+from dagfactory_s3 import assets, k8s, naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import Policy
@@ -426,8 +426,62 @@ def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[
             if reason:
                 add([(f"{where}/host_aliases/{i}/hostnames/{j}", reason)])
     add(_init_container_issues(fields.get("init_containers", []), f"{where}/init_containers"))
+    _check_assets(fields.get("outlets"), f"{where}/outlets", file, problems)
     if "pod_override" in fields:
         add(_override_issues(fields["pod_override"], f"{where}/pod_override"))
+
+
+def _check_assets(uris: Any, pointer: str, file: str, problems: list[Problem]) -> None:
+    """Each asset URI as Airflow would take it; two spellings of one asset in one list are refused."""
+    if not isinstance(uris, list):
+        return  # the schema reports it
+    seen: dict[str, int] = {}
+    for i, uri in enumerate(uris):
+        if not isinstance(uri, str):
+            continue
+        reason = assets.check_uri(uri)
+        if reason:
+            problems.append(Problem(file, f"{pointer}/{i}", reason))
+            continue
+        same = assets.normalize(uri)
+        if same in seen and uris[seen[same]] != uri:  # an exact repeat is the schema's uniqueItems
+            problems.append(
+                Problem(
+                    file,
+                    f"{pointer}/{i}",
+                    f"the same asset as {pointer}/{seen[same]} (Airflow stores both as {same!r}); list it once",
+                )
+            )
+        seen.setdefault(same, i)
+
+
+def _check_self_trigger(
+    schedule: dict[str, Any], tasks: tuple[Task, ...], file: str, problems: list[Problem]
+) -> None:
+    """A DAG whose own outlets satisfy its asset condition triggers itself after every run, without end
+    (Airflow queues the producing DAG like any other consumer)."""
+    own: dict[str, str] = {}
+    for task in tasks:
+        outlets = task.fields.get("outlets", [])
+        for uri in outlets if isinstance(outlets, list) else []:
+            if isinstance(uri, str) and assets.check_uri(uri) is None:
+                own.setdefault(assets.normalize(uri), task.task_id)
+    listed = [
+        (i, assets.normalize(u))
+        for i, u in enumerate(schedule["assets"])
+        if isinstance(u, str) and assets.check_uri(u) is None
+    ]
+    mine = [(i, u) for i, u in listed if u in own]
+    if not mine:
+        return
+    if schedule.get("require", "all") == "any":
+        i, uri = mine[0]
+        where, why = f"/schedule/assets/{i}", f"task {own[uri]!r} of this DAG updates {uri!r}"
+    elif len(mine) == len(schedule["assets"]):
+        where, why = "/schedule/assets", "this DAG's own tasks update every listed asset"
+    else:
+        return
+    problems.append(Problem(file, where, f"{why}: each run would trigger the next, without end"))
 
 
 def _env_issues(env: dict[str, Any], pointer: str) -> list[k8s.Issue]:
@@ -934,10 +988,14 @@ def _check_rules(
             problems.append(Problem(file, pointer, reason))
 
     schedule = document.get("schedule")
-    if schedule is not None:
+    if isinstance(schedule, str):
         reason = check_cron(schedule)
         if reason:
             problems.append(Problem(file, "/schedule", reason))
+    elif isinstance(schedule, dict) and isinstance(schedule.get("every"), str):
+        _check_duration(schedule["every"], "/schedule/every", file, problems)
+    elif isinstance(schedule, dict):
+        _check_assets(schedule.get("assets"), "/schedule/assets", file, problems)
     zone = None
     if "timezone" in document:
         found = check_timezone(document["timezone"])
@@ -957,7 +1015,10 @@ def _check_rules(
     if "dagrun_timeout" in document:
         _check_duration(document["dagrun_timeout"], "/dagrun_timeout", file, problems)
     for name, param in document.get("params", {}).items():
-        _check_param(name, param, schedule is not None, file, problems)
+        # Airflow refuses params without defaults on time-based schedules only (an asset-triggered
+        # timetable "cannot be scheduled").
+        timed = isinstance(schedule, str) or (isinstance(schedule, dict) and "every" in schedule)
+        _check_param(name, param, timed, file, problems)
     notify = [(f"/alerts/{k}", v) for k, v in document.get("alerts", {}).items()]
     if "deadline" in document:
         notify.append(("/deadline/notify", document["deadline"]["notify"]))
@@ -1016,6 +1077,8 @@ def _check_rules(
                     )
                 )
 
+    if isinstance(schedule, dict) and isinstance(schedule.get("assets"), list):
+        _check_self_trigger(schedule, tasks, file, problems)
     for task in tasks:
         for j, dep in enumerate(task.depends_on):
             if dep == task.task_id:

@@ -108,6 +108,15 @@ def _messages(error: ValidationError) -> list[tuple[str, str]]:
         types = [e.validator_value for e in error.context if e.validator == "type"]
         if len(types) == len(error.context):
             return [(pointer, f"expected {' or '.join(types)}, got {_json_type(instance)}")]
+        # An object that has the required keys of exactly one object branch (schedule's asset
+        # condition or interval): that branch's own errors say what is wrong.
+        if isinstance(instance, dict):
+            branches = {e.relative_schema_path[0] for e in error.context if e.validator != "type"}
+            meant = [b for b in branches if set(error.schema[kind][b].get("required", ())) <= set(instance)]
+            if len(meant) == 1:
+                return sorted(
+                    {m for e in error.context if e.relative_schema_path[0] == meant[0] for m in _messages(e)}
+                )
         if "description" in error.schema:
             return [(pointer, f"invalid value; {error.schema['description']}")]
         return _messages(best_match(error.context))
@@ -298,6 +307,27 @@ def reference_markdown() -> str:
         "never names a Python class. `deadline` uses Airflow's deadline alerts (Airflow 3.1+; on 3.0 it is a",
         "manifest error naming the Airflow version).",
         "",
+        "## Assets: coupling by data, across packages",
+        "",
+        "A task's `outlets` name the assets it updates; when the task succeeds Airflow records an asset event",
+        'for each. A DAG whose `schedule` is `{"assets": [...], "require": "all"}` runs once every listed asset',
+        'has been updated since its last run (`AssetAll`); with `"require": "any"`, as soon as any of them',
+        "has (`AssetAny`). Producer and consumer need not be in the same package, nor know each other: package",
+        "B's DAG waits for `s3://etl-data/orders/`, whichever package's job writes it (the example",
+        "`reporting_seeder_orders_report` waits for pipeline_processing's orders and its own package's tables).",
+        "The condition is always built as `AssetAll`/`AssetAny`, also around one asset, so the serialized DAG",
+        "states what the manifest chose. Airflow queues an asset event only for consumers that are not paused",
+        "at that moment, so an asset-scheduled DAG should start unpaused (`paused_on_create: false`, as the",
+        "example does). A DAG whose own `outlets` satisfy its condition would trigger itself after every run",
+        "and is refused.",
+        "",
+        "An asset is named by its URI as Airflow normalizes it (trailing slashes dropped, query parameters",
+        "sorted): `s3://b/orders/` and `s3://b/orders` are one asset in every manifest (Airflow's own",
+        "`Asset(uri)` would make them two that conflict in its asset table). A hand-written DAG matches with",
+        '`Asset("s3://b/orders")`: Airflow names an `Asset` by the text as written, so write it there without',
+        "the trailing slash. URI rules are in the table below; a URI the image's provider normalizers refuse",
+        "(a `postgres://` URI without a table, say) is a manifest error with its pointer when the DAG is built.",
+        "",
         "## The platform policy",
         "",
         "What a manifest may use comes from the Airflow image's policy file (`DAGFACTORY_POLICY`; see",
@@ -337,7 +367,8 @@ def reference_markdown() -> str:
         "| `tolerations` | empty `key` needs `operator: Exists`; `Exists` has no `value`; `Equal` values are label values; `toleration_seconds` only with `effect: NoExecute`, 0 to 2^63-1 |",
         "| `affinity` | `In`/`NotIn` need values, `Exists`/`DoesNotExist` have none, `Gt`/`Lt` exactly one integer; at least one node selector term; `matchFields` only `metadata.name`; weights 1-100; `topologyKey` required, a label key; selector keys and values, namespaces valid |",
         "| `owner`, `tags` | no control, invisible or bidi characters |",
-        "| `schedule` | a preset Airflow knows (`@once`, `@hourly`, `@daily`, `@weekly`, `@monthly`, `@quarterly`, `@yearly`, and croniter's `@annually`, `@midnight`) or a 5-field cron that croniter (Airflow's cron library) accepts and that fires (not `0 0 30 2 *`) |",
+        "| asset URIs (`schedule.assets`, `outlets`) | ASCII, `scheme://location` with a lowercase scheme `[a-z][a-z0-9+.-]*` other than `airflow` (reserved by Airflow), at most 1500 characters, no whitespace or control characters, no password, no `#fragment`; `s3://` and `gs://` with a bucket; one asset listed once per list, however spelled; a schedule the DAG's own `outlets` satisfy (any listed asset with `require: any`, every one with `all`) is refused |",
+        "| `schedule` | a preset Airflow knows (`@once`, `@hourly`, `@daily`, `@weekly`, `@monthly`, `@quarterly`, `@yearly`, and croniter's `@annually`, `@midnight`) or a 5-field cron that croniter (Airflow's cron library) accepts and that fires (not `0 0 30 2 *`); `{\"every\": d}` a duration greater than zero, at most 3650 days (Airflow's `timedelta` schedule: a run every `d` from `start_date`) |",
         "| `start_date`, `end_date` | real calendar dates within the years 1-9999 in UTC (after the offset); `end_date` after `start_date` |",
         "| durations | greater than zero, at most 3650 days; per task, `(retries + 1) x (startup_timeout + execution_timeout) + retries x retry_delay` (with `task_defaults`) at most 3650 days |",
         "| derived pod name | `<dag_id>-<task_id>` (`_` as `-`, cut to 54) is an RFC 1123 label; the `dagfactory-s3/` label prefix is reserved |",

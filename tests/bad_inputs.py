@@ -1486,6 +1486,104 @@ def _top(**fields: Any) -> bytes:
 
 _AGENCY = {"type": "string", "enum": ["north", "south"], "default": "north"}
 
+
+def _assets(*uris: Any, **extra: Any) -> bytes:
+    return _top(schedule={"assets": list(uris), **extra})
+
+
+def _outlets(value: Any) -> bytes:
+    return _edit("tasks/0/outlets", value)
+
+
+# Assets (issue 12): schedule on asset conditions, per-task outlets, URIs as Airflow takes them.
+ASSET_CASES: list[tuple[str, bytes, str, str]] = [
+    ("asset-uppercase-scheme", _assets("S3://etl-data/orders"), "/schedule/assets/0", "must match [a-z]"),
+    ("asset-bad-scheme", _assets("1s3://etl-data/orders"), "/schedule/assets/0", "must match [a-z]"),
+    ("asset-airflow-scheme", _assets("airflow://dags/x"), "/schedule/assets/0", "reserved by Airflow"),
+    ("asset-non-ascii", _assets("s3://etl-data/bestellungen-\u00fc"), "/schedule/assets/0", "must be ASCII"),
+    ("asset-whitespace", _assets("s3://etl-data/my orders"), "/schedule/assets/0", "whitespace"),
+    ("asset-trailing-newline", _assets("s3://etl-data/orders\n"), "/schedule/assets/0", "whitespace"),
+    ("asset-no-scheme", _assets("etl-data/orders"), "/schedule/assets/0", "must look like scheme://location"),
+    ("asset-bucketless-s3", _assets("s3:///orders"), "/schedule/assets/0", "needs a bucket"),
+    ("asset-bare-s3", _assets("s3://"), "/schedule/assets/0", "names nothing after s3://"),
+    ("asset-password", _assets("s3://user:secret@etl-data/x"), "/schedule/assets/0", "password"),
+    ("asset-fragment", _assets("s3://etl-data/orders#v2"), "/schedule/assets/0", "#fragment"),
+    ("asset-bad-ipv6", _assets("http://[::1/orders"), "/schedule/assets/0", "cannot be parsed"),
+    ("asset-too-long", _assets("s3://etl-data/" + "x" * 1500), "/schedule/assets/0", "at most 1500 allowed"),
+    ("asset-empty-list", _assets(), "/schedule/assets", "should be non-empty"),
+    ("asset-too-many", _assets(*(f"s3://b/{i}" for i in range(51))), "/schedule/assets", "at most 50"),
+    (
+        "asset-unknown-require",
+        _assets("s3://b/x", require="most"),
+        "/schedule/require",
+        "'most' is not one of",
+    ),
+    ("asset-exact-duplicate", _assets("s3://b/x", "s3://b/x"), "/schedule/assets", "entries must be unique"),
+    (
+        "asset-same-asset-two-spellings",
+        _assets("s3://b/orders/", "s3://b/orders"),
+        "/schedule/assets/1",
+        "the same asset as /schedule/assets/0",
+    ),
+    ("asset-not-a-string", _assets(42), "/schedule/assets/0", "expected string, got integer"),
+    (
+        "asset-typo-in-schedule",
+        _top(schedule={"asset": ["s3://b/x"]}),
+        "/schedule",
+        "or an asset condition",
+    ),
+    (
+        "asset-typo-in-require",
+        _assets("s3://b/x", requires="any"),
+        "/schedule/requires",
+        "did you mean 'require'",
+    ),
+    (
+        "asset-schedule-on-own-outlet-any",
+        _top(
+            schedule={"assets": ["s3://b/other", "s3://b/orders/"], "require": "any"},
+            tasks=[{**GOOD["tasks"][0], "outlets": ["s3://b/orders"]}],
+        ),
+        "/schedule/assets/1",
+        "task 'extract' of this DAG updates 's3://b/orders': each run would trigger the next",
+    ),
+    (
+        "asset-schedule-on-own-outlets-all",
+        _top(
+            schedule={"assets": ["s3://b/orders"]},
+            task_defaults={"outlets": ["s3://b/orders"]},
+        ),
+        "/schedule/assets",
+        "this DAG's own tasks update every listed asset",
+    ),
+    ("every-zero", _top(schedule={"every": "0h"}), "/schedule/every", "greater than zero"),
+    ("every-words", _top(schedule={"every": "6 hours"}), "/schedule/every", "Duration such as"),
+    ("every-too-long", _top(schedule={"every": "4000d"}), "/schedule/every", "longer than 3650 days"),
+    (
+        "every-and-assets",
+        _top(schedule={"every": "6h", "assets": ["s3://b/x"]}),
+        "/schedule",
+        "a fixed interval",
+    ),
+    (
+        "outlets-not-a-list",
+        _outlets("s3://etl-data/orders"),
+        "/tasks/0/outlets",
+        "expected array, got string",
+    ),
+    ("outlets-bad-scheme", _outlets(["airflow://x"]), "/tasks/0/outlets/0", "reserved by Airflow"),
+    ("outlets-bucketless-gs", _job(outlets=["gs:///x"]), "/job/outlets/0", "needs a bucket"),
+    (
+        "outlets-in-task-defaults",
+        _top(task_defaults={"outlets": ["s3://etl data/x"]}),
+        "/task_defaults/outlets/0",
+        "whitespace",
+    ),
+]
+
+CASES += ASSET_CASES
+
+
 # DAG-level fields of manifest v1 (issue 12, first part): time zones, params, owner links, first-run state.
 DAG_FIELD_CASES: list[tuple[str, bytes, str, str]] = [
     ("tz-unknown", _top(timezone="Europe/Berlln"), "/timezone", "unknown time zone 'Europe/Berlln'"),

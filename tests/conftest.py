@@ -68,13 +68,16 @@ def example_manifests() -> list[Path]:
     return sorted(EXAMPLES.glob("*/airflow_dags/*.json"))
 
 
-# The feature tour: one manifest using every task-level field (kept out of the packages, whose
-# published sets the sync and publish tests count).
-FEATURES = ROOT / "examples" / "features" / "airflow_dags" / "reporting_seeder_agency_rebuild.json"
+# The feature tour, kept out of the packages (whose published sets the sync and publish tests count):
+# one manifest using every task-level field, and one scheduled on assets the packages' tasks produce.
+FEATURES_DIR = ROOT / "examples" / "features" / "airflow_dags"
+REBUILD = FEATURES_DIR / "reporting_seeder_agency_rebuild.json"
+ORDERS_REPORT = FEATURES_DIR / "reporting_seeder_orders_report.json"
+FEATURES = [REBUILD, ORDERS_REPORT]
 
 
 def all_examples() -> list[Path]:
-    return [*example_manifests(), FEATURES]
+    return [*example_manifests(), *FEATURES]
 
 
 @pytest.fixture(scope="session")

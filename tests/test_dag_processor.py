@@ -54,14 +54,16 @@ def test_every_good_dag_is_registered_and_active(processed):
     assert rows == [
         ("pipeline_processing_example_job", 0),
         ("reporting_seeder_agency_rebuild", 0),
+        ("reporting_seeder_orders_report", 0),
         ("reporting_seeder_refresh_agency", 0),
         ("reporting_seeder_refresh_all", 0),
     ]
-    assert len(db_rows(home, "select dag_id from serialized_dag")) == 4
-    # First-run state: refresh_all sets paused_on_create false; the others keep Airflow's default
-    # ([core] dags_are_paused_at_creation, true) as no platform policy is configured here.
+    assert len(db_rows(home, "select dag_id from serialized_dag")) == 5
+    # First-run state: refresh_all and orders_report set paused_on_create false; the others keep
+    # Airflow's default ([core] dags_are_paused_at_creation, true) as no platform policy is configured.
     paused = dict(db_rows(home, "select dag_id, is_paused from dag"))
-    assert paused.pop("reporting_seeder_refresh_all") == 0 and set(paused.values()) == {1}
+    assert paused.pop("reporting_seeder_refresh_all") == paused.pop("reporting_seeder_orders_report") == 0
+    assert set(paused.values()) == {1}
 
 
 def test_bad_manifest_is_exactly_one_import_error(processed):

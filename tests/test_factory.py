@@ -161,7 +161,7 @@ class TestDeterminism:
             TZ="Asia/Kolkata",
         )
         assert first["import_errors"] == second["import_errors"] == {}
-        assert len(first["hashes"]) == 4
+        assert len(first["hashes"]) == 5
         assert first["hashes"] == second["hashes"]
 
     def test_library_upgrade_changes_no_hash_and_a_manifest_change_one(self, every, tmp_path):
@@ -339,3 +339,18 @@ class TestTaskLevelFields:
         op = _bag(dags).dags["reporting_seeder_refresh_all"].get_task("extract")
         assert op.volumes == [] and op.env_from == [] and op.init_containers == []
         assert op.security_context == {} and op.full_pod_spec is None and op.trigger_rule == "all_success"
+
+
+def test_interval_schedule_is_airflows_timedelta_schedule(tmp_path):
+    """schedule {"every": "6h"} loads in the DagBag as Airflow's timedelta schedule, serialized as
+    the 6 hours (21600 s) the manifest wrote."""
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "pipeline_processing_nightly.json").write_text(json.dumps({**GOOD, "schedule": {"every": "6h"}}))
+    (dags / "pipeline_processing_nightly.py").write_bytes(stub.render("pipeline_processing_nightly.json"))
+    bag = _bag(dags)
+    assert bag.import_errors == {}
+    timetable = DagSerialization.to_dict(bag.dags["pipeline_processing_nightly"])["dag"]["timetable"]
+    assert timetable["__var"]["delta"] == 21600.0

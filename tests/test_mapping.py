@@ -25,11 +25,11 @@ import kubernetes_validate
 from dagfactory_s3 import k8s, manifest
 
 from airflow_env import AIRFLOW, airflow_env, dags_folder_with_examples, migrate, run_dag
-from conftest import FEATURES
+from conftest import REBUILD
 
 pytestmark = [pytest.mark.airflow]
 
-MANIFEST = FEATURES
+MANIFEST = REBUILD
 DAG_ID = "reporting_seeder_agency_rebuild"
 LOGICAL_DATE = "2024-03-05T04:30:00+00:00"  # the schedule's ("30 4 * * *") slot that day
 RUN_ID = f"manual__{LOGICAL_DATE}"

@@ -11,9 +11,8 @@ from test_publish import PP, RS, dags_dir, main, objects, publish_args
 from dagfactory_s3 import manifest, platform
 from dagfactory_s3.errors import ConfigError, ManifestError
 
-from conftest import FEATURES, all_examples
+from conftest import REBUILD, all_examples
 
-REBUILD = FEATURES
 STRICT = {
     "namespaces": ["etl-jobs"],
     "service_accounts": ["etl-runner"],

@@ -514,6 +514,12 @@ def _status_text(s: dict[str, Any]) -> str:
         ]
         for d in s["dags"]:
             schedule = d.get("schedule") or "manual"
+            if isinstance(schedule, dict):  # an interval or an asset condition
+                schedule = (
+                    f"every {schedule['every']}"
+                    if "every" in schedule
+                    else f"on {schedule.get('require', 'all')} of {', '.join(schedule['assets'])}"
+                )
             lines.append(f"  {d['dag_id']}  {schedule}  {', '.join(d.get('images', []))}")
     if s["consistent"]:
         lines.append("  S3 matches the release record")
