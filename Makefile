@@ -25,9 +25,10 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Airflow 3.0-3.3 x Python 3.10-3.13: each cell's venv is rebuilt only when its constraints change.
-# Needs python3.10 ... python3.13 (on PATH or under ~/.pyenv/versions); COMPAT_CELLS picks cells.
+# Needs python3.10 ... python3.13 (on PATH or under ~/.pyenv/versions); COMPAT_CELLS picks cells,
+# COMPAT_PYTEST_ARGS adds pytest arguments (.ci/run deselects the slow tests: docs/compat.md).
 test-compat:
-	$(PYTHON) constraints/compat.py test $(COMPAT_CELLS)
+	$(PYTHON) constraints/compat.py test $(COMPAT_CELLS) $(if $(COMPAT_PYTEST_ARGS),--pytest-args="$(COMPAT_PYTEST_ARGS)")
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -344,7 +344,9 @@ class TestTaskLevelFields:
 def test_interval_schedule_is_airflows_timedelta_schedule(tmp_path):
     """schedule {"every": "6h"} loads in the DagBag as Airflow's timedelta schedule, serialized as
     the 6 hours (21600 s) the manifest wrote."""
-    from airflow.serialization.serialized_objects import DagSerialization
+    from airflow.serialization import serialized_objects
+
+    serializer = getattr(serialized_objects, "DagSerialization", None) or serialized_objects.SerializedDAG
 
     dags = tmp_path / "dags"
     dags.mkdir()
@@ -352,5 +354,5 @@ def test_interval_schedule_is_airflows_timedelta_schedule(tmp_path):
     (dags / "pipeline_processing_nightly.py").write_bytes(stub.render("pipeline_processing_nightly.json"))
     bag = _bag(dags)
     assert bag.import_errors == {}
-    timetable = DagSerialization.to_dict(bag.dags["pipeline_processing_nightly"])["dag"]["timetable"]
+    timetable = serializer.to_dict(bag.dags["pipeline_processing_nightly"])["dag"]["timetable"]
     assert timetable["__var"]["delta"] == 21600.0
