@@ -160,12 +160,14 @@ def _seccomp(value: dict[str, Any] | None) -> k8s.V1SeccompProfile | None:
     return k8s.V1SeccompProfile(type=value["type"], localhost_profile=value.get("localhost_profile"))
 
 
+# Fields pod and container security contexts share (same names in the manifest and the client).
+_SECURITY_SHARED = ("run_as_non_root", "run_as_user", "run_as_group")
+
+
 def _container_security(value: dict[str, Any]) -> k8s.V1SecurityContext:
     caps = value.get("capabilities")
     return k8s.V1SecurityContext(
-        run_as_non_root=value.get("run_as_non_root"),
-        run_as_user=value.get("run_as_user"),
-        run_as_group=value.get("run_as_group"),
+        **{k: value.get(k) for k in _SECURITY_SHARED},
         read_only_root_filesystem=value.get("read_only_root_filesystem"),
         allow_privilege_escalation=value.get("allow_privilege_escalation"),
         privileged=value.get("privileged"),
@@ -176,9 +178,7 @@ def _container_security(value: dict[str, Any]) -> k8s.V1SecurityContext:
 
 def _pod_security(value: dict[str, Any]) -> k8s.V1PodSecurityContext:
     return k8s.V1PodSecurityContext(
-        run_as_non_root=value.get("run_as_non_root"),
-        run_as_user=value.get("run_as_user"),
-        run_as_group=value.get("run_as_group"),
+        **{k: value.get(k) for k in _SECURITY_SHARED},
         fs_group=value.get("fs_group"),
         fs_group_change_policy=value.get("fs_group_change_policy"),
         supplemental_groups=value.get("supplemental_groups"),
@@ -332,8 +332,10 @@ def _own_fields(manifest: Manifest, task: Task) -> dict[str, Any]:
     return manifest.data["tasks"][int(task.where.rsplit("/", 1)[1])]
 
 
-def _notifiers(manifest: Manifest, policy: Policy, pointer: str, names: list[str]) -> list[Any]:
-    """The platform's named notifiers, built from the fixed registry of notifier kinds."""
+def _notifier_classes(
+    manifest: Manifest, policy: Policy, pointer: str, names: list[str]
+) -> list[tuple[Any, Any]]:
+    """(class, policy entry) of each named notifier, from the fixed registry of notifier kinds."""
     out = []
     for i, name in enumerate(names):
         spec = (policy.notifiers or {}).get(name)
@@ -359,8 +361,13 @@ def _notifiers(manifest: Manifest, policy: Policy, pointer: str, names: list[str
                     )
                 ]
             ) from None
-        out.append(getattr(module, kind.cls)(**spec.options))
+        out.append((getattr(module, kind.cls), spec))
     return out
+
+
+def _notifiers(manifest: Manifest, policy: Policy, pointer: str, names: list[str]) -> list[Any]:
+    """The platform's named notifiers, built."""
+    return [cls(**spec.options) for cls, spec in _notifier_classes(manifest, policy, pointer, names)]
 
 
 def _deadline(manifest: Manifest, policy: Policy) -> list[Any]:
@@ -384,19 +391,14 @@ def _deadline(manifest: Manifest, policy: Policy) -> list[Any]:
         "queued_at": DeadlineReference.DAGRUN_QUEUED_AT,
         "logical_date": DeadlineReference.DAGRUN_LOGICAL_DATE,
     }[spec.get("from", "queued_at")]
-    _notifiers(manifest, policy, "/deadline/notify", spec["notify"])  # known, provider installed
-    alerts = []
-    for name in spec["notify"]:
-        notifier = (policy.notifiers or {})[name]
-        kind = NOTIFIER_KINDS[notifier.kind]
-        alerts.append(
-            DeadlineAlert(
-                reference=reference,
-                interval=parse_duration(spec["after"]),
-                callback=SyncCallback(f"{kind.module}.{kind.cls}", kwargs=dict(notifier.options)),
-            )
+    return [
+        DeadlineAlert(
+            reference=reference,
+            interval=parse_duration(spec["after"]),
+            callback=SyncCallback(f"{cls.__module__}.{cls.__qualname__}", kwargs=dict(notifier.options)),
         )
-    return alerts
+        for cls, notifier in _notifier_classes(manifest, policy, "/deadline/notify", spec["notify"])
+    ]
 
 
 def operator_kwargs(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POLICY) -> dict[str, Any]:
