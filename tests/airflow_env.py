@@ -73,16 +73,21 @@ def run_dag(home: Path, dags: Path, dag_id: str, logical_date: str, xcom: dict[s
     fresh interpreter on the migrated DB in ``home``; ``xcom``: what each do_xcom_push task returns."""
     (home / "xcom.json").write_text(json.dumps(xcom))
     out = home / "run.json"
+    run_airflow(home, dags, sys.executable, str(RUN), dag_id, logical_date, str(home / "xcom.json"), str(out))
+    return json.loads(out.read_text())
+
+
+def run_airflow(home: Path, dags: Path, *argv: str) -> None:
+    """``argv`` with this Airflow home's settings, in ``home``; it must succeed."""
     result = subprocess.run(
-        [sys.executable, str(RUN), dag_id, logical_date, str(home / "xcom.json"), str(out)],
-        env=airflow_env(home, dags),
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        argv, env=airflow_env(home, dags), cwd=home, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(out.read_text())
+
+
+def process_once(home: Path, dags: Path) -> None:
+    """One cycle of the real ``airflow dag-processor`` over ``dags``."""
+    run_airflow(home, dags, AIRFLOW, "dag-processor", "-n", "1")
 
 
 def db_rows(home: Path, query: str) -> list[tuple]:

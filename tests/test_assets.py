@@ -11,7 +11,6 @@ dag-run creation step runs (tests/airflow_assets.py). Everything asserted is rea
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from test_publish import ENV, RS, dags_dir, main, publish_args
 
 from dagfactory_s3 import assets, manifest
 
-from airflow_env import AIRFLOW, airflow_env, dags_folder_with_examples, db_rows, migrate, run_dag
+from airflow_env import dags_folder_with_examples, db_rows, migrate, process_once, run_airflow, run_dag
 from conftest import EXAMPLES, ORDERS_REPORT
 
 PRODUCER = EXAMPLES / "pipeline_processing" / "airflow_dags" / "pipeline_processing_example_job.json"
@@ -36,15 +35,7 @@ def _consumer_runs(home: Path) -> list[tuple]:
 
 
 def _schedule(home: Path, dags: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, str(SCHEDULER_STEP)],
-        env=airflow_env(home, dags),
-        cwd=home,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_airflow(home, dags, sys.executable, str(SCHEDULER_STEP))
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +48,7 @@ def steps(tmp_path_factory):
     home.mkdir()
     dags_folder_with_examples(dags, [PRODUCER, TABLES, ORDERS_REPORT])
     migrate(home, dags)
-    processed = subprocess.run(
-        [AIRFLOW, "dag-processor", "-n", "1"],
-        env=airflow_env(home, dags),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert processed.returncode == 0, processed.stderr[-3000:]
+    process_once(home, dags)
     seen: dict = {"parsed": {"errors": db_rows(home, "select filename from import_error")}}
     seen["parsed"]["references"] = db_rows(
         home,

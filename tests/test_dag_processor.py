@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 
@@ -12,7 +11,7 @@ pytest.importorskip("airflow", reason="needs the [airflow] extra")
 
 from dagfactory_s3 import stub
 
-from airflow_env import AIRFLOW, airflow_env, dags_folder_with_examples, db_rows, migrate, probe
+from airflow_env import dags_folder_with_examples, db_rows, migrate, probe, process_once
 from bad_inputs import GOOD
 from conftest import ROOT, all_examples
 
@@ -35,14 +34,7 @@ def processed(tmp_path_factory):
     (home / "config").mkdir()
     shutil.copy(ROOT / "deploy" / "airflow" / "airflow_local_settings.py", home / "config")
     migrate(home, dags)
-    result = subprocess.run(
-        [AIRFLOW, "dag-processor", "-n", "1"],
-        env=airflow_env(home, dags),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    process_once(home, dags)
     return home, dags
 
 

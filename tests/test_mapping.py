@@ -13,7 +13,6 @@ rendered_task_instance_fields) and from the pod each task instance's rendered op
 from __future__ import annotations
 
 import json
-import subprocess
 
 import pytest
 
@@ -24,7 +23,7 @@ import kubernetes_validate
 
 from dagfactory_s3 import k8s, manifest
 
-from airflow_env import AIRFLOW, airflow_env, dags_folder_with_examples, migrate, run_dag
+from airflow_env import dags_folder_with_examples, migrate, process_once, run_dag
 from conftest import REBUILD
 
 pytestmark = [pytest.mark.airflow]
@@ -50,14 +49,7 @@ def run(tmp_path_factory):
     home.mkdir()
     dags_folder_with_examples(dags, [MANIFEST])
     migrate(home, dags)
-    processed = subprocess.run(
-        [AIRFLOW, "dag-processor", "-n", "1"],
-        env=airflow_env(home, dags),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert processed.returncode == 0, processed.stderr[-3000:]
+    process_once(home, dags)
     return run_dag(home, dags, DAG_ID, LOGICAL_DATE, {"list_agencies": AGENCIES})
 
 
