@@ -24,7 +24,10 @@ package publishing changes only its own line of the next mapping. Airflow needs 
 
 **Materializing** a version fetches only what the local content cache lacks (``objects/<sha256>``,
 shared by all versions, filled only with bytes whose sha256 was checked), hard-links manifests from it
-and writes canonical stubs itself. The serving rules are the sidecar's (:mod:`dagfactory_s3.sync.policy`):
+and writes canonical stubs itself. A worker's version (``initialize()`` at a version) fetches no
+manifest up front: those its cache lacks are listed as pending and fetched one by one when the task
+runner parses their stub (:mod:`dagfactory_s3.pending`), so a task start on a fresh disk costs the
+version's records and the one manifest it runs, not the whole environment. The serving rules are the sidecar's (:mod:`dagfactory_s3.sync.policy`):
 keys, canonical stubs only, manifest ownership, DAG-id claims, the mass-delete guard, and fail-static
 (a package whose release cannot be served keeps its previous release in the next version).
 
@@ -49,7 +52,7 @@ from typing import Any
 import orjson
 from airflow.dag_processing.bundles.base import BaseDagBundle
 
-from dagfactory_s3 import fs, naming, s3
+from dagfactory_s3 import fs, naming, pending, s3
 from dagfactory_s3 import release as releases
 from dagfactory_s3.errors import ConfigError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
@@ -159,6 +162,7 @@ class S3ReleaseDagBundle(BaseDagBundle):
         self._client: Any = None
         self._pointers: dict[str, tuple[str, str]] = {}  # package -> (metadata.json ETag, release id)
         self._memo: dict[tuple[str, str, bool], dict[str, str] | None] = {}  # immutable: by release id
+        self._chains: dict[str, dict[str, releases.Release]] = {}  # package -> its last read record chain
         self.requests = {"LIST": 0, "GET": 0}  # what this instance asked S3 (benchmarks, logs)
         self._counting = threading.Lock()
         if self.version:
@@ -242,7 +246,9 @@ class S3ReleaseDagBundle(BaseDagBundle):
             key = prefix + naming.history_name(release_id)
             return releases.Release.from_json(self._get(key, max_bytes=_MAX_RECORD_BYTES), file=key)
 
-        return {r.release_id: r for r in current.releases(load)}
+        chain = {r.release_id: r for r in current.releases(load)}
+        self._chains[package] = chain
+        return chain
 
     def _history_ids(self, package: str) -> list[str]:
         """The release ids kept for ``package``, oldest first: its record's chain and its history objects."""
@@ -270,8 +276,8 @@ class S3ReleaseDagBundle(BaseDagBundle):
         key = naming.package_prefix(self.env, package) + naming.history_name(release_id)
         if raw is None and path.is_file():
             raw = path.read_bytes()
-        elif raw is None:
-            found = self._chain(package).get(release_id)
+        elif raw is None:  # the chain a version's rebuild just read has it (immutable, by release id)
+            found = self._chains.get(package, {}).get(release_id) or self._chain(package).get(release_id)
             raw = found.whole().to_json() if found else self._get(key, max_bytes=_MAX_RECORD_BYTES)
         record = releases.Release.from_json(raw, file=key)
         if (record.package, record.environment, record.release_id) != (package, self.env, release_id):
@@ -390,13 +396,21 @@ class S3ReleaseDagBundle(BaseDagBundle):
     # -- materializing a tree ----------------------------------------------------------------------
 
     def _build(
-        self, mapping: Mapping, files: dict[str, dict[str, str]], dest: Path, previous: Path | None
+        self,
+        mapping: Mapping,
+        files: dict[str, dict[str, str]],
+        dest: Path,
+        previous: Path | None,
+        *,
+        lazy: dict[str, dict[str, tuple[str, str | None]]] | None = None,
     ) -> None:
         """Write the tree of a version at ``dest`` (atomically: built beside it, then renamed).
 
         Manifests are hard links into the content cache; a stub is hard-linked from ``previous`` when
         its manifest is the same there (same mtime: Airflow does not reparse it), else written anew, after
-        its manifest, so Airflow reparses it now.
+        its manifest, so Airflow reparses it now. With ``lazy`` (a worker: package -> sha -> source), a
+        manifest the cache lacks is listed as pending (:mod:`dagfactory_s3.pending`) instead, fetched
+        when its stub is parsed.
         """
         temp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
         shutil.rmtree(temp, ignore_errors=True)
@@ -406,18 +420,24 @@ class S3ReleaseDagBundle(BaseDagBundle):
             dags.mkdir(parents=True)
             (temp / package / naming.SYNC_IGNORE_FILE).write_bytes(_PACKAGE_IGNORE)
             refused = set(mapping.refused.get(package, ()))
+            waiting: dict[str, tuple[str, str, str | None]] = {}
             for rest, sha in sorted(files[package].items()):
                 dag_id = naming.dag_id_of(rest)
                 if dag_id in refused:
                     continue
                 name = rest.rpartition("/")[2]
-                os.link(self._cached(sha), dags / name)
+                if lazy is not None and not self._cached(sha).is_file():
+                    waiting[name] = (sha, *lazy[package][sha])
+                else:
+                    os.link(self._cached(sha), dags / name)
                 stub_name = naming.stub_of(name)
                 old = previous / package / naming.DAGS_DIR if previous else None
                 if old and _same_file(old / name, self._cached(sha)) and (old / stub_name).is_file():
                     os.link(old / stub_name, dags / stub_name)
                 else:
                     (dags / stub_name).write_bytes(canonical_stub(stub_name)[0])
+            if waiting:
+                pending.write(dags.parent, bucket=self.bucket, cache=self.cache_dir, files=waiting)
         fs.fsync_dir(temp)
         os.rename(temp, dest)
 
@@ -431,20 +451,11 @@ class S3ReleaseDagBundle(BaseDagBundle):
         names = sorted(mapping.releases)
         with ThreadPoolExecutor(max_workers=self.workers) as pool:  # records first, then all content at once
             records = list(pool.map(lambda p: self._record(p, mapping.releases[p]), names))
-        wanted: dict[str, tuple[str, str | None]] = {}
-        for record in records:
-            if not record.tombstone:
-                wanted |= self._sources(record, self._served(record)[0])
-        failures = self._fetch(wanted)
-        if failures:
-            sha, exc = sorted(failures.items())[0]
-            raise SyncError(
-                f"version {version} is unservable: {len(failures)} object(s) failed, e.g. {sha}: {exc}"
-            )
         files = {r.package: self._package_files(r, check=False) for r in records if not r.tombstone}
+        sources = {r.package: self._sources(r, self._served(r)[0]) for r in records if not r.tombstone}
         dest.parent.mkdir(parents=True, exist_ok=True)
         self._save_mapping(version, mapping)
-        self._build(mapping, files, dest, None)
+        self._build(mapping, files, dest, None, lazy=sources)
         log.info(
             "bundle %s: materialized version %s (%d packages, %s requests) in %.2fs",
             self.name,

@@ -68,26 +68,36 @@ def probe(dags: Path, home: Path, *, cwd: Path | None = None, **env: str) -> dic
     return json.loads(out.read_text())
 
 
-def run_dag(home: Path, dags: Path, dag_id: str, logical_date: str, xcom: dict[str, Any]) -> dict:
+def run_dag(
+    home: Path,
+    dags: Path,
+    dag_id: str,
+    logical_date: str,
+    xcom: dict[str, Any],
+    *run: str,
+    **env: str,
+) -> dict:
     """One DagRun of ``dag_id`` through Airflow's scheduler and task runner (tests/airflow_run.py), in a
-    fresh interpreter on the migrated DB in ``home``; ``xcom``: what each do_xcom_push task returns."""
+    fresh interpreter on the migrated DB in ``home``; ``xcom``: what each do_xcom_push task returns;
+    ``run``: its optional ``run_id`` and ``waves`` arguments; ``env``: more settings."""
     (home / "xcom.json").write_text(json.dumps(xcom))
     out = home / "run.json"
-    run_airflow(home, dags, sys.executable, str(RUN), dag_id, logical_date, str(home / "xcom.json"), str(out))
+    argv = [sys.executable, str(RUN), dag_id, logical_date, str(home / "xcom.json"), str(out), *run]
+    run_airflow(home, dags, *argv, **env)
     return json.loads(out.read_text())
 
 
-def run_airflow(home: Path, dags: Path, *argv: str) -> None:
-    """``argv`` with this Airflow home's settings, in ``home``; it must succeed."""
+def run_airflow(home: Path, dags: Path, *argv: str, **env: str) -> None:
+    """``argv`` with this Airflow home's settings (and ``env``), in ``home``; it must succeed."""
     result = subprocess.run(
-        argv, env=airflow_env(home, dags), cwd=home, capture_output=True, text=True, timeout=300
+        argv, env=airflow_env(home, dags, **env), cwd=home, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-def process_once(home: Path, dags: Path) -> None:
+def process_once(home: Path, dags: Path, **env: str) -> None:
     """One cycle of the real ``airflow dag-processor`` over ``dags``."""
-    run_airflow(home, dags, AIRFLOW, "dag-processor", "-n", "1")
+    run_airflow(home, dags, AIRFLOW, "dag-processor", "-n", "1", **env)
 
 
 def db_rows(home: Path, query: str) -> list[tuple]:

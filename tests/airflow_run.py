@@ -1,7 +1,9 @@
 """Run in a fresh interpreter: one DagRun of a DAG through Airflow's own scheduler and task runner.
 
-Usage: python airflow_run.py <dag_id> <logical_date> <xcom.json> <out.json>
-(AIRFLOW_HOME is a migrated metadata DB the real dag-processor has already filled.)
+Usage: python airflow_run.py <dag_id> <logical_date> <xcom.json> <out.json> [<run_id> [<waves>]]
+(AIRFLOW_HOME is a migrated metadata DB the real dag-processor has already filled.) With ``run_id``
+the run gets that id, and a run of that id that exists already is resumed, not triggered; with
+``waves`` the scheduler loop stops after that many enqueues (the run stays in progress).
 
 Airflow's own functions, in the order a deployment runs them; only the pod itself is not run:
 - the DAG is unpaused as ``airflow dags unpause`` does (new DAGs start paused);
@@ -87,7 +89,7 @@ def _worker(workload, client, xcom: dict) -> dict:
     return ApiClient().sanitize_for_serialization(pod)
 
 
-def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
+def main(dag_id: str, logical_date: str, xcom_file: str, out: str, run_id: str = "", waves: str = "") -> None:
     from airflow.api.common.trigger_dag import trigger_dag
     from airflow.jobs.job import Job
     from airflow.jobs.scheduler_job_runner import SchedulerJobRunner
@@ -105,8 +107,19 @@ def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
 
     xcom = json.loads(Path(xcom_file).read_text())
     when = datetime.fromisoformat(logical_date)
-    run = trigger_dag(dag_id, triggered_by=DagRunTriggeredByType.TEST, logical_date=when, run_after=when)
-    run_id = run.run_id
+    with create_session() as session:
+        resumed = (
+            bool(run_id) and session.scalar(select(DagRun.id).where(DagRun.run_id == run_id)) is not None
+        )
+    if not resumed:
+        run = trigger_dag(
+            dag_id,
+            triggered_by=DagRunTriggeredByType.TEST,
+            run_id=run_id or None,
+            logical_date=when,
+            run_after=when,
+        )
+        run_id = run.run_id
     with create_session() as session:
         created = session.execute(
             select(TaskInstance.task_id, TaskInstance.map_index)
@@ -123,8 +136,8 @@ def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
         client = InProcessTestSupervisor._api_client(
             DBDagBag().get_latest_version_of_dag(dag_id, session=session)
         )
-    waves, pods = [], {}
-    while True:
+    enqueued, pods = [], {}
+    while not waves or len(enqueued) < int(waves):
         with create_session() as session:
             dag_run = session.scalar(select(DagRun).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id))
             scheduler._schedule_dag_run(dag_run, session=session)
@@ -133,7 +146,7 @@ def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
         wave = [executor.queued_tasks.pop(key) for key in sorted(executor.queued_tasks)]
         if not wave:
             break
-        waves.append([[w.ti.task_id, w.ti.map_index] for w in wave])
+        enqueued.append([[w.ti.task_id, w.ti.map_index] for w in wave])
         for workload in wave:
             pods[f"{workload.ti.task_id}/{workload.ti.map_index}"] = _worker(workload, client, xcom)
     with create_session() as session:
@@ -164,7 +177,7 @@ def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
                 "logical_date": dag_run.logical_date.isoformat(),
             },
             "tis": [[ti.task_id, ti.map_index, str(ti.state)] for ti in tis],
-            "waves": waves,
+            "waves": enqueued,
             "rendered": {f"{r.task_id}/{r.map_index}": r.rendered_fields for r in rendered},
             "pods": pods,
         }
@@ -172,4 +185,4 @@ def main(dag_id: str, logical_date: str, xcom_file: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    main(*sys.argv[1:7])

@@ -19,14 +19,15 @@ import pytest
 
 pytest.importorskip("airflow", reason="needs the [airflow] extra")
 
-from dagfactory_s3 import stub
+from dagfactory_s3 import pending, stub
 from dagfactory_s3.bundle import Mapping, S3ReleaseDagBundle
 from dagfactory_s3.errors import SyncError
 from dagfactory_s3.naming import object_name
+from dagfactory_s3.pending import PENDING_FILE
 from dagfactory_s3.publisher import cli
 from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
 
-from airflow_env import AIRFLOW, airflow_env, db_rows, migrate
+from airflow_env import airflow_env, db_rows, migrate, process_once, run_dag
 from conftest import EXAMPLES
 from s3server import aws_env
 
@@ -62,6 +63,15 @@ def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+def fetched(root: Path) -> dict[str, bytes]:
+    """A worker's tree once every stub of it has been parsed: each pending manifest fetched as the
+    loader does (dagfactory_s3.pending), the pending lists left out."""
+    for listing in root.glob(f"*/{PENDING_FILE}"):
+        for name in json.loads(listing.read_text())["files"]:
+            assert pending.fetch(str(listing.parent / "dags" / name))
+    return {k: v for k, v in tree(root).items() if not k.endswith(PENDING_FILE)}
+
+
 def image_of(root: Path, dag_id: str, package: str = SEEDER) -> str:
     doc = json.loads((root / package / "dags" / f"{dag_id}.json").read_text())
     return doc["task_defaults"]["image"]
@@ -94,13 +104,70 @@ def test_a_worker_rebuilds_an_old_version_from_s3_alone(s3, bucket, tmp_path, mo
     worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=v1.version)
     worker.initialize()
     assert worker.path == tmp_path / "worker" / "etl" / "versions" / v1.version
-    assert tree(worker.path) == processor_tree_v1
-    # one delimited LIST for the packages, one per package for its history, records and objects by GET
+    # one delimited LIST for the packages, one per package for its history, records by GET
     assert s3.count("LIST") == 3 and s3.count("PUT") == 0
+    assert fetched(worker.path) == processor_tree_v1
     s3.clear()
     again = bundle(tmp_path / "worker", monkeypatch, bucket, version=v1.version)
     again.initialize()
     assert s3.count() == 0, "a materialized version costs no request on that machine again"
+
+
+def test_a_task_start_on_a_fresh_disk_fetches_only_the_manifest_it_runs(s3, bucket, tmp_path, monkeypatch):
+    """A worker's version holds every stub and no manifest its cache lacks; parsing one stub (the task
+    runner's parse, through the loader) fetches that one manifest, verified, and nothing else."""
+    from dagfactory_s3.loader import load_dag
+
+    publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
+    publish(bucket, package_dir(tmp_path, "pipeline_processing"), "pipeline_processing")
+    processor = bundle(tmp_path / "processor", monkeypatch, bucket)
+    processor.initialize()
+    version = processor.get_current_version().version
+    s3.clear()
+    worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=version)
+    worker.initialize()
+    records = s3.count("GET")
+    assert records == 2, "one record per package (its metadata.json), no manifest"
+    dags = worker.path / SEEDER / "dags"
+    assert sorted(p.name for p in dags.iterdir()) == [
+        "reporting_seeder_refresh_agency.py",
+        "reporting_seeder_refresh_all.py",
+    ]
+    s3.clear()
+    dag = load_dag(str(dags / "reporting_seeder_refresh_all.py"), "reporting_seeder_refresh_all.json", api=1)
+    assert {t.image for t in dag.tasks} == {IMAGE + "2.4.1"}
+    assert s3.count() == 1 and s3.count("GET") == 1
+    assert (dags / "reporting_seeder_refresh_all.json").read_bytes() == (
+        processor.path / SEEDER / "dags" / "reporting_seeder_refresh_all.json"
+    ).read_bytes()
+    assert not (dags / "reporting_seeder_refresh_agency.json").exists()
+    s3.clear()
+    load_dag(str(dags / "reporting_seeder_refresh_all.py"), "reporting_seeder_refresh_all.json", api=1)
+    assert s3.count() == 0, "the next task of the run on this machine parses from disk"
+
+
+def test_a_pending_manifest_that_does_not_match_its_sha256_is_refused(s3, bucket, tmp_path, monkeypatch):
+    """Content replaced in S3 after the version was made: the task's parse fails with one line naming
+    the object and the recorded sha256, and nothing lands in the tree or the cache."""
+    from dagfactory_s3.loader import load_dag
+
+    publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
+    processor = bundle(tmp_path / "processor", monkeypatch, bucket)
+    processor.initialize()
+    worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=processor.get_current_version().version)
+    worker.initialize()
+    listing = json.loads((worker.path / SEEDER / PENDING_FILE).read_text())
+    entry = listing["files"]["reporting_seeder_refresh_all.json"]
+    boto3.client("s3", endpoint_url=s3.upstream).put_object(Bucket=bucket, Key=entry["key"], Body=b"{}")
+    dags = worker.path / SEEDER / "dags"
+    with pytest.raises(SyncError) as caught:
+        load_dag(str(dags / "reporting_seeder_refresh_all.py"), "reporting_seeder_refresh_all.json", api=1)
+    assert str(caught.value) == (
+        f"{dags / 'reporting_seeder_refresh_all.json'}: cannot fetch this version's manifest: "
+        f"s3://{bucket}/{entry['key']} does not match the recorded sha256 {entry['sha256']}"
+    )
+    assert not (dags / "reporting_seeder_refresh_all.json").exists()
+    assert not list((tmp_path / "worker" / "etl" / "objects").glob("*/*"))
 
 
 def test_concurrent_task_starts_materialize_a_version_once(s3, bucket, tmp_path, monkeypatch):
@@ -114,8 +181,10 @@ def test_concurrent_task_starts_materialize_a_version_once(s3, bucket, tmp_path,
     s3.clear()
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda w: w.initialize(), workers))
-    assert [tree(w.path) for w in workers] == [tree(processor.path)] * 4
     assert sorted(sum(w.requests.values()) > 0 for w in workers) == [False, False, False, True]
+    with ThreadPoolExecutor(4) as pool:  # and their parses fetch the same manifests at once
+        trees = list(pool.map(lambda w: fetched(w.path), workers))
+    assert trees == [tree(processor.path)] * 4
     assert not [p for p in (tmp_path / "worker" / "etl" / "versions").iterdir() if p.name != version]
 
 
@@ -141,7 +210,9 @@ def test_a_publish_of_one_package_cannot_change_another_packages_content(s3, buc
     for version in (v1, v2):
         worker = bundle(tmp_path / f"worker-{version.version}", monkeypatch, bucket, version=version.version)
         worker.initialize()
-        assert tree(worker.path / SEEDER) == seeder_v1
+        assert {
+            k.partition("/")[2]: v for k, v in fetched(worker.path).items() if k.startswith(SEEDER)
+        } == seeder_v1
 
 
 def test_fail_static_a_release_with_missing_content_keeps_the_previous_one(s3, bucket, tmp_path, monkeypatch):
@@ -255,7 +326,7 @@ def test_a_worker_finds_the_version_when_a_publish_committed_across_it(s3, bucke
     )
     worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=version)
     worker.initialize()
-    assert sorted(tree(worker.path)) == sorted(tree(processor.path))
+    assert sorted(fetched(worker.path)) == sorted(tree(processor.path))
     assert not (worker.path / "pipeline_processing").exists()
 
 
@@ -333,28 +404,22 @@ def test_mapping_digest_covers_bucket_environment_and_releases():
 
 # -- the real Airflow components ----------------------------------------------------------------------
 
-# What the task runner does at a task start (airflow/sdk/execution_time/task_runner.py::parse): the
-# bundle from DagBundlesManager at the run's version, initialize(), then BundleDagBag over the one file.
-TASK_START = """
-import json, sys
-from airflow.dag_processing.bundles.manager import DagBundlesManager
-from airflow.dag_processing.dagbag import BundleDagBag
-name, version, rel, dag_id = sys.argv[1:5]
-bundle = DagBundlesManager().get_bundle(name=name, version=version)
-bundle.initialize()
-bag = BundleDagBag(dag_folder=str(bundle.path / rel), safe_mode=False, load_op_links=False,
-                   bundle_path=bundle.path, bundle_name=name)
-dag = bag.dags[dag_id]
-print(json.dumps({"path": str(bundle.path), "images": {t.task_id: t.image for t in dag.tasks}}))
-"""
 
+def test_a_run_keeps_its_release_through_airflows_scheduler_and_task_runner(s3, bucket, tmp_path):
+    """R1 is published and parsed by the real dag-processor; a run starts and its first task runs on a
+    worker; R2 (a new image) is published and parsed while the run is in progress; the run's other tasks
+    and then a new run are scheduled and run. Airflow's own records say: the first run's bundle version
+    is R1's and every one of its tasks rendered R1's image; the next run's are R2's.
 
-def test_dag_runs_keep_their_release_in_the_real_dag_processor_and_task_start(s3, bucket, tmp_path):
-    """A run triggered on R1 keeps R1 after R2 is published: Airflow's DagRun records R1's bundle version,
-    and the task start at that version (the task runner's bundle and parse path) builds every task with
-    R1's image; the next run records R2 and gets R2's image."""
-    home, storage = tmp_path / "home", tmp_path / "bundles"
+    Scheduler and worker are Airflow's own code (tests/airflow_run.py lists each step): the
+    SchedulerJobRunner's loop queues each task instance on the executor, and the worker side starts the
+    task runner with the workload's bundle name and version (``initialize()`` at that version on a
+    fresh disk of its own, then the parse of the stub). Not run: the pod (no cluster); the task ends
+    after the operator built it.
+    """
+    home = tmp_path / "home"
     home.mkdir()
+    unused = home / "unused-dags"
     config = [
         {
             "name": "etl",
@@ -362,58 +427,50 @@ def test_dag_runs_keep_their_release_in_the_real_dag_processor_and_task_start(s3
             "kwargs": {"bucket": bucket, "environment": ENV},
         }
     ]
-    env = airflow_env(
-        home,
-        home / "unused-dags",
-        AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST=json.dumps(config),
-        AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH=str(storage),
-        AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="0",
-        AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL="0",  # else a DAG written <30 s ago is not rewritten
-    )
-    env.update({k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")})
-    migrate(home, home / "unused-dags")
-    dag_id = "reporting_seeder_refresh_all"
-
-    def airflow(*argv: str) -> None:
-        result = subprocess.run([AIRFLOW, *argv], env=env, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-3000:]
-
-    def task_start(run_id: str, worker: Path) -> dict:
-        """The worker side of a task start, on another machine's disk, at the run's recorded version."""
-        [(version,)] = db_rows(home, f"select bundle_version from dag_run where run_id = '{run_id}'")
-        worker_env = {**env, "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(worker)}
-        rel = f"{SEEDER}/dags/{dag_id}.py"
-        result = subprocess.run(
-            [sys.executable, "-c", TASK_START, "etl", version, rel, dag_id],
-            env=worker_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-        return {"version": version, **json.loads(result.stdout.strip().splitlines()[-1])}
+    settings = {
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(config),
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "0",
+        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",  # else a DAG written <30 s ago stays
+        **{k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")},
+    }
+    processor = {**settings, "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "processor")}
+    worker = {**settings, "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "worker")}
+    migrate(home, unused)
+    dag_id, day = "reporting_seeder_refresh_all", "2024-03-05T00:00:00+00:00"
 
     publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
-    airflow("dag-processor", "-n", "1")
-    [(r1_version, r1_data)] = db_rows(
-        home, f"select bundle_version, version_data from dag_version where dag_id = '{dag_id}'"
-    )
-    r1_release = json.loads(r1_data)["releases"][SEEDER]
-    airflow("dags", "trigger", dag_id, "--run-id", "run_on_r1")  # in progress while R2 is published
+    process_once(home, unused, **processor)
+    first = run_dag(home, unused, dag_id, day, {}, "run_on_r1", "1", **worker)
+    assert first["waves"] == [[["extract", -1]]] and first["dag_run"]["state"] == "running"
 
     publish(bucket, package_dir(tmp_path, SEEDER, "2.4.2"), SEEDER)
-    airflow("dag-processor", "-n", "1")
-    r2_version, r2_data = db_rows(
-        home,
-        f"select bundle_version, version_data from dag_version where dag_id = '{dag_id}' "
-        "order by version_number desc limit 1",
-    )[0]
-    assert r2_version != r1_version and json.loads(r2_data)["releases"][SEEDER] != r1_release
-    airflow("dags", "trigger", dag_id, "--run-id", "run_on_r2")
+    process_once(home, unused, **processor)
+    rest = run_dag(home, unused, dag_id, day, {}, "run_on_r1", **worker)  # the same run, resumed
+    assert rest["waves"] == [[["refresh_tables", -1]], [["publish_summary", -1]]]
+    assert rest["dag_run"]["state"] == "success"
+    after = run_dag(home, unused, dag_id, "2024-03-06T00:00:00+00:00", {}, "run_on_r2", **worker)
+    assert after["dag_run"]["state"] == "success"
 
+    (v1, data1), (v2, data2) = db_rows(
+        home,
+        f"select bundle_version, version_data from dag_version where dag_id = '{dag_id}' order by version_number",
+    )
+    assert json.loads(data1)["releases"][SEEDER] != json.loads(data2)["releases"][SEEDER]
     runs = dict(db_rows(home, f"select run_id, bundle_version from dag_run where dag_id = '{dag_id}'"))
-    assert runs == {"run_on_r1": r1_version, "run_on_r2": r2_version}
-    worker = tmp_path / "worker"  # one worker machine, both versions: the content cache is shared
-    old, new = task_start("run_on_r1", worker), task_start("run_on_r2", worker)
-    assert old["images"] == dict.fromkeys(["extract", "refresh_tables", "publish_summary"], IMAGE + "2.4.1")
-    assert new["images"] == dict.fromkeys(["extract", "refresh_tables", "publish_summary"], IMAGE + "2.4.2")
+    assert runs == {"run_on_r1": v1, "run_on_r2": v2}
+    rendered = db_rows(
+        home,
+        f"select run_id, task_id, rendered_fields from rendered_task_instance_fields where dag_id = '{dag_id}'",
+    )
+    images = {(run, task): json.loads(fields)["image"] for run, task, fields in rendered}
+    tasks = ["extract", "refresh_tables", "publish_summary"]
+    assert images == {
+        **{("run_on_r1", task): IMAGE + "2.4.1" for task in tasks},
+        **{("run_on_r2", task): IMAGE + "2.4.2" for task in tasks},
+    }
+    states = db_rows(home, f"select distinct state from task_instance where dag_id = '{dag_id}'")
+    assert states == [("success",)]
+    # The worker's fresh disk: both versions, each with the one manifest its tasks ran.
+    for version in (v1, v2):
+        dags = tmp_path / "worker" / "etl" / "versions" / version / SEEDER / "dags"
+        assert sorted(p.name for p in dags.glob("*.json")) == [f"{dag_id}.json"]

@@ -48,6 +48,10 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
         from dagfactory_s3 import factory, platform
         from dagfactory_s3 import manifest as manifests
 
+        if not os.path.exists(path):  # a versioned bundle's worker fetches what it runs, when it runs it
+            from dagfactory_s3 import pending
+
+            pending.fetch(path)
         policy = platform.from_environment()
         checked = manifests.load(path, policy=policy)
         problems = _placement_problems(stub_file, checked)

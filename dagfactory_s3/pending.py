@@ -1,0 +1,84 @@
+"""Manifests a worker's bundle version names but has not fetched yet, fetched when a stub needs one.
+
+A task start materializes its run's bundle version (:mod:`dagfactory_s3.bundle`), but Airflow's
+``initialize()`` does not say which DAG file the task runner is about to parse. So a worker's tree
+holds every canonical stub (written locally, no request) and every manifest the machine's content
+cache already has; the others are listed in the package folder's ``.dagfactory-pending.json`` by
+immutable address (sha256, key, S3 version id). When a stub's manifest is missing, the loader calls
+:func:`fetch`: one GET, verified by sha256, written to the shared content cache and hard-linked into
+place. A task start on a fresh disk so costs the version's records plus the one manifest it runs.
+
+No Airflow import: the loader calls this before the factory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dagfactory_s3 import fs, s3
+from dagfactory_s3.errors import DagFactoryError, SyncError
+from dagfactory_s3.manifest import MAX_BYTES
+
+__all__ = ["PENDING_FILE", "fetch", "write"]
+
+PENDING_FILE = ".dagfactory-pending.json"
+_FORMAT = "dagfactory-s3/pending@1"
+
+
+def write(
+    package_dir: Path, *, bucket: str, cache: Path, files: dict[str, tuple[str, str, str | None]]
+) -> None:
+    """List ``name -> (sha256, key, version_id)`` as fetchable into ``package_dir`` from ``cache``."""
+    doc = {
+        "format": _FORMAT,
+        "bucket": bucket,
+        "cache": os.path.relpath(cache, package_dir),
+        "files": {
+            name: {"sha256": sha, "key": key, "version_id": vid}
+            for name, (sha, key, vid) in sorted(files.items())
+        },
+    }
+    (package_dir / PENDING_FILE).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def fetch(manifest_path: str, client: Any = None) -> bool:
+    """Put the pending manifest at ``manifest_path`` in place; False when nothing is pending for it."""
+    path = Path(manifest_path)
+    package_dir = path.parent.parent
+    try:
+        doc = orjson.loads((package_dir / PENDING_FILE).read_bytes())
+    except FileNotFoundError:
+        return False
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise SyncError(f"{package_dir / PENDING_FILE}: unreadable: {exc}") from None
+    entry = doc.get("files", {}).get(path.name) if doc.get("format") == _FORMAT else None
+    if not entry:
+        return False
+    sha, key, bucket = entry["sha256"], entry["key"], doc["bucket"]
+    cached = (package_dir / doc["cache"]).resolve() / sha[:2] / sha
+    if not cached.is_file():
+        try:
+            got = s3.get(
+                client or s3.client(),
+                bucket,
+                key,
+                version_id=entry.get("version_id"),
+                max_bytes=MAX_BYTES,
+                missing_ok=True,
+            )
+        except DagFactoryError as exc:
+            raise SyncError(f"{path}: cannot fetch this version's manifest: {exc}") from None
+        if got is None or hashlib.sha256(got.data).hexdigest() != sha:
+            why = "is missing" if got is None else f"does not match the recorded sha256 {sha}"
+            raise SyncError(f"{path}: cannot fetch this version's manifest: s3://{bucket}/{key} {why}")
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        fs.atomic_write(cached, got.data, mode=0o444, sync_dir=False)
+    with contextlib.suppress(FileExistsError):  # another task on this machine linked it first
+        os.link(cached, path)
+    return True
