@@ -14,7 +14,16 @@ from kubernetes.client import models as k8s
 
 from dagfactory_s3 import stub
 
-from airflow_env import dag_bag, dags_folder_with_examples, probe
+from airflow_env import (
+    AIRFLOW,
+    dag_bag,
+    dags_folder_with_examples,
+    db_rows,
+    migrate,
+    probe,
+    process_once,
+    run_airflow,
+)
 from bad_inputs import GOOD
 from conftest import ROOT, all_examples, example_manifests
 
@@ -190,6 +199,45 @@ class TestDeterminism:
         path.write_text(path.read_text().replace("reporting-seeder:2.4.1", "reporting-seeder:2.4.2"))
         after = probe(every, tmp_path / "h3")["hashes"]
         assert [d for d in before if before[d] != after[d]] == ["reporting_seeder_refresh_all"]
+
+    def test_dag_versions_in_the_real_dag_processor(self, tmp_path):
+        """Airflow's ``dag_version`` rows, counted: after a run of each DAG (a version with task instances
+        is kept, not rewritten), the real dag-processor under an upgraded library that builds the same
+        DAGs adds no version; a package change in which one DAG's manifest changed adds exactly one."""
+        home, lib = tmp_path / "home", tmp_path / "lib"
+        home.mkdir()
+        dags = dags_folder_with_examples(tmp_path / "dags", example_manifests())
+        shutil.copytree(
+            ROOT / "dagfactory_s3", lib / "dagfactory_s3", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        init = lib / "dagfactory_s3" / "__init__.py"
+        mark = tmp_path / "imported-version"
+        init.write_text(
+            init.read_text().replace('__version__ = "', '__version__ = "99.0.0+upgrade-', 1)
+            + f"\nopen({str(mark)!r}, 'w').write(__version__)  # proves this copy is the one imported\n"
+        )
+        fresh = {"AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0"}  # else a DAG <30 s old stays
+
+        def versions() -> dict[str, int]:
+            return dict(db_rows(home, "select dag_id, count(*) from dag_version group by dag_id"))
+
+        migrate(home, dags)
+        process_once(home, dags, **fresh)
+        before = versions()
+        assert sorted(before) == sorted(p.stem for p in example_manifests()) and set(before.values()) == {1}
+        for dag_id in before:
+            run_airflow(home, dags, AIRFLOW, "dags", "trigger", dag_id)
+        with_tis = db_rows(home, "select count(distinct dag_version_id) from task_instance")
+        assert with_tis == [(len(before),)]
+
+        process_once(home, dags, PYTHONPATH=str(lib), **fresh)
+        assert mark.read_text().startswith("99.0.0+upgrade-")
+        assert versions() == before, "a library upgrade that builds the same DAGs is no new version"
+
+        path = dags / "reporting_seeder_refresh_all.json"
+        path.write_text(path.read_text().replace("reporting-seeder:2.4.1", "reporting-seeder:2.4.2"))
+        process_once(home, dags, **fresh)
+        assert versions() == {**before, "reporting_seeder_refresh_all": 2}
 
     def test_other_folder_differs_only_in_airflows_own_folder_field(self, every, tmp_path):
         """Moved to another dags folder, the serialized DAG differs only in Airflow's _processor_dags_folder."""
