@@ -76,6 +76,7 @@ AIRFLOW_TESTS = [
     "tests/test_factory.py",
     "tests/test_loader.py",
     "tests/test_dag_processor.py",
+    "tests/test_bundle.py",
     "tests/test_cli.py",
     "tests/test_stub.py",
     "tests/test_packaging.py",

@@ -92,7 +92,7 @@ def run_airflow(home: Path, dags: Path, *argv: str, **env: str) -> None:
     result = subprocess.run(
         argv, env=airflow_env(home, dags, **env), cwd=home, capture_output=True, text=True, timeout=300
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, (result.stderr or result.stdout)[-3000:]
 
 
 def process_once(home: Path, dags: Path, **env: str) -> None:

@@ -1,5 +1,6 @@
-"""The versioned DAG bundle (dagfactory_s3.bundle) against the moto server, in process and in the real
-`airflow dag-processor` plus the task runner's own bundle/parse path.
+"""The versioned DAG bundle (dagfactory_s3.bundle) against the moto server, in process and with Airflow's
+own stale-version cleanup; in every Airflow cell. A run through the scheduler and task runner:
+tests/test_bundle_run.py.
 
 Packages are published with the real publisher; the bundle reads S3 through the counting proxy.
 """
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
@@ -27,9 +29,11 @@ from dagfactory_s3.pending import PENDING_FILE
 from dagfactory_s3.publisher import cli
 from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
 
-from airflow_env import airflow_env, db_rows, migrate, process_once, run_dag
+from airflow_env import airflow_env
 from conftest import EXAMPLES
 from s3server import aws_env
+
+pytestmark = [pytest.mark.airflow, pytest.mark.compat]
 
 ENV = "dev"
 SEEDER = "reporting_seeder"
@@ -59,6 +63,22 @@ def bundle(storage: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, version:
     return S3ReleaseDagBundle(name="etl", bucket=bucket, environment=ENV, version=version)
 
 
+@dataclass(frozen=True)
+class Current:
+    version: str
+    data: dict
+
+
+def current(b: S3ReleaseDagBundle) -> Current:
+    """The bundle's current version and its mapping, on every minor: Airflow 3.3 returns a BundleVersion
+    carrying the mapping as its data, older minors the version string (the mapping is the local file)."""
+    got = b.get_current_version()
+    version = getattr(got, "version", got)
+    data = json.loads((b.mappings_dir / f"{version}.json").read_text())
+    assert isinstance(version, str) and getattr(got, "data", data) == data
+    return Current(version, data)
+
+
 def tree(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
@@ -86,17 +106,17 @@ def test_a_worker_rebuilds_an_old_version_from_s3_alone(s3, bucket, tmp_path, mo
     publish(bucket, package_dir(tmp_path, "pipeline_processing"), "pipeline_processing")
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    v1 = processor.get_current_version()
+    v1 = current(processor)
     assert image_of(processor.path, "reporting_seeder_refresh_all") == IMAGE + "2.4.1"
     assert sorted(v1.data["releases"]) == ["pipeline_processing", SEEDER]
     processor_tree_v1 = tree(processor.path)
 
     processor.refresh()
-    assert processor.get_current_version() == v1, "nothing published: the same version"
+    assert current(processor) == v1, "nothing published: the same version"
 
     publish(bucket, package_dir(tmp_path, SEEDER, "2.4.2"), SEEDER)
     processor.refresh()
-    v2 = processor.get_current_version()
+    v2 = current(processor)
     assert v2.version != v1.version and v2.data["releases"][SEEDER] != v1.data["releases"][SEEDER]
     assert image_of(processor.path, "reporting_seeder_refresh_all") == IMAGE + "2.4.2"
 
@@ -122,7 +142,7 @@ def test_a_task_start_on_a_fresh_disk_fetches_only_the_manifest_it_runs(s3, buck
     publish(bucket, package_dir(tmp_path, "pipeline_processing"), "pipeline_processing")
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    version = processor.get_current_version().version
+    version = current(processor).version
     s3.clear()
     worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=version)
     worker.initialize()
@@ -154,7 +174,7 @@ def test_a_pending_manifest_that_does_not_match_its_sha256_is_refused(s3, bucket
     publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=processor.get_current_version().version)
+    worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=current(processor).version)
     worker.initialize()
     listing = json.loads((worker.path / SEEDER / PENDING_FILE).read_text())
     entry = listing["files"]["reporting_seeder_refresh_all.json"]
@@ -176,7 +196,7 @@ def test_concurrent_task_starts_materialize_a_version_once(s3, bucket, tmp_path,
     publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    version = processor.get_current_version().version
+    version = current(processor).version
     workers = [bundle(tmp_path / "worker", monkeypatch, bucket, version=version) for _ in range(4)]
     s3.clear()
     with ThreadPoolExecutor(4) as pool:
@@ -194,7 +214,7 @@ def test_a_publish_of_one_package_cannot_change_another_packages_content(s3, buc
     publish(bucket, package_dir(tmp_path, "pipeline_processing"), "pipeline_processing")
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    v1 = processor.get_current_version()
+    v1 = current(processor)
     seeder_v1 = tree(processor.path / SEEDER)
 
     other = package_dir(tmp_path, "pipeline_processing")
@@ -203,7 +223,7 @@ def test_a_publish_of_one_package_cannot_change_another_packages_content(s3, buc
     (other / "pipeline_processing_example_job.json").write_text(json.dumps(doc))
     publish(bucket, other, "pipeline_processing")
     processor.refresh()
-    v2 = processor.get_current_version()
+    v2 = current(processor)
     assert v2.version != v1.version
     assert v2.data["releases"][SEEDER] == v1.data["releases"][SEEDER]
     assert tree(processor.path / SEEDER) == seeder_v1
@@ -220,7 +240,7 @@ def test_fail_static_a_release_with_missing_content_keeps_the_previous_one(s3, b
     publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    v1 = processor.get_current_version()
+    v1 = current(processor)
     publish(bucket, package_dir(tmp_path, SEEDER, "2.4.2"), SEEDER)
     raw = (
         boto3.client("s3", endpoint_url=s3.upstream)
@@ -233,7 +253,7 @@ def test_fail_static_a_release_with_missing_content_keeps_the_previous_one(s3, b
         Bucket=bucket, Key=f"{ENV}/{SEEDER}/_releases/objects/{sha}"
     )
     processor.refresh()
-    assert processor.get_current_version() == v1
+    assert current(processor) == v1
     assert image_of(processor.path, "reporting_seeder_refresh_all") == IMAGE + "2.4.1"
 
 
@@ -242,11 +262,11 @@ def test_mass_delete_guard_keeps_a_vanished_package(s3, bucket, tmp_path, monkey
     publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    v1 = processor.get_current_version()
+    v1 = current(processor)
     client = boto3.client("s3", endpoint_url=s3.upstream)
     client.delete_object(Bucket=bucket, Key=f"{ENV}/{SEEDER}/metadata.json")
     processor.refresh()
-    assert processor.get_current_version() == v1
+    assert current(processor) == v1
     assert (processor.path / SEEDER / "dags" / "reporting_seeder_refresh_all.py").is_file()
 
 
@@ -294,7 +314,7 @@ def test_only_canonical_stubs_and_owned_manifests_are_served(s3, bucket, tmp_pat
     )
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    assert processor.get_current_version().data["releases"] == {SEEDER: release_id}
+    assert current(processor).data["releases"] == {SEEDER: release_id}
     served = tree(processor.path)
     assert sorted(served) == [
         f"{SEEDER}/.airflowignore",
@@ -315,7 +335,7 @@ def test_a_worker_finds_the_version_when_a_publish_committed_across_it(s3, bucke
     hostile_release(client, bucket, SEEDER, {"dags/reporting_seeder_refresh_all.json": good})
     processor = bundle(tmp_path / "processor", monkeypatch, bucket)
     processor.initialize()
-    version = processor.get_current_version().version
+    version = current(processor).version
     assert version.startswith("20991231T000000.000Z-"), "T is not before any release of the version"
     other = (
         EXAMPLES / "pipeline_processing" / "airflow_dags" / "pipeline_processing_example_job.json"
@@ -351,7 +371,7 @@ def test_stale_versions_are_cleaned(s3, bucket, tmp_path, monkeypatch):
     for tag in ("2.5.0", "2.5.1", "2.5.2", "2.5.3", "2.5.4"):
         publish(bucket, package_dir(tmp_path, SEEDER, tag), SEEDER)
         processor.refresh()
-        versions.append(processor.get_current_version().version)
+        versions.append(current(processor).version)
     trees = sorted(p.name for p in (tmp_path / "node" / "etl" / "tracking").iterdir())
     assert trees == versions[-3:] and processor.path.resolve().name == versions[-1]
     cached = [p for p in (tmp_path / "node" / "etl" / "objects").glob("*/*")]
@@ -400,77 +420,3 @@ def test_mapping_digest_covers_bucket_environment_and_releases():
     assert base.digest() != Mapping("b", "prod", base.releases).digest()
     assert base.digest() != Mapping("c", "dev", base.releases).digest()
     assert base.digest() != Mapping("b", "dev", {"a": "20240101T000000.000Z-aaaaab"}).digest()
-
-
-# -- the real Airflow components ----------------------------------------------------------------------
-
-
-def test_a_run_keeps_its_release_through_airflows_scheduler_and_task_runner(s3, bucket, tmp_path):
-    """R1 is published and parsed by the real dag-processor; a run starts and its first task runs on a
-    worker; R2 (a new image) is published and parsed while the run is in progress; the run's other tasks
-    and then a new run are scheduled and run. Airflow's own records say: the first run's bundle version
-    is R1's and every one of its tasks rendered R1's image; the next run's are R2's.
-
-    Scheduler and worker are Airflow's own code (tests/airflow_run.py lists each step): the
-    SchedulerJobRunner's loop queues each task instance on the executor, and the worker side starts the
-    task runner with the workload's bundle name and version (``initialize()`` at that version on a
-    fresh disk of its own, then the parse of the stub). Not run: the pod (no cluster); the task ends
-    after the operator built it.
-    """
-    home = tmp_path / "home"
-    home.mkdir()
-    unused = home / "unused-dags"
-    config = [
-        {
-            "name": "etl",
-            "classpath": "dagfactory_s3.bundle.S3ReleaseDagBundle",
-            "kwargs": {"bucket": bucket, "environment": ENV},
-        }
-    ]
-    settings = {
-        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": json.dumps(config),
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "0",
-        "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "0",  # else a DAG written <30 s ago stays
-        **{k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")},
-    }
-    processor = {**settings, "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "processor")}
-    worker = {**settings, "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH": str(tmp_path / "worker")}
-    migrate(home, unused)
-    dag_id, day = "reporting_seeder_refresh_all", "2024-03-05T00:00:00+00:00"
-
-    publish(bucket, package_dir(tmp_path, SEEDER), SEEDER)
-    process_once(home, unused, **processor)
-    first = run_dag(home, unused, dag_id, day, {}, "run_on_r1", "1", **worker)
-    assert first["waves"] == [[["extract", -1]]] and first["dag_run"]["state"] == "running"
-
-    publish(bucket, package_dir(tmp_path, SEEDER, "2.4.2"), SEEDER)
-    process_once(home, unused, **processor)
-    rest = run_dag(home, unused, dag_id, day, {}, "run_on_r1", **worker)  # the same run, resumed
-    assert rest["waves"] == [[["refresh_tables", -1]], [["publish_summary", -1]]]
-    assert rest["dag_run"]["state"] == "success"
-    after = run_dag(home, unused, dag_id, "2024-03-06T00:00:00+00:00", {}, "run_on_r2", **worker)
-    assert after["dag_run"]["state"] == "success"
-
-    (v1, data1), (v2, data2) = db_rows(
-        home,
-        f"select bundle_version, version_data from dag_version where dag_id = '{dag_id}' order by version_number",
-    )
-    assert json.loads(data1)["releases"][SEEDER] != json.loads(data2)["releases"][SEEDER]
-    runs = dict(db_rows(home, f"select run_id, bundle_version from dag_run where dag_id = '{dag_id}'"))
-    assert runs == {"run_on_r1": v1, "run_on_r2": v2}
-    rendered = db_rows(
-        home,
-        f"select run_id, task_id, rendered_fields from rendered_task_instance_fields where dag_id = '{dag_id}'",
-    )
-    images = {(run, task): json.loads(fields)["image"] for run, task, fields in rendered}
-    tasks = ["extract", "refresh_tables", "publish_summary"]
-    assert images == {
-        **{("run_on_r1", task): IMAGE + "2.4.1" for task in tasks},
-        **{("run_on_r2", task): IMAGE + "2.4.2" for task in tasks},
-    }
-    states = db_rows(home, f"select distinct state from task_instance where dag_id = '{dag_id}'")
-    assert states == [("success",)]
-    # The worker's fresh disk: both versions, each with the one manifest its tasks ran.
-    for version in (v1, v2):
-        dags = tmp_path / "worker" / "etl" / "versions" / version / SEEDER / "dags"
-        assert sorted(p.name for p in dags.glob("*.json")) == [f"{dag_id}.json"]
