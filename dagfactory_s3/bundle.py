@@ -252,7 +252,7 @@ class S3ReleaseDagBundle(BaseDagBundle):
 
     def _history_ids(self, package: str) -> list[str]:
         """The release ids kept for ``package``, oldest first: its record's chain and its history objects."""
-        chain = self._chain(package)
+        chain = self._chains.get(package) or self._chain(package)
         prefix = naming.package_prefix(self.env, package) + naming.RELEASES_DIR + "/"
         ids: list[str] = []
         self._count("LIST")
@@ -624,17 +624,32 @@ class S3ReleaseDagBundle(BaseDagBundle):
         stamp, digest = _parse_version(version)
         packages = self._packages()
         names = [p for p in packages if not naming.check_package(p)]
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            history = dict(zip(names, pool.map(self._history_ids, names), strict=True))
-        guess = {}
-        for package, ids in history.items():
-            older = [i for i in ids if i.partition("-")[0] <= stamp]
-            if older:
-                guess[package] = older[-1]
+
+        def recent(package: str) -> list[str]:
+            """The record's chain (its newest releases, in order) when it reaches back to ``T``: the
+            newest release not after ``T`` is then in it; else every kept id (a LIST)."""
+            ids = sorted(self._chain(package))
+            return ids if ids and ids[0].partition("-")[0] <= stamp else self._history_ids(package)
 
         def matches(candidate: dict[str, str]) -> bool:
             return Mapping(self.bucket, self.env, candidate).digest() == digest
 
+        def newest_before(history: dict[str, list[str]]) -> dict[str, str]:
+            guess = {}
+            for package, ids in history.items():
+                older = [i for i in ids if i.partition("-")[0] <= stamp]
+                if older:
+                    guess[package] = older[-1]
+            return guess
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            history = dict(zip(names, pool.map(recent, names), strict=True))
+        guess = newest_before(history)
+        if matches(guess):
+            return Mapping(self.bucket, self.env, guess)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:  # every kept release, then search
+            history = dict(zip(names, pool.map(self._history_ids, names), strict=True))
+        guess = newest_before(history)
         if matches(guess):
             return Mapping(self.bucket, self.env, guess)
         for package, ids in sorted(history.items()):  # a publish committed across T: one package differs
