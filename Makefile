@@ -4,6 +4,8 @@ PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+UPSTREAM       := .venv-upstream
+UPSTREAM_STAMP := $(UPSTREAM)/.installed
 
 .PHONY: demo test test-compat bench bench-bundle lint venv clean wheel wheel-check
 
@@ -33,9 +35,20 @@ test-compat:
 bench: $(STAMP)
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-# Task-start cost of the versioned DAG bundle at 1,000 and 5,000 DAGs (docs/benchmarks.md).
-bench-bundle: $(STAMP)
+# Task-start cost of the versioned DAG bundle at 1,000 and 5,000 DAGs, side by side with the
+# provider's S3DagBundle run from .venv-upstream (docs/benchmarks.md).
+bench-bundle: $(STAMP) $(UPSTREAM_STAMP)
 	$(BIN)/python -m bench.bundle_bench --write-doc
+
+# The benchmark's upstream side only: constraints.txt's pins plus apache-airflow-providers-amazon,
+# pinned by bench/upstream-constraints.txt (`python3.11 bench/upstream_bundle.py resolve`). Never
+# used by the tests; rebuilt from scratch when its constraints change.
+$(UPSTREAM_STAMP): bench/upstream-constraints.txt
+	rm -rf $(UPSTREAM)
+	$(PYTHON) -m venv $(UPSTREAM)
+	$(UPSTREAM)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-c bench/upstream-constraints.txt apache-airflow apache-airflow-providers-amazon
+	touch $(UPSTREAM_STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -61,4 +74,4 @@ wheel-check:
 	@echo "wheel-check: ok"
 
 clean:
-	rm -rf $(VENV) .compat .pytest_cache .wheel-check
+	rm -rf $(VENV) $(UPSTREAM) .compat .pytest_cache .wheel-check
