@@ -6,10 +6,11 @@ side actually sends::
     .venv/bin/python -m bench.bundle_bench [--dags 1000 5000] [--per-package 50] [--write-doc]
 
 Per size: packages of ``--per-package`` DAGs are laid out as the publisher does (content objects,
-history record, ``metadata.json``, readable ``dags/`` copies of manifests and stubs). The dag-processor
+``metadata.json`` naming the release it replaced, readable ``dags/`` copies of manifests and stubs). The dag-processor
 side refreshes (version v1), one package publishes one changed manifest, the dag-processor refreshes
 again (v2). Then task starts on a worker, each ``S3ReleaseDagBundle(version=...).initialize()`` in
-this process on a worker disk of its own:
+this process on a worker disk of its own, then the fetch of the one manifest the task parses
+(``dagfactory_s3.pending.fetch``, what the loader calls when the stub's manifest is missing):
 
 * *cold*: a fresh machine (a new pod) at v1, rebuilding the version from S3 history alone;
 * *next version*: the same machine at v2 (the content cache already holds v1's objects);
@@ -311,16 +312,17 @@ on its 2 cores during the run below).
 Reading it: on a fresh disk -- what every KubernetesExecutor task pod has unless the bundle storage
 is on a volume the node's pods share -- the provider lists the prefix, then downloads every file one
 after another, a HEAD and a GET each (boto3's `download_file`), stubs included: 4,004 requests and
-127 s at 1,000 DAGs, 20,012 and 647 s at 5,000 (the issue's "~20 s for 400 files per pod"). Ours
-rebuilds the run's version from S3 history, GETs each manifest once, 16 at a time, and writes the
-stubs itself: 0.27x the requests, 0.05x-0.08x the seconds. On a disk that already holds the files,
-the provider costs its listing plus what is newer (6 and 14 requests), fewer than ours at a new
-version (43 and 203: per package a GET of `metadata.json` and a LIST of its history, plus the new
-objects) -- but it stages whatever is newest, not the version the run started on, judging freshness
-by size and mtime. At a version the disk already has, ours sends no request; the provider lists the
-whole prefix again at every start. Fetching only the one DAG a task runs would need Airflow to tell
-the bundle which file it is about to parse (Airflow 3.3's `initialize()` does not). The dag-processor
-table is ours alone: the provider's refresh is the same download as its task start."""
+125 s at 1,000 DAGs, 20,012 and 614 s at 5,000 (the issue's "~20 s for 400 files per pod"). Ours
+rebuilds the run's version from one LIST and each package's `metadata.json` (whose history names its
+kept releases), writes every stub itself, and fetches only the manifest the task parses (the loader
+fetches a pending manifest when its stub is parsed, dagfactory_s3/pending.py; the bench makes that
+call without the parse): 22 requests and 0.91 s at 1,000 DAGs, 102 and 1.74 s at 5,000 -- 0.005x the
+requests. On a disk that already holds the files, the provider costs its listing plus what is newer
+(6 and 14 requests), fewer than ours at a new version (22 and 102: the same LIST and record GETs,
+which pin the run's exact releases) though ours is faster (0.45x and 0.21x the seconds) -- and it
+stages whatever is newest, not the version the run started on, judging freshness by size and mtime.
+At a version the disk already has, ours sends no request; the provider lists the whole prefix again
+at every start. The dag-processor table is ours alone: the provider's refresh is the same download as its task start."""
 
 
 def write_doc(text: str, argv: list[str]) -> None:
