@@ -35,6 +35,7 @@ from dagfactory_s3.publisher.transaction import (
     kept_releases,
     make_plan,
     parallel,
+    promote,
     retire,
     rollback,
     wanted_from_dir,
@@ -84,7 +85,11 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         for rest, entry in rec.files.items()
         if rec.content == CONTENT_OBJECTS
         and rest.endswith(".json")
-        and getattr(listing.get(object_name(entry.sha256)), "size", None) != entry.size
+        and any(
+            getattr(listing.get(object_name(e.sha256)), "size", None) != e.size
+            for e in (entry, entry.source)
+            if e
+        )
     )
     missing = sorted(r for r in rec.files if r not in listing)
     extra = sorted(live - set(rec.files))
@@ -178,6 +183,37 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = command(
         sub,
+        "promote",
+        "publish the sources a release of another environment recorded, resolved for this one",
+        [
+            "airflow-dag-publisher promote --bucket etl-airflow-dags --package-name pipeline_processing --from dev --to prod",
+            "airflow-dag-publisher promote --bucket etl-airflow-dags --package-name pipeline_processing \\\n"
+            "      --from dev --to prod --release 20240101T120000.123Z-1a2b3c --dry-run",
+        ],
+        "Reads S3 only (no --dag-path): the source manifests the release recorded, each verified by its "
+        "sha256, resolved for --to, checked with the same rules as 'publish' (--policy), published to "
+        "--to as one atomic release that records where it came from. Both environments must be in one bucket.",
+    )
+    add_setting(p, "bucket")
+    add_setting(p, "package_name")
+    p.add_argument("--from", dest="source", required=True, help="environment whose release is promoted")
+    p.add_argument("--to", dest="target", required=True, help="environment to publish to")
+    p.add_argument(
+        "--release",
+        help="release id of --from to promote (see 'list --history') [default: its current release]",
+    )
+    add_setting(p, "parallelism")
+    add_output(p)
+    add_setting(p, "policy")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    _detailed_exitcode(p)
+    add_setting(p, "keep")
+    add_setting(p, "gc_grace")
+    add_setting(p, "published_by")
+    p.set_defaults(handler=cmd_promote)
+
+    p = command(
+        sub,
         "list",
         "show a package's current release and DAGs, and whether S3 matches its release record",
         [
@@ -261,9 +297,11 @@ def _confirm_flags(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (the default)")
 
 
-def _store(args: argparse.Namespace, package: str | None = None) -> PackageStore:
+def _store(
+    args: argparse.Namespace, package: str | None = None, environment: str | None = None
+) -> PackageStore:
     client = s3_client(max_pool_connections=max(10, args.parallelism + 2))
-    return PackageStore(client, args.bucket, args.environment, package or args.package_name)
+    return PackageStore(client, args.bucket, environment or args.environment, package or args.package_name)
 
 
 def _interruptible(handler: Any) -> Any:
@@ -314,7 +352,11 @@ def dag_changes(args: argparse.Namespace, plan: ReleasePlan, *, fields: bool) ->
     for dag_id, action in sorted(actions.items()):
         entry: dict[str, Any] = {"dag_id": dag_id, "action": action, "changes": []}
         rest = f"{DAGS_DIR}/{dag_id}.json"
-        if rest in before:
+        rec = plan.current.record
+        same = rec is not None and rest in rec.files and rest in plan.update
+        if same and rec.files[rest].sha256 == _sha(plan.wanted.files[rest]):  # type: ignore[union-attr]
+            entry["note"] = "same manifest; its source changed (another environment's values)"
+        elif rest in before:
             new = orjson.loads(plan.wanted.files[rest])
             if before[rest] is None:
                 entry["note"] = "previous manifest unavailable; showing no field diff"
@@ -414,6 +456,23 @@ def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     store.client = _store(args).client
     wanted.package_version, wanted.git_sha = args.package_version, args.git_sha
     return _apply(args, make_plan(store, wanted, parallelism=args.parallelism), "published", stop)
+
+
+@_interruptible
+def cmd_promote(args: argparse.Namespace, stop: Stop) -> int:
+    require(args, "bucket", "package_name")
+    if args.release is not None:
+        history_name(args.release)  # a release id, not a path
+    source = PackageStore(None, args.bucket, args.source, args.package_name)  # names first, no client yet
+    target = PackageStore(None, args.bucket, args.target, args.package_name)
+    if source.environment == target.environment:
+        raise ConfigError(
+            f"--from and --to are both {source.environment!r}; promote between two environments"
+        )
+    source.client = target.client = _store(args, environment=args.target).client
+    plan = promote(source, target, args.release, policy=args.policy, parallelism=args.parallelism)
+    origin = plan.wanted.promoted_from
+    return _apply(args, plan, "promoted", stop, to=f" from {origin}")
 
 
 def _confirm(args: argparse.Namespace, verb: str) -> None:

@@ -38,14 +38,21 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3 import __version__, naming, settings, stub
+from dagfactory_s3 import __version__, naming, platform, settings, stub
 from dagfactory_s3 import manifest as manifests
-from dagfactory_s3.errors import DagFactoryError, Interrupted, ManifestError, PublishError, StorageError
+from dagfactory_s3.errors import (
+    DagFactoryError,
+    Interrupted,
+    ManifestError,
+    Problem,
+    PublishError,
+    StorageError,
+)
 from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_name, release_id_of
-from dagfactory_s3.publisher.scan import scan
+from dagfactory_s3.publisher.scan import override_problems, scan
 from dagfactory_s3.publisher.store import Current, PackageStore
 from dagfactory_s3.publisher.terminal import Progress
-from dagfactory_s3.release import CONTENT_OBJECTS, DELTA_LIMIT, Earlier, FileEntry, Release
+from dagfactory_s3.release import CONTENT_OBJECTS, DELTA_LIMIT, Earlier, FileEntry, Origin, Release
 from dagfactory_s3.s3 import Listed
 
 __all__ = [
@@ -61,9 +68,11 @@ __all__ = [
     "make_plan",
     "parallel",
     "past_release",
+    "promote",
     "retire",
     "rollback",
     "wanted_from_dir",
+    "wanted_from_sources",
 ]
 
 DEFAULT_KEEP = settings.OPTIONS["keep"].default
@@ -133,13 +142,28 @@ class Wanted:
     git_sha: str | None = None
     published_by: str | None = None  # recorded, never compared: see ReleasePlan.record_is_current
     tombstone: bool = False
+    # The source of each manifest published resolved for its environment (rest -> source bytes);
+    # a manifest not named here is its own source. ``sources_recorded``: the record may say so.
+    sources: dict[str, bytes] = field(default_factory=dict)
+    sources_recorded: bool = True
+    promoted_from: Origin | None = None  # recorded, never compared
 
-    def shas(self) -> dict[str, str]:
-        return {rest: _sha(data) for rest, data in self.files.items()}
+    def digests(self) -> dict[str, tuple[str, str | None]]:
+        """Each file's sha256 and its source's (None: its own source): what a release is compared by."""
+        return {
+            rest: (_sha(data), _sha(self.sources[rest]) if rest in self.sources else None)
+            for rest, data in self.files.items()
+        }
 
     def contents(self) -> dict[str, bytes]:
-        """The manifests' bytes by sha256: what the content store must hold (stubs are regenerated)."""
-        return {_sha(data): data for rest, data in self.files.items() if rest.endswith(".json")}
+        """The manifests' and their sources' bytes by sha256: what the content store must hold (stubs
+        are regenerated)."""
+        manifests = [data for rest, data in self.files.items() if rest.endswith(".json")]
+        return {_sha(data): data for data in [*manifests, *self.sources.values()]}
+
+
+def _digests(record: Release) -> dict[str, tuple[str, str | None]]:
+    return {r: (e.sha256, e.source.sha256 if e.source else None) for r, e in record.files.items()}
 
 
 def wanted_from_dir(
@@ -148,11 +172,17 @@ def wanted_from_dir(
     """Validate ``dag_path`` (all problems at once) and build the files to publish: manifests (resolved
     for ``environment`` when they declare ``environments``) + fresh stubs."""
     found = scan(dag_path, package=package, strict_names=True, policy=policy)
+    return wanted_from_sources(found.manifests, environment or "")
+
+
+def wanted_from_sources(sources: dict[str, manifests.Manifest], environment: str) -> Wanted:
+    """The files to publish from valid source manifests by dag_id: each resolved for ``environment``
+    (all problems at once), its stub, and the source of each manifest that was resolved."""
     resolved = {}
     problems = []
-    for dag_id in sorted(found.manifests):
+    for dag_id in sorted(sources):
         try:
-            resolved[dag_id] = manifests.publishable(found.manifests[dag_id], environment or "")
+            resolved[dag_id] = manifests.publishable(sources[dag_id], environment)
         except ManifestError as exc:
             problems += exc.problems()
     if problems:
@@ -161,7 +191,10 @@ def wanted_from_dir(
     images: set[str] = set()
     for dag_id in sorted(resolved):
         m = resolved[dag_id]
-        wanted.files[naming.dag_file(dag_id, ".json")] = m.raw
+        rest = naming.dag_file(dag_id, ".json")
+        wanted.files[rest] = m.raw
+        if m.raw != sources[dag_id].raw:
+            wanted.sources[rest] = sources[dag_id].raw
         wanted.files[naming.dag_file(dag_id, ".py")] = stub.render(naming.manifest_name(dag_id))
         wanted.dags[dag_id] = {"schedule": m.data.get("schedule"), "images": m.images, "tasks": len(m.tasks)}
         images.update(m.images)
@@ -186,14 +219,16 @@ class ReleasePlan:
 
     @property
     def record_is_current(self) -> bool:
-        """The current record already describes what is wanted. Package version, git sha and
-        publisher are not compared: a rerun from another CI job or with a new version writes nothing."""
+        """The current record already describes what is wanted: the same files from the same sources.
+        Package version, git sha, publisher and origin are not compared: a rerun from another CI job,
+        with a new version or by promote writes nothing."""
         rec = self.current.record
         return (
             rec is not None
             and rec.content == CONTENT_OBJECTS
             and rec.tombstone == self.wanted.tombstone
-            and {k: v.sha256 for k, v in rec.files.items()} == self.wanted.shas()
+            and rec.sources == self.wanted.sources_recorded
+            and _digests(rec) == self.wanted.digests()
             and rec.dags == self.wanted.dags
         )
 
@@ -244,8 +279,8 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
     if plan.current.problem:
         plan.warnings.append(f"ignoring unreadable current record: {plan.current.problem}")
     rec = plan.current.record
-    old = {r: e.sha256 for r, e in rec.files.items()} if rec else {}
-    for rest, sha in sorted(wanted.shas().items()):
+    old = _digests(rec) if rec else {}
+    for rest, sha in sorted(wanted.digests().items()):
         if rest not in old:
             plan.add.append(rest)
         else:
@@ -348,8 +383,15 @@ def execute(
         raise _before_commit(stop.interrupted, "", plan, versions, kept)
 
     new_id = release_id or new_release_id()
+    sources = plan.wanted.sources
     files = {
-        rest: FileEntry(_sha(data), len(data), _version(rest, data, versions, current.record), _md5(data))
+        rest: FileEntry(
+            _sha(data),
+            len(data),
+            _version(rest, data, versions, current.record),
+            _md5(data),
+            FileEntry(_sha(sources[rest]), len(sources[rest])) if rest in sources else None,
+        )
         for rest, data in plan.wanted.files.items()
     }
     history, write_first = _history(plan, files, keep, new_id)
@@ -373,6 +415,8 @@ def execute(
         previous_release_id=current.record.release_id if current.record else None,
         tombstone=plan.wanted.tombstone,
         content=CONTENT_OBJECTS,
+        sources=plan.wanted.sources_recorded,
+        promoted_from=plan.wanted.promoted_from,
         history=history,
     )
     try:
@@ -496,7 +540,7 @@ def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_g
     store = plan.store
     kept = _kept_ids(plan.listing, record.history, record.release_id, keep)
     doomed = [i for i in _object_ids(plan.listing) if i not in kept]
-    current = {e.sha256 for e in record.files.values()}
+    current = {sha for e in record.files.values() for sha in e.digests()}
     cutoff = time.time() - gc_grace
     candidates = {
         rest: sha
@@ -508,11 +552,11 @@ def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_g
     needed = set(current)
     chained = set()
     for release in record.releases(store.history):
-        needed |= {e.sha256 for e in release.files.values()}
+        needed |= {sha for e in release.files.values() for sha in e.digests()}
         chained.add(release.release_id)
     for release_id in kept:
         if release_id not in chained:
-            needed |= {e.sha256 for e in store.history(release_id).files.values()}
+            needed |= {sha for e in store.history(release_id).files.values() for sha in e.digests()}
     orphans = sorted(rest for rest, sha in candidates.items() if sha not in needed)
     # Content a doomed 0.1 record embeds and a kept one still names moves to the content store first.
     if doomed:
@@ -565,6 +609,8 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
         images=target.images,
         package_version=target.package_version,
         git_sha=target.git_sha,
+        sources_recorded=target.sources,
+        promoted_from=target.promoted_from,
     )
     listing = store.list()
     missing = []
@@ -572,15 +618,78 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
         data = _content(store, listing, rest, entry.sha256)
         if data is None and rest.endswith(".py"):
             data = stub.stub_for(rest.rpartition("/")[2])  # an older template: today's canonical stub
-        if data is None:
+        source = _content(store, listing, rest, entry.source.sha256) if entry.source else None
+        if data is None or (entry.source and source is None):
             missing.append(rest)
         else:
             wanted.files[rest] = data
+            if source is not None:
+                wanted.sources[rest] = source
     if missing:
         raise PublishError(
             f"cannot roll back to {release_id}: content of {', '.join(missing)} is neither in {store.prefix}{OBJECTS_DIR}/ nor in a kept release record"
         )
     return make_plan(store, wanted, parallelism=parallelism)
+
+
+def promote(
+    source: PackageStore,
+    target: PackageStore,
+    release_id: str | None = None,
+    *,
+    policy: str | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
+) -> ReleasePlan:
+    """A plan that publishes to ``target`` the sources recorded by a release of ``source`` (its
+    current one, or ``release_id`` from its history), resolved for the target's environment and
+    checked with the rules of ``publish``. Reads S3 only; any problem raises before a write."""
+    record = source.current().record
+    if record is None:
+        raise PublishError(f"nothing to promote: no release of {source.package!r} in {source.url()}")
+    release = past_release(source, record, release_id) if release_id else record
+    what = f"release {release.release_id} of {source.package!r} in {source.environment!r}"
+    if release.tombstone:
+        raise PublishError(f"{what} is a tombstone (retire); nothing to promote")
+    if not release.sources or release.content != CONTENT_OBJECTS:
+        raise PublishError(
+            f"{what} was published by dagfactory-s3 {release.publisher_version}, which did not record "
+            f"its sources; publish it to {source.environment!r} again with this version, then promote"
+        )
+    found: dict[str, manifests.Manifest] = {}
+    problems = []
+    rules = platform.load(policy) if policy else platform.DEFAULT
+    wanted_json = sorted(r for r in release.files if r.endswith(".json"))
+
+    def fetch(rest: str) -> bytes:
+        entry = release.files[rest].source or release.files[rest]
+        key = object_name(entry.sha256)
+        data = source.get(key)
+        if data is None:
+            raise PublishError(f"{source.url(key)}: source of {rest} in {what} is missing; cannot promote")
+        if _sha(data) != entry.sha256:
+            raise PublishError(
+                f"{source.url(key)}: sha256 {_sha(data)} but {what} names {entry.sha256} "
+                f"for the source of {rest}; cannot promote"
+            )
+        return data
+
+    for rest, data in zip(wanted_json, parallel(fetch, wanted_json, parallelism), strict=True):
+        display = f"{source.url(rest)}@{release.release_id}"
+        try:
+            m = manifests.parse(data, file=display, package=target.package, policy=rules)
+        except ManifestError as exc:
+            problems += exc.problems()
+            continue
+        problems += override_problems(m)
+        if m.dag_id != naming.dag_id_of(rest):
+            problems.append(Problem(display, "/dag_id", f"the record names it {rest}"))
+        found[m.dag_id] = m
+    if problems:
+        raise ManifestError(problems)
+    wanted = wanted_from_sources(found, target.environment)
+    wanted.package_version, wanted.git_sha = release.package_version, release.git_sha
+    wanted.promoted_from = Origin(source.environment, release.release_id)
+    return make_plan(target, wanted, parallelism=parallelism)
 
 
 def retire(store: PackageStore) -> ReleasePlan:
