@@ -48,6 +48,10 @@ class FileEntry:
     # ``environments``), also in the content store. None: the manifest is its own source (or, in a
     # record without ``sources``, unknown).
     source: FileEntry | None = None
+    # A stamped manifest: the sha256 of its bytes before the stamp, and the stamp (the release that
+    # last changed it). A publish compares the unstamped digest, so an unchanged manifest keeps its stamp.
+    unstamped: str | None = None
+    provenance: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sha256": self.sha256, "size": self.size}
@@ -57,6 +61,9 @@ class FileEntry:
             out["md5"] = self.md5
         if self.source:
             out["source"] = self.source.to_dict()
+        if self.unstamped and self.provenance:
+            out["unstamped"] = self.unstamped
+            out["provenance"] = dict(self.provenance)
         return out
 
     def digests(self) -> tuple[str, ...]:
@@ -354,8 +361,8 @@ def _file_entry(entry: Any, bad: Callable[[str], RecordError]) -> FileEntry:
     """One ``files`` entry, type by type: a wrong type here must refuse the record, not crash a reader."""
     if not isinstance(entry, dict):
         raise bad("not an object with sha256 and size")
-    sha256, size, version_id, md5, source = (
-        entry.get(k) for k in ("sha256", "size", "version_id", "md5", "source")
+    sha256, size, version_id, md5, source, unstamped, provenance = (
+        entry.get(k) for k in ("sha256", "size", "version_id", "md5", "source", "unstamped", "provenance")
     )
     if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
         raise bad("sha256 must be 64 lowercase hex digits")
@@ -369,4 +376,14 @@ def _file_entry(entry: Any, bad: Callable[[str], RecordError]) -> FileEntry:
         if not isinstance(source, dict) or set(source) - {"sha256", "size"}:
             raise bad("source must be an object with sha256 and size when present")
         source = _file_entry(source, lambda m: bad(f"source: {m}"))
-    return FileEntry(sha256, size, version_id, md5, source)
+    if (unstamped is None) != (provenance is None):
+        raise bad("unstamped and provenance go together")
+    if unstamped is not None and not (isinstance(unstamped, str) and SHA256_RE.fullmatch(unstamped)):
+        raise bad("unstamped must be 64 lowercase hex digits when present")
+    if provenance is not None and not (
+        isinstance(provenance, dict)
+        and isinstance(provenance.get("release"), str)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in provenance.items())
+    ):
+        raise bad("provenance must be an object of strings with a release when present")
+    return FileEntry(sha256, size, version_id, md5, source, unstamped, provenance)

@@ -170,8 +170,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(
             "--dag-path", type=Path, required=True, help="directory of manifests (and optionally their stubs)"
         )
-        p.add_argument("--package-version", help="version recorded in the release record")
-        p.add_argument("--git-sha", help="commit recorded in the release record")
+        p.add_argument(
+            "--package-version",
+            help="version recorded in the release record and stamped on changed manifests",
+        )
+        p.add_argument(
+            "--git-sha",
+            help="commit recorded in the release record and stamped on changed manifests "
+            "[default: GITHUB_SHA, CI_COMMIT_SHA, else none]",
+        )
         add_setting(p, "policy")
         _detailed_exitcode(p)
         if name == "publish":
@@ -361,7 +368,10 @@ def dag_changes(args: argparse.Namespace, plan: ReleasePlan, *, fields: bool) ->
             if before[rest] is None:
                 entry["note"] = "previous manifest unavailable; showing no field diff"
             else:
-                entry["changes"] = changes(before[rest], new)
+                diff = changes(before[rest], new)
+                entry["changes"] = [c for c in diff if not c["pointer"].startswith("/provenance/")]
+                if diff and not entry["changes"]:
+                    entry["note"] = "stamped with its provenance (first publish with a stamping publisher)"
         elif action == "change" and rest not in plan.update:
             entry["note"] = "stub regenerated"
         out.append(entry)
@@ -449,12 +459,13 @@ def _tty(args: argparse.Namespace) -> bool:
 def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
+    labels = _release_labels(args)
     # invalid input: nothing else happens; manifests with environments are resolved for this one
     wanted = wanted_from_dir(args.dag_path, store.package, policy=args.policy, environment=args.environment)
     for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
         log(args, f"warning: {warning}")
     store.client = _store(args).client
-    wanted.package_version, wanted.git_sha = args.package_version, args.git_sha
+    wanted.package_version, wanted.git_sha = labels
     return _apply(args, make_plan(store, wanted, parallelism=args.parallelism), "published", stop)
 
 
@@ -473,6 +484,13 @@ def cmd_promote(args: argparse.Namespace, stop: Stop) -> int:
     plan = promote(source, target, args.release, policy=args.policy, parallelism=args.parallelism)
     origin = plan.wanted.promoted_from
     return _apply(args, plan, "promoted", stop, to=f" from {origin}")
+
+
+def _release_labels(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """--package-version, and --git-sha or the commit CI builds (GITHUB_SHA, CI_COMMIT_SHA)."""
+    version = args.package_version and settings.release_label("--package-version", args.package_version)
+    commit = ("--git-sha", args.git_sha) if args.git_sha else settings.ci_commit(os.environ)
+    return version, commit and settings.release_label(*commit)
 
 
 def _confirm(args: argparse.Namespace, verb: str) -> None:

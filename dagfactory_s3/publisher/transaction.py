@@ -147,6 +147,10 @@ class Wanted:
     sources: dict[str, bytes] = field(default_factory=dict)
     sources_recorded: bool = True
     promoted_from: Origin | None = None  # recorded, never compared
+    # Each stamped manifest's unstamped sha256 and stamp (rest -> (sha256, provenance)), filled by
+    # make_plan; ``stamped``: the files carry their stamps already (rollback), make_plan keeps them.
+    stamps: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    stamped: bool = False
 
     def digests(self) -> dict[str, tuple[str, str | None]]:
         """Each file's sha256 and its source's (None: its own source): what a release is compared by."""
@@ -216,6 +220,7 @@ class ReleasePlan:
     unchanged: list[str] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content the store lacks
     warnings: list[str] = field(default_factory=list)
+    release_id: str = field(default_factory=lambda: new_release_id())  # of the release it would commit
 
     @property
     def record_is_current(self) -> bool:
@@ -274,11 +279,14 @@ def parallel(
 
 
 def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT_PARALLELISM) -> ReleasePlan:
-    """Read S3 (record, listing, other packages' records) and diff. Writes nothing."""
+    """Read S3 (record, listing, other packages' records), stamp the manifests that changed, and
+    diff. Writes nothing."""
     plan = ReleasePlan(store, store.current(), store.list(), wanted)
     if plan.current.problem:
         plan.warnings.append(f"ignoring unreadable current record: {plan.current.problem}")
     rec = plan.current.record
+    if not wanted.stamped:
+        _stamp(wanted, rec, plan.release_id)
     old = _digests(rec) if rec else {}
     for rest, sha in sorted(wanted.digests().items()):
         if rest not in old:
@@ -295,6 +303,32 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
             plan.uploads[sha] = data
     _check_dag_ids(plan)
     return plan
+
+
+def _stamp(wanted: Wanted, record: Release | None, release_id: str) -> None:
+    """Stamp each manifest with the release that last changed it: the stamp it has in ``record`` when
+    its unstamped bytes are those the record names, else this release's (id, git sha, version).
+    So an unchanged manifest keeps its exact bytes, and only changed DAGs get a new DAG version."""
+    fresh = {
+        k: v
+        for k, v in (
+            ("release", release_id),
+            ("git_sha", wanted.git_sha),
+            ("package_version", wanted.package_version),
+        )
+        if v
+    }
+    for rest in sorted(r for r in wanted.files if r.endswith(".json")):
+        raw = wanted.files[rest]
+        digest = _sha(raw)
+        old = record.files.get(rest) if record and record.content == CONTENT_OBJECTS else None
+        provenance = fresh
+        if old and old.unstamped == digest and old.provenance:
+            kept = manifests.stamp(raw, old.provenance)
+            if _sha(kept) == old.sha256:  # the same stamp written the same way
+                provenance = old.provenance
+        wanted.files[rest] = manifests.stamp(raw, provenance)
+        wanted.stamps[rest] = (digest, provenance)
 
 
 def _check_dag_ids(plan: ReleasePlan) -> None:
@@ -382,7 +416,7 @@ def execute(
     if stop.requested:
         raise _before_commit(stop.interrupted, "", plan, versions, kept)
 
-    new_id = release_id or new_release_id()
+    new_id = release_id or plan.release_id
     sources = plan.wanted.sources
     files = {
         rest: FileEntry(
@@ -391,6 +425,7 @@ def execute(
             _version(rest, data, versions, current.record),
             _md5(data),
             FileEntry(_sha(sources[rest]), len(sources[rest])) if rest in sources else None,
+            *(plan.wanted.stamps.get(rest) or (None, None)),
         )
         for rest, data in plan.wanted.files.items()
     }
@@ -611,6 +646,7 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
         git_sha=target.git_sha,
         sources_recorded=target.sources,
         promoted_from=target.promoted_from,
+        stamped=True,
     )
     listing = store.list()
     missing = []
@@ -625,6 +661,8 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
             wanted.files[rest] = data
             if source is not None:
                 wanted.sources[rest] = source
+            if entry.unstamped and entry.provenance:
+                wanted.stamps[rest] = (entry.unstamped, entry.provenance)
     if missing:
         raise PublishError(
             f"cannot roll back to {release_id}: content of {', '.join(missing)} is neither in {store.prefix}{OBJECTS_DIR}/ nor in a kept release record"
@@ -661,7 +699,9 @@ def promote(
     wanted_json = sorted(r for r in release.files if r.endswith(".json"))
 
     def fetch(rest: str) -> bytes:
-        entry = release.files[rest].source or release.files[rest]
+        """The source of ``rest``: its own object, or the published manifest without its stamp."""
+        published = release.files[rest]
+        entry = published.source or published
         key = object_name(entry.sha256)
         data = source.get(key)
         if data is None:
@@ -671,12 +711,23 @@ def promote(
                 f"{source.url(key)}: sha256 {_sha(data)} but {what} names {entry.sha256} "
                 f"for the source of {rest}; cannot promote"
             )
+        if published.source or not (published.unstamped and published.provenance):
+            return data
+        try:
+            data = manifests.unstamp(data, published.provenance)
+        except ValueError:
+            data = b""
+        if _sha(data) != published.unstamped:
+            raise PublishError(
+                f"{source.url(key)}: without its stamp it is not the manifest {what} names "
+                f"({published.unstamped}) for {rest}; cannot promote"
+            )
         return data
 
     for rest, data in zip(wanted_json, parallel(fetch, wanted_json, parallelism), strict=True):
         display = f"{source.url(rest)}@{release.release_id}"
         try:
-            m = manifests.parse(data, file=display, package=target.package, policy=rules)
+            m = manifests.parse(data, file=display, package=target.package, policy=rules, source=True)
         except ManifestError as exc:
             problems += exc.problems()
             continue
