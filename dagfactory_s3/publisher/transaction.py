@@ -220,7 +220,7 @@ class ReleasePlan:
     unchanged: list[str] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content the store lacks
     warnings: list[str] = field(default_factory=list)
-    release_id: str = field(default_factory=lambda: new_release_id())  # of the release it would commit
+    release_id: str = field(default_factory=new_release_id)  # of the release it would commit
 
     @property
     def record_is_current(self) -> bool:
@@ -384,7 +384,6 @@ def execute(
     keep: int = DEFAULT_KEEP,
     parallelism: int = DEFAULT_PARALLELISM,
     progress: bool | Progress = False,
-    release_id: str | None = None,
     stop: Stop | None = None,
     gc_grace: float = DEFAULT_GC_GRACE,
 ) -> Release | None:
@@ -416,7 +415,7 @@ def execute(
     if stop.requested:
         raise _before_commit(stop.interrupted, "", plan, versions, kept)
 
-    new_id = release_id or plan.release_id
+    new_id = plan.release_id  # the id the changed manifests are stamped with
     sources = plan.wanted.sources
     files = {
         rest: FileEntry(
