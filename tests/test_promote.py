@@ -190,6 +190,19 @@ class TestPromote:
         assert promote(capsys, bucket)[0] == 0
         assert b"reporting-seeder:2.4.0" in served(s3, bucket, "prod")[ALL]
 
+    def test_list_names_where_a_promoted_release_came_from(self, s3, bucket, src, capsys):
+        assert publish(capsys, bucket, "dev", src)[0] == 0
+        dev = record(s3, bucket, "dev")["release_id"]
+        assert promote(capsys, bucket)[0] == 0
+        args = ["list", "--bucket", bucket, "--environment", "prod", "--package-name", PACKAGE]
+        code, out, err = main(capsys, *args, "--history")
+        assert code == 0, err
+        head, history = out.splitlines()[0], out.split("history (newest first):")[1]
+        assert head.endswith(f", promoted from dev release {dev}")
+        assert f"(promoted from dev release {dev}, current)" in history
+        code, out, _ = main(capsys, *args, "--output", "json")
+        assert json.loads(out)["promoted_from"] == {"environment": "dev", "release_id": dev}
+
     def test_promote_through_the_cli_subprocess(self, s3, bucket, src, capsys):
         assert publish(capsys, bucket, "dev", src)[0] == 0
         result = run_cli(

@@ -118,6 +118,7 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         package_version=rec.package_version,
         git_sha=rec.git_sha,
         published_by=rec.published_by,
+        promoted_from=rec.promoted_from.to_dict() if rec.promoted_from else None,
         tombstone=rec.tombstone,
         images=list(rec.images),
         dags=[{"dag_id": d, **rec.dags[d]} for d in sorted(rec.dags)],
@@ -548,6 +549,7 @@ def _history(
                 "git_sha": rec.git_sha,
                 "publisher": f"dagfactory-s3 {rec.publisher_version}",
                 "published_by": rec.published_by,
+                "promoted_from": str(rec.promoted_from) if rec.promoted_from else None,
                 "dags": len(rec.dags),
                 "tombstone": rec.tombstone,
                 "current": rec.release_id == current,
@@ -570,8 +572,10 @@ def _history_line(h: dict[str, Any]) -> str:
         h["publisher"],
         "retired (tombstone)" if h["tombstone"] else f"{h['dags']} DAGs",
     ]
-    marks = (["rollback to " + h["rollback_of"]] if h["rollback_of"] else []) + (
-        ["current"] if h["current"] else []
+    marks = (
+        (["rollback to " + h["rollback_of"]] if h["rollback_of"] else [])
+        + (["promoted from " + h["promoted_from"]] if h.get("promoted_from") else [])
+        + (["current"] if h["current"] else [])
     )
     return "    " + "  ".join(parts) + (f"  ({', '.join(marks)})" if marks else "")
 
@@ -587,6 +591,11 @@ def _status_text(s: dict[str, Any]) -> str:
             + (f", version {s['package_version']}" if s.get("package_version") else "")
             + (f", git {s['git_sha']}" if s.get("git_sha") else "")
             + (f", by {s['published_by']}" if s.get("published_by") else "")
+            + (
+                f", promoted from {s['promoted_from']['environment']} release {s['promoted_from']['release_id']}"
+                if s.get("promoted_from")
+                else ""
+            )
             + (" (retired: tombstone)" if s.get("tombstone") else "")
         ]
         for d in s["dags"]:
