@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_publish import main, objects, publish_args, put_keys
+from test_publish import main, objects, publish_args, put_keys, run_cli
 
 from dagfactory_s3 import manifest, stub
 from dagfactory_s3.errors import ManifestError
@@ -195,11 +195,10 @@ class TestPublish:
 
 @pytest.mark.airflow
 class TestInAirflow:
-    def test_one_change_changes_exactly_one_dag_hash_and_stamped_dags_load(
-        self, s3, bucket, src, tmp_path, capsys
-    ):
+    def test_one_change_changes_exactly_one_dag_hash_and_stamped_dags_load(self, s3, bucket, src, tmp_path):
         """Republishing with one DAG changed: that DAG's stamp and dag_hash change, the other's do not;
-        the DagBag loads stamped manifests and shows the stamp on the DAG page."""
+        the DagBag loads stamped manifests and shows the stamp on the DAG page. (The publisher runs as
+        a subprocess: Airflow, imported here, must not keep a per-test stderr as its log stream.)"""
         pytest.importorskip("airflow")
         from airflow_env import dag_bag, probe
 
@@ -222,11 +221,15 @@ class TestInAirflow:
                 assert "- git sha: `abc123`" in bag.dags[ALL].doc_md
             return result["hashes"]
 
-        publish(capsys, bucket, src, "--git-sha", "abc123")
+        def publish_cli(*extra: str) -> None:
+            result = run_cli(s3, *publish_args(bucket, PACKAGE, src, *extra))
+            assert result.returncode == 0, result.stderr
+
+        publish_cli("--git-sha", "abc123")
         one = hashes("1")
-        publish(capsys, bucket, src, "--git-sha", "def456")  # unchanged: same bytes, same hashes
+        publish_cli("--git-sha", "def456")  # unchanged: same bytes, same hashes
         assert hashes("2") == one
         edit(src / f"{ALL}.json", description="changed")
-        publish(capsys, bucket, src, "--git-sha", "def456")
+        publish_cli("--git-sha", "def456")
         three = hashes("3")
         assert three[AGENCY] == one[AGENCY] and three[ALL] != one[ALL]

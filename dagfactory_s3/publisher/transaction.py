@@ -318,6 +318,12 @@ def _stamp(wanted: Wanted, record: Release | None, release_id: str) -> None:
         )
         if v
     }
+    for key in (
+        "git_sha",
+        "package_version",
+    ):  # what the loader accepts in a stamp (a promoted or old record's too)
+        if key in fresh:
+            settings.release_label(key, fresh[key])
     for rest in sorted(r for r in wanted.files if r.endswith(".json")):
         raw = wanted.files[rest]
         digest = _sha(raw)
