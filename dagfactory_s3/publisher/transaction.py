@@ -16,7 +16,8 @@ Nothing a reader trusts is overwritten before the commit (see :mod:`dagfactory_s
    collection of content no kept release names (after a grace period).
 
 An interruption or failure before step 5 leaves the previous release in force and nothing to undo; a
-rerun uploads only the contents still missing. An interruption after step 5 leaves the new release in
+rerun uploads what is missing: the sources, and the changed manifests stamped anew (a stamp names the
+release that commits it, and the rerun is another release). An interruption after step 5 leaves the new release in
 force; a rerun (even of the same sources) finishes step 6. ``rollback`` and ``retire`` are publishes of
 an earlier record's files and of no files (a tombstone record).
 """
@@ -486,7 +487,7 @@ def _before_commit(
         f"{cause}before the commit: release {kept} is still current for package {store.package!r}; "
         f"{len(written)} of {len(plan.uploads)} new content object(s) are in {store.url(OBJECTS_DIR)}/ "
         "(named by no record, invisible to readers); rerun the same publish to complete it "
-        "(it uploads only what is missing)"
+        "(it uploads what is missing: the changed manifests, stamped with its own release)"
     )
 
 
