@@ -37,15 +37,26 @@ MANAGED_BY = "dagfactory-s3"
 
 
 def _provenance(manifest: Manifest) -> str:
-    """The DAG page's provenance block: only what the manifest decides. Not this library's version:
-    it is serialized with the DAG, so an image upgrade that builds the same DAG would otherwise make
-    a new DAG version of every DAG (Airflow's version inflation)."""
+    """The DAG page's provenance block: only what the manifest decides, including the publisher's
+    stamp (the release that last changed it). Not this library's version: it is serialized with the
+    DAG, so an image upgrade that builds the same DAG would otherwise make a new DAG version of every
+    DAG (Airflow's version inflation)."""
     data = manifest.data
     head = data.get("doc_md") or data.get("description") or ""
+    stamp = data.get("provenance") or {}  # the release that last changed this manifest (the publisher's)
     lines = [
         "#### Provenance",
         "",
         f"- package: `{manifest.package}`",
+        *(
+            f"- {label}: `{stamp[key]}`"
+            for key, label in (
+                ("release", "release"),
+                ("git_sha", "git sha"),
+                ("package_version", "package version"),
+            )
+            if key in stamp
+        ),
         f"- manifest sha256: `{manifest.sha256}`",
         *(f"- image: `{image}`" for image in manifest.images),
         f"- built by: dagfactory-s3 (loader API {API_VERSION})",

@@ -26,9 +26,10 @@ from dagfactory_s3.platform import Policy
 from dagfactory_s3.schedule import check_cron, check_timezone, parse_duration, parse_instant
 from dagfactory_s3.schema import schema_problems, to_pointer
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "Manifest", "load", "parse"]
+__all__ = ["MAX_BYTES", "MAX_DEPTH", "PROVENANCE", "Manifest", "load", "parse", "stamp", "unstamp"]
 
 MAX_BYTES = 256 * 1024
+PROVENANCE = "provenance"
 MAX_DEPTH = 32
 # Bound on every duration and on a task's worst case (all tries, timeouts and delays): Airflow adds
 # them to the current time, and ten years is beyond any batch job.
@@ -129,6 +130,7 @@ def load(
     package: str | None = None,
     display: str | None = None,
     policy: Policy = DEFAULT_POLICY,
+    source: bool = False,
 ) -> Manifest:
     """Read and check the manifest at ``path``. Raises ManifestError naming ``display`` (default: path)."""
     file = display or str(path)
@@ -141,12 +143,21 @@ def load(
         raise ManifestError([Problem(file, "", "is a directory, not a manifest file")]) from None
     except OSError as exc:
         raise ManifestError([Problem(file, "", f"cannot read manifest: {exc.strerror or exc}")]) from None
-    return parse(raw, file=file, package=package, policy=policy)
+    return parse(raw, file=file, package=package, policy=policy, source=source)
 
 
-def parse(raw: bytes, *, file: str, package: str | None = None, policy: Policy = DEFAULT_POLICY) -> Manifest:
+def parse(
+    raw: bytes,
+    *,
+    file: str,
+    package: str | None = None,
+    policy: Policy = DEFAULT_POLICY,
+    source: bool = False,
+) -> Manifest:
     """Check manifest bytes. ``package``, when given, is the package the manifest must belong to;
-    ``policy`` is what the platform allows (:mod:`dagfactory_s3.platform`)."""
+    ``policy`` is what the platform allows (:mod:`dagfactory_s3.platform`). ``source``: the
+    manifest as its package writes it (validate, plan, publish, promote), which the publisher stamps
+    and so may not carry a stamp (``provenance``) of its own."""
     if len(raw) > MAX_BYTES:
         raise ManifestError([Problem(file, "", f"manifest is larger than {MAX_BYTES} bytes (256 KiB)")])
     try:
@@ -174,12 +185,44 @@ def parse(raw: bytes, *, file: str, package: str | None = None, policy: Policy =
     if problems:
         raise ManifestError(problems)
     problems, tasks = _check_document(document, file, package, policy)
+    if source and isinstance(document, dict) and PROVENANCE in document:
+        problems.append(
+            Problem(
+                file,
+                f"/{PROVENANCE}",
+                "written by the publisher (the release that last changed this manifest); remove it from the source",
+            )
+        )
     if not problems:  # each environment's manifest must be valid too (its problems named by the overlay)
         for name in document.get("environments", {}):
             problems += _environment_problems(document, name, file, package, policy)
     if problems:
         raise ManifestError(problems)
     return Manifest(file=file, raw=raw, data=document, tasks=tasks)
+
+
+# -- the provenance stamp
+
+
+def stamp(raw: bytes, provenance: dict[str, str]) -> bytes:
+    """``raw`` with ``provenance`` as its first member, on a line of its own: the manifest's bytes
+    otherwise untouched (its formatting kept), so :func:`unstamp` gives them back exactly."""
+    brace = raw.index(b"{") + 1
+    return raw[:brace] + _stamp_line(provenance) + raw[brace:]
+
+
+def unstamp(stamped: bytes, provenance: dict[str, str]) -> bytes:
+    """The bytes :func:`stamp` was given. Raises ValueError when ``stamped`` has not this stamp."""
+    brace = stamped.index(b"{") + 1
+    line = _stamp_line(provenance)
+    if stamped[brace : brace + len(line)] != line:
+        raise ValueError("not stamped with this provenance")
+    return stamped[:brace] + stamped[brace + len(line) :]
+
+
+def _stamp_line(provenance: dict[str, str]) -> bytes:
+    ordered = {k: provenance[k] for k in ("release", "git_sha", "package_version") if provenance.get(k)}
+    return f'\n  "{PROVENANCE}": {json.dumps(ordered, ensure_ascii=False)},'.encode()
 
 
 def _check_document(

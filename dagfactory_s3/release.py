@@ -28,7 +28,7 @@ from dagfactory_s3.naming import (
     is_dag_file,
 )
 
-__all__ = ["CONTENT_OBJECTS", "DELTA_LIMIT", "FORMAT", "Earlier", "FileEntry", "Release"]
+__all__ = ["CONTENT_OBJECTS", "DELTA_LIMIT", "FORMAT", "Earlier", "FileEntry", "Origin", "Release"]
 
 FORMAT = "dagfactory-s3/release@1"
 # Where a record's manifests live. "objects": immutable, by sha256, in _releases/objects/ (written
@@ -44,6 +44,14 @@ class FileEntry:
     size: int
     version_id: str | None = None
     md5: str | None = None  # the single-part ETag of the readable dags/ copy (lets `list` check by listing)
+    # A manifest published resolved for its environment: the source it was resolved from (with its
+    # ``environments``), also in the content store. None: the manifest is its own source (or, in a
+    # record without ``sources``, unknown).
+    source: FileEntry | None = None
+    # A stamped manifest: the sha256 of its bytes before the stamp, and the stamp (the release that
+    # last changed it). A publish compares the unstamped digest, so an unchanged manifest keeps its stamp.
+    unstamped: str | None = None
+    provenance: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"sha256": self.sha256, "size": self.size}
@@ -51,7 +59,30 @@ class FileEntry:
             out["version_id"] = self.version_id
         if self.md5:
             out["md5"] = self.md5
+        if self.source:
+            out["source"] = self.source.to_dict()
+        if self.unstamped and self.provenance:
+            out["unstamped"] = self.unstamped
+            out["provenance"] = dict(self.provenance)
         return out
+
+    def digests(self) -> tuple[str, ...]:
+        """Every content-store digest this entry needs: its own and its source's."""
+        return (self.sha256, self.source.sha256) if self.source else (self.sha256,)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a promoted release came from: the source environment's release."""
+
+    environment: str
+    release_id: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"environment": self.environment, "release_id": self.release_id}
+
+    def __str__(self) -> str:
+        return f"{self.environment} release {self.release_id}"
 
 
 @dataclass(frozen=True)
@@ -69,6 +100,8 @@ class Earlier:
     tombstone: bool = False
     content: str | None = None
     images: tuple[str, ...] = ()
+    sources: bool = False
+    promoted_from: Origin | None = None
     files: dict[str, FileEntry | None] = field(default_factory=dict)
     dags: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     stored: bool = False
@@ -116,6 +149,10 @@ class Release:
     previous_release_id: str | None = None
     tombstone: bool = False
     content: str | None = None  # CONTENT_OBJECTS, or None for a 0.1 record
+    # True: every manifest entry names its source (``FileEntry.source``) or is its own; what `promote`
+    # needs. False in records written before sources were recorded (promote refuses those).
+    sources: bool = False
+    promoted_from: Origin | None = None  # set by `promote`: the release whose sources this one resolved
     history: tuple[Earlier, ...] = ()  # the releases it replaced, newest first
 
     def releases(self, load: Callable[[str], Release]) -> Iterator[Release]:
@@ -225,6 +262,8 @@ _SHARED = (
     "tombstone",
     "content",
     "images",
+    "sources",
+    "promoted_from",
 )
 
 
@@ -241,6 +280,8 @@ def _header(release: Release | Earlier) -> dict[str, Any]:
         "tombstone": release.tombstone,
         "content": release.content,
         "images": sorted(release.images),
+        **({"sources": True} if release.sources else {}),
+        **({"promoted_from": release.promoted_from.to_dict()} if release.promoted_from else {}),
     }
 
 
@@ -259,6 +300,18 @@ def _common(doc: dict[str, Any], at: str, bad: Callable[[str, str], RecordError]
             raise bad(f"{at}/{key}", "not a string")
     if not isinstance(doc.get("tombstone", False), bool):
         raise bad(f"{at}/tombstone", "not true or false")  # "false" must not retire a package
+    if not isinstance(doc.get("sources", False), bool):
+        raise bad(f"{at}/sources", "not true or false")
+    origin = doc.get("promoted_from")
+    if origin is not None:
+        if (
+            not isinstance(origin, dict)
+            or check_environment(origin.get("environment"))
+            or not isinstance(origin.get("release_id"), str)
+            or not RELEASE_ID_RE.fullmatch(origin["release_id"])
+        ):
+            raise bad(f"{at}/promoted_from", "not an object with an environment and a release_id")
+        origin = Origin(origin["environment"], origin["release_id"])
     return {
         "release_id": doc["release_id"],
         "published_at": doc["published_at"],
@@ -270,6 +323,8 @@ def _common(doc: dict[str, Any], at: str, bad: Callable[[str, str], RecordError]
         "previous_release_id": doc.get("previous_release_id"),
         "tombstone": doc.get("tombstone", False),
         "content": doc.get("content"),
+        "sources": doc.get("sources", False),
+        "promoted_from": origin,
     }
 
 
@@ -306,7 +361,9 @@ def _file_entry(entry: Any, bad: Callable[[str], RecordError]) -> FileEntry:
     """One ``files`` entry, type by type: a wrong type here must refuse the record, not crash a reader."""
     if not isinstance(entry, dict):
         raise bad("not an object with sha256 and size")
-    sha256, size, version_id, md5 = (entry.get(k) for k in ("sha256", "size", "version_id", "md5"))
+    sha256, size, version_id, md5, source, unstamped, provenance = (
+        entry.get(k) for k in ("sha256", "size", "version_id", "md5", "source", "unstamped", "provenance")
+    )
     if not isinstance(sha256, str) or not SHA256_RE.fullmatch(sha256):
         raise bad("sha256 must be 64 lowercase hex digits")
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
@@ -315,4 +372,18 @@ def _file_entry(entry: Any, bad: Callable[[str], RecordError]) -> FileEntry:
         raise bad("version_id must be a string when present")
     if md5 is not None and not (isinstance(md5, str) and _MD5_RE.fullmatch(md5)):
         raise bad("md5 must be 32 lowercase hex digits when present")
-    return FileEntry(sha256, size, version_id, md5)
+    if source is not None:
+        if not isinstance(source, dict) or set(source) - {"sha256", "size"}:
+            raise bad("source must be an object with sha256 and size when present")
+        source = _file_entry(source, lambda m: bad(f"source: {m}"))
+    if (unstamped is None) != (provenance is None):
+        raise bad("unstamped and provenance go together")
+    if unstamped is not None and not (isinstance(unstamped, str) and SHA256_RE.fullmatch(unstamped)):
+        raise bad("unstamped must be 64 lowercase hex digits when present")
+    if provenance is not None and not (
+        isinstance(provenance, dict)
+        and isinstance(provenance.get("release"), str)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in provenance.items())
+    ):
+        raise bad("provenance must be an object of strings with a release when present")
+    return FileEntry(sha256, size, version_id, md5, source, unstamped, provenance)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -24,9 +25,11 @@ __all__ = [
     "PUBLISHED_BY_LIMIT",
     "Option",
     "add_option",
+    "ci_commit",
     "ci_identity",
     "flag_help",
     "markdown_table",
+    "release_label",
     "resolve",
     "unknown_variables",
 ]
@@ -296,6 +299,23 @@ def ci_identity(environ: Mapping[str, str]) -> str:
     except (OSError, KeyError):  # a container uid without a passwd entry and no $USER
         user = "unknown"
     return _who(f"{user}@{socket.gethostname()}")
+
+
+def ci_commit(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """The commit CI builds, and the variable it came from: ``GITHUB_SHA`` (GitHub Actions), then
+    ``CI_COMMIT_SHA`` (GitLab CI); None outside CI."""
+    for name in ("GITHUB_SHA", "CI_COMMIT_SHA"):
+        if environ.get(name, "").strip():
+            return name, environ[name].strip()
+    return None
+
+
+def release_label(source: str, value: str) -> str:
+    """A git sha or package version as a release records and a manifest's stamp carries it: 1-200
+    printable characters without spaces. Raises ConfigError naming ``source`` (flag or variable)."""
+    if not re.fullmatch(r"[\x21-\x7e]{1,200}", value):
+        raise ConfigError(f"{source}: {value!r} is not 1-200 printable ASCII characters without spaces")
+    return value
 
 
 _CI_VARIABLES = ("GITHUB_ACTOR", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITLAB_USER_LOGIN", "CI_PIPELINE_URL")

@@ -532,6 +532,12 @@ class Stack:
             raise StackError(f"{shlex.join(argv)} failed ({result.returncode}):\n{result.stderr.strip()}")
         return result
 
+    def published_sha256(self, package: str, dag_id: str) -> str:
+        """The sha256 of ``dag_id``'s manifest in the package's current release record."""
+        key = f"{self.environment}/{package}/metadata.json"
+        record = json.loads(self.s3_client().get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        return record["files"][f"dags/{dag_id}.json"]["sha256"]
+
     def publish_argv(self, package: str) -> list[str]:
         return [
             "publish",
@@ -669,16 +675,16 @@ class Stack:
     ) -> Trial:
         """Publish ``package`` as it is in its directory now, then time each stage for ``dag_id``.
 
-        new/change: visible when Airflow serves the DAG built from exactly this manifest (its sha256 is
-        in the provenance the factory writes); delete: when Airflow marks the DAG stale.
+        new/change: visible when Airflow serves the DAG built from exactly the published manifest (the
+        source with the publisher's provenance stamp; its sha256 is in the provenance the factory
+        writes); delete: when Airflow marks the DAG stale.
         """
-        source = self.package_dir(package) / f"{dag_id}.json"
-        want = sha256_file(source) if kind != "delete" else None
         start = time.monotonic()
         published = self.publish(package)
         t_published = time.monotonic() - start
         if not published.changed:
             raise StackError(f"publishing {package} changed nothing; expected a {kind} of {dag_id}")
+        want = self.published_sha256(package, dag_id) if kind != "delete" else None
         local = self.manifest_path(package, dag_id)
         stub = local.with_suffix(".py")
 

@@ -1765,3 +1765,47 @@ ENVIRONMENT_CASES: list[tuple[str, bytes, str, str]] = [
 ]
 
 CASES += ENVIRONMENT_CASES
+
+
+def _stamped(provenance: Any, **overlays: Any) -> bytes:
+    doc = {"provenance": provenance, **copy.deepcopy(GOOD)}
+    if overlays:
+        doc["environments"] = overlays
+    return json.dumps(doc).encode()
+
+
+STAMP = {"release": "20240101T120000.123Z-1a2b3c", "git_sha": "abc123"}
+
+# The publisher's provenance stamp: a published manifest's is checked everywhere; an overlay has none.
+PROVENANCE_CASES: list[tuple[str, bytes, str, str]] = [
+    ("provenance-bad-release", _stamped({"release": "yesterday"}), "/provenance/release", "is not valid"),
+    ("provenance-no-release", _stamped({"git_sha": "abc123"}), "/provenance/release", "required field"),
+    ("provenance-unknown-field", _stamped({**STAMP, "by": "me"}), "/provenance/by", "unknown field 'by'"),
+    (
+        "provenance-sha-with-space",
+        _stamped({**STAMP, "git_sha": "abc 123"}),
+        "/provenance/git_sha",
+        "is not valid",
+    ),
+    ("provenance-not-object", _stamped("20240101T120000.123Z-1a2b3c"), "/provenance", "expected object"),
+    (
+        "provenance-in-overlay",
+        _env(prod={"provenance": STAMP}),
+        "/environments/prod/provenance",
+        "unknown field",
+    ),
+]
+
+CASES += PROVENANCE_CASES
+
+# Refused in a source manifest only (validate, plan, publish, promote): the loader serves these, stamped
+# by the publisher. (file bytes, pointer, text) as above.
+SOURCE_CASES: list[tuple[str, bytes, str, str]] = [
+    ("source-with-stamp", _stamped(STAMP), "/provenance", "written by the publisher"),
+    (
+        "source-with-release-only-stamp",
+        _stamped({"release": "20240101T120000.123Z-1a2b3c"}),
+        "/provenance",
+        "written by the publisher",
+    ),
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -61,6 +62,17 @@ def golden(request: pytest.FixtureRequest):
         )
 
     return check
+
+
+def unstamped(data: bytes) -> bytes:
+    """A published manifest without the publisher's provenance stamp: the bytes the package wrote.
+    Bytes without a stamp (not stamped, not whole, not a manifest) are returned as they are."""
+    from dagfactory_s3 import manifest
+
+    try:
+        return manifest.unstamp(data, json.loads(data)[manifest.PROVENANCE])
+    except (ValueError, KeyError, TypeError):
+        return data
 
 
 def example_manifests() -> list[Path]:

@@ -11,7 +11,7 @@ from test_publish import main, objects, publish_args
 from dagfactory_s3 import manifest, stub
 from dagfactory_s3.errors import ManifestError
 
-from conftest import ROOT
+from conftest import ROOT, unstamped
 
 SOURCE = ROOT / "examples" / "features" / "environments" / "reporting_seeder_refresh_all.json"
 PACKAGE = "reporting_seeder"
@@ -94,7 +94,7 @@ class TestPublish:
             code, _, err = main(capsys, *args)
             assert code == 0, err
         stored = objects(s3, bucket)
-        published = {e: stored[f"{e}/{PACKAGE}/dags/{SOURCE.name}"] for e in ("dev", "prod")}
+        published = {e: unstamped(stored[f"{e}/{PACKAGE}/dags/{SOURCE.name}"]) for e in ("dev", "prod")}
         assert published == {"dev": resolved("dev").raw, "prod": resolved("prod").raw}
 
     def test_publish_to_an_undeclared_environment_uploads_nothing(self, s3, bucket, tmp_path, capsys):

@@ -243,7 +243,9 @@ def test_one_changed_dag_writes_only_its_objects_and_the_record(s3, bucket, exam
     assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
     keys = put_keys(s3)
     prefix = f"{ENV}/{RS}/"
-    assert keys[0] == prefix + f"_releases/objects/{hashlib.sha256(new).hexdigest()}"
+    entry = record(s3, bucket, RS)["files"]["dags/reporting_seeder_refresh_all.json"]
+    assert entry["unstamped"] == hashlib.sha256(new).hexdigest()  # the content, stamped with this release
+    assert keys[0] == prefix + f"_releases/objects/{entry['sha256']}"
     assert keys[1] == prefix + "metadata.json"
     assert keys[2] == prefix + "dags/reporting_seeder_refresh_all.json"
     assert len(keys) == 3

@@ -31,7 +31,7 @@ from dagfactory_s3.sync.observe import Log, Metrics
 from dagfactory_s3.sync.reconcile import Reconciler
 from dagfactory_s3.sync.state import STATE_FILE
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, unstamped
 
 ENV = "dev"
 
@@ -148,7 +148,7 @@ class Watcher(threading.Thread):
                 data = path.read_bytes()
             except FileNotFoundError:
                 continue
-            if path.suffix == ".json" and data not in self.world.published:
+            if path.suffix == ".json" and unstamped(data) not in self.world.published:
                 self.violations.append(f"partial or unknown manifest {path}")
             elif path.suffix == ".py":
                 if not stub.is_canonical(path.name, data) and not self.allow_python:
@@ -899,6 +899,10 @@ def test_keys_with_trailing_control_characters_are_refused(suffix):
 # -- immutable releases: what the sidecar trusts ------------------------------------------------
 
 
+def served_sources(side: Sidecar) -> dict[str, bytes]:
+    return {k: unstamped(v) for k, v in side.served().items() if k.endswith(".json")}
+
+
 def publish_dir(world: World, src: Path, package: str) -> int:
     """The real publisher, in-process (the s3 fixture points AWS_* at the proxy)."""
     from dagfactory_s3.publisher import cli
@@ -929,9 +933,7 @@ class TestImmutableReleases:
         s3.clear()
         report = side.cycle()
         assert report.complete and not report.unservable
-        assert {k: v for k, v in side.served().items() if k.endswith(".json")} == {
-            f"demo/dags/{n}": d for n, d in files.items()
-        }
+        assert served_sources(side) == {f"demo/dags/{n}": d for n, d in files.items()}
         gets = [r.path for r in s3.requests if r.method == "GET" and r.kind == "GET"]
         assert gets and all("/_releases/objects/" in p or p.endswith("/metadata.json") for p in gets)
         side.reconciler.close()
@@ -970,12 +972,14 @@ class TestImmutableReleases:
         assert not side.cycle().unservable
         v2 = write_package(src, "demo", "ab", description="v2")
         assert publish_dir(world, src, "demo") == 0
-        world.delete(f"{ENV}/demo/_releases/objects/{hashlib.sha256(v2['demo_a.json']).hexdigest()}")
+        rec = json.loads(
+            world.client.get_object(Bucket=world.bucket, Key=f"{ENV}/demo/metadata.json")["Body"].read()
+        )
+        assert rec["files"]["dags/demo_a.json"]["unstamped"] == hashlib.sha256(v2["demo_a.json"]).hexdigest()
+        world.delete(f"{ENV}/demo/_releases/objects/{rec['files']['dags/demo_a.json']['sha256']}")
         report = side.cycle()
         assert report.unservable == ["demo"] and report.complete
-        assert {k: v for k, v in side.served().items() if k.endswith(".json")} == {
-            f"demo/dags/{n}": d for n, d in v1.items()
-        }
+        assert served_sources(side) == {f"demo/dags/{n}": d for n, d in v1.items()}
         assert side.events("error")[-1]["kind"] == "content_missing"
         side.reconciler.close()
 
@@ -1055,9 +1059,10 @@ def test_back_to_back_publishes_never_show_a_mixed_release(s3, world, tmp_path, 
         watcher.stop.set()
         watcher.join(10)
         side.reconciler.close()
-    mixed = [snap for snap in watcher.snapshots if snap not in committed]
+    snapshots = [frozenset((n, unstamped(d)) for n, d in snap) for snap in watcher.snapshots]
+    mixed = [snap for snap in snapshots if snap not in committed]
     assert mixed == [], f"{len(mixed)} mixed states, e.g. {sorted(n for n, _ in mixed[0])}"
-    first = next(i for i, snap in enumerate(watcher.snapshots) if snap)
-    assert frozenset() not in watcher.snapshots[first:], "the package vanished between two releases"
-    assert len(watcher.snapshots) > 20 and cycles[0] > 20
-    assert watcher.snapshots[-1] == frozenset(files.items())
+    first = next(i for i, snap in enumerate(snapshots) if snap)
+    assert frozenset() not in snapshots[first:], "the package vanished between two releases"
+    assert len(snapshots) > 20 and cycles[0] > 20
+    assert snapshots[-1] == frozenset(files.items())

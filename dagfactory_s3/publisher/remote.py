@@ -35,6 +35,7 @@ from dagfactory_s3.publisher.transaction import (
     kept_releases,
     make_plan,
     parallel,
+    promote,
     retire,
     rollback,
     wanted_from_dir,
@@ -84,7 +85,11 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         for rest, entry in rec.files.items()
         if rec.content == CONTENT_OBJECTS
         and rest.endswith(".json")
-        and getattr(listing.get(object_name(entry.sha256)), "size", None) != entry.size
+        and any(
+            getattr(listing.get(object_name(e.sha256)), "size", None) != e.size
+            for e in (entry, entry.source)
+            if e
+        )
     )
     missing = sorted(r for r in rec.files if r not in listing)
     extra = sorted(live - set(rec.files))
@@ -113,6 +118,7 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         package_version=rec.package_version,
         git_sha=rec.git_sha,
         published_by=rec.published_by,
+        promoted_from=rec.promoted_from.to_dict() if rec.promoted_from else None,
         tombstone=rec.tombstone,
         images=list(rec.images),
         dags=[{"dag_id": d, **rec.dags[d]} for d in sorted(rec.dags)],
@@ -165,8 +171,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(
             "--dag-path", type=Path, required=True, help="directory of manifests (and optionally their stubs)"
         )
-        p.add_argument("--package-version", help="version recorded in the release record")
-        p.add_argument("--git-sha", help="commit recorded in the release record")
+        p.add_argument(
+            "--package-version",
+            help="version recorded in the release record and stamped on changed manifests",
+        )
+        p.add_argument(
+            "--git-sha",
+            help="commit recorded in the release record and stamped on changed manifests "
+            "[default: GITHUB_SHA, CI_COMMIT_SHA, else none]",
+        )
         add_setting(p, "policy")
         _detailed_exitcode(p)
         if name == "publish":
@@ -175,6 +188,37 @@ def register(sub: argparse._SubParsersAction) -> None:
             add_setting(p, "gc_grace")
             add_setting(p, "published_by")
         p.set_defaults(handler=cmd_publish, dry_run=name == "plan")
+
+    p = command(
+        sub,
+        "promote",
+        "publish the sources a release of another environment recorded, resolved for this one",
+        [
+            "airflow-dag-publisher promote --bucket etl-airflow-dags --package-name pipeline_processing --from dev --to prod",
+            "airflow-dag-publisher promote --bucket etl-airflow-dags --package-name pipeline_processing \\\n"
+            "      --from dev --to prod --release 20240101T120000.123Z-1a2b3c --dry-run",
+        ],
+        "Reads S3 only (no --dag-path): the source manifests the release recorded, each verified by its "
+        "sha256, resolved for --to, checked with the same rules as 'publish' (--policy), published to "
+        "--to as one atomic release that records where it came from. Both environments must be in one bucket.",
+    )
+    add_setting(p, "bucket")
+    add_setting(p, "package_name")
+    p.add_argument("--from", dest="source", required=True, help="environment whose release is promoted")
+    p.add_argument("--to", dest="target", required=True, help="environment to publish to")
+    p.add_argument(
+        "--release",
+        help="release id of --from to promote (see 'list --history') [default: its current release]",
+    )
+    add_setting(p, "parallelism")
+    add_output(p)
+    add_setting(p, "policy")
+    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    _detailed_exitcode(p)
+    add_setting(p, "keep")
+    add_setting(p, "gc_grace")
+    add_setting(p, "published_by")
+    p.set_defaults(handler=cmd_promote)
 
     p = command(
         sub,
@@ -261,9 +305,11 @@ def _confirm_flags(p: argparse.ArgumentParser, verb: str) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (the default)")
 
 
-def _store(args: argparse.Namespace, package: str | None = None) -> PackageStore:
+def _store(
+    args: argparse.Namespace, package: str | None = None, environment: str | None = None
+) -> PackageStore:
     client = s3_client(max_pool_connections=max(10, args.parallelism + 2))
-    return PackageStore(client, args.bucket, args.environment, package or args.package_name)
+    return PackageStore(client, args.bucket, environment or args.environment, package or args.package_name)
 
 
 def _interruptible(handler: Any) -> Any:
@@ -314,12 +360,19 @@ def dag_changes(args: argparse.Namespace, plan: ReleasePlan, *, fields: bool) ->
     for dag_id, action in sorted(actions.items()):
         entry: dict[str, Any] = {"dag_id": dag_id, "action": action, "changes": []}
         rest = f"{DAGS_DIR}/{dag_id}.json"
-        if rest in before:
+        rec = plan.current.record
+        same = rec is not None and rest in rec.files and rest in plan.update
+        if same and rec.files[rest].sha256 == _sha(plan.wanted.files[rest]):  # type: ignore[union-attr]
+            entry["note"] = "same manifest; its source changed (another environment's values)"
+        elif rest in before:
             new = orjson.loads(plan.wanted.files[rest])
             if before[rest] is None:
                 entry["note"] = "previous manifest unavailable; showing no field diff"
             else:
-                entry["changes"] = changes(before[rest], new)
+                diff = changes(before[rest], new)
+                entry["changes"] = [c for c in diff if not c["pointer"].startswith("/provenance/")]
+                if diff and not entry["changes"]:
+                    entry["note"] = "stamped with its provenance (first publish with a stamping publisher)"
         elif action == "change" and rest not in plan.update:
             entry["note"] = "stub regenerated"
         out.append(entry)
@@ -407,13 +460,38 @@ def _tty(args: argparse.Namespace) -> bool:
 def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
+    labels = _release_labels(args)
     # invalid input: nothing else happens; manifests with environments are resolved for this one
     wanted = wanted_from_dir(args.dag_path, store.package, policy=args.policy, environment=args.environment)
     for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
         log(args, f"warning: {warning}")
     store.client = _store(args).client
-    wanted.package_version, wanted.git_sha = args.package_version, args.git_sha
+    wanted.package_version, wanted.git_sha = labels
     return _apply(args, make_plan(store, wanted, parallelism=args.parallelism), "published", stop)
+
+
+@_interruptible
+def cmd_promote(args: argparse.Namespace, stop: Stop) -> int:
+    require(args, "bucket", "package_name")
+    if args.release is not None:
+        history_name(args.release)  # a release id, not a path
+    source = PackageStore(None, args.bucket, args.source, args.package_name)  # names first, no client yet
+    target = PackageStore(None, args.bucket, args.target, args.package_name)
+    if source.environment == target.environment:
+        raise ConfigError(
+            f"--from and --to are both {source.environment!r}; promote between two environments"
+        )
+    source.client = target.client = _store(args, environment=args.target).client
+    plan = promote(source, target, args.release, policy=args.policy, parallelism=args.parallelism)
+    origin = plan.wanted.promoted_from
+    return _apply(args, plan, "promoted", stop, to=f" from {origin}")
+
+
+def _release_labels(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """--package-version, and --git-sha or the commit CI builds (GITHUB_SHA, CI_COMMIT_SHA)."""
+    version = args.package_version and settings.release_label("--package-version", args.package_version)
+    commit = ("--git-sha", args.git_sha) if args.git_sha else settings.ci_commit(os.environ)
+    return version, commit and settings.release_label(*commit)
 
 
 def _confirm(args: argparse.Namespace, verb: str) -> None:
@@ -471,6 +549,7 @@ def _history(
                 "git_sha": rec.git_sha,
                 "publisher": f"dagfactory-s3 {rec.publisher_version}",
                 "published_by": rec.published_by,
+                "promoted_from": str(rec.promoted_from) if rec.promoted_from else None,
                 "dags": len(rec.dags),
                 "tombstone": rec.tombstone,
                 "current": rec.release_id == current,
@@ -493,8 +572,10 @@ def _history_line(h: dict[str, Any]) -> str:
         h["publisher"],
         "retired (tombstone)" if h["tombstone"] else f"{h['dags']} DAGs",
     ]
-    marks = (["rollback to " + h["rollback_of"]] if h["rollback_of"] else []) + (
-        ["current"] if h["current"] else []
+    marks = (
+        (["rollback to " + h["rollback_of"]] if h["rollback_of"] else [])
+        + (["promoted from " + h["promoted_from"]] if h.get("promoted_from") else [])
+        + (["current"] if h["current"] else [])
     )
     return "    " + "  ".join(parts) + (f"  ({', '.join(marks)})" if marks else "")
 
@@ -510,6 +591,11 @@ def _status_text(s: dict[str, Any]) -> str:
             + (f", version {s['package_version']}" if s.get("package_version") else "")
             + (f", git {s['git_sha']}" if s.get("git_sha") else "")
             + (f", by {s['published_by']}" if s.get("published_by") else "")
+            + (
+                f", promoted from {s['promoted_from']['environment']} release {s['promoted_from']['release_id']}"
+                if s.get("promoted_from")
+                else ""
+            )
             + (" (retired: tombstone)" if s.get("tombstone") else "")
         ]
         for d in s["dags"]:

@@ -116,7 +116,7 @@ def scan(
     json_files, py_files = _files(target)
     for path in json_files:
         try:
-            m = manifests.load(path, package=package, policy=rules)
+            m = manifests.load(path, package=package, policy=rules, source=True)
         except ManifestError as exc:
             problems.extend(exc.problems())
             continue

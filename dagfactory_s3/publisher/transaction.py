@@ -16,7 +16,8 @@ Nothing a reader trusts is overwritten before the commit (see :mod:`dagfactory_s
    collection of content no kept release names (after a grace period).
 
 An interruption or failure before step 5 leaves the previous release in force and nothing to undo; a
-rerun uploads only the contents still missing. An interruption after step 5 leaves the new release in
+rerun uploads what is missing: the sources, and the changed manifests stamped anew (a stamp names the
+release that commits it, and the rerun is another release). An interruption after step 5 leaves the new release in
 force; a rerun (even of the same sources) finishes step 6. ``rollback`` and ``retire`` are publishes of
 an earlier record's files and of no files (a tombstone record).
 """
@@ -38,14 +39,21 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3 import __version__, naming, settings, stub
+from dagfactory_s3 import __version__, naming, platform, settings, stub
 from dagfactory_s3 import manifest as manifests
-from dagfactory_s3.errors import DagFactoryError, Interrupted, ManifestError, PublishError, StorageError
+from dagfactory_s3.errors import (
+    DagFactoryError,
+    Interrupted,
+    ManifestError,
+    Problem,
+    PublishError,
+    StorageError,
+)
 from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_name, release_id_of
-from dagfactory_s3.publisher.scan import scan
+from dagfactory_s3.publisher.scan import override_problems, scan
 from dagfactory_s3.publisher.store import Current, PackageStore
 from dagfactory_s3.publisher.terminal import Progress
-from dagfactory_s3.release import CONTENT_OBJECTS, DELTA_LIMIT, Earlier, FileEntry, Release
+from dagfactory_s3.release import CONTENT_OBJECTS, DELTA_LIMIT, Earlier, FileEntry, Origin, Release
 from dagfactory_s3.s3 import Listed
 
 __all__ = [
@@ -61,9 +69,11 @@ __all__ = [
     "make_plan",
     "parallel",
     "past_release",
+    "promote",
     "retire",
     "rollback",
     "wanted_from_dir",
+    "wanted_from_sources",
 ]
 
 DEFAULT_KEEP = settings.OPTIONS["keep"].default
@@ -133,13 +143,32 @@ class Wanted:
     git_sha: str | None = None
     published_by: str | None = None  # recorded, never compared: see ReleasePlan.record_is_current
     tombstone: bool = False
+    # The source of each manifest published resolved for its environment (rest -> source bytes);
+    # a manifest not named here is its own source. ``sources_recorded``: the record may say so.
+    sources: dict[str, bytes] = field(default_factory=dict)
+    sources_recorded: bool = True
+    promoted_from: Origin | None = None  # recorded, never compared
+    # Each stamped manifest's unstamped sha256 and stamp (rest -> (sha256, provenance)), filled by
+    # make_plan; ``stamped``: the files carry their stamps already (rollback), make_plan keeps them.
+    stamps: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    stamped: bool = False
 
-    def shas(self) -> dict[str, str]:
-        return {rest: _sha(data) for rest, data in self.files.items()}
+    def digests(self) -> dict[str, tuple[str, str | None]]:
+        """Each file's sha256 and its source's (None: its own source): what a release is compared by."""
+        return {
+            rest: (_sha(data), _sha(self.sources[rest]) if rest in self.sources else None)
+            for rest, data in self.files.items()
+        }
 
     def contents(self) -> dict[str, bytes]:
-        """The manifests' bytes by sha256: what the content store must hold (stubs are regenerated)."""
-        return {_sha(data): data for rest, data in self.files.items() if rest.endswith(".json")}
+        """The manifests' and their sources' bytes by sha256: what the content store must hold (stubs
+        are regenerated)."""
+        manifests = [data for rest, data in self.files.items() if rest.endswith(".json")]
+        return {_sha(data): data for data in [*manifests, *self.sources.values()]}
+
+
+def _digests(record: Release) -> dict[str, tuple[str, str | None]]:
+    return {r: (e.sha256, e.source.sha256 if e.source else None) for r, e in record.files.items()}
 
 
 def wanted_from_dir(
@@ -148,11 +177,17 @@ def wanted_from_dir(
     """Validate ``dag_path`` (all problems at once) and build the files to publish: manifests (resolved
     for ``environment`` when they declare ``environments``) + fresh stubs."""
     found = scan(dag_path, package=package, strict_names=True, policy=policy)
+    return wanted_from_sources(found.manifests, environment or "")
+
+
+def wanted_from_sources(sources: dict[str, manifests.Manifest], environment: str) -> Wanted:
+    """The files to publish from valid source manifests by dag_id: each resolved for ``environment``
+    (all problems at once), its stub, and the source of each manifest that was resolved."""
     resolved = {}
     problems = []
-    for dag_id in sorted(found.manifests):
+    for dag_id in sorted(sources):
         try:
-            resolved[dag_id] = manifests.publishable(found.manifests[dag_id], environment or "")
+            resolved[dag_id] = manifests.publishable(sources[dag_id], environment)
         except ManifestError as exc:
             problems += exc.problems()
     if problems:
@@ -161,7 +196,10 @@ def wanted_from_dir(
     images: set[str] = set()
     for dag_id in sorted(resolved):
         m = resolved[dag_id]
-        wanted.files[naming.dag_file(dag_id, ".json")] = m.raw
+        rest = naming.dag_file(dag_id, ".json")
+        wanted.files[rest] = m.raw
+        if m.raw != sources[dag_id].raw:
+            wanted.sources[rest] = sources[dag_id].raw
         wanted.files[naming.dag_file(dag_id, ".py")] = stub.render(naming.manifest_name(dag_id))
         wanted.dags[dag_id] = {"schedule": m.data.get("schedule"), "images": m.images, "tasks": len(m.tasks)}
         images.update(m.images)
@@ -183,17 +221,20 @@ class ReleasePlan:
     unchanged: list[str] = field(default_factory=list)
     uploads: dict[str, bytes] = field(default_factory=dict)  # sha256 -> content the store lacks
     warnings: list[str] = field(default_factory=list)
+    release_id: str = field(default_factory=new_release_id)  # of the release it would commit
 
     @property
     def record_is_current(self) -> bool:
-        """The current record already describes what is wanted. Package version, git sha and
-        publisher are not compared: a rerun from another CI job or with a new version writes nothing."""
+        """The current record already describes what is wanted: the same files from the same sources.
+        Package version, git sha, publisher and origin are not compared: a rerun from another CI job,
+        with a new version or by promote writes nothing."""
         rec = self.current.record
         return (
             rec is not None
             and rec.content == CONTENT_OBJECTS
             and rec.tombstone == self.wanted.tombstone
-            and {k: v.sha256 for k, v in rec.files.items()} == self.wanted.shas()
+            and rec.sources == self.wanted.sources_recorded
+            and _digests(rec) == self.wanted.digests()
             and rec.dags == self.wanted.dags
         )
 
@@ -239,13 +280,16 @@ def parallel(
 
 
 def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT_PARALLELISM) -> ReleasePlan:
-    """Read S3 (record, listing, other packages' records) and diff. Writes nothing."""
+    """Read S3 (record, listing, other packages' records), stamp the manifests that changed, and
+    diff. Writes nothing."""
     plan = ReleasePlan(store, store.current(), store.list(), wanted)
     if plan.current.problem:
         plan.warnings.append(f"ignoring unreadable current record: {plan.current.problem}")
     rec = plan.current.record
-    old = {r: e.sha256 for r, e in rec.files.items()} if rec else {}
-    for rest, sha in sorted(wanted.shas().items()):
+    if not wanted.stamped:
+        _stamp(wanted, rec, plan.release_id)
+    old = _digests(rec) if rec else {}
+    for rest, sha in sorted(wanted.digests().items()):
         if rest not in old:
             plan.add.append(rest)
         else:
@@ -260,6 +304,38 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
             plan.uploads[sha] = data
     _check_dag_ids(plan)
     return plan
+
+
+def _stamp(wanted: Wanted, record: Release | None, release_id: str) -> None:
+    """Stamp each manifest with the release that last changed it: the stamp it has in ``record`` when
+    its unstamped bytes are those the record names, else this release's (id, git sha, version).
+    So an unchanged manifest keeps its exact bytes, and only changed DAGs get a new DAG version."""
+    fresh = {
+        k: v
+        for k, v in (
+            ("release", release_id),
+            ("git_sha", wanted.git_sha),
+            ("package_version", wanted.package_version),
+        )
+        if v
+    }
+    for key in (
+        "git_sha",
+        "package_version",
+    ):  # what the loader accepts in a stamp (a promoted or old record's too)
+        if key in fresh:
+            settings.release_label(key, fresh[key])
+    for rest in sorted(r for r in wanted.files if r.endswith(".json")):
+        raw = wanted.files[rest]
+        digest = _sha(raw)
+        old = record.files.get(rest) if record and record.content == CONTENT_OBJECTS else None
+        provenance = fresh
+        if old and old.unstamped == digest and old.provenance:
+            kept = manifests.stamp(raw, old.provenance)
+            if _sha(kept) == old.sha256:  # the same stamp written the same way
+                provenance = old.provenance
+        wanted.files[rest] = manifests.stamp(raw, provenance)
+        wanted.stamps[rest] = (digest, provenance)
 
 
 def _check_dag_ids(plan: ReleasePlan) -> None:
@@ -315,7 +391,6 @@ def execute(
     keep: int = DEFAULT_KEEP,
     parallelism: int = DEFAULT_PARALLELISM,
     progress: bool | Progress = False,
-    release_id: str | None = None,
     stop: Stop | None = None,
     gc_grace: float = DEFAULT_GC_GRACE,
 ) -> Release | None:
@@ -347,9 +422,17 @@ def execute(
     if stop.requested:
         raise _before_commit(stop.interrupted, "", plan, versions, kept)
 
-    new_id = release_id or new_release_id()
+    new_id = plan.release_id  # the id the changed manifests are stamped with
+    sources = plan.wanted.sources
     files = {
-        rest: FileEntry(_sha(data), len(data), _version(rest, data, versions, current.record), _md5(data))
+        rest: FileEntry(
+            _sha(data),
+            len(data),
+            _version(rest, data, versions, current.record),
+            _md5(data),
+            FileEntry(_sha(sources[rest]), len(sources[rest])) if rest in sources else None,
+            *(plan.wanted.stamps.get(rest) or (None, None)),
+        )
         for rest, data in plan.wanted.files.items()
     }
     history, write_first = _history(plan, files, keep, new_id)
@@ -373,6 +456,8 @@ def execute(
         previous_release_id=current.record.release_id if current.record else None,
         tombstone=plan.wanted.tombstone,
         content=CONTENT_OBJECTS,
+        sources=plan.wanted.sources_recorded,
+        promoted_from=plan.wanted.promoted_from,
         history=history,
     )
     try:
@@ -402,7 +487,7 @@ def _before_commit(
         f"{cause}before the commit: release {kept} is still current for package {store.package!r}; "
         f"{len(written)} of {len(plan.uploads)} new content object(s) are in {store.url(OBJECTS_DIR)}/ "
         "(named by no record, invisible to readers); rerun the same publish to complete it "
-        "(it uploads only what is missing)"
+        "(it uploads what is missing: the changed manifests, stamped with its own release)"
     )
 
 
@@ -496,7 +581,7 @@ def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_g
     store = plan.store
     kept = _kept_ids(plan.listing, record.history, record.release_id, keep)
     doomed = [i for i in _object_ids(plan.listing) if i not in kept]
-    current = {e.sha256 for e in record.files.values()}
+    current = {sha for e in record.files.values() for sha in e.digests()}
     cutoff = time.time() - gc_grace
     candidates = {
         rest: sha
@@ -508,11 +593,11 @@ def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_g
     needed = set(current)
     chained = set()
     for release in record.releases(store.history):
-        needed |= {e.sha256 for e in release.files.values()}
+        needed |= {sha for e in release.files.values() for sha in e.digests()}
         chained.add(release.release_id)
     for release_id in kept:
         if release_id not in chained:
-            needed |= {e.sha256 for e in store.history(release_id).files.values()}
+            needed |= {sha for e in store.history(release_id).files.values() for sha in e.digests()}
     orphans = sorted(rest for rest, sha in candidates.items() if sha not in needed)
     # Content a doomed 0.1 record embeds and a kept one still names moves to the content store first.
     if doomed:
@@ -565,6 +650,9 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
         images=target.images,
         package_version=target.package_version,
         git_sha=target.git_sha,
+        sources_recorded=target.sources,
+        promoted_from=target.promoted_from,
+        stamped=True,
     )
     listing = store.list()
     missing = []
@@ -572,15 +660,93 @@ def rollback(store: PackageStore, release_id: str, *, parallelism: int = DEFAULT
         data = _content(store, listing, rest, entry.sha256)
         if data is None and rest.endswith(".py"):
             data = stub.stub_for(rest.rpartition("/")[2])  # an older template: today's canonical stub
-        if data is None:
+        source = _content(store, listing, rest, entry.source.sha256) if entry.source else None
+        if data is None or (entry.source and source is None):
             missing.append(rest)
         else:
             wanted.files[rest] = data
+            if source is not None:
+                wanted.sources[rest] = source
+            if entry.unstamped and entry.provenance:
+                wanted.stamps[rest] = (entry.unstamped, entry.provenance)
     if missing:
         raise PublishError(
             f"cannot roll back to {release_id}: content of {', '.join(missing)} is neither in {store.prefix}{OBJECTS_DIR}/ nor in a kept release record"
         )
     return make_plan(store, wanted, parallelism=parallelism)
+
+
+def promote(
+    source: PackageStore,
+    target: PackageStore,
+    release_id: str | None = None,
+    *,
+    policy: str | None = None,
+    parallelism: int = DEFAULT_PARALLELISM,
+) -> ReleasePlan:
+    """A plan that publishes to ``target`` the sources recorded by a release of ``source`` (its
+    current one, or ``release_id`` from its history), resolved for the target's environment and
+    checked with the rules of ``publish``. Reads S3 only; any problem raises before a write."""
+    record = source.current().record
+    if record is None:
+        raise PublishError(f"nothing to promote: no release of {source.package!r} in {source.url()}")
+    release = past_release(source, record, release_id) if release_id else record
+    what = f"release {release.release_id} of {source.package!r} in {source.environment!r}"
+    if release.tombstone:
+        raise PublishError(f"{what} is a tombstone (retire); nothing to promote")
+    if not release.sources or release.content != CONTENT_OBJECTS:
+        raise PublishError(
+            f"{what} was published by dagfactory-s3 {release.publisher_version}, which did not record "
+            f"its sources; publish it to {source.environment!r} again with this version, then promote"
+        )
+    found: dict[str, manifests.Manifest] = {}
+    problems = []
+    rules = platform.load(policy) if policy else platform.DEFAULT
+    wanted_json = sorted(r for r in release.files if r.endswith(".json"))
+
+    def fetch(rest: str) -> bytes:
+        """The source of ``rest``: its own object, or the published manifest without its stamp."""
+        published = release.files[rest]
+        entry = published.source or published
+        key = object_name(entry.sha256)
+        data = source.get(key)
+        if data is None:
+            raise PublishError(f"{source.url(key)}: source of {rest} in {what} is missing; cannot promote")
+        if _sha(data) != entry.sha256:
+            raise PublishError(
+                f"{source.url(key)}: sha256 {_sha(data)} but {what} names {entry.sha256} "
+                f"for the source of {rest}; cannot promote"
+            )
+        if published.source or not (published.unstamped and published.provenance):
+            return data
+        try:
+            data = manifests.unstamp(data, published.provenance)
+        except ValueError:
+            data = b""
+        if _sha(data) != published.unstamped:
+            raise PublishError(
+                f"{source.url(key)}: without its stamp it is not the manifest {what} names "
+                f"({published.unstamped}) for {rest}; cannot promote"
+            )
+        return data
+
+    for rest, data in zip(wanted_json, parallel(fetch, wanted_json, parallelism), strict=True):
+        display = f"{source.url(rest)}@{release.release_id}"
+        try:
+            m = manifests.parse(data, file=display, package=target.package, policy=rules, source=True)
+        except ManifestError as exc:
+            problems += exc.problems()
+            continue
+        problems += override_problems(m)
+        if m.dag_id != naming.dag_id_of(rest):
+            problems.append(Problem(display, "/dag_id", f"the record names it {rest}"))
+        found[m.dag_id] = m
+    if problems:
+        raise ManifestError(problems)
+    wanted = wanted_from_sources(found, target.environment)
+    wanted.package_version, wanted.git_sha = release.package_version, release.git_sha
+    wanted.promoted_from = Origin(source.environment, release.release_id)
+    return make_plan(target, wanted, parallelism=parallelism)
 
 
 def retire(store: PackageStore) -> ReleasePlan:
