@@ -41,20 +41,9 @@ def publish(capsys, bucket: str, environment: str, folder: Path, *extra: str) ->
     return main(capsys, *args)
 
 
-def promote(capsys, bucket: str, *extra: str) -> tuple[int, str, str]:
-    return main(
-        capsys,
-        "promote",
-        "--bucket",
-        bucket,
-        "--package-name",
-        PACKAGE,
-        "--from",
-        "dev",
-        "--to",
-        "prod",
-        *extra,
-    )
+def promote(capsys, bucket: str, *extra: str, to: str = "prod") -> tuple[int, str, str]:
+    argv = ["promote", "--bucket", bucket, "--package-name", PACKAGE, "--from", "dev", "--to", to]
+    return main(capsys, *argv, *extra)
 
 
 def record(s3, bucket: str, environment: str) -> dict:
@@ -268,18 +257,7 @@ class TestRefused:
         assert publish(capsys, bucket, "dev", src)[0] == 0
         release = record(s3, bucket, "dev")["release_id"]
         s3.clear()
-        code, _, err = main(
-            capsys,
-            "promote",
-            "--bucket",
-            bucket,
-            "--package-name",
-            PACKAGE,
-            "--from",
-            "dev",
-            "--to",
-            "staging",
-        )
+        code, _, err = promote(capsys, bucket, to="staging")
         assert code == 1 and s3.count("PUT") == 0 and objects(s3, bucket, "staging/") == {}
         assert err.strip() == (
             f"s3://{bucket}/dev/{PACKAGE}/{ALL}@{release}: /environments: no values for environment "
