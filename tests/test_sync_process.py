@@ -158,6 +158,8 @@ def test_daemon_health_metrics_reload_and_sigterm(s3, world, dags):
         assert served(dags) == expected_examples()
         world.mirror("demo", {"demo_a.json": manifest("demo", "a")})
         wait_for(lambda: "demo/dags/demo_a.py" in served(dags), what="a new DAG")
+        # The file lands before its cycle ends; the gauges are set when the cycle does.
+        wait_for(lambda: "dagsync_dags_served 4.0" in http_get(port, "/metrics")[1], what="the served gauge")
         status, text = http_get(port, "/metrics")
         assert status == 200
         for needle in (
