@@ -304,9 +304,11 @@ def test_bucket_template_is_versioned_private_and_tls_only():
     }
 
 
+@pytest.mark.parametrize("promote", [(), ("--promote-from", "dev", "--promote-from", "staging")])
 @pytest.mark.parametrize("package", sorted(p.name for p in EXAMPLES.iterdir()))
-def test_generated_iam_policies_are_accepted_by_iam(package: str):
-    """`iam-policy` output attaches to roles with the kit's trust policies (moto validates policy documents)."""
+def test_generated_iam_policies_are_accepted_by_iam(package: str, promote: tuple[str, ...]):
+    """`iam-policy` output (with and without promotion sources) attaches to roles with the kit's
+    trust policies (moto validates policy documents)."""
     result = subprocess.run(
         [
             str(BIN / "airflow-dag-publisher"),
@@ -317,6 +319,7 @@ def test_generated_iam_policies_are_accepted_by_iam(package: str):
             "prod",
             "--package-name",
             package,
+            *promote,
         ],
         capture_output=True,
         text=True,

@@ -710,6 +710,10 @@ def _matches(pattern: str, value: str) -> bool:
     return fnmatch.fnmatchcase(value, pattern.replace("[", "[[]"))
 
 
+def _listed(value: str | list[str]) -> list[str]:
+    return value if isinstance(value, list) else [value]
+
+
 def _allowed(policy: dict, action: str, resource: str, context: dict[str, str] | None = None) -> bool:
     """A small IAM evaluator (explicit Deny wins, default deny) for Action/Resource/NotResource and String conditions."""
     context = context or {}
@@ -718,7 +722,7 @@ def _allowed(policy: dict, action: str, resource: str, context: dict[str, str] |
         actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
         if action not in actions:
             continue
-        if "Resource" in st and not _matches(st["Resource"], resource):
+        if "Resource" in st and not any(_matches(r, resource) for r in _listed(st["Resource"])):
             continue
         if "NotResource" in st and _matches(st["NotResource"], resource):
             continue
@@ -801,8 +805,14 @@ def test_iam_policy_matches_what_publish_requests(s3, bucket, examples_copy, cap
     ci = json.loads(
         main(capsys, "iam-policy", "--bucket", bucket, "--environment", ENV, "--package-name", RS)[1]
     )["package_ci_role"]
+    _check_requests(s3, bucket, ci)
+
+
+def _check_requests(s3, bucket: str, policy: dict) -> None:
+    """Every request s3 recorded is allowed by ``policy`` (the evaluator above, request by request)."""
     from urllib.parse import parse_qs, unquote
 
+    assert s3.requests
     for r in s3.requests:
         key = unquote(r.path.split("/", 2)[2]) if r.path.count("/") >= 2 else ""
         if r.kind == "LIST":
@@ -810,7 +820,7 @@ def test_iam_policy_matches_what_publish_requests(s3, bucket, examples_copy, cap
             ctx = {"s3:prefix": q.get("prefix", "")} | (
                 {"s3:delimiter": q["delimiter"]} if "delimiter" in q else {}
             )
-            assert _allowed(ci, "s3:ListBucket", f"arn:aws:s3:::{bucket}", ctx), r
+            assert _allowed(policy, "s3:ListBucket", f"arn:aws:s3:::{bucket}", ctx), r
         else:
             action = {
                 "GET": "s3:GetObject",
@@ -818,7 +828,50 @@ def test_iam_policy_matches_what_publish_requests(s3, bucket, examples_copy, cap
                 "PUT": "s3:PutObject",
                 "DELETE": "s3:DeleteObject",
             }[r.method]
-            assert _allowed(ci, action, f"arn:aws:s3:::{bucket}/{key}"), r
+            assert _allowed(policy, action, f"arn:aws:s3:::{bucket}/{key}"), r
+
+
+def test_iam_policy_with_promote_from_allows_what_promote_requests_and_no_more(
+    s3, bucket, examples_copy, capsys
+):
+    """`--promote-from dev` on the prod role: every request of a promote is allowed; without it the
+    reads of dev are refused; with it, dev stays unwritable and other packages' dev content unreadable."""
+    args = publish_args(bucket, RS, dags_dir(examples_copy, RS))
+    assert main(capsys, *args)[0] == 0
+    s3.clear()
+    promote = ["promote", "--bucket", bucket, "--package-name", RS, "--from", ENV, "--to", "prod"]
+    assert main(capsys, *promote)[0] == 0
+
+    def policy(*extra: str) -> dict:
+        out = main(
+            capsys, "iam-policy", "--bucket", bucket, "--environment", "prod", "--package-name", RS, *extra
+        )
+        return json.loads(out[1])["package_ci_role"]
+
+    ci = policy("--promote-from", ENV)
+    _check_requests(s3, bucket, ci)
+    plain = policy()
+    assert not _allowed(plain, "s3:GetObject", f"arn:aws:s3:::{bucket}/{ENV}/{RS}/metadata.json")
+    obj = f"arn:aws:s3:::{bucket}/{ENV}/"
+    assert _allowed(ci, "s3:GetObject", obj + f"{RS}/_releases/objects/ab")
+    for key in (f"{RS}/metadata.json", f"{RS}/_releases/objects/ab", f"{RS}/dags/x.json"):
+        for action in ("s3:PutObject", "s3:DeleteObject"):
+            assert not _allowed(ci, action, obj + key), (action, key)
+    for key in (f"{PP}/_releases/objects/ab", f"{RS}/dags/x.json", f"{RS}_extra/metadata.json"):
+        assert not _allowed(ci, "s3:GetObject", obj + key), key
+    code, _, err = main(
+        capsys,
+        "iam-policy",
+        "--bucket",
+        bucket,
+        "--environment",
+        "prod",
+        "--package-name",
+        RS,
+        "--promote-from",
+        "prod",
+    )
+    assert code != 0 and "--promote-from 'prod' is the role's own environment" in err
 
 
 # -- boundaries --------------------------------------------------------------------------------

@@ -1,18 +1,21 @@
 """Least-privilege IAM policy documents for a package's CI role and for Airflow's read-only role.
 
 The CI role may write only ``<env>/<package>/`` (an explicit Deny covers any broader grant attached
-elsewhere) and read the other packages' ``metadata.json`` (for DAG-id uniqueness). Airflow (the
-sync sidecar) may only list and read ``<env>/``. Pure data; no AWS calls.
+elsewhere) and read the other packages' ``metadata.json`` (for DAG-id uniqueness); a role that
+promotes into ``<env>`` may also read the package's records and content objects in each environment
+it promotes from (``promote`` sends GETs only there). Airflow (the sync sidecar or the versioned
+bundle) may only list and read ``<env>/``. Pure data; no AWS calls.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from dagfactory_s3.errors import ConfigError
-from dagfactory_s3.naming import METADATA, check_environment, check_package
+from dagfactory_s3.naming import METADATA, RELEASES_DIR, check_environment, check_package
 
 __all__ = ["airflow_policy", "dumps", "package_policy", "policies"]
 
@@ -39,11 +42,30 @@ def _check(bucket: str, environment: str, package: str | None) -> None:
         raise ConfigError(f"bucket name {bucket!r} is invalid")
 
 
-def package_policy(bucket: str, environment: str, package: str) -> dict[str, Any]:
-    """The CI role of ``package``: read/write its own prefix, read other packages' records."""
+def package_policy(
+    bucket: str, environment: str, package: str, promote_from: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The CI role of ``package``: read/write its own prefix, read other packages' records, and read
+    what ``promote`` needs of the package in each environment of ``promote_from``."""
     _check(bucket, environment, package)
+    for source in promote_from:
+        _check(bucket, source, package)
+        if source == environment:
+            raise ConfigError(f"--promote-from {source!r} is the role's own environment")
     bucket_arn = f"arn:aws:s3:::{bucket}"
     own = f"{environment}/{package}/"
+    promotion = [
+        {
+            "Sid": "ReadPromotionSources",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [
+                f"{bucket_arn}/{source}/{package}/{rest}"
+                for source in sorted(set(promote_from))
+                for rest in (METADATA, f"{RELEASES_DIR}/*")
+            ],
+        }
+    ]
     return {
         "Version": _VERSION,
         "Statement": [
@@ -73,6 +95,7 @@ def package_policy(bucket: str, environment: str, package: str) -> dict[str, Any
                 "Action": "s3:GetObject",
                 "Resource": f"{bucket_arn}/{environment}/*/{METADATA}",
             },
+            *(promotion if promote_from else []),
             {
                 "Sid": "DenyWritesOutsideOwnPrefix",
                 "Effect": "Deny",
@@ -113,9 +136,9 @@ def airflow_policy(bucket: str, environment: str) -> dict[str, Any]:
     }
 
 
-def policies(bucket: str, environment: str, package: str) -> dict[str, Any]:
+def policies(bucket: str, environment: str, package: str, promote_from: Sequence[str] = ()) -> dict[str, Any]:
     return {
-        "package_ci_role": package_policy(bucket, environment, package),
+        "package_ci_role": package_policy(bucket, environment, package, promote_from),
         "airflow_read_only_role": airflow_policy(bucket, environment),
     }
 

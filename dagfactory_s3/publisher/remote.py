@@ -282,11 +282,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         sub,
         "iam-policy",
         "print least-privilege IAM policies for the package's CI role and for Airflow",
-        [f"airflow-dag-publisher iam-policy {_TARGET} > policies.json"],
+        [
+            f"airflow-dag-publisher iam-policy {_TARGET} > policies.json",
+            "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod "
+            "--package-name pipeline_processing --promote-from dev",
+        ],
     )
     add_setting(p, "bucket")
     add_setting(p, "environment")
     add_setting(p, "package_name", help="package whose CI role the policy is for")
+    p.add_argument(
+        "--promote-from",
+        action="append",
+        default=[],
+        metavar="ENV",
+        help="an environment the role promotes from: adds read access to the package's records and "
+        "content there, nothing else (repeatable)",
+    )
     p.set_defaults(handler=cmd_iam_policy)
 
 
@@ -672,5 +684,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
     require(args, "bucket", "environment", "package_name")
-    print(iam.dumps(iam.policies(args.bucket, args.environment, args.package_name)), end="")
+    print(
+        iam.dumps(iam.policies(args.bucket, args.environment, args.package_name, args.promote_from)), end=""
+    )
     return 0
