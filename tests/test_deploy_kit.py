@@ -367,22 +367,37 @@ def _step(job: dict, step_id: str) -> dict:
     return next(s for s in job["steps"] if s.get("id") == step_id)
 
 
-def test_workflow_validates_pull_requests_and_publishes_merges_to_main():
-    """PRs run validate (no credentials); only a push to main runs publish, after validate, with OIDC."""
+def test_workflow_validates_pull_requests_publishes_merges_to_dev_and_promotes_on_approval():
+    """PRs run validate (no credentials); only a push to main runs publish (dev), after validate, with
+    OIDC; promote (prod, a protected environment) follows publish and ships the release it published."""
     wf = _workflow()
     triggers = wf.get("on", wf.get(True))  # YAML 1.1 reads a bare `on` key as True
     assert set(triggers) == {"pull_request", "push"} and triggers["push"]["branches"] == ["main"]
-    validate, publish = wf["jobs"]["validate"], wf["jobs"]["publish"]
+    validate, publish, promote = wf["jobs"]["validate"], wf["jobs"]["publish"], wf["jobs"]["promote"]
     assert "if" not in validate and "permissions" not in validate  # read-only token, no AWS
     assert "airflow-dag-publisher validate" in _step(validate, "validate")["run"]
-    assert publish["needs"] == "validate"
+    assert publish["needs"] == "validate" and promote["needs"] == "publish"
     assert publish["if"] == "github.event_name == 'push' && github.ref == 'refs/heads/main'"
-    assert publish["permissions"] == {"contents": "read", "id-token": "write"}
-    assert any(
-        s.get("uses", "").startswith("aws-actions/configure-aws-credentials@") for s in publish["steps"]
+    assert (publish["environment"], publish["env"]["ENVIRONMENT"], promote["environment"]) == (
+        "dev",
+        "dev",
+        "prod",
     )
+    assert promote["env"]["DEV_RELEASE"] == "${{ needs.publish.outputs.release_id }}"
+    assert publish["outputs"]["release_id"] == "${{ steps.publish.outputs.release_id }}"
+    roles = []
+    for job in (publish, promote):
+        assert job["permissions"] == {"contents": "read", "id-token": "write"}
+        [aws] = [
+            s for s in job["steps"] if s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+        ]
+        roles.append(aws["with"]["role-to-assume"].rsplit("-", 1)[1])
+        assert job["concurrency"]["cancel-in-progress"] is False
+        assert job["concurrency"]["group"].endswith(f"-{job['environment']}")
+    assert roles == ["dev", "prod"]
     assert "airflow-dag-publisher publish" in _step(publish, "publish")["run"]
-    assert wf["concurrency"]["cancel-in-progress"] is False
+    assert '--release "$DEV_RELEASE"' in _step(promote, "promote")["run"]
+    assert "concurrency" not in wf  # per job: a promote awaiting approval never holds back dev
     for job in wf["jobs"].values():
         for step in job["steps"]:
             assert "${{" not in step.get("run", ""), (
@@ -401,9 +416,12 @@ def _run_step(step: dict, cwd: Path, env: dict[str, str]) -> subprocess.Complete
     )
 
 
-def _ci_env(wf: dict, **extra: str) -> dict[str, str]:
+def _ci_env(wf: dict, job: str | None = None, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "DAG_", "AIRFLOW"))}
     env.update({k: str(v) for k, v in wf["env"].items()})
+    env.update(
+        {k: str(v) for k, v in (wf["jobs"][job].get("env", {}) if job else {}).items() if "${{" not in str(v)}
+    )
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     env.update(extra)
     return env
@@ -430,37 +448,50 @@ def test_workflow_validate_steps_pass_on_a_good_package_and_fail_on_a_bad_one(pa
     assert "/job/image: image tag 'latest'" in result.stderr
 
 
-def test_workflow_publish_steps_publish_to_s3(package_repo: Path, bucket: str, s3: Proxy):
-    """The publish job's scripts, run as written against moto, publish the release and list it."""
+def test_workflow_publish_and_promote_steps_run_against_s3(package_repo: Path, bucket: str, s3: Proxy):
+    """The publish job's scripts, run as written against moto, publish to dev and hand the release id
+    on; the promote job's ship that release to prod; each job's list shows it."""
     wf = _workflow()
-    env = _ci_env(
-        wf,
-        **{k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")},
-        DAG_BUCKET=bucket,
-        GITHUB_REF_NAME="main",
-        GITHUB_RUN_NUMBER="7",
-        GITHUB_SHA="0" * 40,
-    )
+    aws = {k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")}
+    github = dict(GITHUB_REF_NAME="main", GITHUB_RUN_NUMBER="7", GITHUB_SHA="0" * 40)
+    output = package_repo / "github_output"
+    output.touch()
+    env = _ci_env(wf, "publish", **aws, **github, DAG_BUCKET=bucket, GITHUB_OUTPUT=str(output))
     result = _run_step(_step(wf["jobs"]["publish"], "publish"), package_repo, env)
     assert result.returncode == 0, result.stdout + result.stderr
     published = json.loads((package_repo / "publish.json").read_text())
     assert published["ok"] and published["package"] == "pipeline_processing" and published["release_id"]
-    keys = {
-        o["Key"]
-        for o in boto3.client("s3", endpoint_url=s3.upstream).list_objects_v2(Bucket=bucket)["Contents"]
-    }
+    assert output.read_text() == f"release_id={published['release_id']}\n"
+    client = boto3.client("s3", endpoint_url=s3.upstream)
+    keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
     assert {
-        "prod/pipeline_processing/metadata.json",
-        "prod/pipeline_processing/dags/pipeline_processing_example_job.py",
-        "prod/pipeline_processing/dags/pipeline_processing_example_job.json",
+        "dev/pipeline_processing/metadata.json",
+        "dev/pipeline_processing/dags/pipeline_processing_example_job.py",
+        "dev/pipeline_processing/dags/pipeline_processing_example_job.json",
     } <= keys
-    record = json.loads(
-        boto3.client("s3", endpoint_url=s3.upstream)
-        .get_object(Bucket=bucket, Key="prod/pipeline_processing/metadata.json")["Body"]
-        .read()
-    )
-    assert record["git_sha"] == "0" * 40 and record["package_version"] == "main-7"
+    assert not [k for k in keys if k.startswith("prod/")]
+
+    def record(environment: str) -> dict:
+        key = f"{environment}/pipeline_processing/metadata.json"
+        return json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    assert record("dev")["git_sha"] == "0" * 40 and record("dev")["package_version"] == "main-7"
     listed = _run_step(_step(wf["jobs"]["publish"], "list"), package_repo, env)
+    assert listed.returncode == 0, listed.stderr
+    assert "pipeline_processing_example_job" in listed.stdout
+
+    # promote runs with no checkout: an empty working directory
+    elsewhere = package_repo / "promote"
+    elsewhere.mkdir()
+    env = _ci_env(wf, "promote", **aws, DAG_BUCKET=bucket, DEV_RELEASE=published["release_id"])
+    result = _run_step(_step(wf["jobs"]["promote"], "promote"), elsewhere, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    promoted = json.loads((elsewhere / "promote.json").read_text())
+    assert promoted["ok"] and promoted["release_id"] != published["release_id"]
+    prod = record("prod")
+    assert prod["promoted_from"] == {"environment": "dev", "release_id": published["release_id"]}
+    assert (prod["git_sha"], prod["package_version"]) == ("0" * 40, "main-7")
+    listed = _run_step(_step(wf["jobs"]["promote"], "list"), elsewhere, env)
     assert listed.returncode == 0, listed.stderr
     assert "pipeline_processing_example_job" in listed.stdout
 
