@@ -199,6 +199,8 @@ def test_publisher_stopped_at_every_request_leaves_one_whole_release(s3, tmp_pat
 
 def _one_kill_point(s3, forkserver, tmp_path, bucket, src, old_folder, old, new, k, mode) -> str | None:
     started, pid = threading.Event(), []
+    objects = f"{ENV}/{PKG}/_releases/objects/"
+    before = set(s3support.list_objects(client(), bucket, objects))
     s3.clear()
 
     def fault(request, index):
@@ -234,13 +236,20 @@ def _one_kill_point(s3, forkserver, tmp_path, bucket, src, old_folder, old, new,
         got = served(folder, bucket)
         if got not in (old, new):
             return f"{folder.name} serves a mix: {len(set(got) & set(old))} old, {len(set(got) & set(new))} new names"
-    listing = set(s3support.list_objects(client(), bucket, f"{ENV}/{PKG}/_releases/objects/"))
+    listing = set(s3support.list_objects(client(), bucket, objects))
     s3.clear()
     if cli.main(publish_argv(bucket, src)) != 0:
         return "rerun failed"
     reuploaded = [r.path for r in s3.requests if r.method == "PUT" and r.path.split("/", 2)[2] in listing]
     if reuploaded:
         return f"rerun uploaded content already in S3: {reuploaded[:3]}"
+    # The rerun took over the stopped attempt's release: what the attempt uploaded is what the
+    # committed record names, so the two left no content that no record names.
+    record = json.loads(client().get_object(Bucket=bucket, Key=f"{ENV}/{PKG}/metadata.json")["Body"].read())
+    named = {objects + e["sha256"] for e in record["files"].values()}
+    orphans = set(s3support.list_objects(client(), bucket, objects)) - before - named
+    if orphans:
+        return f"attempt and rerun left {len(orphans)} content object(s) no record names"
     for folder in (fresh, running):
         if served(folder, bucket) != new:
             return f"{folder.name} does not converge to the new release after the rerun"

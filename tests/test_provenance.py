@@ -180,6 +180,63 @@ class TestPublish:
         publish(capsys, bucket, src)  # the working copy is back to the restored release: nothing to do
         assert s3.count("PUT") == 0
 
+    def test_a_rerun_takes_over_the_release_of_a_publish_stopped_before_its_commit(
+        self, s3, bucket, src, capsys
+    ):
+        """The commit refused: the message names the release; the rerun (same git sha and version)
+        commits that very release and uploads no manifest again, leaving no unnamed content."""
+        publish(capsys, bucket, src, "--git-sha", "abc123")
+        first = record(s3, bucket)
+        edit(src / f"{ALL}.json", description="changed")
+        edit(src / f"{AGENCY}.json", description="changed")
+        extra = ("--git-sha", "def456", "--package-version", "2.4.2")
+        s3.fault = lambda request, index: (
+            "500" if request.path.endswith("/metadata.json") and request.method == "PUT" else None
+        )
+        code, _, err = main(capsys, *publish_args(bucket, PACKAGE, src, *extra))
+        s3.fault = None
+        assert code == 3 and f"release {first['release_id']} is still current" in err, err
+        stopped = err.split("it commits release ")[1].split(",")[0]
+        assert record(s3, bucket) == first
+        s3.clear()
+        publish(capsys, bucket, src, *extra)
+        assert record(s3, bucket)["release_id"] == stopped
+        prefix = f"{ENV}/{PACKAGE}/"
+        assert [k for k in put_keys(s3) if "/objects/" in k] == []  # both manifests were uploaded
+        reads = [r.path for r in s3.requests if r.method == "GET" and "/_releases/objects/" in r.path]
+        assert len(reads) == 1  # the newest unnamed object
+        for dag_id in (ALL, AGENCY):
+            assert stamp_of(served(s3, bucket)[dag_id]) == {
+                "release": stopped,
+                "git_sha": "def456",
+                "package_version": "2.4.2",
+            }
+        named = {
+            f"{prefix}_releases/objects/{e['sha256']}"
+            for r in (first, record(s3, bucket))
+            for e in r["files"].values()
+        }
+        assert set(objects(s3, bucket, f"{prefix}_releases/objects/")) <= named
+
+    def test_a_rerun_from_another_commit_is_a_new_release(self, s3, bucket, src, capsys):
+        """The stopped attempt's stamps name another git sha: the rerun keeps its own id (a stamp
+        stays true) and uploads the changed manifests stamped with it."""
+        publish(capsys, bucket, src, "--git-sha", "abc123")
+        edit(src / f"{ALL}.json", description="changed")
+        s3.fault = lambda request, index: (
+            "500" if request.path.endswith("/metadata.json") and request.method == "PUT" else None
+        )
+        code, _, err = main(capsys, *publish_args(bucket, PACKAGE, src, "--git-sha", "def456"))
+        s3.fault = None
+        assert code == 3, err
+        stopped = err.split("it commits release ")[1].split(",")[0]
+        s3.clear()
+        publish(capsys, bucket, src, "--git-sha", "0fedcba")
+        rerun = record(s3, bucket)["release_id"]
+        assert rerun != stopped and rerun > stopped
+        assert stamp_of(served(s3, bucket)[ALL]) == {"release": rerun, "git_sha": "0fedcba"}
+        assert len([k for k in put_keys(s3) if "/objects/" in k]) == 1
+
     def test_promote_stamps_with_the_target_release_and_the_tested_commit(self, s3, bucket, src, capsys):
         publish(capsys, bucket, src, "--git-sha", "abc123")
         args = ["--bucket", bucket, "--package-name", PACKAGE, "--from", ENV, "--to", "prod"]

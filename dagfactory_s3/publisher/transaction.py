@@ -16,8 +16,9 @@ Nothing a reader trusts is overwritten before the commit (see :mod:`dagfactory_s
    collection of content no kept release names (after a grace period).
 
 An interruption or failure before step 5 leaves the previous release in force and nothing to undo; a
-rerun uploads what is missing: the sources, and the changed manifests stamped anew (a stamp names the
-release that commits it, and the rerun is another release). An interruption after step 5 leaves the new release in
+rerun with the same git sha and package version takes over the stopped attempt's release id (read
+from the newest content object no record names), so its stamped manifests are the bytes already
+uploaded and it uploads only what is missing. An interruption after step 5 leaves the new release in
 force; a rerun (even of the same sources) finishes step 6. ``rollback`` and ``retire`` are publishes of
 an earlier record's files and of no files (a tombstone record).
 """
@@ -287,6 +288,7 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
         plan.warnings.append(f"ignoring unreadable current record: {plan.current.problem}")
     rec = plan.current.record
     if not wanted.stamped:
+        plan.release_id = _stopped_attempt(plan) or plan.release_id
         _stamp(wanted, rec, plan.release_id)
     old = _digests(rec) if rec else {}
     for rest, sha in sorted(wanted.digests().items()):
@@ -304,6 +306,66 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
             plan.uploads[sha] = data
     _check_dag_ids(plan)
     return plan
+
+
+# How many of the newest unnamed content objects a plan reads to find a stopped attempt's release.
+_ATTEMPT_PROBES = 3
+# S3's LastModified against the publisher's clock (published_at): unnamed objects this much older
+# than the current record still count (the release id order decides, see _stopped_attempt).
+_CLOCK_SKEW = 300.0
+
+
+def _epoch(stamp: str) -> float:
+    try:
+        return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _stopped_attempt(plan: ReleasePlan) -> str | None:
+    """The release id a publish stopped before its commit stamped its manifests with, when this plan
+    is a rerun of it, so the rerun's stamped manifests are the bytes already uploaded (no new
+    content, no orphans). None when there is none: the usual case costs no request.
+
+    A stopped attempt leaves content objects no record names, written after the current record's
+    commit (give or take ``_CLOCK_SKEW``). The newest of them (at most three are read) that is a stamped manifest names the
+    attempt's release; it is reused when the stamp's git sha and package
+    version are this publish's (so it stays true) and the id sorts after every release of the
+    package (so history stays in order). A concurrent publish of the same package that adopts it
+    loses nothing: only one conditional commit wins, and content is addressed by its bytes."""
+    rec, wanted = plan.current.record, plan.wanted
+    named = (
+        {n for e in rec.files.values() for n in (e.sha256, e.source.sha256 if e.source else None)}
+        if rec
+        else set()
+    )
+    since = _epoch(rec.published_at) - _CLOCK_SKEW if rec else 0.0
+    unnamed = sorted(
+        (item.modified, rest)
+        for rest, item in plan.listing.items()
+        if rest.startswith(f"{OBJECTS_DIR}/")
+        and rest[len(OBJECTS_DIR) + 1 :] not in named
+        and item.modified >= since
+        and item.size <= manifests.MAX_BYTES + 1024
+    )
+    latest = max([rec.release_id if rec else "", *history_ids(plan.listing, rec)])
+    expected = {
+        k: v for k, v in (("git_sha", wanted.git_sha), ("package_version", wanted.package_version)) if v
+    }
+    for _, rest in reversed(unnamed[-_ATTEMPT_PROBES:]):
+        data = plan.store.get(rest)
+        try:
+            doc = orjson.loads(data) if data else None
+        except orjson.JSONDecodeError:
+            continue
+        provenance = doc.get(manifests.PROVENANCE) if isinstance(doc, dict) else None
+        if not isinstance(provenance, dict):
+            continue  # a source manifest (never stamped), or not a manifest
+        release = provenance.get("release")
+        rest_of = {k: v for k, v in provenance.items() if k != "release"}
+        if isinstance(release, str) and naming.RELEASE_ID_RE.fullmatch(release) and release > latest:
+            return release if rest_of == expected else None
+    return None
 
 
 def _stamp(wanted: Wanted, record: Release | None, release_id: str) -> None:
@@ -487,7 +549,8 @@ def _before_commit(
         f"{cause}before the commit: release {kept} is still current for package {store.package!r}; "
         f"{len(written)} of {len(plan.uploads)} new content object(s) are in {store.url(OBJECTS_DIR)}/ "
         "(named by no record, invisible to readers); rerun the same publish to complete it "
-        "(it uploads what is missing: the changed manifests, stamped with its own release)"
+        f"(with the same --git-sha and --package-version it commits release {plan.release_id}, "
+        "uploading only what is missing)"
     )
 
 
