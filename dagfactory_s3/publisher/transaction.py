@@ -334,6 +334,8 @@ def _stopped_attempt(plan: ReleasePlan) -> str | None:
     package (so history stays in order). A concurrent publish of the same package that adopts it
     loses nothing: only one conditional commit wins, and content is addressed by its bytes."""
     rec, wanted = plan.current.record, plan.wanted
+    if wanted.tombstone:
+        return None
     named = (
         {n for e in rec.files.values() for n in (e.sha256, e.source.sha256 if e.source else None)}
         if rec
