@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from test_publish import main, objects, publish_args, put_keys, run_cli
+from test_publish import _fail_puts_after, main, objects, publish_args, put_keys, run_cli
 
 from dagfactory_s3 import manifest, stub
 from dagfactory_s3.errors import ManifestError
@@ -190,9 +190,7 @@ class TestPublish:
         edit(src / f"{ALL}.json", description="changed")
         edit(src / f"{AGENCY}.json", description="changed")
         extra = ("--git-sha", "def456", "--package-version", "2.4.2")
-        s3.fault = lambda request, index: (
-            "500" if request.path.endswith("/metadata.json") and request.method == "PUT" else None
-        )
+        s3.fault = _fail_puts_after(0, "500", only="/metadata.json")  # the commit refused
         code, _, err = main(capsys, *publish_args(bucket, PACKAGE, src, *extra))
         s3.fault = None
         assert code == 3 and f"release {first['release_id']} is still current" in err, err
@@ -223,9 +221,7 @@ class TestPublish:
         stays true) and uploads the changed manifests stamped with it."""
         publish(capsys, bucket, src, "--git-sha", "abc123")
         edit(src / f"{ALL}.json", description="changed")
-        s3.fault = lambda request, index: (
-            "500" if request.path.endswith("/metadata.json") and request.method == "PUT" else None
-        )
+        s3.fault = _fail_puts_after(0, "500", only="/metadata.json")  # the commit refused
         code, _, err = main(capsys, *publish_args(bucket, PACKAGE, src, "--git-sha", "def456"))
         s3.fault = None
         assert code == 3, err

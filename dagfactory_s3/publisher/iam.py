@@ -54,18 +54,16 @@ def package_policy(
             raise ConfigError(f"--promote-from {source!r} is the role's own environment")
     bucket_arn = f"arn:aws:s3:::{bucket}"
     own = f"{environment}/{package}/"
-    promotion = [
-        {
-            "Sid": "ReadPromotionSources",
-            "Effect": "Allow",
-            "Action": "s3:GetObject",
-            "Resource": [
-                f"{bucket_arn}/{source}/{package}/{rest}"
-                for source in sorted(set(promote_from))
-                for rest in (METADATA, f"{RELEASES_DIR}/*")
-            ],
-        }
-    ]
+    promotion = {
+        "Sid": "ReadPromotionSources",
+        "Effect": "Allow",
+        "Action": "s3:GetObject",
+        "Resource": [
+            f"{bucket_arn}/{source}/{package}/{rest}"
+            for source in sorted(set(promote_from))
+            for rest in (METADATA, f"{RELEASES_DIR}/*")
+        ],
+    }
     return {
         "Version": _VERSION,
         "Statement": [
@@ -95,7 +93,7 @@ def package_policy(
                 "Action": "s3:GetObject",
                 "Resource": f"{bucket_arn}/{environment}/*/{METADATA}",
             },
-            *(promotion if promote_from else []),
+            *([promotion] if promote_from else []),
             {
                 "Sid": "DenyWritesOutsideOwnPrefix",
                 "Effect": "Deny",

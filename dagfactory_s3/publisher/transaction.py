@@ -328,25 +328,22 @@ def _stopped_attempt(plan: ReleasePlan) -> str | None:
     content, no orphans). None when there is none: the usual case costs no request.
 
     A stopped attempt leaves content objects no record names, written after the current record's
-    commit (give or take ``_CLOCK_SKEW``). The newest of them (at most three are read) that is a stamped manifest names the
-    attempt's release; it is reused when the stamp's git sha and package
-    version are this publish's (so it stays true) and the id sorts after every release of the
-    package (so history stays in order). A concurrent publish of the same package that adopts it
-    loses nothing: only one conditional commit wins, and content is addressed by its bytes."""
+    commit (give or take ``_CLOCK_SKEW``). The newest stamped manifest among them (at most
+    ``_ATTEMPT_PROBES`` are read; sources carry no stamp) decides: its release is reused when the
+    stamp's git sha and package version are this publish's (so it stays true) and the id sorts after
+    every release of the package (so history stays in order). A concurrent publish of the same
+    package that adopts it loses nothing: only one conditional commit wins, and content is
+    addressed by its bytes."""
     rec, wanted = plan.current.record, plan.wanted
     if wanted.tombstone:
         return None
-    named = (
-        {n for e in rec.files.values() for n in (e.sha256, e.source.sha256 if e.source else None)}
-        if rec
-        else set()
-    )
+    named = {sha for e in rec.files.values() for sha in e.digests()} if rec else set()
     since = _epoch(rec.published_at) - _CLOCK_SKEW if rec else 0.0
     unnamed = sorted(
         (item.modified, rest)
         for rest, item in plan.listing.items()
-        if rest.startswith(f"{OBJECTS_DIR}/")
-        and rest[len(OBJECTS_DIR) + 1 :] not in named
+        if (sha := naming.sha_of_object(rest))
+        and sha not in named
         and item.modified >= since
         and item.size <= manifests.MAX_BYTES + 1024
     )
@@ -355,18 +352,16 @@ def _stopped_attempt(plan: ReleasePlan) -> str | None:
         k: v for k, v in (("git_sha", wanted.git_sha), ("package_version", wanted.package_version)) if v
     }
     for _, rest in reversed(unnamed[-_ATTEMPT_PROBES:]):
-        data = plan.store.get(rest)
         try:
-            doc = orjson.loads(data) if data else None
+            doc = orjson.loads(plan.store.get(rest) or b"null")
         except orjson.JSONDecodeError:
             continue
-        provenance = doc.get(manifests.PROVENANCE) if isinstance(doc, dict) else None
-        if not isinstance(provenance, dict):
+        stamp = doc.get(manifests.PROVENANCE) if isinstance(doc, dict) else None
+        if not isinstance(stamp, dict):
             continue  # a source manifest (never stamped), or not a manifest
-        release = provenance.get("release")
-        rest_of = {k: v for k, v in provenance.items() if k != "release"}
-        if isinstance(release, str) and naming.RELEASE_ID_RE.fullmatch(release) and release > latest:
-            return release if rest_of == expected else None
+        release = stamp.pop("release", None)
+        fits = isinstance(release, str) and naming.RELEASE_ID_RE.fullmatch(release) and release > latest
+        return release if fits and stamp == expected else None
     return None
 
 
