@@ -1,4 +1,4 @@
-# The README's commands: `make demo`, `make test` and `make test-compat`. The first two create .venv
+# The README's commands: `make demo`, `make test`, `make test-all` and `make test-compat`. The first two create .venv
 # when it is missing; test-compat builds one venv per matrix cell under .compat/ (docs/compat.md).
 PYTHON ?= python3.11
 VENV   := .venv
@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 UPSTREAM       := .venv-upstream
 UPSTREAM_STAMP := $(UPSTREAM)/.installed
 
-.PHONY: demo test test-compat bench bench-bundle lint venv clean wheel wheel-check
+.PHONY: demo test test-durations test-all test-compat bench bench-bundle lint venv clean wheel wheel-check
 
 venv: $(STAMP)
 
@@ -23,8 +23,24 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(BIN)/python -m demo $(DEMO_ARGS)
 
+# `make test`: every test file and behaviour on both cores (pytest-xdist), chaos kill points sampled,
+# any test over 90 s fails (docs/testing.md). `make test-all` (before a release): the whole chaos grid,
+# a 5-minute fuzz and the whole compatibility matrix. `make test-durations`: where the time goes.
+TEST_WORKERS ?= 2
+# loadscope: the tests of one module (of one class, for methods) run on one worker, so a module- or
+# class-scoped fixture (a dag-processor run, the end-to-end stack) is set up once and in order.
+XDIST := -n $(TEST_WORKERS) --dist loadscope
+
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+
+test-durations: $(STAMP)
+	$(BIN)/python -m pytest $(XDIST) --timing-report $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	CHAOS_SAMPLE=0 DAGFACTORY_FUZZ_SECONDS=300 \
+		$(BIN)/python -m pytest $(XDIST) --max-test-seconds=0 --timing-report $(PYTEST_ARGS)
+	$(MAKE) test-compat
 
 # Airflow 3.0-3.3 x Python 3.10-3.13: each cell's venv is rebuilt only when its constraints change.
 # Needs python3.10 ... python3.13 (on PATH or under ~/.pyenv/versions); COMPAT_CELLS picks cells,

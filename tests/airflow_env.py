@@ -13,6 +13,8 @@ from typing import Any
 
 from dagfactory_s3 import stub
 
+from timing import timed
+
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = Path(__file__).resolve().parent / "airflow_probe.py"
 RUN = Path(__file__).resolve().parent / "airflow_run.py"
@@ -55,6 +57,7 @@ def dags_folder_with_examples(dest: Path, manifests: list[Path]) -> Path:
     return dest
 
 
+@timed("Airflow parse probe (fresh interpreter)")
 def probe(dags: Path, home: Path, *, cwd: Path | None = None, **env: str) -> dict:
     """Parse ``dags`` in a fresh interpreter like the dag-processor does; hashes and import errors."""
     out = home / "probe.json"
@@ -68,6 +71,7 @@ def probe(dags: Path, home: Path, *, cwd: Path | None = None, **env: str) -> dic
     return json.loads(out.read_text())
 
 
+@timed("Airflow DAG run (scheduler + task runner)")
 def run_dag(
     home: Path,
     dags: Path,
@@ -95,6 +99,7 @@ def run_airflow(home: Path, dags: Path, *argv: str, **env: str) -> None:
     assert result.returncode == 0, (result.stderr or result.stdout)[-3000:]
 
 
+@timed("dag-processor run")
 def process_once(home: Path, dags: Path, **env: str) -> None:
     """One cycle of the real ``airflow dag-processor`` over ``dags``."""
     run_airflow(home, dags, AIRFLOW, "dag-processor", "-n", "1", **env)
@@ -105,5 +110,6 @@ def db_rows(home: Path, query: str) -> list[tuple]:
         return conn.execute(query).fetchall()
 
 
+@timed("Airflow DB migrate")
 def migrate(home: Path, dags: Path) -> None:
     subprocess.run([AIRFLOW, "db", "migrate"], env=airflow_env(home, dags), check=True, capture_output=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+import timing
 from s3server import MotoServer, Proxy, aws_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--regen-golden", action="store_true", help="rewrite tests/golden/ from the current code"
     )
+    timing.addoption(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    timing.configure(config)
+
+
+# Each report carries the time its test spent per kind of fixture; a test over the limit fails.
+pytest_runtest_makereport = timing.runtest_makereport
 
 
 @pytest.fixture
@@ -95,7 +105,8 @@ def all_examples() -> list[Path]:
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     server = MotoServer()
-    server.start()
+    with timing.kind("moto server start"):
+        server.start()
     yield server
     server.stop()
 
@@ -104,8 +115,10 @@ def moto_server() -> Iterator[MotoServer]:
 def s3(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[Proxy]:
     """A fresh moto state behind a counting proxy; AWS_* env points at the proxy for this test."""
     if moto_server.proc is None or moto_server.proc.poll() is not None:
-        moto_server.start()
-    moto_server.reset()
+        with timing.kind("moto server start"):
+            moto_server.start()
+    with timing.kind("moto reset"):
+        moto_server.reset()
     proxy = Proxy(moto_server.url)
     for key, value in aws_env(proxy.url).items():
         if key.startswith("AWS_"):

@@ -10,16 +10,23 @@ gone) -- and then:
 * a rerun of the same publish exits 0 without uploading content already in S3, and both folders
   then serve the new release.
 
-``CHAOS_STRIDE`` (default 4) tries every stride-th k per way of stopping, each on a different
-residue, so the default run covers every k exactly once across the four ways; ``CHAOS_STRIDE=1``
-tries all four at every k.
+Which k are tried: the whole publish's requests fall into four kinds of kill point -- before the
+first content upload, mid upload, after the last upload up to and including the commit (the record's
+conditional PUT), and after the commit (the ``dags/`` copies and clean-up). ``make test`` tries a
+deterministic sample (``CHAOS_SAMPLE``, default 1): the first and last k of every kind, plus
+``CHAOS_SAMPLE`` k per kind and way of stopping drawn with ``CHAOS_SEED`` (default 20261207, printed
+on failure), so every kind is stopped every way in both scenarios. ``CHAOS_SAMPLE=0`` (``make
+test-all``) tries the whole grid: every ``CHAOS_STRIDE``-th k (default 4) per way of stopping, each on
+a different residue, so every k once across the four ways; ``CHAOS_STRIDE=1`` all four at every k.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -36,14 +43,18 @@ from dagfactory_s3.publisher import cli
 from dagfactory_s3.sync.observe import Log, Metrics
 from dagfactory_s3.sync.reconcile import Reconciler
 
+import timing
 from conftest import EXAMPLES, unstamped
-from s3server import aws_env
+from s3server import Request, aws_env
 
 ENV = "dev"
 PKG = "chaos"
 N_DAGS = int(os.environ.get("CHAOS_DAGS", "50"))
 STRIDE = int(os.environ.get("CHAOS_STRIDE", "4"))
+SAMPLE = int(os.environ.get("CHAOS_SAMPLE", "1"))
+SEED = int(os.environ.get("CHAOS_SEED", "20261207"))
 MODES = ("SIGKILL", "SIGTERM", "SIGINT", "outage")
+PHASES = ("before upload", "mid upload", "after upload, to the commit", "after commit")
 TESTS_DIR = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.slow
@@ -150,9 +161,12 @@ def publish_argv(bucket: str, src: Path) -> list[str]:
     ]
 
 
+@pytest.mark.parametrize("phase", PHASES)
 @pytest.mark.parametrize("scenario", ["first", "update"])
-def test_publisher_stopped_at_every_request_leaves_one_whole_release(s3, tmp_path, forkserver, scenario):
-    """Every kill point and outage point: old or new release, never a mix; a rerun converges."""
+def test_publisher_stopped_at_every_request_leaves_one_whole_release(
+    s3, tmp_path, forkserver, scenario, phase
+):
+    """Every kill point and outage point of one kind: old or new release, never a mix; a rerun converges."""
     direct = boto3.client("s3", endpoint_url=s3.upstream)
     old_src, new_src = tmp_path / "old", tmp_path / "new"
     old = write_sources(old_src, 1) if scenario == "update" else {}
@@ -170,31 +184,63 @@ def test_publisher_stopped_at_every_request_leaves_one_whole_release(s3, tmp_pat
     old_folder = tmp_path / "old-folder"
     assert served(old_folder, seed_bucket) == old
 
-    # How many requests a whole publish makes.
+    # The requests a whole publish makes, and the kind of kill point each one is.
     s3.clear()
     assert cli.main(publish_argv(seed_bucket, new_src)) == 0
-    total = s3.count()
+    phases = phases_of(s3.requests)
+    total = len(phases)
     assert total > 2 * N_DAGS
+    assert set(phases) == set(PHASES), f"a publish without every kind of kill point: {sorted(set(phases))}"
 
-    tried: dict[str, int] = dict.fromkeys(MODES, 0)
+    points = kill_points(phases, scenario, phase)
+    tried = dict.fromkeys(MODES, 0)
     failures = []
-    for k in range(1, total + 1):
-        for offset, mode in enumerate(MODES):
-            if (k - 1) % STRIDE != offset % STRIDE:
-                continue
-            tried[mode] += 1
-            bucket = f"chaos-{scenario}-{mode.lower()}-{k}"
-            direct.create_bucket(Bucket=bucket)
-            for key, data in seed_objects.items():
-                direct.put_object(Bucket=bucket, Key=key, Body=data)
+    for k, mode in points:
+        tried[mode] += 1
+        bucket = f"chaos-{scenario}-{mode.lower()}-{k}"
+        direct.create_bucket(Bucket=bucket)
+        for key, data in seed_objects.items():
+            direct.put_object(Bucket=bucket, Key=key, Body=data)
+        with timing.kind("chaos kill point"):
             problem = _one_kill_point(
                 s3, forkserver, tmp_path, bucket, new_src, old_folder, old, new, k, mode
             )
-            if problem:
-                failures.append(f"{mode} at request {k}/{total}: {problem}")
-    print(f"\nchaos {scenario}: {total} requests per publish; kill points tried: {tried}")
-    assert failures == []
-    assert sum(tried.values()) >= total
+        if problem:
+            failures.append(f"{mode} at request {k}/{total}: {problem}")
+    how = f"CHAOS_SAMPLE={SAMPLE} CHAOS_SEED={SEED}" if SAMPLE else f"whole grid, CHAOS_STRIDE={STRIDE}"
+    print(f"\nchaos {scenario}, {phase}: {total} requests per publish; kill points tried {points} ({how})")
+    assert failures == [], f"{how}: {failures}"
+    ks = [k for k in range(1, total + 1) if phases[k - 1] == phase]
+    if SAMPLE:  # this kind of kill point stopped every way, at its first and last request
+        assert all(tried.values()) and {ks[0], ks[-1]} <= {k for k, _ in points}, (tried, points)
+    else:  # every k of this kind at least once
+        assert {k for k, _ in points} == set(ks)
+
+
+def phases_of(requests: list[Request]) -> list[str]:
+    """The kind of kill point each request of a whole publish is (index k-1 for the k-th request)."""
+    uploads = [i for i, r in enumerate(requests) if r.method == "PUT" and "/_releases/objects/" in r.path]
+    record = f"/{ENV}/{PKG}/metadata.json"
+    (commit,) = [i for i, r in enumerate(requests) if r.method == "PUT" and r.path.endswith(record)]
+    assert uploads and uploads[-1] < commit, requests
+    starts = (uploads[0], uploads[-1] + 1, commit + 1)  # where each kind after the first begins
+    return [PHASES[bisect.bisect_right(starts, i)] for i in range(len(requests))]
+
+
+def kill_points(phases: list[str], scenario: str, phase: str) -> list[tuple[int, str]]:
+    """(k, way of stopping) to try in ``phase``: the whole grid, or the seeded sample (module docstring)."""
+    ks = [k for k in range(1, len(phases) + 1) if phases[k - 1] == phase]
+    if not SAMPLE:
+        return [
+            (k, mode) for k in ks for offset, mode in enumerate(MODES) if (k - 1) % STRIDE == offset % STRIDE
+        ]
+    rng = random.Random(f"{SEED}-{scenario}-{phase}")
+    index = PHASES.index(phase)
+    # The kind's edges, each stopped a different way, and SAMPLE k per way of stopping.
+    points = {(ks[0], MODES[index % len(MODES)]), (ks[-1], MODES[(index + 1) % len(MODES)])}
+    for mode in MODES:
+        points.update((k, mode) for k in rng.sample(ks, min(SAMPLE, len(ks))))
+    return sorted(points)
 
 
 def _one_kill_point(s3, forkserver, tmp_path, bucket, src, old_folder, old, new, k, mode) -> str | None:
@@ -227,7 +273,10 @@ def _one_kill_point(s3, forkserver, tmp_path, bucket, src, old_folder, old, new,
         return f"exit {result}: {text}"
     if mode == "outage" and result.get("exit") not in (0, 3):
         return f"exit {result}: {text}"
-    if result.get("exit") not in (0, None) and "commit" in text and "rerun" not in text:
+    # An error that mentions the commit advises a rerun (warnings, e.g. "generate ... to commit them",
+    # are not the error).
+    error = "\n".join(line for line in text.splitlines() if not line.startswith("warning:"))
+    if result.get("exit") not in (0, None) and "commit" in error and "rerun" not in error:
         return f"no rerun advice: {text}"
 
     fresh, running = tmp_path / f"fresh-{bucket}", tmp_path / f"running-{bucket}"

@@ -26,6 +26,7 @@ import pytest
 
 from dagfactory_s3 import stub
 
+import timing
 from conftest import ROOT
 
 # demo/ is a repository tool, not part of the wheel; `python -m pytest` has the root on sys.path
@@ -113,14 +114,15 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
     )
     watcher = Watcher(stack.dags)
     try:
-        migrate = stack.start_migrate()
-        stack.start_s3()
-        stack.copy_examples()
-        stack.start_sync()
-        watcher.start()
-        stack.wait_migrate(migrate)
-        processor = stack.start_dag_processor()
-        wait_for("the dag-processor to record its job", lambda: stack.db.processor_jobs(), timeout=120)
+        with timing.kind("end-to-end stack start (S3, sidecar, migrate, dag-processor)"):
+            migrate = stack.start_migrate()
+            stack.start_s3()
+            stack.copy_examples()
+            stack.start_sync()
+            watcher.start()
+            stack.wait_migrate(migrate)
+            processor = stack.start_dag_processor()
+            wait_for("the dag-processor to record its job", lambda: stack.db.processor_jobs(), timeout=120)
         yield E2E(stack, processor, watcher, stack.workdir / "IMPORTED")
     finally:
         try:

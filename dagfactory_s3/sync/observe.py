@@ -156,7 +156,10 @@ class HealthServer:
         self.httpd = ThreadingHTTPServer((host, port), Handler)
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, name="dagsync-http", daemon=True)
+        # A 0.1 s poll (not 0.5): stop() on SIGTERM returns as soon as the loop notices the shutdown.
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, args=(0.1,), name="dagsync-http", daemon=True
+        )
 
     def start(self) -> None:
         self.thread.start()
