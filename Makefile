@@ -40,7 +40,7 @@ test-durations: $(STAMP)
 test-all: $(STAMP)
 	CHAOS_SAMPLE=0 DAGFACTORY_FUZZ_SECONDS=300 \
 		$(BIN)/python -m pytest $(XDIST) --max-test-seconds=0 --timing-report $(PYTEST_ARGS)
-	$(MAKE) test-compat
+	$(MAKE) test-compat COMPAT_PYTEST_ARGS="-n $(TEST_WORKERS) --dist loadscope --max-test-seconds=0"
 
 # Airflow 3.0-3.3 x Python 3.10-3.13: each cell's venv is rebuilt only when its constraints change.
 # Needs python3.10 ... python3.13 (on PATH or under ~/.pyenv/versions); COMPAT_CELLS picks cells,

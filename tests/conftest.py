@@ -15,6 +15,9 @@ import pytest
 import timing
 from s3server import MotoServer, Proxy, aws_env
 
+# tests/test_timing.py runs pytest on small test files of its own.
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "packages"
 GOLDEN = Path(__file__).resolve().parent / "golden"

@@ -127,7 +127,7 @@ def runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[Non
     if call.when == "teardown" and limit and total > limit and report.passed:
         report.outcome = "failed"
         report.longrepr = (
-            f"{item.nodeid} took {total:.0f} s (setup + call + teardown), over the {limit:.0f} s limit "
+            f"{item.nodeid} took {total:.0f} s (setup + call + teardown), over the {limit:g} s limit "
             "of one test (--max-test-seconds): make it faster or move it to `make test-all` (docs/testing.md)"
         )
 
