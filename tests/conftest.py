@@ -55,6 +55,12 @@ def pytest_configure(config: pytest.Config) -> None:
     timing.configure(config)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The longest tests (marked ``slow``) first: the workers take them while the many short ones are
+    left to even out the end, so neither worker finishes alone with a 30-60 s test (docs/testing.md)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 # Each report carries the time its test spent per kind of fixture; a test over the limit fails.
 pytest_runtest_makereport = timing.runtest_makereport
 

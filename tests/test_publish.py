@@ -1057,6 +1057,7 @@ def test_a_0_1_bucket_is_served_then_upgraded_by_the_next_publish_and_rolls_back
     assert serve(tmp_path / "b") == {r.split("/")[1]: d for r, d in files.items()}
 
 
+@pytest.mark.slow
 def test_history_rides_in_the_record_or_in_an_object_and_every_kept_release_rolls_back(
     s3, bucket, examples_copy, capsys
 ):

@@ -1026,6 +1026,7 @@ class SnapshotWatcher(threading.Thread):
             time.sleep(0.002)
 
 
+@pytest.mark.slow
 def test_back_to_back_publishes_never_show_a_mixed_release(s3, world, tmp_path, monkeypatch):
     """100 back-to-back publishes of a changing package (every DAG edited, one added or removed each
     time) while a sidecar runs: every directory state a reader sees is exactly one committed release."""

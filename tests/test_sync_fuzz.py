@@ -28,6 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from test_sync import ENV, World, manifest
 from test_sync_process import SYNC, events, http_get, sync_env, wait_for
 
@@ -35,6 +36,8 @@ from dagfactory_s3 import naming, stub
 from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
 
 from s3server import free_port
+
+pytestmark = pytest.mark.slow
 
 SECONDS = float(os.environ.get("DAGFACTORY_FUZZ_SECONDS", "30"))
 SEED = int(os.environ.get("DAGFACTORY_FUZZ_SEED", "20261127"))

@@ -155,10 +155,10 @@ class Collector:
         workers = getattr(self.config.option, "numprocesses", None) or 1
         if self.config.getoption("--timing-report"):
             self.report(write, wall, workers)
-        over = " -- OVER BUDGET" if wall > WALL_BUDGET else ""
+        over = " -- over it" if wall > WALL_BUDGET else ""
         write(
             f"wall time: {wall:.0f} s for {len(self.tests)} tests on {workers} worker(s) "
-            f"(budget {WALL_BUDGET} s){over}"
+            f"(`make test`'s budget: {WALL_BUDGET} s){over}"
         )
 
     def report(self, write: Callable[[str], None], wall: float, workers: int) -> None:
