@@ -24,7 +24,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from dagfactory_s3.errors import RecordConflict, StorageError
+from dagfactory_s3.errors import ConfigError, RecordConflict, StorageError
 
 __all__ = [
     "Listed",
@@ -69,7 +69,15 @@ def client(*, max_pool_connections: int = 16, retries: int | None = None) -> Any
         connect_timeout=5,
         read_timeout=30,
     )
-    return boto3.session.Session().client("s3", config=config)
+    try:
+        return boto3.session.Session().client("s3", config=config)
+    except ValueError as exc:  # botocore: "Invalid endpoint: ...", a malformed region name
+        if "endpoint" in str(exc).lower():
+            raise ConfigError(
+                f"AWS_ENDPOINT_URL (or the profile's endpoint_url): {exc}; give a URL such as "
+                "https://s3.us-east-1.amazonaws.com, or http://127.0.0.1:5000 for a local S3"
+            ) from None
+        raise ConfigError(f"AWS configuration: {exc}") from None
 
 
 def describe(exc: BaseException, bucket: str) -> str:

@@ -474,6 +474,37 @@ class TestPlan:
         assert subprocess.run([*CLI, *missing_flag], env=env_less, capture_output=True).returncode == 1
 
 
+class TestConfigErrors:
+    """A malformed setting is one line and the config exit code, never a traceback."""
+
+    @pytest.mark.parametrize(
+        ("argv", "env", "named"),
+        [
+            (
+                ["validate", "--package-name", PACKAGE, "--dag-path", "."],
+                {"DAGFACTORY_PUBLISHED_BY": " "},
+                "DAGFACTORY_PUBLISHED_BY",
+            ),
+            (
+                ["list", "--bucket", "b", "--environment", ENV, "--package-name", PACKAGE],
+                {"AWS_ENDPOINT_URL": "not a url"},
+                "AWS_ENDPOINT_URL",
+            ),
+        ],
+        ids=["published-by-blank", "endpoint-not-a-url"],
+    )
+    def test_malformed_setting_is_one_line(self, tmp_path, argv, env, named):
+        result = subprocess.run(
+            [*CLI, *argv],
+            env=aws_env("http://127.0.0.1:9") | env,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"error: {named}") and len(result.stderr.splitlines()) == 1
+
+
 class TestList:
     def test_check_fails_on_inconsistency(self, s3, bucket, examples_copy, capsys):
         """list --check exits 0 when S3 matches the record and 1 when a readable copy is gone."""

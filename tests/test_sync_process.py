@@ -242,6 +242,16 @@ def test_config_errors_and_misspelled_variables(s3, world, tmp_path):
     assert typo.returncode == 0
     warning = next(e for e in events(typo.stdout) if e["event"] == "config_warning")
     assert "DAG_SYNC_INTERVALL" in warning["warning"]
+    endpoint = subprocess.run(
+        base,
+        env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV) | {"AWS_ENDPOINT_URL": "not a url"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert endpoint.returncode == 2 and "Traceback" not in endpoint.stderr, endpoint.stderr
+    (error,) = [e for e in events(endpoint.stdout) if e["event"] == "error"]
+    assert error["kind"] == "config" and error["error"].startswith("AWS_ENDPOINT_URL")
 
 
 @pytest.mark.parametrize("flag", ["--help", "--version"])

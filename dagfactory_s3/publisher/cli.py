@@ -59,7 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:  # flags default to their environment twins: a malformed variable is a config error here
+        parser = build_parser()
+    except DagFactoryError as exc:
+        _report(None, exc)
+        return exc.exit_code
     args = parser.parse_args(argv)
     for warning in settings.unknown_variables(os.environ, prefixes=("DAGFACTORY_",)):
         print(f"warning: {warning}", file=sys.stderr)

@@ -251,6 +251,9 @@ def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None)
 
     try:
         reconciler = build()
+    except ConfigError as exc:  # e.g. a malformed AWS_ENDPOINT_URL
+        log("error", level="error", kind="config", error=str(exc))
+        return exc.exit_code
     except (OSError, DagFactoryError) as exc:
         log("error", level="error", kind="startup", error=str(exc))
         return 1
