@@ -27,7 +27,9 @@ __all__ = [
     "add_option",
     "ci_commit",
     "ci_identity",
+    "fill_from_environment",
     "flag_help",
+    "from_environment",
     "markdown_table",
     "release_label",
     "resolve",
@@ -213,30 +215,17 @@ def flag_help(opt: Option) -> str:
     return f"{opt.help} [{twin}default: {opt.shown_default}]"
 
 
-def add_option(
-    parser: argparse.ArgumentParser,
-    name: str,
-    *,
-    environ: Mapping[str, str],
-    help: str | None = None,
-) -> None:
-    """A flag of the table whose default is its environment twin, then the table's default.
+def add_option(parser: argparse.ArgumentParser, name: str, *, help: str | None = None) -> None:
+    """A flag of the table, ``None`` when not given: :func:`fill_from_environment` supplies its
+    environment twin or default once the command line is parsed (the environment is never read while
+    the parser is built, so ``--help`` works whatever the environment holds).
 
     Never an argparse-required flag: its variable may supply it, so ``--help`` shows it as optional
     (``default: none``) and the command that needs it says so when both are unset.
     """
     opt = OPTIONS[name]
-    env_value = environ.get(opt.env, "") if opt.env else ""
-    value = opt.default
-    if env_value:
-        try:
-            value = opt.parse(env_value)
-        except ValueError as exc:
-            raise ConfigError(f"{opt.env}: {exc}") from None
     if opt.switch:
-        parser.add_argument(
-            opt.flag, dest=name, action="store_true", default=bool(value), help=flag_help(opt)
-        )
+        parser.add_argument(opt.flag, dest=name, action="store_true", default=None, help=flag_help(opt))
         return
 
     def parse(text: str) -> Any:
@@ -248,13 +237,32 @@ def add_option(
     parser.add_argument(
         opt.flag,
         dest=name,
-        default=value,
+        default=None,
         type=parse,
         metavar=name.upper(),
         help=flag_help(
             opt._replace(help=help or opt.help, shown=opt.shown or ("none" if opt.default is None else None))
         ),
     )
+
+
+def from_environment(opt: Option, environ: Mapping[str, str]) -> Any:
+    """The setting's environment twin, parsed, else its default. Raises ConfigError naming the variable."""
+    raw = environ.get(opt.env, "") if opt.env else ""
+    if not raw:
+        return opt.default
+    try:
+        return opt.parse(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{opt.env}: {exc}") from None
+
+
+def fill_from_environment(args: argparse.Namespace, environ: Mapping[str, str]) -> None:
+    """After parsing: each setting of the table the command has (:func:`add_option`) and its flag did
+    not give, from its environment twin, then its default."""
+    for name, opt in OPTIONS.items():
+        if getattr(args, name, False) is None:
+            setattr(args, name, from_environment(opt, environ))
 
 
 def resolve(names: Iterable[str], flags: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
@@ -266,16 +274,16 @@ def resolve(names: Iterable[str], flags: Mapping[str, Any], environ: Mapping[str
     values: dict[str, Any] = {}
     for name in names:
         opt = OPTIONS[name]
-        raw, source = flags.get(name), opt.flag
-        if raw is None and opt.env:
-            raw, source = environ.get(opt.env), opt.env
-        if raw is None or raw == "":
+        raw = flags.get(name)
+        if raw is None:
+            values[name] = from_environment(opt, environ)
+        elif raw == "":
             values[name] = opt.default
-            continue
-        try:
-            values[name] = opt.parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        else:
+            try:
+                values[name] = opt.parse(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{opt.flag}: {exc}") from None
     return values
 
 

@@ -481,7 +481,17 @@ class TestConfigErrors:
         ("argv", "env", "named"),
         [
             (
-                ["validate", "--package-name", PACKAGE, "--dag-path", "."],
+                [
+                    "publish",
+                    "--bucket",
+                    "b",
+                    "--environment",
+                    ENV,
+                    "--package-name",
+                    PACKAGE,
+                    "--dag-path",
+                    ".",
+                ],
                 {"DAGFACTORY_PUBLISHED_BY": " "},
                 "DAGFACTORY_PUBLISHED_BY",
             ),
@@ -503,6 +513,16 @@ class TestConfigErrors:
         )
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert result.stderr.startswith(f"error: {named}") and len(result.stderr.splitlines()) == 1
+
+    def test_a_variable_is_read_after_parsing_by_the_commands_that_have_it(self, tmp_path):
+        """A malformed variable never stops --help, nor a command without that setting."""
+        env = os.environ | {"DAGFACTORY_PUBLISHED_BY": " "}
+        result = subprocess.run([*CLI, "publish", "--help"], env=env, capture_output=True, text=True)
+        assert result.returncode == 0 and "DAGFACTORY_PUBLISHED_BY" in result.stdout, result.stderr
+        (tmp_path / f"{GOOD['dag_id']}.json").write_bytes(json.dumps(GOOD).encode())
+        argv = ["validate", "--package-name", PACKAGE, "--dag-path", str(tmp_path)]
+        result = subprocess.run([*CLI, *argv], env=env, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
 
 
 class TestList:

@@ -59,15 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:  # flags default to their environment twins: a malformed variable is a config error here
-        parser = build_parser()
-    except DagFactoryError as exc:
-        _report(None, exc)
-        return exc.exit_code
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     for warning in settings.unknown_variables(os.environ, prefixes=("DAGFACTORY_",)):
         print(f"warning: {warning}", file=sys.stderr)
     try:
+        # The one settings path of both CLIs: flags, then environment variables, read once, after parsing.
+        settings.fill_from_environment(args, os.environ)
         return args.handler(args)
     except DagFactoryError as exc:
         if args.debug:

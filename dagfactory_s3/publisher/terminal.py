@@ -4,7 +4,6 @@ the settings table, text or JSON output, ``--quiet``, and a progress line on a t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
@@ -47,12 +46,13 @@ def command(
 
 
 def add_setting(parser: argparse.ArgumentParser, name: str, *, help: str | None = None) -> None:
-    """A flag of :data:`dagfactory_s3.settings.OPTIONS`, defaulting to its environment twin.
+    """A flag of :data:`dagfactory_s3.settings.OPTIONS`; its environment twin or default is filled in
+    after parsing (:func:`dagfactory_s3.settings.fill_from_environment`, in ``cli.main``).
 
-    Settings a command needs are checked after parsing (:func:`require`): ``--help`` shows them as
-    the optional flags they are when their variable is set.
+    Settings a command needs are checked after that (:func:`require`): ``--help`` shows them as the
+    optional flags they are when their variable is set.
     """
-    settings.add_option(parser, name, environ=os.environ, help=help)
+    settings.add_option(parser, name, help=help)
 
 
 def require(args: argparse.Namespace, *names: str) -> None:
