@@ -25,13 +25,13 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 from dagfactory_s3 import naming
 from dagfactory_s3.errors import ManifestError, Problem
-from dagfactory_s3.loader import API_VERSION
 from dagfactory_s3.manifest import Manifest, Task
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import NOTIFIER_KINDS, Policy
 from dagfactory_s3.schedule import parse_duration, parse_instant
+from dagfactory_s3.stub import API_VERSION
 
-__all__ = ["build_dag", "build_operator", "pod_labels", "render_pods"]
+__all__ = ["build_dag", "pod_labels", "render_pods"]
 
 MANAGED_BY = "dagfactory-s3"
 
@@ -515,11 +515,6 @@ def _expansion(task: Task, kwargs: dict[str, Any], operators: dict[str, Any]) ->
         kwargs.pop("env_vars", None)
         mapped["env_vars"] = [{**static, **item} for item in expand["env"]]
     return mapped
-
-
-def build_operator(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POLICY) -> KubernetesPodOperator:
-    """One KubernetesPodOperator for one resolved, unmapped task (call inside the DAG context)."""
-    return KubernetesPodOperator(**operator_kwargs(manifest, task, policy))
 
 
 def _build_order(manifest: Manifest) -> list[Task]:

@@ -1,4 +1,8 @@
-"""Canonical stubs: the few generated lines of Python that sit next to each manifest."""
+"""Canonical stubs: the few generated lines of Python that sit next to each manifest.
+
+The stub contract in one place: the template (``loader/stub.py.tmpl``), the API version a stub
+calls the loader with, and which versions the loader accepts (``loader/README.md``).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ import re
 from importlib import resources
 
 from dagfactory_s3.errors import ConfigError
-from dagfactory_s3.loader import API_VERSION
 from dagfactory_s3.naming import manifest_of
 
-__all__ = ["is_canonical", "render", "stub_for"]
+__all__ = ["API_VERSION", "SUPPORTED_APIS", "is_canonical", "render", "stub_for"]
+
+# The ``api=`` a generated stub passes to ``load_dag``; the loader accepts every version here.
+API_VERSION = 1
+SUPPORTED_APIS = frozenset({1})
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*\.json$")
 

@@ -12,16 +12,14 @@ from typing import TYPE_CHECKING
 
 from dagfactory_s3 import naming
 from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
+from dagfactory_s3.stub import API_VERSION, SUPPORTED_APIS
 
 if TYPE_CHECKING:
     from airflow.sdk import DAG  # noqa: TID251  (type only; never imported at run time)
 
     from dagfactory_s3.manifest import Manifest
 
-__all__ = ["API_VERSION", "SUPPORTED_APIS", "load_dag", "warm"]
-
-API_VERSION = 1
-SUPPORTED_APIS = frozenset({1})
+__all__ = ["API_VERSION", "SUPPORTED_APIS", "load_dag", "warm"]  # the versions: dagfactory_s3.stub
 
 
 def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
