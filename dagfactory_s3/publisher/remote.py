@@ -440,15 +440,17 @@ def _apply(args: argparse.Namespace, plan: ReleasePlan, verb: str, stop: Stop, *
         )
         return pending
     bar = Progress("uploading", len(plan.uploads), tty=_tty(args), quiet=args.quiet)
-    record = execute(
-        plan,
-        keep=getattr(args, "keep", DEFAULT_KEEP),
-        parallelism=args.parallelism,
-        progress=bar,
-        stop=stop,
-        gc_grace=getattr(args, "gc_grace", DEFAULT_GC_GRACE),
-    )
-    bar.close()
+    try:
+        record = execute(
+            plan,
+            keep=getattr(args, "keep", DEFAULT_KEEP),
+            parallelism=args.parallelism,
+            on_upload=bar.step,
+            stop=stop,
+            gc_grace=getattr(args, "gc_grace", DEFAULT_GC_GRACE),
+        )
+    finally:  # the line ends before any error is printed
+        bar.close()
     data.update(dry_run=False, changed=record is not None)
     if record is None:
         data["release_id"] = data["current_release_id"]

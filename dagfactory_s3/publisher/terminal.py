@@ -127,7 +127,7 @@ class Progress:
     def close(self) -> None:
         if not self.enabled:
             return
-        self.enabled = False  # once: the engine closes it on failure, the command after success
+        self.enabled = False  # once
         if self.tty:
             print(f"\r\x1b[K{self._line()}", file=sys.stderr, flush=True)
         else:

@@ -53,7 +53,6 @@ from dagfactory_s3.errors import (
 from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_name, release_id_of
 from dagfactory_s3.publisher.scan import override_problems, scan
 from dagfactory_s3.publisher.store import Current, PackageStore
-from dagfactory_s3.publisher.terminal import Progress
 from dagfactory_s3.release import CONTENT_OBJECTS, DELTA_LIMIT, Earlier, FileEntry, Origin, Release
 from dagfactory_s3.s3 import Listed
 
@@ -449,35 +448,31 @@ def execute(
     *,
     keep: int = DEFAULT_KEEP,
     parallelism: int = DEFAULT_PARALLELISM,
-    progress: bool | Progress = False,
+    on_upload: Callable[[int], None] | None = None,
     stop: Stop | None = None,
     gc_grace: float = DEFAULT_GC_GRACE,
 ) -> Release | None:
     """Apply ``plan``. Returns the committed record, or None when the current record already is it
-    (then only the after-commit steps run, repairing what an interrupted publish left undone)."""
+    (then only the after-commit steps run, repairing what an interrupted publish left undone).
+    ``on_upload(size)`` is called (from the upload threads) after each content object is written:
+    the caller's progress report; the engine draws nothing."""
     store, current = plan.store, plan.current
     stop = stop or Stop()
     if plan.noop:
         _after_commit(plan, current.record, keep=keep, parallelism=parallelism, stop=stop, gc_grace=gc_grace)
         return None
-    bar = (
-        progress
-        if isinstance(progress, Progress)
-        else Progress("uploading", len(plan.uploads), tty=progress, quiet=not progress)
-    )
     versions: dict[str, str | None] = {}  # sha -> VersionId of what this publish wrote (versioned buckets)
 
     def upload(sha: str) -> None:
         versions[sha] = store.put(object_name(sha), plan.uploads[sha])
-        bar.step(len(plan.uploads[sha]))
+        if on_upload:
+            on_upload(len(plan.uploads[sha]))
 
     kept = current.record.release_id if current.record else "none"
     try:
         parallel(upload, sorted(plan.uploads), parallelism, stop)
     except DagFactoryError as exc:
-        bar.close()
         raise _before_commit(type(exc), f"{exc}\n", plan, versions, kept) from exc
-    bar.close()
     if stop.requested:
         raise _before_commit(stop.interrupted, "", plan, versions, kept)
 
