@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -350,11 +351,19 @@ def _old_manifest(store: PackageStore, plan: ReleasePlan, rest: str) -> Any:
         return None
 
 
-def dag_changes(args: argparse.Namespace, plan: ReleasePlan, *, fields: bool) -> list[dict[str, Any]]:
+def dag_changes(
+    plan: ReleasePlan,
+    *,
+    fields: bool,
+    parallelism: int = DEFAULT_PARALLELISM,
+    reading: Callable[[int], Callable[[], None]] | None = None,
+) -> list[dict[str, Any]]:
     """One entry per DAG that changes: ``{dag_id, action: add|change|delete, changes: [...]}``.
 
     ``fields``: diff each changed manifest against the current one (a GET each); a publish that is
     not a dry run skips that and lists the DAGs only, so it sends no more requests than it needs.
+    ``reading(n)``, when given, is told how many manifests will be read and returns the callback
+    called after each read (the caller's progress report).
     """
     actions: dict[str, str] = {}
     for kind, files in (("add", plan.add), ("change", plan.update), ("delete", plan.delete)):
@@ -364,9 +373,8 @@ def dag_changes(args: argparse.Namespace, plan: ReleasePlan, *, fields: bool) ->
                 actions[dag_id] = kind
     updated = [f"{DAGS_DIR}/{d}.json" for d, a in sorted(actions.items()) if a == "change"]
     updated = [r for r in updated if r in plan.update] if fields else []
-    bar = Progress("reading", len(updated), tty=_tty(args), quiet=args.quiet or len(updated) < 20)
-    olds = parallel(lambda r: (_old_manifest(plan.store, plan, r), bar.step()), updated, args.parallelism)
-    bar.close()
+    step = reading(len(updated)) if reading else (lambda: None)
+    olds = parallel(lambda r: (_old_manifest(plan.store, plan, r), step()), updated, parallelism)
     before = {r: old for r, (old, _) in zip(updated, olds, strict=True)}
     out = []
     for dag_id, action in sorted(actions.items()):
@@ -408,7 +416,17 @@ def _plan_lines(dags: list[dict[str, Any]]) -> list[str]:
 
 
 def _plan_data(args: argparse.Namespace, plan: ReleasePlan) -> dict[str, Any]:
-    dags = dag_changes(args, plan, fields=args.dry_run)
+    bars: list[Progress] = []
+
+    def reading(total: int) -> Callable[[], None]:
+        bars.append(Progress("reading", total, tty=_tty(args), quiet=args.quiet or total < 20))
+        return bars[-1].step
+
+    try:
+        dags = dag_changes(plan, fields=args.dry_run, parallelism=args.parallelism, reading=reading)
+    finally:
+        for bar in bars:
+            bar.close()
     return {
         "ok": True,
         **plan.to_dict(),
