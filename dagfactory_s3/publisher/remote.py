@@ -416,16 +416,17 @@ def _plan_lines(dags: list[dict[str, Any]]) -> list[str]:
 
 
 def _plan_data(args: argparse.Namespace, plan: ReleasePlan) -> dict[str, Any]:
-    bars: list[Progress] = []
+    bar: Progress | None = None
 
     def reading(total: int) -> Callable[[], None]:
-        bars.append(Progress("reading", total, tty=_tty(args), quiet=args.quiet or total < 20))
-        return bars[-1].step
+        nonlocal bar
+        bar = Progress("reading", total, tty=_tty(args), quiet=args.quiet or total < 20)
+        return bar.step
 
     try:
         dags = dag_changes(plan, fields=args.dry_run, parallelism=args.parallelism, reading=reading)
     finally:
-        for bar in bars:
+        if bar:
             bar.close()
     return {
         "ok": True,
