@@ -171,26 +171,17 @@ def test_publisher_stopped_at_every_request_leaves_one_whole_release(
     old_src, new_src = tmp_path / "old", tmp_path / "new"
     old = write_sources(old_src, 1) if scenario == "update" else {}
     new = write_sources(new_src, 2)
-
-    # The starting bucket (and the folder a running sidecar would hold), made once and copied per k.
-    seed_bucket = f"seed-{scenario}"
-    direct.create_bucket(Bucket=seed_bucket)
-    if old:
-        assert cli.main(publish_argv(seed_bucket, old_src)) == 0
-    seed_objects = {}
-    for page in direct.get_paginator("list_objects_v2").paginate(Bucket=seed_bucket):
-        for item in page.get("Contents", []):
-            seed_objects[item["Key"]] = direct.get_object(Bucket=seed_bucket, Key=item["Key"])["Body"].read()
-    old_folder = tmp_path / "old-folder"
-    assert served(old_folder, seed_bucket) == old
-
-    # The requests a whole publish makes, and the kind of kill point each one is.
-    s3.clear()
-    assert cli.main(publish_argv(seed_bucket, new_src)) == 0
-    phases = phases_of(s3.requests)
+    seed_objects, phases = seeded(s3, direct, scenario, old_src, new_src)
     total = len(phases)
-    assert total > 2 * N_DAGS
-    assert set(phases) == set(PHASES), f"a publish without every kind of kill point: {sorted(set(phases))}"
+
+    def fill(bucket: str) -> None:  # the starting bucket, copied
+        direct.create_bucket(Bucket=bucket)
+        for key, data in seed_objects.items():
+            direct.put_object(Bucket=bucket, Key=key, Body=data)
+
+    fill(f"start-{scenario}")  # and the folder a running sidecar would hold
+    old_folder = tmp_path / "old-folder"
+    assert served(old_folder, f"start-{scenario}") == old
 
     points = kill_points(phases, scenario, phase)
     tried = dict.fromkeys(MODES, 0)
@@ -198,9 +189,7 @@ def test_publisher_stopped_at_every_request_leaves_one_whole_release(
     for k, mode in points:
         tried[mode] += 1
         bucket = f"chaos-{scenario}-{mode.lower()}-{k}"
-        direct.create_bucket(Bucket=bucket)
-        for key, data in seed_objects.items():
-            direct.put_object(Bucket=bucket, Key=key, Body=data)
+        fill(bucket)
         with timing.kind("chaos kill point"):
             problem = _one_kill_point(
                 s3, forkserver, tmp_path, bucket, new_src, old_folder, old, new, k, mode
@@ -215,6 +204,32 @@ def test_publisher_stopped_at_every_request_leaves_one_whole_release(
         assert all(tried.values()) and {ks[0], ks[-1]} <= {k for k, _ in points}, (tried, points)
     else:  # every k of this kind at least once
         assert {k for k, _ in points} == set(ks)
+
+
+# Per scenario, once per process (the four kinds of kill point are four tests): the starting bucket's
+# objects, and the kind of kill point each request of a whole publish onto it is.
+_SEEDS: dict[str, tuple[dict[str, bytes], list[str]]] = {}
+
+
+def seeded(s3, direct, scenario: str, old_src: Path, new_src: Path) -> tuple[dict[str, bytes], list[str]]:
+    if scenario not in _SEEDS:
+        bucket = f"seed-{scenario}"
+        direct.create_bucket(Bucket=bucket)
+        if scenario == "update":
+            assert cli.main(publish_argv(bucket, old_src)) == 0
+        objects = {}
+        for page in direct.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                objects[item["Key"]] = direct.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        s3.clear()
+        assert cli.main(publish_argv(bucket, new_src)) == 0
+        phases = phases_of(s3.requests)
+        assert len(phases) > 2 * N_DAGS
+        assert set(phases) == set(PHASES), (
+            f"a publish without every kind of kill point: {sorted(set(phases))}"
+        )
+        _SEEDS[scenario] = objects, phases
+    return _SEEDS[scenario]
 
 
 def phases_of(requests: list[Request]) -> list[str]:
