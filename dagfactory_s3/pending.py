@@ -14,16 +14,16 @@ No Airflow import: the loader calls this before the factory.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from dagfactory_s3 import fs, s3
+from dagfactory_s3 import s3
 from dagfactory_s3.errors import DagFactoryError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES
+from dagfactory_s3.serve.cache import ContentCache
 
 __all__ = ["PENDING_FILE", "fetch", "write"]
 
@@ -61,24 +61,20 @@ def fetch(manifest_path: str, client: Any = None) -> bool:
     if not entry:
         return False
     sha, key, bucket = entry["sha256"], entry["key"], doc["bucket"]
-    cached = (package_dir / doc["cache"]).resolve() / sha[:2] / sha
-    if not cached.is_file():
+    cache = ContentCache((package_dir / doc["cache"]).resolve())
+    cached = cache.path(sha)
+    if not cache.has(sha):  # another task on this machine may have fetched it: no client, no request
         try:
-            got = s3.get(
+            cache.fetch(
                 client or s3.client(),
                 bucket,
                 key,
+                sha,
                 version_id=entry.get("version_id"),
                 max_bytes=MAX_BYTES,
-                missing_ok=True,
             )
         except DagFactoryError as exc:
             raise SyncError(f"{path}: cannot fetch this version's manifest: {exc}") from None
-        if got is None or hashlib.sha256(got.data).hexdigest() != sha:
-            why = "is missing" if got is None else f"does not match the recorded sha256 {sha}"
-            raise SyncError(f"{path}: cannot fetch this version's manifest: s3://{bucket}/{key} {why}")
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        fs.atomic_write(cached, got.data, mode=0o444, sync_dir=False)
     with contextlib.suppress(FileExistsError):  # another task on this machine linked it first
         os.link(cached, path)
     return True

@@ -175,6 +175,21 @@ class Release:
                 **{f: getattr(e, f) for f in _SHARED},
             )
 
+    def identity_problem(self, package: str, environment: str, release_id: str | None = None) -> str:
+        """Why this record may not stand at ``package``'s prefix in ``environment`` (and, when given, as
+        ``release_id``); '' when it may. A record naming another package, environment or id is refused
+        by every reader: it would serve (or replace) what belongs to someone else."""
+        if (self.package, self.environment) == (package, environment) and release_id in (
+            None,
+            self.release_id,
+        ):
+            return ""
+        named = f"package {self.package!r} in environment {self.environment!r}"
+        must = f"{package!r} in {environment!r}"
+        if release_id is not None and release_id != self.release_id:
+            named, must = f"release {self.release_id} of {named}", f"release {release_id} of {must}"
+        return f"release record names {named}; it must be {must}"
+
     def whole(self) -> Release:
         """This release without its embedded history: what a history object holds."""
         return replace(self, history=())

@@ -153,10 +153,14 @@ def list_objects(
     *,
     page_size: int = 1000,
     on_page: Callable[[], None] | None = None,
+    delimiter: str | None = None,
 ) -> dict[str, Listed]:
-    """Every object under ``prefix`` by key, or StorageError: a partial listing is never returned."""
+    """Every object under ``prefix`` by key (with ``delimiter``, only those not below a further
+    delimiter), or StorageError: a partial listing is never returned."""
     out: dict[str, Listed] = {}
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
+    if delimiter:
+        kwargs["Delimiter"] = delimiter
     while True:
         with storage_errors(bucket):
             page = s3.list_objects_v2(**kwargs)

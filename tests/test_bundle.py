@@ -366,7 +366,7 @@ def test_stale_versions_are_cleaned(s3, bucket, tmp_path, monkeypatch):
     """Airflow removes a versioned bundle's unused worker versions; the bundle keeps a few dag-processor
     trees and drops cached content no tree links any more."""
     processor = bundle(tmp_path / "node", monkeypatch, bucket)
-    processor.cache_grace = 0
+    processor.versions.cache_grace = 0
     versions = []
     for tag in ("2.5.0", "2.5.1", "2.5.2", "2.5.3", "2.5.4"):
         publish(bucket, package_dir(tmp_path, SEEDER, tag), SEEDER)

@@ -890,7 +890,7 @@ def test_copy_of_examples_is_not_mutated():
 @pytest.mark.parametrize("suffix", ["\n", "\r\n", "\x00"])
 def test_keys_with_trailing_control_characters_are_refused(suffix):
     """A key ending in a newline (S3 allows it; a regex `$` would not notice) is refused, not served."""
-    from dagfactory_s3.sync.policy import classify_key
+    from dagfactory_s3.serve.rules import classify_key
 
     verdict = classify_key(ENV, f"{ENV}/demo/dags/demo_x.json{suffix}")
     assert verdict.kind == "refuse" and "characters outside" in verdict.reason

@@ -113,9 +113,9 @@ class PackageStore:
     def current(self) -> Current:
         """The current record (``metadata.json``) and its ETag."""
         record, etag, problem = self._record(self.prefix + METADATA, missing_ok=True)
-        if record and (record.package != self.package or record.environment != self.environment):
-            where = f"names package {record.package!r} in {record.environment!r}"
-            return Current(None, etag, f"{self.url(METADATA)}: {where}")
+        why = record.identity_problem(self.package, self.environment) if record else ""
+        if why:
+            return Current(None, etag, f"{self.url(METADATA)}: {why}")
         return Current(record, etag, problem)
 
     def history(self, release_id: str) -> Release:

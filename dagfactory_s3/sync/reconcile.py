@@ -6,7 +6,7 @@ A cycle has four steps, each of which can only *narrow* what gets applied:
    the cycle with nothing changed (fail-static);
 2. **plan** -- per package, the files it should have: exactly its release record when it has a
    ``metadata.json``, else a mirror of its ``dags/``; keys, stubs and DAG ids are checked here
-   (:mod:`dagfactory_s3.sync.policy`), and a DAG id keeps serving from the package that has it;
+   (:mod:`dagfactory_s3.serve.rules`), and a DAG id keeps serving from the package that has it;
 3. **fetch** -- GET only objects whose sha256 (release) or ETag (mirror) differs from what is on
    disk, verify every byte, check manifest ownership; a release that S3 does not match yet (publish
    in flight) or that could not be read keeps the last applied release, whole;
@@ -37,20 +37,24 @@ from dagfactory_s3 import fs, naming, s3
 from dagfactory_s3 import release as releases
 from dagfactory_s3.errors import DagFactoryError, RecordError, StorageError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
-from dagfactory_s3.sync.observe import Log, Metrics
-from dagfactory_s3.sync.policy import (
+from dagfactory_s3.serve.rules import (
+    MAX_PYTHON_BYTES,
+    MAX_RECORD_BYTES,
     KeyClass,
     canonical_stub,
     check_manifest,
     claim,
     classify_key,
+    manifest_too_large,
+    read_record,
+    served_files,
     too_many_deletions,
 )
+from dagfactory_s3.sync.observe import Log, Metrics
 from dagfactory_s3.sync.state import Applied, Mode, PackageState, State, StrEnum
 
 __all__ = ["Cycle", "CycleReport", "PackagePlan", "Reconciler", "Status", "Want", "WantKind"]
 
-_MAX_RECORD_BYTES = 8 * 1024 * 1024
 # Beside each package's live dags/: the next release being built, and the fallback swap's old copy.
 # The package's .airflowignore keeps Airflow out of both.
 STAGING_DIR = ".dags-next"
@@ -59,7 +63,6 @@ AIRFLOW_IGNORE = naming.SYNC_IGNORE_FILE
 IGNORE_PATTERNS = (
     naming.SYNC_IGNORE_HEADER + f": its staging directories\n{STAGING_DIR}\n{OLD_DIR}\n".encode()
 )
-_MAX_PYTHON_BYTES = 4 * 1024 * 1024
 # S3 answers about one object, not about reaching S3 (see Reconciler._error).
 # Errors writing the dags folder that say the volume is in trouble (full, read-only), not a package.
 _DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM})
@@ -344,42 +347,17 @@ class Reconciler:
         plan.release_id, plan.tombstone, plan.content = record.release_id, record.tombstone, record.content
         if record.tombstone:
             return plan
-        manifests = {rest for rest in record.files if rest.endswith(".json")}
-        for rest in sorted(record.files):
-            want = self._release_want(cycle, plan, rest, record.files[rest], manifests)
-            if want is not None:
-                plan.wants[rest] = want
+        served, refused = served_files(record, self.env, allow_python=self.allow_python)
+        for no in refused:
+            reason = f"{no.reason} (see --allow-python)" if no.kind == "python" else no.reason
+            self._refuse_want(cycle, plan, no.key, no.sha256, no.kind, reason)
+        for f in served:
+            kind = WantKind.PYTHON if f.python else WantKind.MANIFEST
+            want = Want(f.rest, kind, f.key, None, f.sha256, f.size, f.version_id)
+            want.source = f.source if f.source != f.key else None
+            plan.wants[f.rest] = want
         self._add_stubs(plan)
         return plan
-
-    def _release_want(
-        self, cycle: Cycle, plan: PackagePlan, rest: str, entry: releases.FileEntry, manifests: set[str]
-    ) -> Want | None:
-        """What to GET for one recorded file; None when it is refused or is the canonical stub."""
-        key = naming.package_prefix(self.env, plan.package) + rest
-        cls = classify_key(self.env, key)
-        if cls.kind != "dag":
-            self._refuse_want(cycle, plan, key, entry.sha256, "key", cls.reason or "not a DAG file")
-            return None
-        if rest.endswith(".json") and entry.size > MANIFEST_MAX_BYTES:
-            reason = f"manifest is larger than {MANIFEST_MAX_BYTES} bytes"
-            self._refuse_want(cycle, plan, key, entry.sha256, "content", reason)
-            return None
-        kind = WantKind.MANIFEST
-        if rest.endswith(".py"):
-            _, stub_sha, _ = canonical_stub(cls.name)
-            if entry.sha256 == stub_sha and naming.manifest_of(rest) in manifests:
-                return None  # the canonical stub: _add_stubs writes it without a GET
-            if not self.allow_python or entry.size > _MAX_PYTHON_BYTES or plan.content:
-                why = "stub without its manifest" if entry.sha256 == stub_sha else "not the canonical stub"
-                reason = f"{why}; only generated stubs are served (see --allow-python)"
-                self._refuse_want(cycle, plan, key, entry.sha256, "python", reason)
-                return None
-            kind = WantKind.PYTHON
-        want = Want(rest, kind, key, None, entry.sha256, entry.size, entry.version_id)
-        if plan.content == releases.CONTENT_OBJECTS:  # immutable, by digest; never the readable copy
-            want.source = naming.package_prefix(self.env, plan.package) + naming.object_name(entry.sha256)
-        return want
 
     def _plan_unreleased(self, cycle: Cycle, name: str) -> PackagePlan:
         """DAG files but no release record: serve nothing new, keep what is applied (fail-static).
@@ -405,8 +383,7 @@ class Reconciler:
         for rest, (cls, obj) in sorted(files.items()):
             if cls.is_manifest:
                 if obj.size > MANIFEST_MAX_BYTES:
-                    reason = f"manifest is larger than {MANIFEST_MAX_BYTES} bytes"
-                    self._refuse_want(cycle, plan, obj.key, obj.etag, "content", reason)
+                    self._refuse_want(cycle, plan, obj.key, obj.etag, "content", manifest_too_large())
                     continue
                 plan.wants[rest] = Want(rest, WantKind.MANIFEST, obj.key, obj.etag, size=obj.size)
         for rest, (cls, obj) in sorted(files.items()):
@@ -419,7 +396,7 @@ class Reconciler:
                 canonical = False  # a multipart/KMS ETag cannot tell, but the size can
             if canonical and has_manifest:
                 continue
-            if self.allow_python and obj.size <= _MAX_PYTHON_BYTES:
+            if self.allow_python and obj.size <= MAX_PYTHON_BYTES:
                 plan.wants[rest] = Want(rest, WantKind.PYTHON, obj.key, obj.etag, size=obj.size)
             elif canonical is None and has_manifest:
                 plan.wants[rest] = Want(
@@ -453,17 +430,12 @@ class Reconciler:
         if cached and cached[0] == meta.etag:
             raw = cached[1].encode()
         else:
-            if meta.size > _MAX_RECORD_BYTES:
-                raise SyncError(f"{meta.key}: release record is larger than {_MAX_RECORD_BYTES} bytes")
-            raw, etag = self._get(meta.key, None, _MAX_RECORD_BYTES)
+            if meta.size > MAX_RECORD_BYTES:
+                raise SyncError(f"{meta.key}: release record is larger than {MAX_RECORD_BYTES} bytes")
+            raw, etag = self._get(meta.key, None, MAX_RECORD_BYTES)
             self.state.records[name] = (etag or meta.etag, raw.decode("utf-8", "replace"))
             cycle.state_dirty = True
-        record = releases.Release.from_json(raw, file=meta.key)
-        if record.package != name or record.environment != self.env:
-            raise SyncError(
-                f"{meta.key}: release record names package {record.package!r} in environment "
-                f"{record.environment!r}; it must be {name!r} in {self.env!r}"
-            )
+        record = read_record(raw, key=meta.key, package=name, environment=self.env)
         return record
 
     def _claim(self, cycle: Cycle) -> None:
@@ -631,7 +603,7 @@ class Reconciler:
             return want.size  # release mode: the record names the exact size
         if want.verify_stub:
             return len(canonical_stub(_name(want.rest))[0])
-        return MANIFEST_MAX_BYTES if want.kind is WantKind.MANIFEST else _MAX_PYTHON_BYTES
+        return MANIFEST_MAX_BYTES if want.kind is WantKind.MANIFEST else MAX_PYTHON_BYTES
 
     def _refuse_object(
         self, cycle: Cycle, plan: PackagePlan, want: Want, etag: str, kind: str, reason: str

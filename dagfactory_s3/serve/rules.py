@@ -1,7 +1,7 @@
-"""What the sync sidecar lets into the dags folder: S3 keys, manifests and Python files.
+"""What may be served from S3 into Airflow: keys, release records, manifests and Python files.
 
-Pure functions, no I/O: every security rule of the sidecar is here, so it can be read (and tested)
-in one place. The rules:
+Pure functions, no I/O: every security rule of serving is here, read by both ways of serving (the
+sidecar's reconcile and the versioned bundle), so it can be read (and tested) in one place. The rules:
 
 * only ``<env>/<package>/dags/<dag_id>.json|.py`` can reach the dags folder; the character set is so
   narrow that ``..``, absolute paths, backslashes and odd characters cannot occur in a served path;
@@ -9,6 +9,9 @@ in one place. The rules:
   and ``dag_id`` must match its prefix and file name (ownership);
 * a ``.py`` is served only when it is byte-identical to the canonical stub (the sidecar writes the
   stub itself), unless the operator opted into ``--allow-python`` for legacy packages;
+* a release record is read within :data:`MAX_RECORD_BYTES` and must name the package, environment
+  (and release id) it stands for; a recorded file is served by :func:`served_files`, from the
+  immutable content object when the record has one (never a readable copy another write could change);
 * a manifest that is correctly named and owned but otherwise invalid is *served*, so Airflow records
   exactly one import error for it; content that is not UTF-8 JSON text is refused, because Airflow
   also loads non-``.py`` files that are zip archives.
@@ -23,8 +26,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from dagfactory_s3 import manifest as manifests
-from dagfactory_s3 import stub
-from dagfactory_s3.errors import ManifestError
+from dagfactory_s3 import naming, stub
+from dagfactory_s3 import release as releases
+from dagfactory_s3.errors import ManifestError, SyncError
 from dagfactory_s3.naming import (
     DAGS_DIR,
     METADATA,
@@ -36,14 +40,24 @@ from dagfactory_s3.naming import (
 )
 
 __all__ = [
+    "MAX_PYTHON_BYTES",
+    "MAX_RECORD_BYTES",
     "KeyClass",
     "ManifestVerdict",
+    "Refusal",
+    "ServedFile",
     "canonical_stub",
     "check_manifest",
     "claim",
     "classify_key",
+    "manifest_too_large",
+    "read_record",
+    "served_files",
     "too_many_deletions",
 ]
+
+MAX_RECORD_BYTES = 8 * 1024 * 1024  # a release record (metadata.json or a history object)
+MAX_PYTHON_BYTES = 4 * 1024 * 1024  # a non-canonical .py, served only with the sidecar's --allow-python
 
 _PRINTABLE_KEY = re.compile(r"^[A-Za-z0-9._/=+-]+$")
 # JSON text never contains these; a zip archive's records (which Airflow would import) always do.
@@ -123,7 +137,7 @@ class ManifestVerdict:
 def check_manifest(raw: bytes, *, key: str, package: str, stem: str) -> ManifestVerdict:
     """Decide whether the manifest bytes at ``key`` (``<package>/dags/<stem>.json``) are served."""
     if len(raw) > manifests.MAX_BYTES:
-        return ManifestVerdict(False, f"manifest is larger than {manifests.MAX_BYTES} bytes")
+        return ManifestVerdict(False, manifest_too_large())
     if _CONTROL.search(raw):
         return ManifestVerdict(False, "manifest is not JSON text (contains control bytes)")
     try:
@@ -177,3 +191,88 @@ def too_many_deletions(served: int, deleted: int, added: int, fraction: float) -
     them) shrink what is served by more than ``fraction`` at once? A listing that lost objects looks
     exactly like a mass delete."""
     return bool(served and deleted and deleted - added > fraction * served)
+
+
+def manifest_too_large() -> str:
+    """The refusal of a manifest over the size limit, whoever measured it (record, listing or body)."""
+    return f"manifest is larger than {manifests.MAX_BYTES} bytes"
+
+
+def read_record(
+    raw: bytes, *, key: str, package: str, environment: str, release_id: str | None = None
+) -> releases.Release:
+    """The release record in ``raw`` (read from ``key``), checked to stand for ``package`` in
+    ``environment`` (and ``release_id``). Raises RecordError (not a record) or SyncError (another
+    package's, environment's or release's record), both naming ``key``."""
+    if len(raw) > MAX_RECORD_BYTES:
+        raise SyncError(f"{key}: release record is larger than {MAX_RECORD_BYTES} bytes")
+    record = releases.Release.from_json(raw, file=key)
+    why = record.identity_problem(package, environment, release_id)
+    if why:
+        raise SyncError(f"{key}: {why}")
+    return record
+
+
+@dataclass(frozen=True)
+class ServedFile:
+    """One recorded file that is served: ``rest`` (``dags/<name>``) with the content the record names,
+    fetched from ``source`` (the immutable content object, or the ``dags/`` key of a 0.1 record)."""
+
+    rest: str
+    key: str  # the file's readable key under dags/ (what logs and refusals name)
+    source: str
+    sha256: str
+    size: int
+    version_id: str | None
+    python: bool = False  # a non-canonical .py (the sidecar's --allow-python only)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A recorded file that is not served: ``kind`` (key, content or python) and why."""
+
+    key: str
+    sha256: str
+    kind: str
+    reason: str
+
+
+def served_files(
+    record: releases.Release, environment: str, *, allow_python: bool = False
+) -> tuple[list[ServedFile], list[Refusal]]:
+    """What one release serves, and what it may not (sorted by file).
+
+    Only ``dags/<dag_id>.json|.py`` keys that belong to the package; a manifest within the size limit;
+    a recorded ``.py`` only when it is the canonical stub of a served manifest -- which is then *not*
+    listed, because whoever serves writes the stub itself -- or, with ``allow_python`` (never for a
+    record whose content is immutable objects), any ``.py`` within :data:`MAX_PYTHON_BYTES`.
+    """
+    prefix = naming.package_prefix(environment, record.package)
+    manifest_rests = {rest for rest in record.files if rest.endswith(".json")}
+    served: list[ServedFile] = []
+    refused: list[Refusal] = []
+    for rest, entry in sorted(record.files.items()):
+        key = prefix + rest
+        cls = classify_key(environment, key)
+        if cls.kind != "dag":
+            refused.append(Refusal(key, entry.sha256, "key", cls.reason or "not a DAG file"))
+            continue
+        python = rest.endswith(".py")
+        if python:
+            stub_sha = canonical_stub(cls.name)[1]
+            if entry.sha256 == stub_sha and naming.manifest_of(rest) in manifest_rests:
+                continue  # the canonical stub: written by whoever serves, never fetched
+            if not allow_python or entry.size > MAX_PYTHON_BYTES or record.content:
+                why = "stub without its manifest" if entry.sha256 == stub_sha else "not the canonical stub"
+                refused.append(
+                    Refusal(key, entry.sha256, "python", f"{why}; only generated stubs are served")
+                )
+                continue
+        elif entry.size > manifests.MAX_BYTES:
+            refused.append(Refusal(key, entry.sha256, "content", manifest_too_large()))
+            continue
+        source = key
+        if record.content == releases.CONTENT_OBJECTS:  # immutable, by digest; never the readable copy
+            source = prefix + naming.object_name(entry.sha256)
+        served.append(ServedFile(rest, key, source, entry.sha256, entry.size, entry.version_id, python))
+    return served, refused

@@ -1,0 +1,60 @@
+"""The local content cache: bytes by sha256, filled only with bytes whose digest was checked.
+
+``<root>/<sha[:2]>/<sha>``, read-only (0444), shared by every tree that serves them through hard
+links. An entry is written atomically after the check, so a reader finds either nothing or the exact
+bytes a release record names. The versioned bundle and a worker's pending manifests
+(:mod:`dagfactory_s3.pending`) fill it the same way: :meth:`ContentCache.fetch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from dagfactory_s3 import fs, s3
+from dagfactory_s3.errors import SyncError
+
+__all__ = ["ContentCache"]
+
+
+class ContentCache:
+    """Verified objects under ``root``, by sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha: str) -> Path:
+        return self.root / sha[:2] / sha
+
+    def has(self, sha: str) -> bool:
+        return self.path(sha).is_file()
+
+    def fetch(
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        sha: str,
+        *,
+        version_id: str | None = None,
+        max_bytes: int,
+        on_get: Callable[[], None] | None = None,
+    ) -> Path:
+        """The cached path of ``sha``: GET ``key`` (at ``version_id``) when it is not cached yet, check
+        the body's sha256, then write it. SyncError when the object is missing or is other bytes; S3's
+        own errors (StorageError) pass through."""
+        path = self.path(sha)
+        if path.is_file():
+            return path
+        if on_get is not None:
+            on_get()
+        got = s3.get(client, bucket, key, version_id=version_id, max_bytes=max_bytes, missing_ok=True)
+        if got is None:
+            raise SyncError(f"s3://{bucket}/{key} is missing")
+        if hashlib.sha256(got.data).hexdigest() != sha:
+            raise SyncError(f"s3://{bucket}/{key} does not match the recorded sha256 {sha}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fs.atomic_write(path, got.data, mode=0o444, sync_dir=False)
+        return path

@@ -1,0 +1,645 @@
+"""Versions of an environment's committed releases: what the versioned DAG bundle serves, without Airflow.
+
+**A version** is the exact set of package releases served, ``package -> release_id`` (the *mapping*),
+named ``<T>-<h>``: ``h`` is a digest of bucket, environment and the sorted ``package=release_id``
+lines, ``T`` a release-id-style instant no earlier than any release of the mapping and than the moment
+the mapping was read. The mapping is kept three ways:
+
+* in Airflow's own records (the bundle's ``BundleVersion`` data, Airflow 3.3+);
+* locally, in ``mappings/<version>.json``;
+* implicitly in S3: each package's current record carries the releases it replaced, and large ones
+  are kept whole as immutable history objects (``_releases/<id>.json``), so a worker that has only
+  the version string takes, per package, the newest kept release whose id is not after ``T`` and
+  checks the digest (:meth:`ReleaseVersions.resolve`); when a publish committed across ``T`` it tries
+  each package's other kept releases, one package at a time.
+
+Nothing trusted here is written by the reader or shared between packages: each package's releases
+come from its own prefix, which only its CI writes, so a package publishing changes only its own line
+of the next mapping.
+
+**Materializing** a version fetches only what the local content cache lacks
+(:class:`~dagfactory_s3.serve.cache.ContentCache`), hard-links manifests from it and writes canonical
+stubs itself. A worker's version fetches no manifest up front: those its cache lacks are listed as
+pending and fetched one by one when the task runner parses their stub (:mod:`dagfactory_s3.pending`).
+The serving rules are :mod:`dagfactory_s3.serve.rules`, the sidecar's: keys, canonical stubs only,
+manifest ownership, DAG-id claims, the mass-delete guard, and fail-static (a package whose release
+cannot be served keeps its previous release in the next version).
+
+The layout under ``base_dir``: ``objects/`` (the content cache), ``records/`` (release records by id),
+``mappings/``, ``tracking/<version>`` (the refreshing process's trees) and ``current`` (a symlink to
+the newest tree); a worker's trees go to ``versions_dir/<version>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dagfactory_s3 import fs, naming, pending, s3
+from dagfactory_s3 import release as releases
+from dagfactory_s3.errors import ConfigError, SyncError
+from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
+from dagfactory_s3.serve.cache import ContentCache
+from dagfactory_s3.serve.rules import (
+    MAX_RECORD_BYTES,
+    ServedFile,
+    canonical_stub,
+    check_manifest,
+    claim,
+    classify_key,
+    read_record,
+    served_files,
+    too_many_deletions,
+)
+
+__all__ = [
+    "MAPPING_FORMAT",
+    "Mapping",
+    "ReleaseVersions",
+    "claims",
+    "deletions_to_keep",
+    "parse_version",
+    "search",
+    "version_name",
+]
+
+log = logging.getLogger("dagfactory_s3.bundle")  # the bundle's log lines, under the name operators configure
+
+MAPPING_FORMAT = "dagfactory-s3/bundle-version@1"
+_PACKAGE_IGNORE = naming.SYNC_IGNORE_HEADER + b": a package folder of the S3ReleaseDagBundle\n"
+
+Files = dict[str, dict[str, str]]  # package -> dags/<id>.json -> sha256
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """What a version serves: ``releases`` (package -> release id) and DAG ids ``refused`` to a package
+    because another package was serving them first (package -> sorted ids)."""
+
+    bucket: str
+    environment: str
+    releases: dict[str, str]
+    refused: dict[str, list[str]] = field(default_factory=dict)
+
+    def digest(self) -> str:
+        lines = [self.bucket, self.environment] + [f"{p}={r}" for p, r in sorted(self.releases.items())]
+        return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "format": MAPPING_FORMAT,
+            "bucket": self.bucket,
+            "environment": self.environment,
+            "releases": dict(sorted(self.releases.items())),
+            "refused": {p: sorted(ids) for p, ids in sorted(self.refused.items()) if ids},
+        }
+
+    @classmethod
+    def from_data(cls, data: Any, *, file: str) -> Mapping:
+        if not isinstance(data, dict) or data.get("format") != MAPPING_FORMAT:
+            raise ConfigError(f"{file}: not a bundle version of format {MAPPING_FORMAT!r}")
+        rel, ref = data.get("releases"), data.get("refused", {})
+        if not isinstance(rel, dict) or not isinstance(ref, dict):
+            raise ConfigError(f"{file}: releases and refused must be objects")
+        for package, release_id in rel.items():
+            naming.history_name(release_id)  # ConfigError on a malformed id
+            if naming.check_package(package):
+                raise ConfigError(f"{file}: {naming.check_package(package)}")
+        return cls(str(data.get("bucket")), str(data.get("environment")), dict(rel), dict(ref))
+
+
+def version_name(mapping: Mapping, at: float) -> str:
+    """``<T>-<digest>``: path-safe, sortable by time; ``T`` is not before ``at`` nor any release's id."""
+    stamp = (
+        datetime.fromtimestamp(at, timezone.utc).strftime("%Y%m%dT%H%M%S.") + f"{int(at * 1000) % 1000:03d}Z"
+    )
+    newest = max((r.partition("-")[0] for r in mapping.releases.values()), default="")
+    return f"{max(stamp, newest)}-{mapping.digest()}"
+
+
+def parse_version(version: str) -> tuple[str, str]:
+    """``(T, digest)`` of a version name; ConfigError when it is not one."""
+    stamp, sep, digest = version.partition("-")
+    if not sep or len(digest) != 20 or not naming.RELEASE_ID_RE.fullmatch(f"{stamp}-000000"):
+        raise ConfigError(f"bundle version {version!r} is not a version of this bundle (<T>-<digest>)")
+    return stamp, digest
+
+
+def search(
+    bucket: str, environment: str, history: dict[str, list[str]], stamp: str, digest: str, *, deep: bool
+) -> Mapping | None:
+    """The mapping named by ``(stamp, digest)`` among the kept releases ``history`` (package -> ids,
+    oldest first): per package the newest release not after ``stamp``; with ``deep``, also each
+    mapping that differs from it in one package (a publish that committed across ``stamp``)."""
+
+    def matches(candidate: dict[str, str]) -> bool:
+        return Mapping(bucket, environment, candidate).digest() == digest
+
+    guess = {}
+    for package, ids in history.items():
+        older = [i for i in ids if i.partition("-")[0] <= stamp]
+        if older:
+            guess[package] = older[-1]
+    if matches(guess):
+        return Mapping(bucket, environment, guess)
+    if not deep:
+        return None
+    for package, ids in sorted(history.items()):
+        for other in [None, *ids]:
+            candidate = {p: r for p, r in guess.items() if p != package}
+            if other is not None:
+                candidate[package] = other
+            if matches(candidate):
+                return Mapping(bucket, environment, candidate)
+    return None
+
+
+def deletions_to_keep(
+    old_files: Files, files: Files, now: dict[str, str], tombstones: set[str], fraction: float
+) -> tuple[set[str], int, int]:
+    """The mass-delete guard over two versions: ``(packages that must keep their previous release,
+    DAGs deleted, DAGs served before)``; the set is empty when the deletions are within ``fraction``.
+    Packages retired by a tombstone (``tombstones``) never count."""
+    served = sum(len(v) for v in old_files.values())
+    losing = {
+        p
+        for p in old_files
+        if not (p in now and p in tombstones) and set(old_files[p]) - set(files.get(p, {}))
+    }
+    deleted = sum(len(set(old_files[p]) - set(files.get(p, {}))) for p in losing)
+    added = sum(len(set(f) - set(old_files.get(p, {}))) for p, f in files.items())
+    if too_many_deletions(served, deleted, added, fraction):
+        return losing, deleted, served
+    return set(), deleted, served
+
+
+def claims(previous: Mapping | None, files: Files) -> tuple[dict[str, list[str]], list[tuple[str, str, str]]]:
+    """DAG ids a package may not serve because another package served them first (the sidecar's rule):
+    ``(package -> refused ids, [(dag_id, holder, package)])``. The previous version's holders keep theirs."""
+    held: dict[str, str] = {}
+    if previous is not None:
+        prev_refused = {p: set(ids) for p, ids in previous.refused.items()}
+        for package in sorted(previous.releases):
+            for rest in files.get(package, {}):
+                dag_id = naming.dag_id_of(rest)
+                if dag_id not in prev_refused.get(package, set()):
+                    held.setdefault(dag_id, package)
+    refused: dict[str, list[str]] = {}
+    collisions: list[tuple[str, str, str]] = []
+    for package in sorted(files):
+        for rest in sorted(files[package]):
+            dag_id = naming.dag_id_of(rest)
+            holder = claim(held, dag_id, package)
+            if holder:
+                collisions.append((dag_id, holder, package))
+                refused.setdefault(package, []).append(dag_id)
+    return refused, collisions
+
+
+class ReleaseVersions:
+    """The versions of ``s3://<bucket>/<environment>/`` kept under ``base_dir`` (see the module doc).
+
+    ``name`` prefixes every log line (the bundle's name); ``requests`` counts what was asked of S3.
+    """
+
+    keep_trees = 3  # refreshed trees kept: the current one and those a parse in flight may still read
+    cache_grace = 3600.0  # seconds a cached object no tree links any more is kept for the next version
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        bucket: str,
+        environment: str,
+        base_dir: Path,
+        versions_dir: Path,
+        max_delete_fraction: float = 0.5,
+        workers: int = 16,
+    ) -> None:
+        why = naming.check_environment(environment)
+        if why or not bucket:
+            raise ConfigError(f"bundle {name!r}: {why or 'bucket is empty'}")
+        self.name, self.bucket, self.env = name, bucket, environment
+        self.max_delete_fraction = max_delete_fraction
+        self.workers = workers
+        self.base_dir, self.versions_dir = base_dir, versions_dir
+        self.cache = ContentCache(base_dir / "objects")
+        self.records_dir = base_dir / "records"
+        self.mappings_dir = base_dir / "mappings"
+        self.tracking_dir = base_dir / "tracking"
+        self.current_link = base_dir / "current"
+        self._client: Any = None
+        self._pointers: dict[str, tuple[str, str]] = {}  # package -> (metadata.json ETag, release id)
+        self._memo: dict[tuple[str, str, bool], dict[str, str] | None] = {}  # immutable: by release id
+        self._chains: dict[str, dict[str, releases.Release]] = {}  # package -> its last read record chain
+        self.requests = {"LIST": 0, "GET": 0}
+        self._counting = threading.Lock()
+
+    # -- what a caller asks -----------------------------------------------------------------------
+
+    def current_version(self) -> str | None:
+        """The version ``current`` points at (the newest refreshed), or None before the first refresh."""
+        with contextlib.suppress(OSError):
+            return os.readlink(self.current_link).rpartition("/")[2] or None
+        return None
+
+    def local_mapping(self, version: str) -> Mapping | None:
+        path = self.mappings_dir / f"{version}.json"
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        return Mapping.from_data(orjson.loads(raw), file=str(path))
+
+    def refresh(self) -> None:
+        """Read every package's release pointer, build the next version, and switch ``current`` to it."""
+        at = time.time()  # before the listing: every release it shows has an id no later than this
+        listing = s3.list_objects(
+            self.client, self.bucket, f"{self.env}/", on_page=lambda: self._count("LIST")
+        )
+        current = self.current_version()
+        previous = self.local_mapping(current) if current else None
+        before = previous.releases if previous else {}
+        pointers = {}
+        for key, obj in listing.items():
+            cls = classify_key(self.env, key)
+            if cls.kind == "metadata":
+                pointers[cls.package] = obj
+        now: dict[str, str] = {}
+        files: Files = {}
+        for package in sorted(set(pointers) | set(before)):
+            try:
+                if package not in pointers:
+                    continue  # gone from S3: dropped, unless the guard below keeps it
+                release_id, raw = self._pointer(package, pointers[package])
+                served = self._load_package(package, release_id, raw)
+                now[package] = release_id
+                if served is not None:
+                    files[package] = served
+            except Exception as exc:  # one package's content must not cost the others their version
+                self._keep(package, before, now, files, f"{type(exc).__name__}: {exc}")
+        self._guard(before, now, files, previous)
+        refused, collisions = claims(previous, files)
+        for dag_id, holder, package in collisions:
+            log.warning(
+                "bundle %s: dag_id %r is already served by package %r; refused for package %r",
+                self.name,
+                dag_id,
+                holder,
+                package,
+            )
+        mapping = Mapping(self.bucket, self.env, now, refused)
+        if (
+            previous is not None
+            and previous.releases == mapping.releases
+            and previous.refused == mapping.refused
+        ):
+            return
+        version = version_name(mapping, at)
+        self._save_mapping(version, mapping)
+        tree = self.tracking_dir / version
+        if not tree.is_dir():
+            old_tree = self.tracking_dir / current if current else None
+            self._build(mapping, files, tree, old_tree if old_tree and old_tree.is_dir() else None)
+        link = self.base_dir / f".current.tmp-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        os.symlink(os.path.join("tracking", version), link)
+        os.rename(link, self.current_link)
+        fs.fsync_dir(self.base_dir)
+        log.info(
+            "bundle %s: version %s serves %d package releases", self.name, version, len(mapping.releases)
+        )
+        self._clean(version)
+
+    def materialize(self, version: str) -> Path:
+        """A worker's tree of ``version`` in ``versions_dir/<version>``, built once per machine."""
+        dest = self.versions_dir / version
+        if dest.is_dir():
+            return dest
+        start = time.monotonic()
+        mapping = self.local_mapping(version) or self.resolve(version)
+        names = sorted(mapping.releases)
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:  # records first, then all content at once
+            records = list(pool.map(lambda p: self._record(p, mapping.releases[p]), names))
+        files = {r.package: self._package_files(r, check=False) for r in records if not r.tombstone}
+        lazy = {r.package: self._served(r) for r in records if not r.tombstone}
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self._save_mapping(version, mapping)
+        self._build(mapping, files, dest, None, lazy=lazy)
+        log.info(
+            "bundle %s: materialized version %s (%d packages, %s requests) in %.2fs",
+            self.name,
+            version,
+            len(files),
+            self.requests,
+            time.monotonic() - start,
+        )
+        return dest
+
+    def resolve(self, version: str) -> Mapping:
+        """Rebuild the mapping of ``version`` from S3 history alone (a worker that never saw it)."""
+        stamp, digest = parse_version(version)
+        self._count("LIST")
+        names = [
+            p
+            for p in s3.list_prefixes(self.client, self.bucket, f"{self.env}/")
+            if not naming.check_package(p)
+        ]
+
+        def recent(package: str) -> list[str]:
+            """The record's chain (its newest releases, in order) when it reaches back to ``T``: the
+            newest release not after ``T`` is then in it; else every kept id (a LIST)."""
+            ids = sorted(self._chain(package))
+            return ids if ids and ids[0].partition("-")[0] <= stamp else self._history_ids(package)
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            history = dict(zip(names, pool.map(recent, names), strict=True))
+        found = search(self.bucket, self.env, history, stamp, digest, deep=False)
+        if found is None:
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:  # every kept release, then search
+                history = dict(zip(names, pool.map(self._history_ids, names), strict=True))
+            found = search(self.bucket, self.env, history, stamp, digest, deep=True)
+        if found is None:
+            raise SyncError(
+                f"bundle version {version} cannot be rebuilt from s3://{self.bucket}/{self.env}/: no kept "
+                "release history matches it (pruned by the publisher's --keep, or two packages committed across it)"
+            )
+        return found
+
+    # -- S3 -------------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = s3.client(max_pool_connections=self.workers)
+        return self._client
+
+    def _count(self, kind: str) -> None:
+        with self._counting:
+            self.requests[kind] += 1
+
+    def _get_record(self, key: str, *, missing_ok: bool = False) -> bytes | None:
+        self._count("GET")
+        fetched = s3.get(self.client, self.bucket, key, max_bytes=MAX_RECORD_BYTES, missing_ok=missing_ok)
+        return fetched.data if fetched is not None else None
+
+    def _chain(self, package: str) -> dict[str, releases.Release]:
+        """The package's kept releases its current record names (itself and its ``history``), rebuilt
+        whole; a ``stored`` one is read from its history object."""
+        prefix = naming.package_prefix(self.env, package)
+        raw = self._get_record(prefix + naming.METADATA, missing_ok=True)
+        if raw is None:
+            return {}
+        current = read_record(raw, key=prefix + naming.METADATA, package=package, environment=self.env)
+
+        def load(release_id: str) -> releases.Release:
+            key = prefix + naming.history_name(release_id)
+            found = self._get_record(key)
+            assert found is not None
+            return read_record(found, key=key, package=package, environment=self.env, release_id=release_id)
+
+        chain = {r.release_id: r for r in current.releases(load)}
+        self._chains[package] = chain
+        return chain
+
+    def _history_ids(self, package: str) -> list[str]:
+        """The release ids kept for ``package``, oldest first: its record's chain and its history objects."""
+        chain = self._chains.get(package) or self._chain(package)
+        prefix = naming.package_prefix(self.env, package)
+        listing = s3.list_objects(
+            self.client,
+            self.bucket,
+            prefix + naming.RELEASES_DIR + "/",
+            delimiter="/",
+            on_page=lambda: self._count("LIST"),
+        )
+        ids = {naming.release_id_of(key[len(prefix) :]) for key in listing}
+        return sorted({*(i for i in ids if i), *chain})
+
+    # -- records and content, cached by immutable address ------------------------------------------
+
+    def _record(self, package: str, release_id: str, *, raw: bytes | None = None) -> releases.Release:
+        """The record of one release: from the local cache, the given bytes, the current record's
+        history, or its history object."""
+        path = self.records_dir / package / f"{release_id}.json"
+        key = naming.package_prefix(self.env, package) + naming.history_name(release_id)
+        if raw is None and path.is_file():
+            raw = path.read_bytes()
+        elif raw is None:  # the chain a version's rebuild just read has it (immutable, by release id)
+            found = self._chains.get(package, {}).get(release_id) or self._chain(package).get(release_id)
+            raw = found.whole().to_json() if found else self._get_record(key)
+            assert raw is not None
+        record = read_record(raw, key=key, package=package, environment=self.env, release_id=release_id)
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fs.atomic_write(path, raw, sync_dir=False)
+        return record
+
+    def _served(self, record: releases.Release) -> dict[str, ServedFile]:
+        """The manifests a release serves by sha256 (the serving rules); refusals are logged."""
+        served, refused = served_files(record, self.env)
+        for no in refused:
+            log.warning("bundle %s: refused %s: %s", self.name, no.key, no.reason)
+        return {f.sha256: f for f in served}
+
+    def _fetch(self, wanted: dict[str, ServedFile]) -> dict[str, Exception]:
+        """Put every served file not yet cached into the cache, verified; failures by sha256."""
+        missing = {sha: f for sha, f in wanted.items() if not self.cache.has(sha)}
+
+        def one(f: ServedFile) -> None:
+            self.cache.fetch(
+                self.client,
+                self.bucket,
+                f.source,
+                f.sha256,
+                version_id=None if f.source != f.key else f.version_id,
+                max_bytes=MANIFEST_MAX_BYTES,
+                on_get=lambda: self._count("GET"),
+            )
+
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            futures = {sha: pool.submit(one, missing[sha]) for sha in sorted(missing)}
+        return {sha: exc for sha, future in futures.items() if (exc := future.exception()) is not None}
+
+    def _package_files(self, record: releases.Release, *, check: bool) -> dict[str, str]:
+        """``dags/<id>.json -> sha`` of a release whose content is cached, after the ownership check.
+
+        A worker (``check`` False) skips the manifest check: it runs only the file Airflow names, which
+        the dag-processor accepted, and the loader re-checks the manifest's package and DAG id at parse.
+        """
+        out: dict[str, str] = {}
+        for f in sorted(self._served(record).values(), key=lambda f: f.rest):
+            if not check:
+                out[f.rest] = f.sha256
+                continue
+            raw = self.cache.path(f.sha256).read_bytes()
+            verdict = check_manifest(raw, key=f.key, package=record.package, stem=naming.dag_id_of(f.rest))
+            if verdict.serve:
+                out[f.rest] = f.sha256
+            else:
+                log.warning("bundle %s: refused %s: %s", self.name, f.key, verdict.reason)
+        return out
+
+    def _load_package(
+        self, package: str, release_id: str, raw: bytes | None = None, *, check: bool = True
+    ) -> dict[str, str] | None:
+        """Fetch a release's content; its served files, or None (tombstone). Raises when unservable."""
+        memo = (package, release_id, check)
+        if memo in self._memo:
+            return self._memo[memo]
+        record = self._record(package, release_id, raw=raw)
+        if record.tombstone:
+            self._memo[memo] = None
+            return None
+        failures = self._fetch(self._served(record))
+        if failures:
+            sha, exc = sorted(failures.items())[0]
+            raise SyncError(
+                f"release {release_id} of {package!r} is unservable: {len(failures)} object(s) failed, e.g. {sha}: {exc}"
+            )
+        self._memo[memo] = self._package_files(record, check=check)
+        return self._memo[memo]
+
+    # -- materializing a tree ----------------------------------------------------------------------
+
+    def _build(
+        self,
+        mapping: Mapping,
+        files: Files,
+        dest: Path,
+        previous: Path | None,
+        *,
+        lazy: dict[str, dict[str, ServedFile]] | None = None,
+    ) -> None:
+        """Write the tree of a version at ``dest`` (atomically: built beside it, then renamed).
+
+        Manifests are hard links into the content cache; a stub is hard-linked from ``previous`` when
+        its manifest is the same there (same mtime: Airflow does not reparse it), else written anew, after
+        its manifest, so Airflow reparses it now. With ``lazy`` (a worker: package -> sha -> served
+        file), a manifest the cache lacks is listed as pending (:mod:`dagfactory_s3.pending`) instead,
+        fetched when its stub is parsed.
+        """
+        temp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        shutil.rmtree(temp, ignore_errors=True)
+        temp.mkdir(parents=True)
+        for package in sorted(files):
+            dags = temp / package / naming.DAGS_DIR
+            dags.mkdir(parents=True)
+            (temp / package / naming.SYNC_IGNORE_FILE).write_bytes(_PACKAGE_IGNORE)
+            refused = set(mapping.refused.get(package, ()))
+            waiting: dict[str, tuple[str, str, str | None]] = {}
+            for rest, sha in sorted(files[package].items()):
+                if naming.dag_id_of(rest) in refused:
+                    continue
+                name = rest.rpartition("/")[2]
+                cached = self.cache.path(sha)
+                if lazy is not None and not cached.is_file():
+                    f = lazy[package][sha]
+                    waiting[name] = (sha, f.source, None if f.source != f.key else f.version_id)
+                else:
+                    os.link(cached, dags / name)
+                stub_name = naming.stub_of(name)
+                old = previous / package / naming.DAGS_DIR if previous else None
+                if old and _same_file(old / name, cached) and (old / stub_name).is_file():
+                    os.link(old / stub_name, dags / stub_name)
+                else:
+                    (dags / stub_name).write_bytes(canonical_stub(stub_name)[0])
+            if waiting:
+                pending.write(dags.parent, bucket=self.bucket, cache=self.cache.root, files=waiting)
+        fs.fsync_dir(temp)
+        os.rename(temp, dest)
+
+    # -- the refresh's steps ---------------------------------------------------------------------------
+
+    def _pointer(self, package: str, meta: s3.Listed) -> tuple[str, bytes | None]:
+        """The release id ``metadata.json`` points at; a GET only when its ETag changed."""
+        known = self._pointers.get(package)
+        if known and known[0] == meta.etag:
+            return known[1], None
+        raw = self._get_record(meta.key)
+        assert raw is not None
+        record = read_record(raw, key=meta.key, package=package, environment=self.env)
+        self._pointers[package] = (meta.etag, record.release_id)
+        return record.release_id, raw
+
+    def _keep(
+        self, package: str, before: dict[str, str], now: dict[str, str], files: Files, why: str
+    ) -> None:
+        """Fail-static: a package whose release cannot be served keeps its previous one (whole)."""
+        log.error("bundle %s: package %r keeps its previous release: %s", self.name, package, why)
+        if package in before:
+            with contextlib.suppress(Exception):
+                served = self._load_package(package, before[package])
+                now[package] = before[package]
+                if served is not None:
+                    files[package] = served
+
+    def _guard(
+        self, before: dict[str, str], now: dict[str, str], files: Files, previous: Mapping | None
+    ) -> None:
+        """The sidecar's mass-delete guard: when too many DAGs would go at once, packages that lose DAGs
+        keep their previous release (retired packages, a tombstone, never count)."""
+        if previous is None:
+            return
+        old_files: Files = {}
+        for package, release_id in before.items():
+            try:
+                old_files[package] = self._load_package(package, release_id) or {}
+            except Exception:  # no longer servable: it cannot be kept either
+                old_files[package] = {}
+        tombstones = {p for p in before if p in now and self._record(p, now[p]).tombstone}
+        keep, deleted, served = deletions_to_keep(old_files, files, now, tombstones, self.max_delete_fraction)
+        if keep:
+            log.error(
+                "bundle %s: refusing to delete %d of %d served DAGs in one refresh; packages %s keep their "
+                "previous release (retire with a tombstone release, or raise max_delete_fraction)",
+                self.name,
+                deleted,
+                served,
+                sorted(keep),
+            )
+            for package in keep:
+                now[package] = before[package]
+                files[package] = old_files[package]
+
+    def _save_mapping(self, version: str, mapping: Mapping) -> None:
+        path = self.mappings_dir / f"{version}.json"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fs.atomic_write(path, orjson.dumps(mapping.to_data(), option=orjson.OPT_INDENT_2))
+
+    def _clean(self, current: str) -> None:
+        """Old refreshed trees (keep the newest few) and cached objects no tree links any more.
+
+        Worker trees under ``versions_dir`` are Airflow's to remove (stale bundle cleanup).
+        """
+        trees = sorted(p for p in self.tracking_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for tree in trees[: -self.keep_trees]:
+            if tree.name != current:
+                shutil.rmtree(tree, ignore_errors=True)
+        cutoff = time.time() - self.cache_grace
+        for path in self.cache.root.glob("*/*"):
+            with contextlib.suppress(OSError):
+                st = path.stat()
+                if st.st_nlink == 1 and st.st_mtime < cutoff:
+                    path.unlink()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -1,0 +1,209 @@
+"""The read side of a release (dagfactory_s3.serve), without Airflow: the serving rules over a record,
+record identity, the verified content cache, and bundle versions (search, guard, claims, refresh,
+materialize, rebuild) against the moto server. The bundle's Airflow interface: tests/test_bundle.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import boto3
+import pytest
+
+from dagfactory_s3 import manifest, naming
+from dagfactory_s3.errors import SyncError
+from dagfactory_s3.publisher import cli
+from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
+from dagfactory_s3.serve import rules
+from dagfactory_s3.serve.cache import ContentCache
+from dagfactory_s3.serve.versions import (
+    Mapping,
+    ReleaseVersions,
+    claims,
+    deletions_to_keep,
+    parse_version,
+    search,
+    version_name,
+)
+
+from conftest import EXAMPLES
+
+ENV = "dev"
+RID = "20260101T000000.000Z-abcdef"
+
+
+def entry(data: bytes) -> FileEntry:
+    return FileEntry(hashlib.sha256(data).hexdigest(), len(data))
+
+
+def record(files: dict[str, FileEntry], *, content: str | None = CONTENT_OBJECTS, **kw) -> Release:
+    fields = {
+        "package": "pkg",
+        "environment": ENV,
+        "release_id": RID,
+        "published_at": "x",
+        "publisher_version": "0",
+    }
+    return Release(**{**fields, **kw}, files=files, content=content)
+
+
+# -- the serving rules over one record ----------------------------------------------------------------
+
+
+def test_served_files_applies_every_rule_once():
+    """Canonical stubs are written by the reader (not listed), other .py, foreign keys and oversized
+    manifests are refused with their kind; content comes from the immutable object."""
+    stub = rules.canonical_stub("pkg_a.py")[0]
+    files = {
+        "dags/pkg_a.json": entry(b"{}"),
+        "dags/pkg_a.py": entry(stub),  # the canonical stub of a served manifest
+        "dags/pkg_b.py": entry(rules.canonical_stub("pkg_b.py")[0]),  # a stub with no manifest beside it
+        "dags/pkg_c.py": entry(b"import os\n"),
+        "dags/other_x.json": entry(b"{}"),  # not the package's DAG id
+        "dags/pkg_big.json": FileEntry("0" * 64, manifest.MAX_BYTES + 1),
+    }
+    served, refused = rules.served_files(record(files), ENV)
+    assert [(f.rest, f.source) for f in served] == [
+        ("dags/pkg_a.json", "dev/pkg/" + naming.object_name(files["dags/pkg_a.json"].sha256))
+    ]
+    kinds = {r.key: (r.kind, r.reason) for r in refused}
+    assert kinds["dev/pkg/dags/pkg_big.json"] == ("content", rules.manifest_too_large())
+    assert kinds["dev/pkg/dags/pkg_c.py"][0] == "python"
+    assert kinds["dev/pkg/dags/pkg_b.py"][1].startswith("stub without its manifest")
+    assert kinds["dev/pkg/dags/pkg_c.py"][1].startswith("not the canonical stub")
+    assert kinds["dev/pkg/dags/other_x.json"][0] == "key"
+    assert "dev/pkg/dags/pkg_a.py" not in kinds and len(refused) == 4
+
+
+def test_python_is_served_only_by_opt_in_and_never_from_immutable_content():
+    """--allow-python serves a non-canonical .py of a 0.1 record from its dags/ key, never of an
+    objects record (whose readers never run package code)."""
+    files = {"dags/pkg_c.py": entry(b"import os\n")}
+    served, _ = rules.served_files(record(files, content=None), ENV, allow_python=True)
+    assert [(f.rest, f.source, f.python) for f in served] == [
+        ("dags/pkg_c.py", "dev/pkg/dags/pkg_c.py", True)
+    ]
+    served, refused = rules.served_files(record(files), ENV, allow_python=True)
+    assert served == [] and [r.kind for r in refused] == ["python"]
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"package": "good"}, "names package 'good' in environment 'dev'; it must be 'pkg' in 'dev'"),
+        ({"environment": "prod"}, "names package 'pkg' in environment 'prod'; it must be 'pkg' in 'dev'"),
+        ({"release_id": "20250101T000000.000Z-abcdef"}, f"it must be release {RID} of 'pkg' in 'dev'"),
+    ],
+)
+def test_a_record_is_read_only_where_it_belongs(fields, message):
+    """Another package's, environment's or release's record is refused, naming the key; so is one
+    over the size cap, before it is parsed."""
+    raw = record({}, **fields).to_json()
+    with pytest.raises(SyncError) as err:
+        rules.read_record(raw, key="dev/pkg/metadata.json", package="pkg", environment=ENV, release_id=RID)
+    assert str(err.value).startswith("dev/pkg/metadata.json: release record ") and message in str(err.value)
+    big = b" " * (rules.MAX_RECORD_BYTES + 1)
+    with pytest.raises(SyncError, match="larger than"):
+        rules.read_record(big, key="k", package="pkg", environment=ENV)
+    ok = rules.read_record(record({}).to_json(), key="k", package="pkg", environment=ENV, release_id=RID)
+    assert ok.release_id == RID
+
+
+# -- the content cache --------------------------------------------------------------------------------
+
+
+def test_the_cache_holds_only_verified_bytes(s3, bucket, tmp_path):
+    """A fetched body is cached read-only under its sha256; other bytes or a missing object raise
+    and leave nothing; a cached sha is never fetched again."""
+    client = boto3.client("s3")
+    client.put_object(Bucket=bucket, Key="k", Body=b"payload")
+    cache = ContentCache(tmp_path / "objects")
+    sha = hashlib.sha256(b"payload").hexdigest()
+    with pytest.raises(SyncError, match=f"k does not match the recorded sha256 {'0' * 64}$"):
+        cache.fetch(client, bucket, "k", "0" * 64, max_bytes=100)
+    with pytest.raises(SyncError, match=r"/gone is missing$"):
+        cache.fetch(client, bucket, "gone", sha, max_bytes=100)
+    assert not any(p.is_file() for p in cache.root.rglob("*"))
+    gets: list[int] = []
+    path = cache.fetch(client, bucket, "k", sha, max_bytes=100, on_get=lambda: gets.append(1))
+    assert path.read_bytes() == b"payload" and path.stat().st_mode & 0o777 == 0o444
+    assert cache.fetch(client, bucket, "k", sha, max_bytes=100, on_get=lambda: gets.append(1)) == path
+    assert gets == [1]
+
+
+# -- versions: pure decisions -----------------------------------------------------------------------
+
+
+def test_search_finds_the_mapping_named_by_a_version():
+    """The newest release not after T per package; with deep, a package whose publish committed across T."""
+    history = {
+        "a": ["20260101T000000.000Z-aaaaaa", "20260103T000000.000Z-aaaaab"],
+        "b": ["20260102T000000.000Z-bbbbbb"],
+    }
+    want = Mapping("bk", ENV, {"a": history["a"][0], "b": history["b"][0]})
+    stamp, digest = parse_version(version_name(want, 0))
+    assert search("bk", ENV, history, stamp, digest, deep=False) == want
+    across = Mapping("bk", ENV, {"a": history["a"][1], "b": history["b"][0]})  # a committed after T
+    stamp = "20260102T120000.000Z"
+    assert search("bk", ENV, history, stamp, across.digest(), deep=False) is None
+    assert search("bk", ENV, history, stamp, across.digest(), deep=True) == across
+    assert search("bk", ENV, history, stamp, "0" * 20, deep=True) is None
+
+
+def test_the_guard_and_claims_decide_on_plain_values():
+    """Deleting more than the fraction keeps the losing packages (a tombstone never counts); a DAG id
+    stays with the package of the previous version."""
+    old = {"a": {"dags/a_1.json": "s", "dags/a_2.json": "s"}, "b": {"dags/b_1.json": "s"}}
+    now = {"a": "r2", "b": "r2"}
+    keep, deleted, served = deletions_to_keep(old, {"b": old["b"]}, now, set(), 0.5)
+    assert (keep, deleted, served) == ({"a"}, 2, 3)
+    assert deletions_to_keep(old, {"b": old["b"]}, now, {"a"}, 0.5)[0] == set()
+    assert deletions_to_keep(old, {**old, "a": {"dags/a_1.json": "s"}}, now, set(), 0.5)[0] == set()
+    previous = Mapping("bk", ENV, {"x": "r1"})
+    files = {"x": {"dags/x_y_1.json": "s"}, "x_y": {"dags/x_y_1.json": "s"}}
+    refused, collisions = claims(previous, files)
+    assert refused == {"x_y": ["x_y_1"]} and collisions == [("x_y_1", "x", "x_y")]
+
+
+# -- versions against S3 -----------------------------------------------------------------------------
+
+
+def publish(bucket: str, src: Path, package: str) -> None:
+    argv = ["publish", "--bucket", bucket, "--environment", ENV, "--package-name", package]
+    assert cli.main([*argv, "--dag-path", str(src)]) == 0
+
+
+def versions(root: Path, bucket: str) -> ReleaseVersions:
+    return ReleaseVersions(name="etl", bucket=bucket, environment=ENV, base_dir=root, versions_dir=root / "v")
+
+
+def test_refresh_materialize_and_rebuild_without_airflow(s3, bucket, tmp_path):
+    """A refresh builds a tree of stubs and verified manifests; a second machine that has only the
+    version name rebuilds the same mapping from S3 and lists the manifests it lacks as pending."""
+    src = tmp_path / "src"
+    shutil.copytree(EXAMPLES / "reporting_seeder" / "airflow_dags", src)
+    publish(bucket, src, "reporting_seeder")
+    processor = versions(tmp_path / "processor", bucket)
+    processor.refresh()
+    version = processor.current_version()
+    assert version is not None
+    tree = processor.current_link.resolve()
+    manifests = sorted(p.name for p in tree.glob("reporting_seeder/dags/*.json"))
+    assert manifests and all(
+        (tree / "reporting_seeder/dags" / naming.stub_of(m)).is_file() for m in manifests
+    )
+    requests = dict(processor.requests)
+    processor.refresh()  # nothing changed: the same version, no GET (the record's ETag is unchanged)
+    assert processor.current_version() == version and processor.requests["GET"] == requests["GET"]
+
+    worker = versions(tmp_path / "worker", bucket)
+    dest = worker.materialize(version)
+    assert worker.local_mapping(version) == processor.local_mapping(version)
+    assert sorted(p.name for p in dest.glob("reporting_seeder/dags/*.py")) == sorted(
+        naming.stub_of(m) for m in manifests
+    )
+    assert not list(dest.glob("reporting_seeder/dags/*.json"))  # fetched when their stub is parsed
+    with pytest.raises(SyncError, match="cannot be rebuilt"):
+        versions(tmp_path / "other", bucket).materialize(version.rpartition("-")[0] + "-" + "0" * 20)
