@@ -1,14 +1,15 @@
 """The publisher's commands that talk to S3: publish, plan, list, rollback, retire, iam-policy.
 
-Each handler turns flags into a :mod:`~dagfactory_s3.publisher.transaction` call and its result into
-text or JSON; the release engine itself knows nothing about argparse.
+Each handler turns flags into plain values, calls the domain (:mod:`~dagfactory_s3.publisher.transaction`
+for releases, :mod:`~dagfactory_s3.publisher.diff` for what a plan changes,
+:mod:`~dagfactory_s3.publisher.status` and :mod:`~dagfactory_s3.publisher.history` for ``list``) and
+turns its plain data into text or JSON; progress lines are the callbacks it hands the domain. The
+domain knows nothing about argparse and prints nothing.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
 import os
 import sys
 from collections.abc import Callable
@@ -18,119 +19,30 @@ from typing import Any
 import orjson
 
 from dagfactory_s3 import settings
-from dagfactory_s3.errors import ConfigError, PublishError
-from dagfactory_s3.naming import DAGS_DIR, dag_id_of, history_name, object_name
+from dagfactory_s3.errors import ConfigError
+from dagfactory_s3.naming import history_name
 from dagfactory_s3.publisher import iam
-from dagfactory_s3.publisher.diff import changes, show
+from dagfactory_s3.publisher.diff import dag_changes, dag_counts
+from dagfactory_s3.publisher.history import rollback_target
 from dagfactory_s3.publisher.scan import missing_stubs
-from dagfactory_s3.publisher.store import PackageStore, env_packages
+from dagfactory_s3.publisher.status import package_statuses
+from dagfactory_s3.publisher.store import PackageStore
 from dagfactory_s3.publisher.terminal import Progress, add_output, add_setting, command, emit, log, require
 from dagfactory_s3.publisher.transaction import (
     DEFAULT_GC_GRACE,
     DEFAULT_KEEP,
-    DEFAULT_PARALLELISM,
     ReleasePlan,
     Stop,
     execute,
-    history_ids,
-    kept_releases,
     make_plan,
-    parallel,
     promote,
     retire,
     rollback,
     wanted_from_dir,
 )
-from dagfactory_s3.release import CONTENT_OBJECTS
 from dagfactory_s3.s3 import client as s3_client
-from dagfactory_s3.s3 import list_prefixes
 
-__all__ = ["register", "status"]
-
-
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> dict[str, Any]:
-    """The current record and whether S3 agrees with it.
-
-    ``content_missing``: manifests the record names whose immutable content is not in the content
-    store (what readers fetch: a reader could not serve the release). ``missing``, ``extra`` and
-    ``mismatched``: the readable ``dags/`` copies against the record.
-    """
-    current = store.current()
-    listing = store.list()
-    rec = current.record
-    out: dict[str, Any] = {
-        "package": store.package,
-        "environment": store.environment,
-        "release_id": None,
-        "dags": [],
-    }
-    if current.problem:
-        out["problem"] = current.problem
-    live = {r for r in listing if r.startswith(f"{DAGS_DIR}/")}
-    if rec is None:
-        out.update(
-            consistent=not live,
-            content_missing=[],
-            missing=[],
-            extra=sorted(live),
-            mismatched=[],
-            history=history_ids(listing, None),
-        )
-        return out
-    content_missing = sorted(
-        rest
-        for rest, entry in rec.files.items()
-        if rec.content == CONTENT_OBJECTS
-        and rest.endswith(".json")
-        and any(
-            getattr(listing.get(object_name(e.sha256)), "size", None) != e.size
-            for e in (entry, entry.source)
-            if e
-        )
-    )
-    missing = sorted(r for r in rec.files if r not in listing)
-    extra = sorted(live - set(rec.files))
-    unsure = []
-    mismatched = []
-    etags = {rest: entry.md5 for rest, entry in rec.files.items() if entry.md5}
-    if not etags and history_name(rec.release_id) in listing:  # a record of 0.2 or older: its history copy
-        with contextlib.suppress(orjson.JSONDecodeError, AttributeError):
-            etags = orjson.loads(store.get(history_name(rec.release_id)) or b"{}").get("etags") or {}
-    for rest, entry in sorted(rec.files.items()):
-        listed = listing.get(rest)
-        if listed is None:
-            continue
-        if listed.size != entry.size:
-            mismatched.append(rest)
-        elif etags.get(rest) != listed.etag:
-            unsure.append(rest)  # no MD5 to compare with (or it differs): read the bytes
-    datas = parallel(store.get, unsure, parallelism)
-    mismatched += [
-        r for r, d in zip(unsure, datas, strict=True) if d is None or _sha(d) != rec.files[r].sha256
-    ]
-    out.update(
-        release_id=rec.release_id,
-        previous_release_id=rec.previous_release_id,
-        published_at=rec.published_at,
-        package_version=rec.package_version,
-        git_sha=rec.git_sha,
-        published_by=rec.published_by,
-        promoted_from=rec.promoted_from.to_dict() if rec.promoted_from else None,
-        tombstone=rec.tombstone,
-        images=list(rec.images),
-        dags=[{"dag_id": d, **rec.dags[d]} for d in sorted(rec.dags)],
-        content_missing=content_missing,
-        missing=missing,
-        extra=extra,
-        mismatched=sorted(mismatched),
-        consistent=not (content_missing or missing or extra or mismatched),
-        history=history_ids(listing, rec),
-    )
-    return out
+__all__ = ["register"]
 
 
 def _target_flags(p: argparse.ArgumentParser, *, package_help: str | None = None) -> None:
@@ -335,75 +247,23 @@ def _interruptible(handler: Any) -> Any:
     return run
 
 
-# -- plan: what changes, DAG by DAG and field by field ----------------------------------------
+# -- plan and apply: drawing what changes, DAG by DAG and field by field ----------------------
+
+_WIDTH = 60
 
 
-def _old_manifest(store: PackageStore, plan: ReleasePlan, rest: str) -> Any:
-    """The current release's manifest ``rest`` as a document, or None when its bytes are unavailable."""
-    entry = plan.current.record.files[rest]  # type: ignore[union-attr]
-    key = object_name(entry.sha256)
-    data = store.get(key) if key in plan.listing else store.get(rest)
-    if data is None or _sha(data) != entry.sha256:
-        return None
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return None
+def _value(change: dict[str, Any], side: str) -> str:
+    if side not in change:
+        return "(unset)"
+    text = orjson.dumps(change[side]).decode()
+    if len(text) > _WIDTH:  # keep the end: an image's tag, a command's last argument
+        text = text[:16] + "…" + text[-(_WIDTH - 17) :]
+    return text
 
 
-def dag_changes(
-    plan: ReleasePlan,
-    *,
-    fields: bool,
-    parallelism: int = DEFAULT_PARALLELISM,
-    reading: Callable[[int], Callable[[], None]] | None = None,
-) -> list[dict[str, Any]]:
-    """One entry per DAG that changes: ``{dag_id, action: add|change|delete, changes: [...]}``.
-
-    ``fields``: diff each changed manifest against the current one (a GET each); a publish that is
-    not a dry run skips that and lists the DAGs only, so it sends no more requests than it needs.
-    ``reading(n)``, when given, is told how many manifests will be read and returns the callback
-    called after each read (the caller's progress report).
-    """
-    actions: dict[str, str] = {}
-    for kind, files in (("add", plan.add), ("change", plan.update), ("delete", plan.delete)):
-        for rest in files:
-            dag_id = dag_id_of(rest)
-            if rest.endswith(".json") or dag_id not in actions:
-                actions[dag_id] = kind
-    updated = [f"{DAGS_DIR}/{d}.json" for d, a in sorted(actions.items()) if a == "change"]
-    updated = [r for r in updated if r in plan.update] if fields else []
-    step = reading(len(updated)) if reading else (lambda: None)
-    olds = parallel(lambda r: (_old_manifest(plan.store, plan, r), step()), updated, parallelism)
-    before = {r: old for r, (old, _) in zip(updated, olds, strict=True)}
-    out = []
-    for dag_id, action in sorted(actions.items()):
-        entry: dict[str, Any] = {"dag_id": dag_id, "action": action, "changes": []}
-        rest = f"{DAGS_DIR}/{dag_id}.json"
-        rec = plan.current.record
-        same = rec is not None and rest in rec.files and rest in plan.update
-        if same and rec.files[rest].sha256 == _sha(plan.wanted.files[rest]):  # type: ignore[union-attr]
-            entry["note"] = "same manifest; its source changed (another environment's values)"
-        elif rest in before:
-            new = orjson.loads(plan.wanted.files[rest])
-            if before[rest] is None:
-                entry["note"] = "previous manifest unavailable; showing no field diff"
-            else:
-                diff = changes(before[rest], new)
-                entry["changes"] = [c for c in diff if not c["pointer"].startswith("/provenance/")]
-                if diff and not entry["changes"]:
-                    entry["note"] = "stamped with its provenance (first publish with a stamping publisher)"
-        elif action == "change" and rest not in plan.update:
-            entry["note"] = "stub regenerated"
-        out.append(entry)
-    return out
-
-
-def _summary(plan: ReleasePlan, dags: list[dict[str, Any]]) -> dict[str, int]:
-    count = {a: sum(1 for d in dags if d["action"] == a) for a in ("add", "change", "delete")}
-    touched = {d["dag_id"] for d in dags}
-    count["unchanged"] = len({dag_id_of(r) for r in plan.unchanged} - touched)
-    return count
+def _show(change: dict[str, Any]) -> str:
+    """``/pointer: old → new``, long values elided in the middle."""
+    return f"{change['pointer']}: {_value(change, 'old')} → {_value(change, 'new')}"
 
 
 def _plan_lines(dags: list[dict[str, Any]]) -> list[str]:
@@ -411,7 +271,7 @@ def _plan_lines(dags: list[dict[str, Any]]) -> list[str]:
     lines = []
     for d in dags:
         lines.append(f"  {sign[d['action']]} {d['dag_id']}" + (f"  ({d['note']})" if d.get("note") else ""))
-        lines += [f"      {show(c)}" for c in d["changes"]]
+        lines += [f"      {_show(c)}" for c in d["changes"]]
     return lines
 
 
@@ -432,7 +292,7 @@ def _plan_data(args: argparse.Namespace, plan: ReleasePlan) -> dict[str, Any]:
         "ok": True,
         **plan.to_dict(),
         "dags": dags,
-        "summary": _summary(plan, dags),
+        "summary": dag_counts(plan, dags),
         "changes_pending": not plan.noop,
     }
 
@@ -538,13 +398,7 @@ def _confirm(args: argparse.Namespace, verb: str) -> None:
 def cmd_rollback(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = _store(args)
-    target = args.to
-    if target == "previous":
-        current = store.current().record
-        if current is None or current.previous_release_id is None:
-            raise PublishError(f"{store.package!r} has no release before the current one to roll back to")
-        target = current.previous_release_id
-    history_name(target)  # a release id, not a path
+    target = rollback_target(store, args.to)
     plan = rollback(store, target, parallelism=args.parallelism)
     _confirm(args, "roll back")
     return _apply(args, plan, "rolled back", stop, to=f" to the files of {target}")
@@ -559,40 +413,6 @@ def cmd_retire(args: argparse.Namespace, stop: Stop) -> int:
 
 
 # -- list --------------------------------------------------------------------------------------
-
-
-def _history(
-    store: PackageStore, ids: list[str], current: str | None, parallelism: int
-) -> list[dict[str, Any]]:
-    """The kept releases, newest first, with what a reviewer asks of each; rollbacks marked.
-
-    A release whose files are exactly those of an older kept release that is not its predecessor
-    is a rollback to (or a re-publish of) that release.
-    """
-    records = kept_releases(store, store.current().record, ids, parallelism)
-    out, seen = [], {}
-    for rec in records:  # oldest first, to know what came before
-        files = frozenset((r, e.sha256) for r, e in rec.files.items())
-        same = seen.get(files)
-        out.append(
-            {
-                "release_id": rec.release_id,
-                "published_at": rec.published_at,
-                "package_version": rec.package_version,
-                "git_sha": rec.git_sha,
-                "publisher": f"dagfactory-s3 {rec.publisher_version}",
-                "published_by": rec.published_by,
-                "promoted_from": str(rec.promoted_from) if rec.promoted_from else None,
-                "dags": len(rec.dags),
-                "tombstone": rec.tombstone,
-                "current": rec.release_id == current,
-                "rollback_of": same
-                if same and same != rec.previous_release_id and not rec.tombstone
-                else None,
-            }
-        )
-        seen[files] = rec.release_id
-    return out[::-1]
 
 
 def _history_line(h: dict[str, Any]) -> str:
@@ -650,47 +470,19 @@ def _status_text(s: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _unknown(args: argparse.Namespace, client: Any, what: str) -> ConfigError:
-    """An unknown package or environment, with the names that do exist."""
-    where = f"s3://{args.bucket}/{args.environment}/"
-    packages = env_packages(client, args.bucket, args.environment)
-    if packages:
-        return ConfigError(f"{what} in {where}; packages there: {', '.join(packages)}")
-    environments = list_prefixes(client, args.bucket, "")
-    known = (
-        f"environments in s3://{args.bucket}/: {', '.join(environments)}"
-        if environments
-        else "the bucket is empty"
-    )
-    return ConfigError(f"{what + ': ' if what else ''}no packages in {where}; {known}")
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     require(args, "bucket", "environment")
     client = _store(args, package="x").client
-    if args.all_packages:
-        names = env_packages(client, args.bucket, args.environment)
-        if not names:
-            raise _unknown(args, client, "")
-    elif args.package_name:
-        names = [args.package_name]
-    else:
+    if not args.all_packages and not args.package_name:
         raise ConfigError("list needs --package-name (or DAG_PACKAGE_NAME) or --all-packages")
-    results = []
-    for name in names:
-        store = PackageStore(client, args.bucket, args.environment, name)
-        result = status(store, parallelism=args.parallelism)
-        if (
-            result["release_id"] is None
-            and not result["extra"]
-            and not result["history"]
-            and "problem" not in result
-        ):
-            raise _unknown(args, client, f"no package {name!r}")
-        ids = result.pop("history")
-        if args.history:
-            result["history"] = _history(store, ids, result["release_id"], args.parallelism)
-        results.append(result)
+    results = package_statuses(
+        client,
+        args.bucket,
+        args.environment,
+        None if args.all_packages else args.package_name,
+        history=args.history,
+        parallelism=args.parallelism,
+    )
     bad = [r["package"] for r in results if not r["consistent"]] if args.check else []
     emit(
         args,
