@@ -26,6 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 from dagfactory_s3 import naming
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.manifest import Manifest, Task
+from dagfactory_s3.manifest.pod_fields import FIELDS
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import NOTIFIER_KINDS, Policy
 from dagfactory_s3.schedule import parse_duration, parse_instant
@@ -320,21 +321,9 @@ def _pod_override(manifest: Manifest, task: Task) -> k8s.V1Pod:
 
 # The provider's own flag: on Airflow 3.3+ `durable` replaced `reattach_on_restart`.
 _DURABLE = getattr(_provider, "AIRFLOW_V_3_3_PLUS", False)
-# Task fields passed to the operator unchanged when a manifest sets them.
-_PLAIN = (
-    "trigger_rule",
-    "depends_on_past",
-    "wait_for_downstream",
-    "priority_weight",
-    "weight_rule",
-    "queue",
-    "pool_slots",
-    "max_active_tis_per_dag",
-    "max_active_tis_per_dagrun",
-    "deferrable",
-    "priority_class_name",
-    "automount_service_account_token",
-)
+# (task field, operator argument) of the fields passed unchanged when a manifest sets them; the
+# table (dagfactory_s3.manifest.pod_fields) names every field, operator_kwargs converts the others.
+_PLAIN = tuple((f.field, f.kwarg) for f in FIELDS if f.plain)
 
 
 def _own_fields(manifest: Manifest, task: Task) -> dict[str, Any]:
@@ -419,14 +408,9 @@ def operator_kwargs(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POL
     kwargs: dict[str, Any] = {
         "task_id": task.task_id,
         "name": naming.pod_name(manifest.dag_id, task.task_id),
-        "namespace": f["namespace"],
-        "image": f["image"],
         "labels": pod_labels(manifest, task),
         "startup_timeout_seconds": int(parse_duration(f["startup_timeout"]).total_seconds()),
-        "retries": f["retries"],
         "retry_delay": parse_duration(f["retry_delay"]),
-        "on_finish_action": f["on_finish_action"],
-        "get_logs": f["get_logs"],
         # Off unless the task opts in: with it the provider adds its xcom sidecar container.
         "do_xcom_push": f.get("do_xcom_push", False),
     }
@@ -438,8 +422,6 @@ def operator_kwargs(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POL
         kwargs["env_vars"] = _env(f["env"])
     if "resources" in f:
         kwargs["container_resources"] = _resources(f["resources"])
-    if "service_account" in f:
-        kwargs["service_account_name"] = f["service_account"]
     if f.get("node_selector"):
         kwargs["node_selector"] = dict(f["node_selector"])
     if f.get("tolerations"):
@@ -448,17 +430,13 @@ def operator_kwargs(manifest: Manifest, task: Task, policy: Policy = DEFAULT_POL
         kwargs["affinity"] = _affinity(manifest, task)
     if f.get("annotations"):
         kwargs["annotations"] = dict(f["annotations"])
-    if "image_pull_policy" in f:
-        kwargs["image_pull_policy"] = f["image_pull_policy"]
     if f.get("image_pull_secrets"):
         kwargs["image_pull_secrets"] = [k8s.V1LocalObjectReference(name=n) for n in f["image_pull_secrets"]]
     if "execution_timeout" in f:
         kwargs["execution_timeout"] = parse_duration(f["execution_timeout"])
-    if "pool" in f:
-        kwargs["pool"] = f["pool"]
-    for key in _PLAIN:
-        if key in f:
-            kwargs[key] = f[key]
+    for field, argument in _PLAIN:  # namespace, image, retries ...: always set (TASK_DEFAULTS, the rules)
+        if field in f:
+            kwargs[argument] = f[field]
     if f.get("retry_exponential_backoff"):
         kwargs["retry_exponential_backoff"] = True  # a bool on Airflow 3.0-3.2, the multiplier 1 on 3.3
     if "max_retry_delay" in f:

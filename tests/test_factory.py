@@ -12,7 +12,8 @@ pytest.importorskip("airflow", reason="needs the [airflow] extra")
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 from kubernetes.client import models as k8s
 
-from dagfactory_s3 import stub
+from dagfactory_s3 import factory, manifest, stub
+from dagfactory_s3.manifest.pod_fields import FIELDS
 
 from airflow_env import (
     AIRFLOW,
@@ -68,7 +69,7 @@ class TestDagBag:
         assert list(bag.import_errors) == [str(dags / "pipeline_processing_nightly.py")]
         text = bag.import_errors[str(dags / "pipeline_processing_nightly.py")]
         assert f"{dags / 'pipeline_processing_nightly.json'}: /tasks/0/image: image tag 'latest'" in text
-        assert "manifest.py" not in text  # our internal frames are not part of the record
+        assert "dagfactory_s3/manifest/" not in text  # our internal frames are not part of the record
 
     def test_missing_manifest_is_an_import_error(self, dags):
         """A stub whose manifest is gone records one clear import error."""
@@ -348,8 +349,6 @@ class TestTaskLevelFields:
         ]  # unprefixed
 
     def test_rendered_pods_carry_the_fields(self, dags):
-        from dagfactory_s3 import factory, manifest
-
         m = manifest.load(dags / "reporting_seeder_agency_rebuild.json")
         pods = {name: pod for _task, name, pod in factory.render_pods(m)}
         assert list(pods) == [
@@ -404,3 +403,77 @@ def test_interval_schedule_is_airflows_timedelta_schedule(tmp_path):
     assert bag.import_errors == {}
     timetable = serializer.to_dict(bag.dags["pipeline_processing_nightly"])["dag"]["timetable"]
     assert timetable["__var"]["delta"] == 21600.0
+
+
+# A value for every field of the pod-field table (dagfactory_s3.manifest.pod_fields): a new row needs one.
+EVERY_POD_FIELD = {
+    "image": "registry.example.com/pp:1.2.3",
+    "command": ["pp", "run"],
+    "arguments": ["--all"],
+    "env": {"MODE": "full"},
+    "env_from": [{"secret": "pp-db"}],
+    "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "1Gi"}},
+    "volume_mounts": [{"name": "scratch", "mount_path": "/tmp"}],
+    "security_context": {"allow_privilege_escalation": False},
+    "image_pull_policy": "IfNotPresent",
+    "service_account": "pp-runner",
+    "node_selector": {"pool": "batch"},
+    "tolerations": [{"key": "batch", "operator": "Exists", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["batch"]}]}
+                ]
+            }
+        }
+    },
+    "image_pull_secrets": ["regcred"],
+    "pod_security_context": {"run_as_non_root": True, "run_as_user": 1000},
+    "init_containers": [{"name": "prepare", "image": "registry.example.com/pp-init:1.0.0"}],
+    "volumes": [{"name": "scratch", "empty_dir": {}}],
+    "priority_class_name": "etl-batch",
+    "automount_service_account_token": False,
+    "host_aliases": [{"ip": "10.0.0.1", "hostnames": ["db.internal"]}],
+    "termination_grace_period": "30s",
+    "namespace": "etl-jobs",
+    "labels": {"team": "data"},
+    "annotations": {"example.com/note": "x"},
+    "pod_override": {"spec": {"dnsPolicy": "ClusterFirst"}},
+    "startup_timeout": "5m",
+    "get_logs": False,
+    "on_finish_action": "keep_pod",
+    "do_xcom_push": True,
+    "retries": 2,
+    "retry_delay": "1m",
+    "retry_exponential_backoff": True,
+    "max_retry_delay": "10m",
+    "execution_timeout": "1h",
+    "pool": "etl",
+    "trigger_rule": "all_done",
+    "depends_on_past": True,
+    "wait_for_downstream": True,
+    "priority_weight": 5,
+    "weight_rule": "absolute",
+    "queue": "batch",
+    "pool_slots": 2,
+    "max_active_tis_per_dag": 3,
+    "max_active_tis_per_dagrun": 2,
+    "deferrable": True,
+    "outlets": ["s3://pp-data/out/"],
+}
+
+
+def test_every_pod_field_of_the_table_reaches_the_operator():
+    """The pod-field table is what the factory does: for a manifest that sets every field of the table,
+    ``operator_kwargs`` emits each row's operator argument, and a plain row's value unchanged."""
+    assert set(EVERY_POD_FIELD) == {f.field for f in FIELDS}
+    doc = {k: v for k, v in GOOD.items() if k != "tasks"}
+    doc["job"] = {"name": "run", **EVERY_POD_FIELD}
+    checked = manifest.parse(json.dumps(doc).encode(), file="m.json")
+    (task,) = checked.tasks
+    kwargs = factory.operator_kwargs(checked, task)
+    missing = [f"{f.field} -> {f.kwarg}" for f in FIELDS if f.kwarg not in kwargs]
+    assert missing == []
+    changed = [f.field for f in FIELDS if f.plain and kwargs[f.kwarg] != EVERY_POD_FIELD[f.field]]
+    assert changed == []

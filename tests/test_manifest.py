@@ -8,6 +8,8 @@ import pytest
 
 from dagfactory_s3 import manifest
 from dagfactory_s3.errors import ManifestError
+from dagfactory_s3.manifest.pod_fields import BASE_CONTAINER, FIELDS
+from dagfactory_s3.schema import schema
 
 from bad_inputs import API_SERVER_CASES, CASES, GOOD, PACKAGE
 from conftest import all_examples
@@ -110,3 +112,27 @@ def test_missing_file_is_a_manifest_error(tmp_path):
     """A missing manifest file is reported like any other problem."""
     with pytest.raises(ManifestError, match=r"nope.json: /: manifest file does not exist"):
         manifest.load(tmp_path / "nope.json")
+
+
+def test_every_modelled_pod_key_is_refused_in_pod_override():
+    """The pod-field table is what the rules enforce: each pod spec key and each key of the task's own
+    container that a manifest field models is refused in ``pod_override``, at its pointer, naming the
+    field to use instead. And the table names every task field the operator receives, so a new pod field
+    cannot skip it (those the factory handles by code alone are listed here)."""
+    by_code = {"alerts", "reattach_on_restart", "allow_mutable_image"}
+    assert {f.field for f in FIELDS} | by_code == set(schema()["$defs"]["task_fields"]["properties"])
+    cases = [(f, "spec", key) for f in FIELDS for key in f.spec]
+    cases += [(f, "container", key) for f in FIELDS for key in f.container]
+    assert {f.field for f, _, _ in cases} >= {"service_account", "volumes", "image", "env"}
+    for field, where, key in cases:
+        doc = json.loads(json.dumps(GOOD))
+        if where == "spec":
+            doc["tasks"][0]["pod_override"] = {"spec": {key: {}}}
+            pointer = f"/tasks/0/pod_override/spec/{key}"
+        else:
+            doc["tasks"][0]["pod_override"] = {"spec": {"containers": [{"name": BASE_CONTAINER, key: {}}]}}
+            pointer = f"/tasks/0/pod_override/spec/containers/0/{key}"
+        with pytest.raises(ManifestError) as info:
+            manifest.parse(json.dumps(doc).encode(), file="m.json", package=PACKAGE)
+        expected = f"m.json: {pointer}: use the manifest field {field.field!r} instead"
+        assert expected in str(info.value).splitlines(), (key, str(info.value))

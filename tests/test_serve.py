@@ -69,7 +69,7 @@ def test_served_files_applies_every_rule_once():
         ("dags/pkg_a.json", "dev/pkg/" + naming.object_name(files["dags/pkg_a.json"].sha256))
     ]
     kinds = {r.key: (r.kind, r.reason) for r in refused}
-    assert kinds["dev/pkg/dags/pkg_big.json"] == ("content", rules.manifest_too_large())
+    assert kinds["dev/pkg/dags/pkg_big.json"] == ("content", manifest.too_large())
     assert kinds["dev/pkg/dags/pkg_c.py"][0] == "python"
     assert kinds["dev/pkg/dags/pkg_b.py"][1].startswith("stub without its manifest")
     assert kinds["dev/pkg/dags/pkg_c.py"][1].startswith("not the canonical stub")

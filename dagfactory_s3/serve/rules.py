@@ -50,7 +50,6 @@ __all__ = [
     "check_manifest",
     "claim",
     "classify_key",
-    "manifest_too_large",
     "read_record",
     "served_files",
     "too_many_deletions",
@@ -137,7 +136,7 @@ class ManifestVerdict:
 def check_manifest(raw: bytes, *, key: str, package: str, stem: str) -> ManifestVerdict:
     """Decide whether the manifest bytes at ``key`` (``<package>/dags/<stem>.json``) are served."""
     if len(raw) > manifests.MAX_BYTES:
-        return ManifestVerdict(False, manifest_too_large())
+        return ManifestVerdict(False, manifests.too_large())
     if _CONTROL.search(raw):
         return ManifestVerdict(False, "manifest is not JSON text (contains control bytes)")
     try:
@@ -191,11 +190,6 @@ def too_many_deletions(served: int, deleted: int, added: int, fraction: float) -
     them) shrink what is served by more than ``fraction`` at once? A listing that lost objects looks
     exactly like a mass delete."""
     return bool(served and deleted and deleted - added > fraction * served)
-
-
-def manifest_too_large() -> str:
-    """The refusal of a manifest over the size limit, whoever measured it (record, listing or body)."""
-    return f"manifest is larger than {manifests.MAX_BYTES} bytes"
 
 
 def read_record(
@@ -269,7 +263,7 @@ def served_files(
                 )
                 continue
         elif entry.size > manifests.MAX_BYTES:
-            refused.append(Refusal(key, entry.sha256, "content", manifest_too_large()))
+            refused.append(Refusal(key, entry.sha256, "content", manifests.too_large()))
             continue
         source = key
         if record.content == releases.CONTENT_OBJECTS:  # immutable, by digest; never the readable copy

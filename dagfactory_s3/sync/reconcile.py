@@ -37,6 +37,7 @@ from dagfactory_s3 import fs, naming, s3
 from dagfactory_s3 import release as releases
 from dagfactory_s3.errors import DagFactoryError, RecordError, StorageError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
+from dagfactory_s3.manifest import too_large
 from dagfactory_s3.serve.rules import (
     MAX_PYTHON_BYTES,
     MAX_RECORD_BYTES,
@@ -45,7 +46,6 @@ from dagfactory_s3.serve.rules import (
     check_manifest,
     claim,
     classify_key,
-    manifest_too_large,
     read_record,
     served_files,
     too_many_deletions,
@@ -383,7 +383,7 @@ class Reconciler:
         for rest, (cls, obj) in sorted(files.items()):
             if cls.is_manifest:
                 if obj.size > MANIFEST_MAX_BYTES:
-                    self._refuse_want(cycle, plan, obj.key, obj.etag, "content", manifest_too_large())
+                    self._refuse_want(cycle, plan, obj.key, obj.etag, "content", too_large())
                     continue
                 plan.wants[rest] = Want(rest, WantKind.MANIFEST, obj.key, obj.etag, size=obj.size)
         for rest, (cls, obj) in sorted(files.items()):

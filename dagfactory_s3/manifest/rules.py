@@ -1,237 +1,38 @@
-"""Job manifests: read, check everything at once, and resolve into plain data. No Airflow here.
-
-A manifest is accepted only when it passes the JSON Schema *and* the rules a schema cannot express
-(naming, unique task ids, an acyclic graph, crons Airflow can run, asset URIs it accepts, pinned images, and what the
-Kubernetes API server accepts for each pod field, from :mod:`dagfactory_s3.k8s`, also after
-``task_defaults`` are merged in). Every problem is collected and reported together as a
-:class:`~dagfactory_s3.errors.ManifestError`; validate, publish, the loader and the sidecar all call
-:func:`parse`, so they cannot disagree.
+"""The rules a JSON Schema cannot express, run on a decoded document: naming, unique task ids, an
+acyclic graph, crons Airflow can run, asset URIs it accepts, params Airflow can build, pinned images,
+the platform policy (:mod:`dagfactory_s3.platform`), and what the Kubernetes API server accepts for
+each pod field (:mod:`dagfactory_s3.k8s`), also after ``task_defaults`` are merged in. Every problem
+is collected, named at the pointer where it is written (the task, else ``task_defaults``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
-import json
-import math
 from datetime import timedelta
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import urlsplit
 
 from dagfactory_s3 import assets, k8s, naming
-from dagfactory_s3.errors import ManifestError, Problem
-from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
+from dagfactory_s3.errors import Problem
+from dagfactory_s3.manifest.model import MAX_MAP_LENGTH, MAX_TOTAL, Task
+from dagfactory_s3.manifest.overlays import own_fields, resolve_tasks
+from dagfactory_s3.manifest.pod_fields import BASE_CONTAINER, FIELDS, HOST_NAMESPACES
 from dagfactory_s3.platform import Policy
 from dagfactory_s3.schedule import check_cron, check_timezone, parse_duration, parse_instant
 from dagfactory_s3.schema import schema_problems, to_pointer
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "PROVENANCE", "Manifest", "load", "parse", "stamp", "unstamp"]
-
-MAX_BYTES = 256 * 1024
-PROVENANCE = "provenance"
-MAX_DEPTH = 32
-# Bound on every duration and on a task's worst case (all tries, timeouts and delays): Airflow adds
-# them to the current time, and ten years is beyond any batch job.
-MAX_TOTAL = timedelta(days=3650)
-DEFAULT_NAMESPACE = "etl-jobs"
-# Airflow's [core] max_map_length default: a mapped task with more items fails at run time.
-MAX_MAP_LENGTH = 1024
-
-# Task fields whose values are objects merged key by key with task_defaults (the task wins).
-_MERGED = ("env", "labels", "annotations", "node_selector")
-# Defaults applied when neither the task nor task_defaults sets a field.
-TASK_DEFAULTS: dict[str, Any] = {
-    "namespace": DEFAULT_NAMESPACE,
-    "startup_timeout": "2m",
-    "retries": 0,
-    "retry_delay": "5m",
-    "on_finish_action": "delete_pod",
-    "get_logs": True,
-    "allow_mutable_image": False,
-}
+__all__ = ["check_document"]
 
 
-class Task(NamedTuple):
-    """One resolved task: defaults applied, inherited fields merged. ``where`` is its JSON pointer."""
-
-    task_id: str
-    where: str
-    fields: dict[str, Any]
-    depends_on: tuple[str, ...] = ()
-
-
-class Manifest(NamedTuple):
-    """A valid manifest: its bytes, their sha256 and the resolved, plain-data view of them."""
-
-    file: str
-    raw: bytes
-    data: dict[str, Any]
-    tasks: tuple[Task, ...]
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.raw).hexdigest()
-
-    @property
-    def package(self) -> str:
-        return self.data["package"]
-
-    @property
-    def dag_id(self) -> str:
-        return self.data["dag_id"]
-
-    @property
-    def images(self) -> list[str]:
-        return sorted({t.fields["image"] for t in self.tasks})
-
-
-class _DuplicateKey(ValueError):
-    pass
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise _DuplicateKey(key)
-        seen[key] = value
-    return seen
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if math.isinf(value):  # 1e400 is valid JSON text but no number a DAG can use
-        raise ValueError(f"number {text[:40]} is out of range")
-    return value
-
-
-def _depth(value: Any, limit: int) -> bool:
-    """True when ``value`` nests deeper than ``limit`` (iterative: hostile input cannot blow the stack)."""
-    stack = [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if level > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, level + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, level + 1) for v in item)
-    return False
-
-
-def load(
-    path: str | Path,
-    *,
-    package: str | None = None,
-    display: str | None = None,
-    policy: Policy = DEFAULT_POLICY,
-    source: bool = False,
-) -> Manifest:
-    """Read and check the manifest at ``path``. Raises ManifestError naming ``display`` (default: path)."""
-    file = display or str(path)
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ManifestError([Problem(file, "", "manifest file does not exist")]) from None
-    except IsADirectoryError:
-        raise ManifestError([Problem(file, "", "is a directory, not a manifest file")]) from None
-    except OSError as exc:
-        raise ManifestError([Problem(file, "", f"cannot read manifest: {exc.strerror or exc}")]) from None
-    return parse(raw, file=file, package=package, policy=policy, source=source)
-
-
-def parse(
-    raw: bytes,
-    *,
-    file: str,
-    package: str | None = None,
-    policy: Policy = DEFAULT_POLICY,
-    source: bool = False,
-) -> Manifest:
-    """Check manifest bytes. ``package``, when given, is the package the manifest must belong to;
-    ``policy`` is what the platform allows (:mod:`dagfactory_s3.platform`). ``source``: the
-    manifest as its package writes it (validate, plan, publish, promote), which the publisher stamps
-    and so may not carry a stamp (``provenance``) of its own."""
-    if len(raw) > MAX_BYTES:
-        raise ManifestError([Problem(file, "", f"manifest is larger than {MAX_BYTES} bytes (256 KiB)")])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ManifestError([Problem(file, "", f"not UTF-8: invalid byte at offset {exc.start}")]) from None
-    if text.startswith("\ufeff"):
-        raise ManifestError([Problem(file, "", "starts with a byte-order mark; save as UTF-8 without BOM")])
-    try:
-        document = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
-        )
-    except _DuplicateKey as exc:
-        raise ManifestError([Problem(file, "", f"duplicate key {exc.args[0]!r} in an object")]) from None
-    except json.JSONDecodeError as exc:
-        raise ManifestError(
-            [Problem(file, "", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}")]
-        ) from None
-    except (ValueError, RecursionError) as exc:
-        raise ManifestError([Problem(file, "", f"invalid JSON: {exc}")]) from None
-    if _depth(document, MAX_DEPTH):
-        raise ManifestError([Problem(file, "", f"nested deeper than {MAX_DEPTH} levels")])
-    # Before the schema: its messages quote keys and values, which must be printable first.
-    problems = [Problem(file, pointer, reason) for pointer, reason in k8s.hygiene_issues(document)]
-    if problems:
-        raise ManifestError(problems)
-    problems, tasks = _check_document(document, file, package, policy)
-    if source and isinstance(document, dict) and PROVENANCE in document:
-        problems.append(
-            Problem(
-                file,
-                f"/{PROVENANCE}",
-                "written by the publisher (the release that last changed this manifest); remove it from the source",
-            )
-        )
-    if not problems:  # each environment's manifest must be valid too (its problems named by the overlay)
-        for name in document.get("environments", {}):
-            problems += _environment_problems(document, name, file, package, policy)
-    if problems:
-        raise ManifestError(problems)
-    return Manifest(file=file, raw=raw, data=document, tasks=tasks)
-
-
-# -- the provenance stamp
-
-
-def stamp(raw: bytes, provenance: dict[str, str]) -> bytes:
-    """``raw`` with ``provenance`` as its first member, on a line of its own: the manifest's bytes
-    otherwise untouched (its formatting kept), so :func:`unstamp` gives them back exactly."""
-    brace = raw.index(b"{") + 1
-    return raw[:brace] + _stamp_line(provenance) + raw[brace:]
-
-
-def unstamp(stamped: bytes, provenance: dict[str, str]) -> bytes:
-    """The bytes :func:`stamp` was given. Raises ValueError when ``stamped`` has not this stamp."""
-    brace = stamped.index(b"{") + 1
-    line = _stamp_line(provenance)
-    if stamped[brace : brace + len(line)] != line:
-        raise ValueError("not stamped with this provenance")
-    return stamped[:brace] + stamped[brace + len(line) :]
-
-
-def _stamp_line(provenance: dict[str, str]) -> bytes:
-    ordered = {k: provenance[k] for k in ("release", "git_sha", "package_version") if provenance.get(k)}
-    return f'\n  "{PROVENANCE}": {json.dumps(ordered, ensure_ascii=False)},'.encode()
-
-
-def _check_document(
+def check_document(
     document: dict[str, Any], file: str, package: str | None, policy: Policy
 ) -> tuple[list[Problem], tuple[Task, ...]]:
+    """Every problem of ``document`` (schema and rules), and its resolved tasks (empty when it has
+    none the rules could resolve)."""
     problems = schema_problems(document, file)
     tasks: tuple[Task, ...] = ()
     try:  # the rules run on a document the schema refused too: every problem in one pass
-        tasks = _resolve_tasks(document)
+        tasks = resolve_tasks(document)
         problems += _check_rules(document, tasks, file, package, policy)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         if not problems:  # the schema passed it: a rule that crashes is a bug
@@ -239,170 +40,134 @@ def _check_document(
     return problems, tasks
 
 
-# -- per-environment values
+def _check_rules(
+    document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None, policy: Policy
+) -> list[Problem]:
+    problems: list[Problem] = []
+    own = document["package"]
+    if package is not None and own != package:
+        problems.append(Problem(file, "/package", f"manifest belongs to package {own!r}, not {package!r}"))
+    reason = naming.check_dag_id(document["dag_id"], own)
+    if reason:
+        problems.append(Problem(file, "/dag_id", reason))
+    # Both become pod label values (dagfactory-s3/package, dagfactory-s3/dag-id).
+    for key in ("package", "dag_id"):
+        reason = k8s.check_label_value(document[key], f"{key} (a pod label value)")
+        if reason:
+            problems.append(Problem(file, f"/{key}", reason))
+    for pointer, text in [("/owner", document.get("owner", ""))] + [
+        (f"/tags/{i}", tag) for i, tag in enumerate(document.get("tags", []))
+    ]:
+        reason = k8s.check_visible(text, repr(text))
+        if reason:
+            problems.append(Problem(file, pointer, reason))
 
-
-def _merged(
-    base: dict[str, Any], overlay: dict[str, Any], origin: str, sources: dict[str, str], at: str
-) -> dict[str, Any]:
-    """Task fields with an overlay applied: env and resources key by key, the rest replaced. Records
-    in ``sources`` which resolved pointer came from which overlay pointer."""
-    out = dict(base)
-    for key, value in overlay.items():
-        if key == "env":
-            out["env"] = {**base.get("env", {}), **value}
-        elif key == "resources":
-            old = base.get("resources", {})
-            out["resources"] = {
-                k: {**old.get(k, {}), **value.get(k, {})}
-                for k in ("requests", "limits")
-                if k in old or k in value
-            }
+    schedule = document.get("schedule")
+    if isinstance(schedule, str):
+        reason = check_cron(schedule)
+        if reason:
+            problems.append(Problem(file, "/schedule", reason))
+    elif isinstance(schedule, dict) and isinstance(schedule.get("every"), str):
+        _check_duration(schedule["every"], "/schedule/every", file, problems)
+    elif isinstance(schedule, dict):
+        _check_assets(schedule.get("assets"), "/schedule/assets", file, problems)
+    zone = None
+    if "timezone" in document:
+        found = check_timezone(document["timezone"])
+        if isinstance(found, str):
+            problems.append(Problem(file, "/timezone", found))
         else:
-            out[key] = value
-        sources[f"{at}/{key}"] = f"{origin}/{key}"
-    return out
-
-
-def resolve(
-    document: dict[str, Any], environment: str, file: str = ""
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """The manifest for ``environment``: its overlay applied, ``environments`` removed. Also which
-    pointers of the result an overlay set (result pointer -> overlay pointer). A manifest without
-    ``environments`` is returned as it is. Raises ManifestError when the overlay names what the
-    manifest does not have, or when the manifest has no overlay for ``environment``."""
-    overlays = document.get("environments")
-    resolved = {k: v for k, v in document.items() if k != "environments"}
-    if overlays is None:
-        return resolved, {}
-    if environment not in overlays:
-        declared = ", ".join(sorted(overlays)) or "none"
-        raise ManifestError(
-            [
+            zone = found
+    dates = {}
+    for key in ("start_date", "end_date"):
+        if key in document:
+            try:
+                dates[key] = parse_instant(document[key], zone)
+            except ValueError as exc:
+                problems.append(Problem(file, f"/{key}", f"{document[key]!r} is not a valid date: {exc}"))
+    if "start_date" in dates and "end_date" in dates and dates["end_date"] <= dates["start_date"]:
+        problems.append(Problem(file, "/end_date", "end_date must be after start_date"))
+    if "dagrun_timeout" in document:
+        _check_duration(document["dagrun_timeout"], "/dagrun_timeout", file, problems)
+    for name, param in document.get("params", {}).items():
+        # Airflow refuses params without defaults on time-based schedules only (an asset-triggered
+        # timetable "cannot be scheduled").
+        timed = isinstance(schedule, str) or (isinstance(schedule, dict) and "every" in schedule)
+        _check_param(name, param, timed, file, problems)
+    notify = [(f"/alerts/{k}", v) for k, v in document.get("alerts", {}).items()]
+    if "deadline" in document:
+        notify.append(("/deadline/notify", document["deadline"]["notify"]))
+        _check_duration(document["deadline"]["after"], "/deadline/after", file, problems)
+    problems.extend(_notifier_problems(notify, file, policy))
+    for owner, link in document.get("owner_links", {}).items():
+        parts = urlsplit(link)
+        if not (parts.scheme == "mailto" and parts.path) and not (
+            parts.scheme in ("http", "https") and parts.netloc
+        ):
+            problems.append(
                 Problem(
                     file,
-                    "/environments",
-                    f"no values for environment {environment!r} (declared: {declared}); add an entry, even an empty one",
+                    f"/owner_links{to_pointer([owner])}",
+                    f"{link!r} is not an http(s):// or mailto: link",
                 )
-            ]
-        )
-    overlay, origin, sources = overlays[environment], f"/environments/{environment}", {}
-    problems = []
-    for key in ("schedule", "paused_on_create"):
-        if key in overlay:
-            resolved[key] = overlay[key]
-            sources[f"/{key}"] = f"{origin}/{key}"
-    if "params" in overlay:
-        params = {k: dict(v) for k, v in resolved.get("params", {}).items()}
-        for name, value in overlay["params"].items():
-            if name not in params:
-                problems.append(
-                    Problem(
-                        file, f"{origin}/params{to_pointer([name])}", f"no param {name!r} in the manifest"
-                    )
-                )
-                continue
-            params[name]["default"] = value["default"]
-            sources[f"/params{to_pointer([name])}/default"] = f"{origin}/params{to_pointer([name])}/default"
-        resolved["params"] = params
-    if "task_defaults" in overlay:
-        resolved["task_defaults"] = _merged(
-            resolved.get("task_defaults", {}),
-            overlay["task_defaults"],
-            f"{origin}/task_defaults",
-            sources,
-            "/task_defaults",
-        )
-    if "job" in overlay:
-        if "job" not in resolved:
-            problems.append(Problem(file, f"{origin}/job", "the manifest has tasks, not a job"))
-        else:
-            resolved["job"] = _merged(resolved["job"], overlay["job"], f"{origin}/job", sources, "/job")
-    if "tasks" in overlay:
-        index = {t.get("task_id"): i for i, t in enumerate(resolved.get("tasks", []))}
-        tasks = list(resolved.get("tasks", []))
-        for task_id, values in overlay["tasks"].items():
-            if task_id not in index:
-                problems.append(
-                    Problem(
-                        file, f"{origin}/tasks{to_pointer([task_id])}", f"no task {task_id!r} in the manifest"
-                    )
-                )
-                continue
-            i = index[task_id]
-            tasks[i] = _merged(
-                tasks[i], values, f"{origin}/tasks{to_pointer([task_id])}", sources, f"/tasks/{i}"
             )
-        resolved["tasks"] = tasks
-    if problems:
-        raise ManifestError(problems)
-    return resolved, sources
 
+    if "task_defaults" in document:
+        _check_fields(document["task_defaults"], "/task_defaults", file, problems)
+    raw_tasks = [document["job"]] if "job" in document else document["tasks"]
+    seen_ids = {task.task_id for task in tasks}
+    seen: dict[str, str] = {}
+    for task, raw in zip(tasks, raw_tasks, strict=True):
+        _check_fields(raw, task.where, file, problems)
+        id_pointer = f"{task.where}/{'name' if 'job' in document else 'task_id'}"
+        if task.task_id in seen:
+            problems.append(
+                Problem(file, id_pointer, f"task_id {task.task_id!r} is already used at {seen[task.task_id]}")
+            )
+        seen.setdefault(task.task_id, task.where)
+        if "image" not in task.fields:
+            problems.append(
+                Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'")
+            )
+        pod = naming.pod_name(document["dag_id"], task.task_id)
+        if k8s.check_dns_label(pod, "pod name"):
+            problems.append(
+                Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label")
+            )
+        _check_task(document, task, file, problems, policy)
+        if "expand" in raw:
+            _check_expand(task, raw["expand"], tasks, file, problems)
+        if "group" in raw and raw["group"] in seen_ids:
+            problems.append(
+                Problem(
+                    file, f"{task.where}/group", f"group {raw['group']!r} is also a task_id; use another name"
+                )
+            )
+        for key in ("labels", "annotations"):
+            reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
+            for k in reserved:
+                problems.append(
+                    Problem(
+                        file, f"{task.where}/{key}{to_pointer([k])}", "the dagfactory-s3/ prefix is reserved"
+                    )
+                )
 
-def _environment_problems(
-    document: dict[str, Any], name: str, file: str, package: str | None, policy: Policy
-) -> list[Problem]:
-    try:
-        resolved, sources = resolve(document, name, file)
-    except ManifestError as exc:
-        return exc.problems()
-    problems, _ = _check_document(resolved, file, package, policy)
-    out = []
-    for problem in problems:
-        origin = max(
-            (p for p in sources if problem.pointer == p or problem.pointer.startswith(p + "/")),
-            key=len,
-            default=None,
-        )
-        if origin is not None:
-            out.append(problem._replace(pointer=sources[origin] + problem.pointer[len(origin) :]))
-        else:
-            out.append(problem._replace(message=f"with environment {name!r}: {problem.message}"))
-    return out
-
-
-def publishable(manifest: Manifest, environment: str) -> Manifest:
-    """What ``publish --environment`` uploads: the manifest resolved for ``environment``, as a
-    manifest of its own (byte-identical when it has no ``environments``)."""
-    if "environments" not in manifest.data:
-        return manifest
-    resolved, _ = resolve(manifest.data, environment, manifest.file)
-    raw = (json.dumps(resolved, indent=2, ensure_ascii=False) + "\n").encode()
-    return parse(raw, file=manifest.file, package=manifest.package)
-
-
-def _resolve_tasks(document: dict[str, Any]) -> tuple[Task, ...]:
-    defaults = document.get("task_defaults", {})
-    if "job" in document:
-        job = dict(document["job"])
-        entries = [("/job", job.pop("name"), job, [])]
-    else:
-        entries = []
-        for i, task in enumerate(document["tasks"]):
-            body = dict(task)
-            task_id, depends = body.pop("task_id"), body.pop("depends_on", [])
-            entries.append((f"/tasks/{i}", task_id, body, depends))
-    resolved = []
-    for where, task_id, body, depends in entries:
-        merged = {**TASK_DEFAULTS, **defaults, **body}
-        for key in _MERGED:
-            if key in defaults and key in body:
-                merged[key] = {**defaults[key], **body[key]}
-        if "resources" in defaults and "resources" in body:
-            merged["resources"] = {
-                kind: {**defaults["resources"].get(kind, {}), **body["resources"].get(kind, {})}
-                for kind in ("requests", "limits")
-                if kind in defaults["resources"] or kind in body["resources"]
-            }
-        resolved.append(Task(task_id=task_id, where=where, fields=merged, depends_on=tuple(depends)))
-    return tuple(resolved)
-
-
-def _own(document: dict[str, Any], task: Task) -> dict[str, Any]:
-    """The task's fields as written (without task_defaults)."""
-    if task.where == "/job":
-        return document["job"]
-    return document["tasks"][int(task.where.rsplit("/", 1)[1])]
+    if isinstance(schedule, dict) and isinstance(schedule.get("assets"), list):
+        _check_self_trigger(schedule, tasks, file, problems)
+    for task in tasks:
+        for j, dep in enumerate(task.depends_on):
+            if dep == task.task_id:
+                problems.append(
+                    Problem(file, f"{task.where}/depends_on/{j}", "a task cannot depend on itself")
+                )
+            elif dep not in seen:
+                problems.append(
+                    Problem(file, f"{task.where}/depends_on/{j}", f"depends on unknown task {dep!r}")
+                )
+    cycle = _find_cycle(tasks)
+    if cycle:
+        problems.append(Problem(file, "/tasks", f"dependency cycle: {' -> '.join(cycle)}"))
+    return problems
 
 
 def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[Problem]) -> None:
@@ -572,40 +337,15 @@ def _init_container_issues(containers: list[dict[str, Any]], pointer: str) -> li
     return issues
 
 
-BASE_CONTAINER = "base"  # the operator's name for the task's container
-# pod_override keys the manifest models: the manifest field wins, so repeating one here is refused.
-_MODELLED_SPEC = {
-    "serviceAccountName": "service_account",
-    "serviceAccount": "service_account",
-    "nodeSelector": "node_selector",
-    "tolerations": "tolerations",
-    "affinity": "affinity",
-    "imagePullSecrets": "image_pull_secrets",
-    "securityContext": "pod_security_context",
-    "initContainers": "init_containers",
-    "volumes": "volumes",
-    "priorityClassName": "priority_class_name",
-    "automountServiceAccountToken": "automount_service_account_token",
-    "hostAliases": "host_aliases",
-    "terminationGracePeriodSeconds": "termination_grace_period",
-}
-_MODELLED_CONTAINER = {
-    "image": "image",
-    "command": "command",
-    "args": "arguments",
-    "env": "env",
-    "envFrom": "env_from",
-    "resources": "resources",
-    "volumeMounts": "volume_mounts",
-    "securityContext": "security_context",
-    "imagePullPolicy": "image_pull_policy",
-}
+# pod_override keys the manifest models (pod_fields.FIELDS): the manifest field wins, so repeating one
+# here is refused.
+_MODELLED_SPEC = {key: f.field for f in FIELDS for key in f.spec}
+_MODELLED_CONTAINER = {key: f.field for f in FIELDS for key in f.container}
 _OWNED_SPEC = {
     "containers": None,
     "restartPolicy": "the operator runs every pod with restartPolicy Never",
     "nodeName": "pods are placed by the scheduler (use node_selector or affinity)",
 }
-HOST_NAMESPACES = ("hostNetwork", "hostPID", "hostIPC")
 
 
 def _override_containers(fields: dict[str, Any]) -> list[dict[str, Any]]:
@@ -704,7 +444,7 @@ def _check_task(
     document: dict[str, Any], task: Task, file: str, problems: list[Problem], policy: Policy
 ) -> None:
     """Rules on a task after task_defaults are merged in, each named at the field that was written."""
-    own = _own(document, task)
+    own = own_fields(document, task)
 
     def source(field: str, *keys: str) -> str:
         """The pointer of ``field/keys...`` where it is written: the task, else task_defaults."""
@@ -1006,136 +746,6 @@ def _check_duration(text: str, pointer: str, file: str, problems: list[Problem])
         problems.append(Problem(file, pointer, "duration must be greater than zero"))
     elif value > MAX_TOTAL:
         problems.append(Problem(file, pointer, f"duration {text!r} is longer than {MAX_TOTAL.days} days"))
-
-
-def _check_rules(
-    document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None, policy: Policy
-) -> list[Problem]:
-    problems: list[Problem] = []
-    own = document["package"]
-    if package is not None and own != package:
-        problems.append(Problem(file, "/package", f"manifest belongs to package {own!r}, not {package!r}"))
-    reason = naming.check_dag_id(document["dag_id"], own)
-    if reason:
-        problems.append(Problem(file, "/dag_id", reason))
-    # Both become pod label values (dagfactory-s3/package, dagfactory-s3/dag-id).
-    for key in ("package", "dag_id"):
-        reason = k8s.check_label_value(document[key], f"{key} (a pod label value)")
-        if reason:
-            problems.append(Problem(file, f"/{key}", reason))
-    for pointer, text in [("/owner", document.get("owner", ""))] + [
-        (f"/tags/{i}", tag) for i, tag in enumerate(document.get("tags", []))
-    ]:
-        reason = k8s.check_visible(text, repr(text))
-        if reason:
-            problems.append(Problem(file, pointer, reason))
-
-    schedule = document.get("schedule")
-    if isinstance(schedule, str):
-        reason = check_cron(schedule)
-        if reason:
-            problems.append(Problem(file, "/schedule", reason))
-    elif isinstance(schedule, dict) and isinstance(schedule.get("every"), str):
-        _check_duration(schedule["every"], "/schedule/every", file, problems)
-    elif isinstance(schedule, dict):
-        _check_assets(schedule.get("assets"), "/schedule/assets", file, problems)
-    zone = None
-    if "timezone" in document:
-        found = check_timezone(document["timezone"])
-        if isinstance(found, str):
-            problems.append(Problem(file, "/timezone", found))
-        else:
-            zone = found
-    dates = {}
-    for key in ("start_date", "end_date"):
-        if key in document:
-            try:
-                dates[key] = parse_instant(document[key], zone)
-            except ValueError as exc:
-                problems.append(Problem(file, f"/{key}", f"{document[key]!r} is not a valid date: {exc}"))
-    if "start_date" in dates and "end_date" in dates and dates["end_date"] <= dates["start_date"]:
-        problems.append(Problem(file, "/end_date", "end_date must be after start_date"))
-    if "dagrun_timeout" in document:
-        _check_duration(document["dagrun_timeout"], "/dagrun_timeout", file, problems)
-    for name, param in document.get("params", {}).items():
-        # Airflow refuses params without defaults on time-based schedules only (an asset-triggered
-        # timetable "cannot be scheduled").
-        timed = isinstance(schedule, str) or (isinstance(schedule, dict) and "every" in schedule)
-        _check_param(name, param, timed, file, problems)
-    notify = [(f"/alerts/{k}", v) for k, v in document.get("alerts", {}).items()]
-    if "deadline" in document:
-        notify.append(("/deadline/notify", document["deadline"]["notify"]))
-        _check_duration(document["deadline"]["after"], "/deadline/after", file, problems)
-    problems.extend(_notifier_problems(notify, file, policy))
-    for owner, link in document.get("owner_links", {}).items():
-        parts = urlsplit(link)
-        if not (parts.scheme == "mailto" and parts.path) and not (
-            parts.scheme in ("http", "https") and parts.netloc
-        ):
-            problems.append(
-                Problem(
-                    file,
-                    f"/owner_links{to_pointer([owner])}",
-                    f"{link!r} is not an http(s):// or mailto: link",
-                )
-            )
-
-    if "task_defaults" in document:
-        _check_fields(document["task_defaults"], "/task_defaults", file, problems)
-    raw_tasks = [document["job"]] if "job" in document else document["tasks"]
-    seen_ids = {task.task_id for task in tasks}
-    seen: dict[str, str] = {}
-    for task, raw in zip(tasks, raw_tasks, strict=True):
-        _check_fields(raw, task.where, file, problems)
-        id_pointer = f"{task.where}/{'name' if 'job' in document else 'task_id'}"
-        if task.task_id in seen:
-            problems.append(
-                Problem(file, id_pointer, f"task_id {task.task_id!r} is already used at {seen[task.task_id]}")
-            )
-        seen.setdefault(task.task_id, task.where)
-        if "image" not in task.fields:
-            problems.append(
-                Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'")
-            )
-        pod = naming.pod_name(document["dag_id"], task.task_id)
-        if k8s.check_dns_label(pod, "pod name"):
-            problems.append(
-                Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label")
-            )
-        _check_task(document, task, file, problems, policy)
-        if "expand" in raw:
-            _check_expand(task, raw["expand"], tasks, file, problems)
-        if "group" in raw and raw["group"] in seen_ids:
-            problems.append(
-                Problem(
-                    file, f"{task.where}/group", f"group {raw['group']!r} is also a task_id; use another name"
-                )
-            )
-        for key in ("labels", "annotations"):
-            reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
-            for k in reserved:
-                problems.append(
-                    Problem(
-                        file, f"{task.where}/{key}{to_pointer([k])}", "the dagfactory-s3/ prefix is reserved"
-                    )
-                )
-
-    if isinstance(schedule, dict) and isinstance(schedule.get("assets"), list):
-        _check_self_trigger(schedule, tasks, file, problems)
-    for task in tasks:
-        for j, dep in enumerate(task.depends_on):
-            if dep == task.task_id:
-                problems.append(
-                    Problem(file, f"{task.where}/depends_on/{j}", "a task cannot depend on itself")
-                )
-            elif dep not in seen:
-                problems.append(
-                    Problem(file, f"{task.where}/depends_on/{j}", f"depends on unknown task {dep!r}")
-                )
-    cycle = _find_cycle(tasks)
-    if cycle:
-        problems.append(Problem(file, "/tasks", f"dependency cycle: {' -> '.join(cycle)}"))
-    return problems
 
 
 def _upstream(task: Task) -> list[str]:
