@@ -20,6 +20,7 @@ __all__ = [
     "RecordError",
     "StorageError",
     "SyncError",
+    "TemplateError",
 ]
 
 
@@ -65,6 +66,10 @@ class ManifestError(DagFactoryError):
 
     def problems(self) -> list[Problem]:
         return list(self._problems)
+
+
+class TemplateError(DagFactoryError):
+    """A templated string outside the template language, met when a task renders it (the worker)."""
 
 
 class StorageError(DagFactoryError):

@@ -23,8 +23,8 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "dagfactory_s3.factory needs Airflow: install 'dagfactory-s3[airflow]' in the Airflow image"
     ) from exc
 
-from dagfactory_s3 import naming
-from dagfactory_s3.errors import ManifestError, Problem
+from dagfactory_s3 import naming, platform, templates
+from dagfactory_s3.errors import ManifestError, Problem, TemplateError
 from dagfactory_s3.manifest import Manifest, Task
 from dagfactory_s3.manifest.pod_fields import FIELDS
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
@@ -32,9 +32,59 @@ from dagfactory_s3.platform import NOTIFIER_KINDS, Policy
 from dagfactory_s3.schedule import parse_duration, parse_instant
 from dagfactory_s3.stub import API_VERSION
 
-__all__ = ["build_dag", "pod_labels", "render_pods"]
+__all__ = ["ManifestPodOperator", "build_dag", "pod_labels", "render_pods"]
 
 MANAGED_BY = "dagfactory-s3"
+PACKAGE_LABEL = "dagfactory-s3/package"
+
+
+class ManifestPodOperator(KubernetesPodOperator):
+    """A KubernetesPodOperator whose templates are the manifest's checked language.
+
+    Before Airflow renders a task's templated fields (in the worker, for a mapped task's every
+    instance too), every string it is about to render is checked again by
+    :func:`dagfactory_s3.templates.problems`, the code ``validate`` and the parse ran, with the scope
+    the platform policy of this worker grants the task's package: a DAG that reached a worker without
+    passing the parse's rules still cannot call out of the language. The package is read from the
+    label the factory sets (a manifest may not set ``dagfactory-s3/`` labels).
+    """
+
+    def _do_render_template_fields(
+        self, parent: Any, template_fields: Any, context: Any, jinja_env: Any, seen_oids: set[int]
+    ) -> None:
+        if parent is self:
+            scope = self._template_scope()
+            for field in template_fields:
+                for pointer, text in templates.strings(_plain(getattr(self, field, None)), f"/{field}"):
+                    reasons = templates.problems(text, scope)
+                    if reasons:
+                        raise TemplateError(f"task {self.task_id!r}: {pointer}: {reasons[0]}")
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+
+    def _template_scope(self) -> templates.Scope:
+        labels = self.labels if isinstance(self.labels, dict) else {}
+        package = str(labels.get(PACKAGE_LABEL, ""))
+        grants = platform.from_environment().grants_for(package)
+        dag = self.dag if self.has_dag() else None
+        return templates.Scope(
+            package=package,
+            params=frozenset(dag.params.keys()) if dag is not None else frozenset(),
+            tasks=frozenset(dag.task_ids) if dag is not None else frozenset(),
+            variables=grants.variables,
+            connections=grants.connections,
+            conf=grants.dag_run_conf,
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A templated field's value as JSON-like data (Kubernetes models by their attribute names)."""
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _provenance(manifest: Manifest) -> str:
@@ -70,7 +120,7 @@ def pod_labels(manifest: Manifest, task: Task) -> dict[str, str]:
     return {
         **task.fields.get("labels", {}),
         "app.kubernetes.io/managed-by": MANAGED_BY,
-        "dagfactory-s3/package": manifest.package,
+        PACKAGE_LABEL: manifest.package,
         "dagfactory-s3/dag-id": manifest.dag_id,
         "dagfactory-s3/task-id": task.task_id,
     }
@@ -548,7 +598,7 @@ def _param(spec: dict[str, Any]) -> Param:
 
 
 def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
-    """The Airflow DAG of a checked manifest: one KubernetesPodOperator per task. ``policy`` gives
+    """The Airflow DAG of a checked manifest: one :class:`ManifestPodOperator` per task. ``policy`` gives
     the platform's default first-run state (the manifest's ``paused_on_create`` wins)."""
     data = manifest.data
     # pendulum's zone: what Airflow serializes by name and evaluates crons in (DST-correct).
@@ -594,9 +644,9 @@ def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
                 op_kwargs = operator_kwargs(manifest, task, policy)
                 if "expand" in task.fields:
                     mapped = _expansion(task, op_kwargs, operators)
-                    operators[task.task_id] = KubernetesPodOperator.partial(**op_kwargs).expand(**mapped)
+                    operators[task.task_id] = ManifestPodOperator.partial(**op_kwargs).expand(**mapped)
                 else:
-                    operators[task.task_id] = KubernetesPodOperator(**op_kwargs)
+                    operators[task.task_id] = ManifestPodOperator(**op_kwargs)
         for task in manifest.tasks:
             for upstream in task.depends_on:
                 operators[upstream] >> operators[task.task_id]
@@ -630,7 +680,7 @@ def render_pods(
             star = isinstance(arguments, dict)
             variants = [(f"{task.task_id}[{'*' if star else i}]", item) for i, item in enumerate(items)]
         for name, item in variants:
-            operator = KubernetesPodOperator(**{**kwargs, **item})
+            operator = ManifestPodOperator(**{**kwargs, **item})
             pod = operator.build_pod_request_obj(dry_run=True)
             pods.append((task, name, client.sanitize_for_serialization(pod)))
     return pods

@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT",
     "POLICY_ENV",
     "VOLUME_TYPES",
+    "Grants",
     "Policy",
     "from_environment",
     "load",
@@ -104,6 +105,21 @@ class Notifier(NamedTuple):
     options: dict[str, Any]
 
 
+GRANT_KINDS = {  # what a package may be granted beyond its own names, and what each list holds
+    "variables": "Airflow Variable names",
+    "connections": "Airflow Connection ids",
+}
+ALL_PACKAGES = "*"
+
+
+class Grants(NamedTuple):
+    """What one package's manifests may reach beyond names prefixed with ``<package>_``."""
+
+    variables: frozenset[str] = frozenset()
+    connections: frozenset[str] = frozenset()
+    dag_run_conf: bool = False  # templates may read dag_run.conf
+
+
 class Policy(NamedTuple):
     """What manifests may use. ``None`` in a list field means "anything"."""
 
@@ -117,6 +133,16 @@ class Policy(NamedTuple):
     paused_on_create: bool | None = None  # None: Airflow's [core] dags_are_paused_at_creation
     # None: no policy file, so names cannot be checked (CI without the file); a file defines its own.
     notifiers: dict[str, Notifier] | None = None
+    # package (or "*": every package) -> its grants; a package's own add to those of "*"
+    grants: dict[str, Grants] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
+
+    def grants_for(self, package: str) -> Grants:
+        every, own = self.grants.get(ALL_PACKAGES, Grants()), self.grants.get(package, Grants())
+        return Grants(
+            every.variables | own.variables,
+            every.connections | own.connections,
+            every.dag_run_conf or own.dag_run_conf,
+        )
 
     def registry_allowed(self, image: str) -> bool:
         if self.image_registries is None:
@@ -149,7 +175,15 @@ def parse(raw: bytes, file: str) -> Policy:
         raise ConfigError(f"{file}: /: policy is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise ConfigError(f"{file}: /: policy must be a JSON object")
-    known = {"$schema", "policy_version", "allow_privileged", "paused_on_create", "notifiers", *_LISTS}
+    known = {
+        "$schema",
+        "policy_version",
+        "allow_privileged",
+        "paused_on_create",
+        "notifiers",
+        "grants",
+        *_LISTS,
+    }
     for key in sorted(document):
         if key not in known:
             raise ConfigError(
@@ -175,7 +209,36 @@ def parse(raw: bytes, file: str) -> Policy:
                 )
         fields[key] = tuple(values) if key == "image_registries" else frozenset(values)
     fields["notifiers"] = _notifiers(document.get("notifiers", {}), file)
+    fields["grants"] = _grants(document.get("grants", {}), file)
     return Policy(**fields)
+
+
+def _grants(value: Any, file: str) -> dict[str, Grants]:
+    """``{"*" | <package>: {"variables": [...], "connections": [...], "dag_run_conf": bool}}``."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"{file}: /grants: expected an object of packages ('*' for every package)")
+    out = {}
+    for package, spec in value.items():
+        where = f"{file}: /grants/{package}"
+        if package != ALL_PACKAGES and not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", package):
+            raise ConfigError(f"{where}: not a package name (or '*' for every package)")
+        if not isinstance(spec, dict):
+            raise ConfigError(f"{where}: expected an object")
+        known = {*GRANT_KINDS, "dag_run_conf"}
+        for key in spec:
+            if key not in known:
+                raise ConfigError(f"{where}/{key}: unknown grant; known: {', '.join(sorted(known))}")
+        lists = {}
+        for key, what in GRANT_KINDS.items():
+            names = spec.get(key, [])
+            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+                raise ConfigError(f"{where}/{key}: expected a list of {what}")
+            lists[key] = frozenset(names)
+        conf = spec.get("dag_run_conf", False)
+        if not isinstance(conf, bool):
+            raise ConfigError(f"{where}/dag_run_conf: expected true or false")
+        out[package] = Grants(lists["variables"], lists["connections"], conf)
+    return out
 
 
 def _notifiers(value: Any, file: str) -> dict[str, Notifier]:

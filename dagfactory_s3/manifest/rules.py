@@ -1,7 +1,8 @@
 """The rules a JSON Schema cannot express, run on a decoded document: naming, unique task ids, an
 acyclic graph, crons Airflow can run, asset URIs it accepts, params Airflow can build, pinned images,
 the platform policy (:mod:`dagfactory_s3.platform`), and what the Kubernetes API server accepts for
-each pod field (:mod:`dagfactory_s3.k8s`), also after ``task_defaults`` are merged in. Every problem
+each pod field (:mod:`dagfactory_s3.k8s`), also after ``task_defaults`` are merged in, and every
+templated string in the template language (:mod:`dagfactory_s3.templates`). Every problem
 is collected, named at the pointer where it is written (the task, else ``task_defaults``).
 """
 
@@ -12,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from dagfactory_s3 import assets, k8s, naming
+from dagfactory_s3 import assets, k8s, naming, templates
 from dagfactory_s3.errors import Problem
 from dagfactory_s3.manifest.model import MAX_MAP_LENGTH, MAX_TOTAL, Task
 from dagfactory_s3.manifest.overlays import own_fields, resolve_tasks
@@ -21,7 +22,35 @@ from dagfactory_s3.platform import Policy
 from dagfactory_s3.schedule import check_cron, check_timezone, parse_duration, parse_instant
 from dagfactory_s3.schema import schema_problems, to_pointer
 
-__all__ = ["check_document"]
+__all__ = ["check_document", "template_scope"]
+
+# The parts of a manifest whose strings reach an operator's templated fields (and their overlays).
+_TEMPLATED = ("job", "tasks", "task_defaults", "environments")
+
+
+def template_scope(
+    document: dict[str, Any], task_ids: set[str] | frozenset[str], policy: Policy
+) -> templates.Scope:
+    """What the templates of ``document`` may reach: its params and tasks, and what the policy grants
+    its package. The factory's operator rebuilds the same scope from the DAG when it renders."""
+    package = document["package"]
+    grants = policy.grants_for(package)
+    return templates.Scope(
+        package=package,
+        params=frozenset(document.get("params", {})),
+        tasks=frozenset(task_ids),
+        variables=grants.variables,
+        connections=grants.connections,
+        conf=grants.dag_run_conf,
+    )
+
+
+def _template_problems(document: dict[str, Any], scope: templates.Scope, file: str) -> list[Problem]:
+    found = []
+    for key in _TEMPLATED:
+        for pointer, text in templates.strings(document.get(key), f"/{key}"):
+            found += [Problem(file, pointer, reason) for reason in templates.problems(text, scope)]
+    return found
 
 
 def check_document(
@@ -167,6 +196,7 @@ def _check_rules(
     cycle = _find_cycle(tasks)
     if cycle:
         problems.append(Problem(file, "/tasks", f"dependency cycle: {' -> '.join(cycle)}"))
+    problems += _template_problems(document, template_scope(document, seen_ids, policy), file)
     return problems
 
 
