@@ -114,6 +114,13 @@ def _check_rules(
                 dates[key] = parse_instant(document[key], zone)
             except ValueError as exc:
                 problems.append(Problem(file, f"/{key}", f"{document[key]!r} is not a valid date: {exc}"))
+    for key, when in dates.items():
+        if when.year < 1970:
+            problems.append(
+                Problem(
+                    file, f"/{key}", f"{key} is before 1970-01-01: Airflow's timetables never schedule it"
+                )
+            )
     if "start_date" in dates and "end_date" in dates and dates["end_date"] <= dates["start_date"]:
         problems.append(Problem(file, "/end_date", "end_date must be after start_date"))
     if "dagrun_timeout" in document:
@@ -417,6 +424,9 @@ def _override_issues(override: dict[str, Any], pointer: str) -> list[k8s.Issue]:
             if reason:
                 issues.append((where, reason))
     spec = override.get("spec", {})
+    for key in HOST_NAMESPACES:
+        if key in spec and not isinstance(spec[key], bool):
+            issues.append((f"{pointer}/spec/{key}", "must be true or false"))
     for key in sorted(spec):
         if key in _MODELLED_SPEC:
             issues.append(
@@ -653,7 +663,79 @@ def _policy_problems(fields: dict[str, Any], source: Any, file: str, policy: Pol
                     f"host namespaces are not allowed by the platform policy ({policy.file})",
                 )
             )
+    if not policy.allow_privileged:
+        for pointer, reason in _escape_issues(fields, source):
+            problems.append(
+                Problem(file, pointer, f"{reason}; not allowed by the platform policy ({policy.file})")
+            )
     return problems
+
+
+# Pod Security Standards (baseline): the SELinux types a container may run as.
+_SELINUX_TYPES = frozenset({"", "container_t", "container_init_t", "container_kvm_t", "container_engine_t"})
+# pod_override spec keys that choose how and where the platform runs a pod: the platform's, not a package's.
+_PLATFORM_SPEC = {
+    "runtimeClassName": "runtimeClassName chooses the container runtime",
+    "schedulerName": "schedulerName chooses who places the pod",
+    "ephemeralContainers": "ephemeral containers are for debugging a running pod",
+}
+
+
+def _escape_issues(fields: dict[str, Any], source: Any) -> list[k8s.Issue]:
+    """What would let a pod out of its sandbox beyond privileged and host namespaces (checked
+    elsewhere): unconfined seccomp/AppArmor, SELinux types outside the baseline, host ports, /proc
+    unmasked, bidirectional mount propagation, root with privilege escalation, and the spec keys the
+    platform owns. The Kubernetes *baseline* Pod Security Standard, refused in CI and at parse alike."""
+    issues: list[k8s.Issue] = []
+    contexts = [(source("security_context"), fields.get("security_context") or {})]
+    contexts += [(source("pod_security_context"), fields.get("pod_security_context") or {})]
+    contexts += [
+        (f"{source('init_containers')}/{i}/security_context", c.get("security_context") or {})
+        for i, c in enumerate(fields.get("init_containers", []))
+    ]
+    for pointer, context in contexts:
+        if isinstance(context, dict) and (context.get("seccomp_profile") or {}).get("type") == "Unconfined":
+            issues.append((f"{pointer}/seccomp_profile/type", "an Unconfined seccomp profile"))
+    override = fields.get("pod_override") or {}
+    spec = override.get("spec") if isinstance(override, dict) else None
+    if not isinstance(spec, dict):
+        return issues
+    base = f"{source('pod_override')}/spec"
+    for key, why in _PLATFORM_SPEC.items():
+        if key in spec:
+            issues.append((f"{base}/{key}", why))
+    for i, container in enumerate(_override_containers(fields)):
+        where = f"{base}/containers/{i}"
+        ports = container.get("ports")
+        for j, port in enumerate(ports if isinstance(ports, list) else []):
+            if isinstance(port, dict) and "hostPort" in port:
+                issues.append((f"{where}/ports/{j}/hostPort", "a host port"))
+        mounts = container.get("volumeMounts")
+        for j, mount in enumerate(mounts if isinstance(mounts, list) else []):
+            if isinstance(mount, dict) and mount.get("mountPropagation") == "Bidirectional":
+                issues.append(
+                    (f"{where}/volumeMounts/{j}/mountPropagation", "Bidirectional mount propagation")
+                )
+        context = container.get("securityContext")
+        if not isinstance(context, dict):
+            continue
+        ctx = f"{where}/securityContext"
+        for key in ("seccompProfile", "appArmorProfile"):
+            profile = context.get(key)
+            if isinstance(profile, dict) and profile.get("type") == "Unconfined":
+                issues.append((f"{ctx}/{key}/type", f"an Unconfined {key[:-7]} profile"))
+        selinux = context.get("seLinuxOptions")
+        if isinstance(selinux, dict):
+            if selinux.get("type", "") not in _SELINUX_TYPES:
+                issues.append((f"{ctx}/seLinuxOptions/type", f"SELinux type {selinux.get('type')!r}"))
+            for key in ("user", "role"):
+                if key in selinux:
+                    issues.append((f"{ctx}/seLinuxOptions/{key}", f"an SELinux {key}"))
+        if context.get("procMount", "Default") != "Default":
+            issues.append((f"{ctx}/procMount", f"procMount {context.get('procMount')!r}"))
+        if context.get("runAsUser") == 0 and context.get("allowPrivilegeEscalation") is True:
+            issues.append((f"{ctx}/allowPrivilegeEscalation", "root with privilege escalation"))
+    return issues
 
 
 # JSON Schema keywords of a param (what Airflow's Param validates a value against).
