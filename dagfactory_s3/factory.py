@@ -64,15 +64,14 @@ class ManifestPodOperator(KubernetesPodOperator):
     def _template_scope(self) -> templates.Scope:
         labels = self.labels if isinstance(self.labels, dict) else {}
         package = str(labels.get(PACKAGE_LABEL, ""))
-        grants = platform.from_environment().grants_for(package)
+        policy = platform.from_environment()
         dag = self.dag if self.has_dag() else None
         return templates.Scope(
             package=package,
             params=frozenset(dag.params.keys()) if dag is not None else frozenset(),
             tasks=frozenset(dag.task_ids) if dag is not None else frozenset(),
-            variables=grants.variables,
-            connections=grants.connections,
-            conf=grants.dag_run_conf,
+            conf=policy.grants_for(package).dag_run_conf,
+            granted=lambda kind, name: policy.granted(package, kind, name),
         )
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "Policy",
     "from_environment",
     "load",
+    "owns",
 ]
 
 POLICY_ENV = "DAGFACTORY_POLICY"
@@ -105,25 +106,65 @@ class Notifier(NamedTuple):
     options: dict[str, Any]
 
 
-GRANT_KINDS = {  # what a package may be granted beyond its own names, and what each list holds
-    "variables": "Airflow Variable names",
-    "connections": "Airflow Connection ids",
-}
 ALL_PACKAGES = "*"
 
 
-class Grants(NamedTuple):
-    """What one package's manifests may reach beyond names prefixed with ``<package>_``."""
+class GrantKind(NamedTuple):
+    """What a grant list holds, and which names a package owns without a grant: ``airflow``
+    (``<package>_...``), ``kubernetes`` (``<package-with-dashes>`` or ``<package-with-dashes>-...``) or
+    none; ``prefix``: a granted entry is a prefix (asset URIs), not a name."""
 
-    variables: frozenset[str] = frozenset()
-    connections: frozenset[str] = frozenset()
-    dag_run_conf: bool = False  # templates may read dag_run.conf
+    what: str
+    own: str | None
+    prefix: bool = False
+
+
+GRANT_KINDS = {
+    "variables": GrantKind("Airflow Variable names", "airflow"),
+    "connections": GrantKind("Airflow Connection ids", "airflow"),
+    "pools": GrantKind("Airflow pool names", "airflow"),
+    "queues": GrantKind("executor queue names", "airflow"),
+    "service_accounts": GrantKind("Kubernetes service account names", "kubernetes"),
+    "secrets": GrantKind("Kubernetes Secret names", "kubernetes"),
+    "config_maps": GrantKind("Kubernetes ConfigMap names", "kubernetes"),
+    "persistent_volume_claims": GrantKind("PersistentVolumeClaim names", "kubernetes"),
+    "image_pull_secrets": GrantKind("image pull Secret names", "kubernetes"),
+    "priority_classes": GrantKind("PriorityClass names", "kubernetes"),
+    "notifiers": GrantKind("notifier names of this policy", "kubernetes"),
+    "tolerations": GrantKind("taint keys a pod may tolerate", None),
+    "asset_uris": GrantKind("asset URI prefixes a task may emit as outlets", None, prefix=True),
+}
+
+
+def owns(package: str, kind: str, name: str) -> bool:
+    """Whether ``name`` is ``package``'s own without a grant (see :class:`GrantKind`)."""
+    rule = GRANT_KINDS[kind].own
+    if rule == "airflow":
+        return name.startswith(f"{package}_")
+    if rule == "kubernetes":
+        dashed = package.replace("_", "-")
+        return name == dashed or name.startswith(f"{dashed}-")
+    return False
+
+
+class Grants(NamedTuple):
+    """What one package may reach beyond its own names: kind -> names (see ``GRANT_KINDS``), and
+    whether its templates may read ``dag_run.conf``."""
+
+    names: dict[str, frozenset[str]] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
+    dag_run_conf: bool = False
+
+    def get(self, kind: str) -> frozenset[str]:
+        return self.names.get(kind, frozenset())
+
+
+DEFAULT_FILE = "built-in default"
 
 
 class Policy(NamedTuple):
     """What manifests may use. ``None`` in a list field means "anything"."""
 
-    file: str = "built-in default"
+    file: str = DEFAULT_FILE
     namespaces: frozenset[str] | None = None
     service_accounts: frozenset[str] | None = None
     volume_types: frozenset[str] = frozenset(VOLUME_TYPES) - {"host_path"}
@@ -136,13 +177,24 @@ class Policy(NamedTuple):
     # package (or "*": every package) -> its grants; a package's own add to those of "*"
     grants: dict[str, Grants] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
 
+    @property
+    def from_file(self) -> bool:
+        """A platform's policy file (not the built-in default): names are then checked against grants."""
+        return self.file != DEFAULT_FILE
+
     def grants_for(self, package: str) -> Grants:
         every, own = self.grants.get(ALL_PACKAGES, Grants()), self.grants.get(package, Grants())
-        return Grants(
-            every.variables | own.variables,
-            every.connections | own.connections,
-            every.dag_run_conf or own.dag_run_conf,
-        )
+        names = {kind: every.get(kind) | own.get(kind) for kind in GRANT_KINDS}
+        return Grants(names, every.dag_run_conf or own.dag_run_conf)
+
+    def granted(self, package: str, kind: str, name: str) -> bool:
+        """Whether ``package`` may name ``name`` of ``kind``: its own, or granted to it or to every package."""
+        if owns(package, kind, name):
+            return True
+        allowed = self.grants_for(package).get(kind)
+        if GRANT_KINDS[kind].prefix:
+            return any(name.startswith(p) for p in allowed)
+        return name in allowed
 
     def registry_allowed(self, image: str) -> bool:
         if self.image_registries is None:
@@ -214,30 +266,30 @@ def parse(raw: bytes, file: str) -> Policy:
 
 
 def _grants(value: Any, file: str) -> dict[str, Grants]:
-    """``{"*" | <package>: {"variables": [...], "connections": [...], "dag_run_conf": bool}}``."""
+    """``{"*" | <package>: {<kind>: [...], "dag_run_conf": bool}}`` (kinds: ``GRANT_KINDS``)."""
     if not isinstance(value, dict):
         raise ConfigError(f"{file}: /grants: expected an object of packages ('*' for every package)")
     out = {}
+    known = {*GRANT_KINDS, "dag_run_conf"}
     for package, spec in value.items():
         where = f"{file}: /grants/{package}"
         if package != ALL_PACKAGES and not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", package):
             raise ConfigError(f"{where}: not a package name (or '*' for every package)")
         if not isinstance(spec, dict):
             raise ConfigError(f"{where}: expected an object")
-        known = {*GRANT_KINDS, "dag_run_conf"}
         for key in spec:
             if key not in known:
                 raise ConfigError(f"{where}/{key}: unknown grant; known: {', '.join(sorted(known))}")
-        lists = {}
-        for key, what in GRANT_KINDS.items():
-            names = spec.get(key, [])
-            if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
-                raise ConfigError(f"{where}/{key}: expected a list of {what}")
-            lists[key] = frozenset(names)
+        names = {}
+        for kind, grant in GRANT_KINDS.items():
+            listed = spec.get(kind, [])
+            if not isinstance(listed, list) or not all(isinstance(n, str) and n for n in listed):
+                raise ConfigError(f"{where}/{kind}: expected a list of {grant.what}")
+            names[kind] = frozenset(listed)
         conf = spec.get("dag_run_conf", False)
         if not isinstance(conf, bool):
             raise ConfigError(f"{where}/dag_run_conf: expected true or false")
-        out[package] = Grants(lists["variables"], lists["connections"], conf)
+        out[package] = Grants(names, conf)
     return out
 
 

@@ -34,7 +34,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-__all__ = ["MAX_EXPRESSIONS", "MAX_TEMPLATE_CHARS", "Scope", "granted", "has_template", "problems", "strings"]
+from dagfactory_s3 import platform
+
+__all__ = ["MAX_EXPRESSIONS", "MAX_TEMPLATE_CHARS", "Scope", "has_template", "problems", "strings"]
 
 MAX_TEMPLATE_CHARS = 4096  # one templated string
 MAX_EXPRESSIONS = 32  # {{ }} blocks in one string
@@ -91,23 +93,22 @@ _FILTERS = {  # name -> (min, max) literal arguments
 }
 
 
-def granted(package: str, name: str, extra: frozenset[str]) -> bool:
-    """Whether a package may name ``name`` (a Variable, Connection ...): its own prefix, or granted."""
-    return name.startswith(f"{package}_") or name in extra
-
-
 @dataclass(frozen=True)
 class Scope:
-    """What one task's templates may reach: its DAG's declared ``params`` and ``tasks``, the Variables
-    and Connections ``granted`` to ``package``, and ``dag_run.conf`` when ``conf`` is allowed."""
+    """What one task's templates may reach: its DAG's declared ``params`` and ``tasks``, the
+    Variables and Connections of ``package`` (its own ``<package>_`` names, and what ``granted(kind,
+    name)`` says the policy grants it), and ``dag_run.conf`` when ``conf`` is allowed."""
 
     package: str
     params: frozenset[str] = frozenset()
     tasks: frozenset[str] = frozenset()
-    variables: frozenset[str] = frozenset()
-    connections: frozenset[str] = frozenset()
     conf: bool = False
-    is_granted: Callable[[str, str, frozenset[str]], bool] = field(default=granted, compare=False)
+    granted: Callable[[str, str], bool] | None = field(default=None, compare=False)
+
+    def allows(self, kind: str, name: str) -> bool:
+        return platform.owns(self.package, kind, name) or (
+            self.granted is not None and self.granted(kind, name)
+        )
 
 
 def has_template(text: str) -> bool:
@@ -338,14 +339,14 @@ class _Parser:
             if how not in ("value", "json"):
                 raise _Refused("use var.value.<name> or var.json.<name>")
             name = self.attr_or_item("var")
-            if not s.is_granted(s.package, name, s.variables):
+            if not s.allows("variables", name):
                 raise _Refused(f"Variable {name!r} is not granted to package {s.package!r}")
             if how == "value":
                 self.no_more(f"var.value.{name}")
             self.items()
         elif root == "conn":
             name = self.attr_or_item("conn")
-            if not s.is_granted(s.package, name, s.connections):
+            if not s.allows("connections", name):
                 raise _Refused(f"Connection {name!r} is not granted to package {s.package!r}")
             what = self.attr()
             if what not in _CONN_ATTRS:

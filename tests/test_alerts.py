@@ -28,7 +28,8 @@ POLICY = {
             "smtp_conn_id": "smtp_alerts",
         },
         "team-slack": {"kind": "slack", "slack_conn_id": "slack_reporting", "channel": "#reporting-alerts"},
-    }
+    },
+    "grants": {"*": {"notifiers": ["oncall-email", "team-slack"]}},
 }
 
 

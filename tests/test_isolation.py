@@ -160,3 +160,222 @@ def test_the_parse_in_airflow_refuses_each_one(tmp_path):
     for i, (name, _doc, pointer, reason) in enumerate(CASES):
         error = bag.import_errors[str(tmp_path / f"team_a_case{i:02d}.py")]
         assert f"team_a_case{i:02d}.json: {pointer}: " in error and reason in error, (name, error[-400:])
+
+
+# -- what a manifest may reach is granted per package --------------------------------------------------
+
+TWO_TEAMS = {
+    "notifiers": {
+        "team-a-pager": {"kind": "smtp", "to": ["a-oncall@example.com"]},
+        "team-b-pager": {"kind": "smtp", "to": ["b-oncall@example.com"]},
+        "platform-email": {"kind": "smtp", "to": ["platform@example.com"]},
+    },
+    "grants": {
+        "*": {"queues": ["default"], "notifiers": ["platform-email"]},
+        "team_a": {
+            "secrets": ["shared-ca"],
+            "asset_uris": ["s3://lake/team_a/"],
+            "tolerations": ["dedicated"],
+        },
+    },
+}
+
+
+def _grant_case(**fields) -> dict:
+    return _job(**fields)
+
+
+_PROJECTED_B = {"name": "p", "projected": {"sources": [{"secret": {"name": "team-b-token"}}]}}
+_OVERRIDE_ENV = {"name": "side", "image": "registry.example.com/a/side:1.0"}
+# (name, manifest, pointer, what the refusal names)
+GRANT_CASES = [
+    (
+        "service-account",
+        _grant_case(service_account="team-b-runner"),
+        "/job/service_account",
+        "service account 'team-b-runner'",
+    ),
+    (
+        "env-secret",
+        _grant_case(env={"PW": {"secret": {"name": "team-b-db", "key": "password"}}}),
+        "/job/env/PW/secret/name",
+        "Secret 'team-b-db'",
+    ),
+    (
+        "env-config-map",
+        _grant_case(env={"C": {"config_map": {"name": "team-b-config", "key": "k"}}}),
+        "/job/env/C/config_map/name",
+        "ConfigMap 'team-b-config'",
+    ),
+    (
+        "env-from-secret",
+        _grant_case(env_from=[{"secret": "team-b-db"}]),
+        "/job/env_from/0/secret",
+        "Secret 'team-b-db'",
+    ),
+    (
+        "volume-secret",
+        _grant_case(volumes=[{"name": "s", "secret": {"secret_name": "team-b-tls"}}]),
+        "/job/volumes/0/secret/secret_name",
+        "Secret 'team-b-tls'",
+    ),
+    (
+        "projected-secret",
+        _grant_case(volumes=[_PROJECTED_B]),
+        "/job/volumes/0/projected/sources/0/secret/name",
+        "Secret 'team-b-token'",
+    ),
+    (
+        "pvc",
+        _grant_case(volumes=[{"name": "d", "persistent_volume_claim": {"claim_name": "team-b-data"}}]),
+        "/job/volumes/0/persistent_volume_claim/claim_name",
+        "PersistentVolumeClaim 'team-b-data'",
+    ),
+    (
+        "image-pull-secret",
+        _grant_case(image_pull_secrets=["team-b-registry"]),
+        "/job/image_pull_secrets/0",
+        "image pull Secret",
+    ),
+    ("pool", _grant_case(pool="team_b_pool"), "/job/pool", "pool 'team_b_pool'"),
+    ("queue", _grant_case(queue="gpu"), "/job/queue", "queue 'gpu'"),
+    (
+        "priority-class",
+        _grant_case(priority_class_name="team-b-urgent"),
+        "/job/priority_class_name",
+        "priority class 'team-b-urgent'",
+    ),
+    (
+        "system-priority-class",
+        _grant_case(priority_class_name="system-node-critical"),
+        "/job/priority_class_name",
+        "Kubernetes' own",
+    ),
+    (
+        "control-plane-toleration",
+        _grant_case(tolerations=[{"key": "node-role.kubernetes.io/control-plane", "operator": "Exists"}]),
+        "/job/tolerations/0/key",
+        "toleration of taint 'node-role.kubernetes.io/control-plane'",
+    ),
+    (
+        "tolerate-everything",
+        _grant_case(tolerations=[{"operator": "Exists"}]),
+        "/job/tolerations/0/key",
+        "taint '*'",
+    ),
+    (
+        "other-teams-asset",
+        _grant_case(outlets=["s3://lake/team_b/orders/"]),
+        "/job/outlets/0",
+        "outlet asset 's3://lake/team_b/orders/'",
+    ),
+    (
+        "other-teams-notifier",
+        _grant_case(alerts={"on_failure": ["team-b-pager"]}),
+        "/job/alerts/on_failure/0",
+        "notifier 'team-b-pager'",
+    ),
+    (
+        "override-env-secret",
+        _override(
+            {
+                "containers": [
+                    {"name": "base"},
+                    {
+                        **_OVERRIDE_ENV,
+                        "env": [
+                            {"name": "X", "valueFrom": {"secretKeyRef": {"name": "team-b-db", "key": "k"}}}
+                        ],
+                    },
+                ]
+            }
+        ),
+        "/job/pod_override/spec/containers/1/env/0/valueFrom/secretKeyRef/name",
+        "Secret 'team-b-db'",
+    ),
+    (
+        "override-env-from",
+        _override(
+            {
+                "containers": [
+                    {"name": "base"},
+                    {**_OVERRIDE_ENV, "envFrom": [{"configMapRef": {"name": "team-b-config"}}]},
+                ]
+            }
+        ),
+        "/job/pod_override/spec/containers/1/envFrom/0/configMapRef/name",
+        "ConfigMap 'team-b-config'",
+    ),
+]
+
+
+def _two_team_policy():
+    return parse_policy(json.dumps(TWO_TEAMS).encode(), "policy.json")
+
+
+@pytest.mark.parametrize(("name", "doc", "pointer", "reason"), GRANT_CASES, ids=[c[0] for c in GRANT_CASES])
+def test_another_teams_names_are_refused(name, doc, pointer, reason):
+    """With the platform's policy, a name that is neither the package's own nor granted is refused at
+    its pointer, naming the grant that would allow it."""
+    with pytest.raises(ManifestError) as caught:
+        manifest.parse(json.dumps(doc).encode(), file="m.json", policy=_two_team_policy())
+    lines = str(caught.value).splitlines()
+    assert any(line.startswith(f"m.json: {pointer}: ") and reason in line for line in lines), lines
+
+
+def test_own_and_granted_names_pass():
+    """The package's own names (team-a-..., team_a_...), grants to it and to every package."""
+    doc = _job(
+        service_account="team-a",
+        env={
+            "PW": {"secret": {"name": "team-a-db", "key": "pw"}},
+            "CA": {"secret": {"name": "shared-ca", "key": "ca"}},
+        },
+        env_from=[{"config_map": "team-a-settings"}],
+        volumes=[{"name": "d", "persistent_volume_claim": {"claim_name": "team-a-data"}}],
+        image_pull_secrets=["team-a-registry"],
+        pool="team_a_pool",
+        queue="default",
+        priority_class_name="team-a-batch",
+        tolerations=[{"key": "dedicated", "operator": "Equal", "value": "etl", "effect": "NoSchedule"}],
+        outlets=["s3://lake/team_a/orders/"],
+        alerts={"on_failure": ["team-a-pager", "platform-email"]},
+    )
+    assert (
+        manifest.parse(json.dumps(doc).encode(), file="m.json", policy=_two_team_policy()).dag_id
+        == "team_a_job"
+    )
+
+
+def test_without_a_policy_file_names_are_not_checked_but_system_classes_are():
+    """CI without the platform's policy cannot know the grants (it says nothing of them); Kubernetes'
+    own priority classes are refused everywhere."""
+    for name, doc, _pointer, _reason in GRANT_CASES:
+        if name not in ("system-priority-class", "other-teams-notifier"):
+            manifest.parse(json.dumps(doc).encode(), file="m.json")
+    with pytest.raises(ManifestError, match="Kubernetes' own"):
+        manifest.parse(
+            json.dumps(_job(priority_class_name="system-cluster-critical")).encode(), file="m.json"
+        )
+
+
+@pytest.mark.airflow
+def test_the_parse_in_airflow_refuses_other_teams_names(tmp_path, monkeypatch):
+    """The factory reads the image's policy (DAGFACTORY_POLICY): the same refusals are import errors."""
+    pytest.importorskip("airflow", reason="needs the [airflow] extra")
+    from airflow_env import dag_bag
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(TWO_TEAMS))
+    monkeypatch.setenv("DAGFACTORY_POLICY", str(policy))
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for i, (_name, doc, _pointer, _reason) in enumerate(GRANT_CASES):
+        dag_id = f"team_a_grant{i:02d}"
+        (dags / f"{dag_id}.json").write_text(json.dumps({**doc, "dag_id": dag_id}))
+        (dags / f"{dag_id}.py").write_bytes(stub.render(f"{dag_id}.json"))
+    bag = dag_bag(dags)
+    assert not bag.dags
+    for i, (name, _doc, pointer, reason) in enumerate(GRANT_CASES):
+        error = bag.import_errors[str(dags / f"team_a_grant{i:02d}.py")]
+        assert f"team_a_grant{i:02d}.json: {pointer}: " in error and reason in error, (name, error[-400:])

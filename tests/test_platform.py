@@ -11,7 +11,10 @@ from test_publish import PP, RS, dags_dir, main, objects, publish_args
 from dagfactory_s3 import manifest, platform
 from dagfactory_s3.errors import ConfigError, ManifestError
 
-from conftest import REBUILD, all_examples
+from conftest import REBUILD, ROOT, all_examples
+
+# What the examples name (Secrets, ConfigMaps, PVCs, queues, taints, assets ...), as the shipped policy grants it.
+EXAMPLE_GRANTS = json.loads((ROOT / "deploy/airflow/dagfactory-policy.json").read_text())["grants"]
 
 STRICT = {
     "namespaces": ["etl-jobs"],
@@ -22,6 +25,9 @@ STRICT = {
 
 
 def write_policy(tmp_path: Path, document: object) -> Path:
+    """A policy file; one that names no ``grants`` grants what the examples name (the shipped policy's)."""
+    if isinstance(document, dict) and "grants" not in document:
+        document = {**document, "grants": EXAMPLE_GRANTS}
     path = tmp_path / "policy.json"
     path.write_text(json.dumps(document))
     return path

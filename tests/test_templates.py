@@ -25,8 +25,9 @@ SCOPE = templates.Scope(
     package="team_a",
     params=frozenset({"agency"}),
     tasks=frozenset({"extract", "load"}),
-    variables=frozenset({"shared_region"}),
-    connections=frozenset({"shared_warehouse"}),
+    granted=lambda kind, name: (
+        (kind, name) in {("variables", "shared_region"), ("connections", "shared_warehouse")}
+    ),
 )
 
 # (template, what the refusal names)

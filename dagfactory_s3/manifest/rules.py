@@ -18,7 +18,7 @@ from dagfactory_s3.errors import Problem
 from dagfactory_s3.manifest.model import MAX_MAP_LENGTH, MAX_TOTAL, Task
 from dagfactory_s3.manifest.overlays import own_fields, resolve_tasks
 from dagfactory_s3.manifest.pod_fields import BASE_CONTAINER, FIELDS, HOST_NAMESPACES
-from dagfactory_s3.platform import Policy
+from dagfactory_s3.platform import GRANT_KINDS, Policy
 from dagfactory_s3.schedule import check_cron, check_timezone, parse_duration, parse_instant
 from dagfactory_s3.schema import schema_problems, to_pointer
 
@@ -34,14 +34,12 @@ def template_scope(
     """What the templates of ``document`` may reach: its params and tasks, and what the policy grants
     its package. The factory's operator rebuilds the same scope from the DAG when it renders."""
     package = document["package"]
-    grants = policy.grants_for(package)
     return templates.Scope(
         package=package,
         params=frozenset(document.get("params", {})),
         tasks=frozenset(task_ids),
-        variables=grants.variables,
-        connections=grants.connections,
-        conf=grants.dag_run_conf,
+        conf=policy.grants_for(package).dag_run_conf,
+        granted=lambda kind, name: policy.granted(package, kind, name),
     )
 
 
@@ -134,7 +132,7 @@ def _check_rules(
     if "deadline" in document:
         notify.append(("/deadline/notify", document["deadline"]["notify"]))
         _check_duration(document["deadline"]["after"], "/deadline/after", file, problems)
-    problems.extend(_notifier_problems(notify, file, policy))
+    problems.extend(_notifier_problems(notify, file, policy, document["package"]))
     for owner, link in document.get("owner_links", {}).items():
         parts = urlsplit(link)
         if not (parts.scheme == "mailto" and parts.path) and not (
@@ -546,7 +544,12 @@ def _check_task(
                 )
     problems.extend(_policy_problems(fields, source, file, policy))
     alerts = fields.get("alerts", {})
-    problems.extend(_notifier_problems([(source("alerts", k), v) for k, v in alerts.items()], file, policy))
+    problems.extend(
+        _notifier_problems(
+            [(source("alerts", k), v) for k, v in alerts.items()], file, policy, document["package"]
+        )
+    )
+    problems.extend(_grant_problems(document["package"], fields, source, file, policy))
     resources = fields.get("resources", {})
     issues = k8s.resource_issues(
         resources.get("requests", {}),
@@ -583,8 +586,11 @@ def _check_task(
         )
 
 
-def _notifier_problems(uses: list[tuple[str, list[str]]], file: str, policy: Policy) -> list[Problem]:
-    """Every notifier a manifest names must be one the platform defines (its policy file)."""
+def _notifier_problems(
+    uses: list[tuple[str, list[str]]], file: str, policy: Policy, package: str
+) -> list[Problem]:
+    """Every notifier a manifest names must be one the platform defines (its policy file), granted to
+    the package (a notifier pages a team: another team's is not the package's to call)."""
     if policy.notifiers is None:
         return []  # no policy file here (e.g. CI without it): the factory checks with the image's
     problems = []
@@ -599,6 +605,132 @@ def _notifier_problems(uses: list[tuple[str, list[str]]], file: str, policy: Pol
                         f"unknown notifier {name!r}; the platform policy ({policy.file}) defines: {defined}",
                     )
                 )
+            elif not policy.granted(package, "notifiers", name):
+                problems.append(
+                    Problem(file, f"{pointer}/{i}", _not_granted(policy, package, "notifiers", name))
+                )
+    return problems
+
+
+_WHAT = {
+    "service_accounts": "service account",
+    "secrets": "Secret",
+    "config_maps": "ConfigMap",
+    "persistent_volume_claims": "PersistentVolumeClaim",
+    "image_pull_secrets": "image pull Secret",
+    "priority_classes": "priority class",
+    "pools": "pool",
+    "queues": "queue",
+    "notifiers": "notifier",
+    "tolerations": "toleration of taint",
+    "asset_uris": "outlet asset",
+    "variables": "Variable",
+    "connections": "Connection",
+}
+
+
+def _not_granted(policy: Policy, package: str, kind: str, name: str) -> str:
+    rule = GRANT_KINDS[kind].own
+    own = (
+        f"names starting with '{package}_'"
+        if rule == "airflow"
+        else f"'{package.replace('_', '-')}' and names starting with '{package.replace('_', '-')}-'"
+        if rule == "kubernetes"
+        else "none"
+    )
+    return (
+        f"{_WHAT[kind]} {name!r} is not granted to package {package!r} by the platform policy ({policy.file}); "
+        f"the package's own: {own}; more are granted under /grants/{package}/{kind} or /grants/*/{kind}"
+    )
+
+
+def _named(fields: dict[str, Any], source: Any) -> list[tuple[str, str, str]]:
+    """Every (pointer, grant kind, name) a task's fields name: what it would reach in Kubernetes and Airflow."""
+    out: list[tuple[str, str, str]] = []
+    for field, kind in (
+        ("service_account", "service_accounts"),
+        ("priority_class_name", "priority_classes"),
+        ("pool", "pools"),
+        ("queue", "queues"),
+    ):
+        if isinstance(fields.get(field), str):
+            out.append((source(field), kind, fields[field]))
+
+    def env_refs(env: Any, pointer: str) -> None:
+        for var, value in (env or {}).items() if isinstance(env, dict) else ():
+            for ref, kind in (("secret", "secrets"), ("config_map", "config_maps")):
+                if isinstance(value, dict) and isinstance(value.get(ref), dict):
+                    out.append(
+                        (f"{pointer}{to_pointer([var, ref, 'name'])}", kind, value[ref].get("name", ""))
+                    )
+
+    env_refs(fields.get("env"), source("env"))
+    for i, container in enumerate(fields.get("init_containers", [])):
+        env_refs(container.get("env"), f"{source('init_containers')}/{i}/env")
+    for i, item in enumerate(fields.get("env_from", [])):
+        for ref, kind in (("secret", "secrets"), ("config_map", "config_maps")):
+            if isinstance(item.get(ref), str):
+                out.append((f"{source('env_from')}/{i}/{ref}", kind, item[ref]))
+    for i, volume in enumerate(fields.get("volumes", [])):
+        where = f"{source('volumes')}/{i}"
+        for path, kind in (
+            (("secret", "secret_name"), "secrets"),
+            (("config_map", "name"), "config_maps"),
+            (("persistent_volume_claim", "claim_name"), "persistent_volume_claims"),
+        ):
+            node = volume.get(path[0])
+            if isinstance(node, dict) and isinstance(node.get(path[1]), str):
+                out.append((f"{where}/{path[0]}/{path[1]}", kind, node[path[1]]))
+        for j, projected in enumerate((volume.get("projected") or {}).get("sources", [])):
+            for ref, kind in (("secret", "secrets"), ("config_map", "config_maps")):
+                if isinstance(projected.get(ref), dict):
+                    out.append(
+                        (f"{where}/projected/sources/{j}/{ref}/name", kind, projected[ref].get("name", ""))
+                    )
+    for i, name in enumerate(fields.get("image_pull_secrets", [])):
+        out.append((f"{source('image_pull_secrets')}/{i}", "image_pull_secrets", name))
+    for i, toleration in enumerate(fields.get("tolerations", [])):
+        key = toleration.get("key") or ""
+        # no key with Exists tolerates every taint: only a grant of "*" allows it
+        out.append((f"{source('tolerations')}/{i}/key", "tolerations", key or "*"))
+    for i, uri in enumerate(fields.get("outlets", [])):
+        out.append((f"{source('outlets')}/{i}", "asset_uris", uri))
+    for i, container in enumerate(_override_containers(fields)):
+        where = f"{source('pod_override')}/spec/containers/{i}"
+        env = container.get("env")
+        for j, var in enumerate(env if isinstance(env, list) else []):
+            value_from = var.get("valueFrom") if isinstance(var, dict) else None
+            for ref, kind in (("secretKeyRef", "secrets"), ("configMapKeyRef", "config_maps")):
+                node = value_from.get(ref) if isinstance(value_from, dict) else None
+                if isinstance(node, dict):
+                    out.append((f"{where}/env/{j}/valueFrom/{ref}/name", kind, str(node.get("name", ""))))
+        env_from = container.get("envFrom")
+        for j, item in enumerate(env_from if isinstance(env_from, list) else []):
+            for ref, kind in (("secretRef", "secrets"), ("configMapRef", "config_maps")):
+                node = item.get(ref) if isinstance(item, dict) else None
+                if isinstance(node, dict):
+                    out.append((f"{where}/envFrom/{j}/{ref}/name", kind, str(node.get("name", ""))))
+    return out
+
+
+def _grant_problems(
+    package: str, fields: dict[str, Any], source: Any, file: str, policy: Policy
+) -> list[Problem]:
+    """Names of other teams' identities, data, pools, queues, taints and assets: refused unless the
+    package owns or is granted them (checked with a policy file; without one CI cannot know the
+    grants). The system priority classes are refused always, unless privileged pods are allowed."""
+    problems = []
+    for pointer, kind, name in _named(fields, source):
+        if kind == "priority_classes" and name.startswith("system-") and not policy.allow_privileged:
+            problems.append(
+                Problem(
+                    file,
+                    pointer,
+                    f"priority class {name!r} is Kubernetes' own, for the cluster's critical pods",
+                )
+            )
+        elif policy.from_file and not policy.granted(package, kind, name):
+            problems.append(Problem(file, pointer, _not_granted(policy, package, kind, name)))
     return problems
 
 
