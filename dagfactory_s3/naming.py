@@ -33,6 +33,8 @@ __all__ = [
     "check_package",
     "dag_file",
     "dag_id_of",
+    "dag_id_owner",
+    "foreign_owner",
     "history_name",
     "is_dag_file",
     "manifest_name",
@@ -86,6 +88,25 @@ def check_dag_id(dag_id: str, package: str) -> str | None:
     if not dag_id.startswith(prefix) or len(dag_id) == len(prefix):
         return f"dag_id {dag_id!r} must be '{prefix}<name>' for package {package!r}"
     return None
+
+
+def dag_id_owner(dag_id: str, packages: set[str] | frozenset[str] | list[str]) -> str | None:
+    """The package of ``packages`` that owns ``dag_id``: the longest whose ``<package>_`` it starts
+    with. Package ``a`` and package ``a_b`` could both name ``a_b_x``; it is ``a_b``'s, in CI, in the
+    sidecar and in the bundle alike (one owner per DAG id)."""
+    owners = [p for p in packages if dag_id.startswith(f"{p}_") and len(dag_id) > len(p) + 1]
+    return max(owners, key=len) if owners else None
+
+
+def foreign_owner(dag_id: str, package: str, packages: set[str] | frozenset[str] | list[str]) -> str | None:
+    """Why ``package`` may not serve ``dag_id`` because a longer package name owns it ('' or None: it may)."""
+    owner = dag_id_owner(dag_id, {*packages, package})
+    if owner is None or owner == package:
+        return None
+    return (
+        f"dag_id {dag_id!r} belongs to package {owner!r} (the longest package name it starts with), "
+        f"not to {package!r}"
+    )
 
 
 def check_environment(env: str) -> str | None:

@@ -379,3 +379,35 @@ def test_the_parse_in_airflow_refuses_other_teams_names(tmp_path, monkeypatch):
     for i, (name, _doc, pointer, reason) in enumerate(GRANT_CASES):
         error = bag.import_errors[str(dags / f"team_a_grant{i:02d}.py")]
         assert f"team_a_grant{i:02d}.json: {pointer}: " in error and reason in error, (name, error[-400:])
+
+
+# -- one owner per DAG id ----------------------------------------------------------------------------
+
+
+def _package_dir(tmp_path, package: str, *names: str):
+    folder = tmp_path / package
+    folder.mkdir(parents=True)
+    for name in names:
+        dag_id = f"{package}_{name}"
+        doc = {**BASE, "package": package, "dag_id": dag_id}
+        (folder / f"{dag_id}.json").write_text(json.dumps(doc))
+        (folder / f"{dag_id}.py").write_bytes(stub.render(f"{dag_id}.json"))
+    return folder
+
+
+def test_ci_settles_which_package_owns_a_dag_id(s3, bucket, tmp_path, capsys):
+    """Packages team and team_b may both name team_b_load: publishing it from team is refused while
+    team_b exists (the longest package name owns it, as the sidecar and the bundle decide)."""
+    from dagfactory_s3.publisher import cli
+
+    def publish(package: str, folder) -> tuple[int, str]:
+        argv = ["publish", "--bucket", bucket, "--environment", "dev", "--package-name", package]
+        code = cli.main([*argv, "--dag-path", str(folder)])
+        return code, capsys.readouterr().err
+
+    assert publish("team_b", _package_dir(tmp_path, "team_b", "other"))[0] == 0
+    code, err = publish("team", _package_dir(tmp_path, "team", "b_load", "daily"))
+    assert code != 0
+    assert "dag_id 'team_b_load' belongs to package 'team_b' (the longest package name it starts with)" in err
+    assert "Traceback" not in err
+    assert publish("team", _package_dir(tmp_path / "ok", "team", "daily"))[0] == 0

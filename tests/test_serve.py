@@ -161,10 +161,18 @@ def test_the_guard_and_claims_decide_on_plain_values():
     assert (keep, deleted, served) == ({"a"}, 2, 3)
     assert deletions_to_keep(old, {"b": old["b"]}, now, {"a"}, 0.5)[0] == set()
     assert deletions_to_keep(old, {**old, "a": {"dags/a_1.json": "s"}}, now, set(), 0.5)[0] == set()
-    previous = Mapping("bk", ENV, {"x": "r1"})
-    files = {"x": {"dags/x_y_1.json": "s"}, "x_y": {"dags/x_y_1.json": "s"}}
-    refused, collisions = claims(previous, files)
-    assert refused == {"x_y": ["x_y_1"]} and collisions == [("x_y_1", "x", "x_y")]
+    refused, collisions = claims(Mapping("bk", ENV, {"x": "r1"}), {"x": {"dags/x_1.json": "s"}})
+    assert refused == {} and collisions == []
+
+
+def test_the_longest_package_name_owns_a_dag_id():
+    """Package x may name x_y_1 and so may package x_y: it is x_y's, whoever served it first."""
+    files = {"x": {"dags/x_y_1.json": "s", "dags/x_2.json": "s"}, "x_y": {"dags/x_y_1.json": "s"}}
+    refused, collisions = claims(Mapping("bk", ENV, {"x": "r1"}), files)
+    assert refused == {"x": ["x_y_1"]}
+    assert collisions[0][2].startswith("dag_id 'x_y_1' belongs to package 'x_y' (the longest package name")
+    assert naming.dag_id_owner("x_y_1", {"x", "x_y", "x_y_1"}) == "x_y"
+    assert naming.dag_id_owner("x_2", {"x", "x_y"}) == "x" and naming.dag_id_owner("q_1", {"x"}) is None
 
 
 # -- versions against S3 -----------------------------------------------------------------------------

@@ -677,10 +677,12 @@ class TestHostile:
         sidecar.cycle()
         assert (dags / "demo/dags/demo_a.json").read_bytes() == good
 
-    def test_dag_id_collision_incumbent_keeps_it(self, world, sidecar, dags):
-        """Two packages claim one DAG id: the one serving it keeps it; the newcomer is refused, naming both."""
+    def test_the_longest_package_name_owns_a_dag_id(self, world, sidecar, dags):
+        """Packages etl and etl_sales may both name etl_sales_load: it is etl_sales's (one owner per DAG id,
+        the rule CI and the bundle apply), even though etl served it first; etl's copy is refused, naming both."""
         world.mirror("etl", {"etl_sales_load.json": manifest("etl", "sales_load")})
         sidecar.cycle()
+        assert "etl/dags/etl_sales_load.json" in sidecar.served()
         world.release(
             "etl_sales",
             {
@@ -690,30 +692,22 @@ class TestHostile:
         )
         report = sidecar.cycle()
         assert sorted(sidecar.served()) == [
-            "etl/dags/etl_sales_load.json",
-            "etl/dags/etl_sales_load.py",
+            "etl_sales/dags/etl_sales_load.json",
+            "etl_sales/dags/etl_sales_load.py",
             "etl_sales/dags/etl_sales_other.json",
             "etl_sales/dags/etl_sales_other.py",
         ]
         refusal = sidecar.events("refuse")[0]
-        assert (
-            refusal["kind"] == "collision"
-            and "'etl'" in refusal["reason"]
-            and "'etl_sales'" in refusal["reason"]
-        )
+        assert refusal["kind"] == "collision" and refusal["key"].startswith(f"{ENV}/etl/")
+        assert "belongs to package 'etl_sales'" in refusal["reason"] and "'etl'" in refusal["reason"]
         assert report.refused == 1
-        world.delete(f"{ENV}/etl/dags/etl_sales_load.json")
-        world.mirror("keep", {"keep_a.json": manifest("keep", "a"), "keep_b.json": manifest("keep", "b")})
-        sidecar.cycle()  # the incumbent lets go ...
-        sidecar.cycle()  # ... and the newcomer gets it on the next cycle
-        assert "etl_sales/dags/etl_sales_load.json" in sidecar.served()
 
     def test_simultaneous_claims_are_deterministic(self, world, sidecar):
-        """Two new packages claiming one DAG id in the same cycle: the first by name wins."""
+        """Two new packages naming one DAG id in the same cycle: the longer package name owns it."""
         world.mirror("ab_c", {"ab_c_d.json": manifest("ab_c", "d")})
         world.mirror("ab", {"ab_c_d.json": manifest("ab", "c_d")})
         sidecar.cycle()
-        assert sorted(sidecar.served()) == ["ab/dags/ab_c_d.json", "ab/dags/ab_c_d.py"]
+        assert sorted(sidecar.served()) == ["ab_c/dags/ab_c_d.json", "ab_c/dags/ab_c_d.py"]
 
     def test_record_for_another_package_is_refused(self, world, sidecar):
         """A metadata.json naming another package changes nothing and is reported as an error."""

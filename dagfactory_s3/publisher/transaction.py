@@ -397,13 +397,19 @@ def _stamp(wanted: Wanted, record: Release | None, release_id: str) -> None:
 
 
 def _check_dag_ids(plan: ReleasePlan) -> None:
-    """Refuse a DAG id another package of the environment already publishes (when we can read theirs)."""
+    """Refuse a DAG id another package of the environment already publishes, or that a longer package
+    name owns (when we can read theirs)."""
     if not plan.wanted.dags:
         return
     others, warning = plan.store.other_packages()
     if warning:
         plan.warnings.append(warning)
     problems = []
+    live = {package for package, record in others.items() if not record.tombstone}
+    for dag_id in sorted(plan.wanted.dags):
+        why = naming.foreign_owner(dag_id, plan.store.package, live)
+        if why:
+            problems.append(f"{why}; publish it from that package, or rename it")
     for package, record in sorted(others.items()):
         if record.tombstone:
             continue

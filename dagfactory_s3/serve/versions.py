@@ -186,24 +186,29 @@ def deletions_to_keep(
 
 
 def claims(previous: Mapping | None, files: Files) -> tuple[dict[str, list[str]], list[tuple[str, str, str]]]:
-    """DAG ids a package may not serve because another package served them first (the sidecar's rule):
-    ``(package -> refused ids, [(dag_id, holder, package)])``. The previous version's holders keep theirs."""
+    """DAG ids a package may not serve (the sidecar's rules): those a longer package name owns
+    (:func:`~dagfactory_s3.naming.dag_id_owner`), and those another package served first:
+    ``(package -> refused ids, [(dag_id, package, why)])``. The previous version's holders keep theirs."""
     held: dict[str, str] = {}
     if previous is not None:
         prev_refused = {p: set(ids) for p, ids in previous.refused.items()}
         for package in sorted(previous.releases):
             for rest in files.get(package, {}):
                 dag_id = naming.dag_id_of(rest)
-                if dag_id not in prev_refused.get(package, set()):
+                if dag_id not in prev_refused.get(package, set()) and not naming.foreign_owner(
+                    dag_id, package, set(files)
+                ):
                     held.setdefault(dag_id, package)
     refused: dict[str, list[str]] = {}
     collisions: list[tuple[str, str, str]] = []
     for package in sorted(files):
         for rest in sorted(files[package]):
             dag_id = naming.dag_id_of(rest)
-            holder = claim(held, dag_id, package)
-            if holder:
-                collisions.append((dag_id, holder, package))
+            foreign = naming.foreign_owner(dag_id, package, set(files))
+            holder = claim(held, dag_id, package) if not foreign else None
+            if foreign or holder:
+                why = foreign or f"dag_id {dag_id!r} is already served by package {holder!r}"
+                collisions.append((dag_id, package, f"{why}; refused for package {package!r}"))
                 refused.setdefault(package, []).append(dag_id)
     return refused, collisions
 
@@ -292,14 +297,8 @@ class ReleaseVersions:
                 self._keep(package, before, now, files, f"{type(exc).__name__}: {exc}")
         self._guard(before, now, files, previous)
         refused, collisions = claims(previous, files)
-        for dag_id, holder, package in collisions:
-            log.warning(
-                "bundle %s: dag_id %r is already served by package %r; refused for package %r",
-                self.name,
-                dag_id,
-                holder,
-                package,
-            )
+        for _dag_id, _package, why in collisions:
+            log.warning("bundle %s: %s", self.name, why)
         mapping = Mapping(self.bucket, self.env, now, refused)
         if (
             previous is not None

@@ -439,21 +439,40 @@ class Reconciler:
         return record
 
     def _claim(self, cycle: Cycle) -> None:
-        """A DAG id stays with the package serving it; a newcomer's claim is refused, naming both."""
-        claims = self.state.served()
+        """One owner per DAG id: the longest package name it starts with (naming.dag_id_owner); among
+        packages that may name it, the one serving it keeps it and a newcomer's claim is refused."""
+        packages = {n for n, p in cycle.plans.items() if not p.tombstone}
+        claims = {d: p for d, p in self.state.served().items() if not naming.foreign_owner(d, p, packages)}
         for name in sorted(cycle.plans):
             plan = cycle.plans[name]
             if not plan.ok:
                 continue
             try:
-                self._claim_package(cycle, plan, claims)
+                self._claim_package(cycle, plan, claims, packages)
             except Exception as exc:
                 self._package_failed(cycle, plan, "claim", exc)
 
-    def _claim_package(self, cycle: Cycle, plan: PackagePlan, claims: dict[str, str]) -> None:
+    def _claim_package(
+        self, cycle: Cycle, plan: PackagePlan, claims: dict[str, str], packages: set[str]
+    ) -> None:
         name = plan.package
         for rest in sorted(r for r in plan.wants if r.endswith(".json")):
             dag_id = naming.dag_id_of(rest)
+            foreign = naming.foreign_owner(dag_id, name, packages)
+            if foreign:
+                want = plan.wants[rest]
+                reason = f"{foreign}; refused for package {name!r}"
+                # not kept: the owner serves it now, and Airflow must not see the DAG id twice
+                self._refuse_want(
+                    cycle,
+                    plan,
+                    want.key or rest,
+                    want.sha256 or want.etag or "",
+                    "collision",
+                    reason,
+                    keep=False,
+                )
+                continue
             holder = claim(claims, dag_id, name)
             if holder:
                 want = plan.wants[rest]
@@ -859,11 +878,20 @@ class Reconciler:
                 plan.keep.add(item)
 
     def _refuse_want(
-        self, cycle: Cycle, plan: PackagePlan, key: str, version: str, kind: str, reason: str
+        self,
+        cycle: Cycle,
+        plan: PackagePlan,
+        key: str,
+        version: str,
+        kind: str,
+        reason: str,
+        *,
+        keep: bool = True,
     ) -> None:
+        """Refuse one wanted file; what is applied stays (fail-static) unless ``keep`` is False."""
         prefix = naming.package_prefix(self.env, plan.package)
         rest = key[len(prefix) :] if key.startswith(f"{self.env}/") else key
-        self._drop(plan, rest, keep=True)
+        self._drop(plan, rest, keep=keep)
         cycle.refused += 1
         self._refuse(key, version, kind, reason, plan.package)
 
