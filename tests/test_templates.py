@@ -331,3 +331,68 @@ def test_a_task_run_renders_only_the_language(tmp_path):
             "team-b-secret" not in result.stderr + result.stdout
             and "pwned-42" not in result.stderr + result.stdout
         )
+
+
+@pytest.mark.airflow
+def test_every_hostile_template_is_an_import_error_at_parse(tmp_path, monkeypatch):
+    """The whole table, one manifest per case in one dags folder, parsed by a real DagBag with the
+    platform's policy: each is its stub's import error at the template's pointer; no DAG is built."""
+    pytest.importorskip("airflow", reason="needs the [airflow] extra")
+    from dagfactory_s3 import stub
+
+    from airflow_env import dag_bag
+
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(POLICY))
+    monkeypatch.setenv("DAGFACTORY_POLICY", str(policy))
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    for i, (text, _reason) in enumerate(HOSTILE):
+        path = _manifest(dags, text)
+        case = dags / f"team_a_case{i:02d}.json"
+        path.rename(case)
+        case.write_text(case.read_text().replace('"team_a_job"', f'"team_a_case{i:02d}"'))
+        (dags / f"team_a_case{i:02d}.py").write_bytes(stub.render(case.name))
+    bag = dag_bag(dags)
+    assert not bag.dags
+    for i, (text, reason) in enumerate(HOSTILE):
+        error = bag.import_errors[str(dags / f"team_a_case{i:02d}.py")]
+        assert f"team_a_case{i:02d}.json: /tasks/1/arguments/1: " in error, (text, error[-300:])
+        assert reason in error, (text, error[-300:])
+
+
+@pytest.mark.airflow
+def test_every_hostile_template_is_refused_when_airflow_renders_it():
+    """Airflow's own rendering path (render_template_fields -> the operator's hook) on operators built
+    without the manifest's rules: each hostile string raises TemplateError before Jinja sees it; the
+    documented language renders."""
+    pytest.importorskip("airflow", reason="needs the [airflow] extra")
+    import pendulum
+    from airflow.sdk import DAG
+
+    from dagfactory_s3.errors import TemplateError
+    from dagfactory_s3.factory import ManifestPodOperator
+
+    def operator(dag_id: str, text: str) -> ManifestPodOperator:
+        with DAG(
+            dag_id, schedule=None, start_date=pendulum.datetime(2024, 1, 1, tz="UTC"), params={"agency": "n"}
+        ):
+            ManifestPodOperator(task_id="extract", name="e", image="registry.example.com/a/e:1")
+            return ManifestPodOperator(
+                task_id="load",
+                name="l",
+                image="registry.example.com/a/l:1",
+                labels={"dagfactory-s3/package": "team_a"},
+                arguments=["--x", text],
+            )
+
+    context = {"ds": "2024-03-05", "run_id": "manual__x", "params": {"agency": "n"}}
+    for i, (text, reason) in enumerate(HOSTILE):
+        op = operator(f"team_a_h{i:02d}", text)
+        with pytest.raises(TemplateError) as caught:
+            op.render_template_fields(dict(context))
+        assert "task 'load': /arguments/1: " in str(caught.value) and reason in str(caught.value), text
+        assert op.arguments == ["--x", text]  # nothing rendered
+    op = operator("team_a_good", "{{ ds }}-{{ params.agency }}")
+    op.render_template_fields(dict(context))
+    assert op.arguments == ["--x", "2024-03-05-n"]
