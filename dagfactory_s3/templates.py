@@ -402,11 +402,8 @@ class _Parser:
         self.take(text="(")
         seen_positional = 0
         while not self.peek(")"):
-            tok = self.peek()
-            nxt = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else None
-            if tok is not None and tok.kind == "name" and nxt is not None and nxt.text == "=":
-                key = self.take().text
-                self.take(text="=")
+            key = self.keyword()
+            if key is not None:
                 if key not in _XCOM_KWARGS:
                     raise _Refused(
                         f"xcom_pull({key}=...) is not allowed: a task pulls only from its own DAG run "
@@ -424,6 +421,15 @@ class _Parser:
             if not self.peek(")"):
                 self.take(text=",")
         self.take(text=")")
+
+    def keyword(self) -> str | None:
+        """The name of a ``name=`` keyword argument, taken; None when the next argument is positional."""
+        tok = self.peek()
+        nxt = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else None
+        if tok is None or tok.kind != "name" or nxt is None or nxt.text != "=":
+            return None
+        self.i += 2
+        return tok.text
 
     def task_ids(self) -> None:
         names: list[str] = []
@@ -452,11 +458,8 @@ class _Parser:
         self.take(text="(")
         count = 0
         while not self.peek(")"):
-            tok = self.peek()
-            nxt = self.tokens[self.i + 1] if self.i + 1 < len(self.tokens) else None
-            if tok is not None and tok.kind == "name" and nxt is not None and nxt.text == "=":
-                key = self.take().text
-                self.take(text="=")
+            key = self.keyword()
+            if key is not None:
                 if keywords is not None and key not in keywords:
                     raise _Refused(f"keyword argument {key!r} is not allowed here")
                 self.literal()
