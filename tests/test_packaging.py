@@ -133,6 +133,27 @@ def test_base_install_runs_the_publisher_without_airflow(wheel, tmp_path):
         )
         assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["ok"] is True
+    # The base install refuses what the Airflow image refuses: a template escape, an integer host flag,
+    # another team's Secret (with the platform's policy), by the same code the factory runs at parse.
+    hostile = tmp_path / "hostile"
+    hostile.mkdir()
+    doc = json.loads(
+        (EXAMPLES / "pipeline_processing/airflow_dags/pipeline_processing_example_job.json").read_text()
+    )
+    doc["job"]["arguments"] = ["{{ macros.uuid.os.popen('id').read() }}"]
+    doc["job"]["pod_override"] = {"spec": {"hostNetwork": 1}}
+    doc["job"]["env"]["DB_PASSWORD"] = {"secret": {"name": "reporting-db", "key": "password"}}
+    (hostile / "pipeline_processing_example_job.json").write_text(json.dumps(doc))
+    policy = ROOT / "deploy/airflow/dagfactory-policy.json"
+    argv = [publisher, "validate", "--package-name", "pipeline_processing", "--dag-path", str(hostile)]
+    result = subprocess.run([*argv, "--policy", str(policy)], capture_output=True, text=True, env=env)
+    assert result.returncode == 1, result.stderr
+    for pointer in (
+        "/job/arguments/0",
+        "/job/pod_override/spec/hostNetwork",
+        "/job/env/DB_PASSWORD/secret/name",
+    ):
+        assert f"pipeline_processing_example_job.json: {pointer}: " in result.stderr, result.stderr
     result = subprocess.run(
         [
             publisher,
