@@ -13,9 +13,9 @@ argument is ``durable`` on Airflow 3.3+) and ``allow_mutable_image`` (read by th
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-__all__ = ["BASE_CONTAINER", "FIELDS", "HOST_NAMESPACES", "PodField"]
+__all__ = ["BASE_CONTAINER", "FIELDS", "HOST_NAMESPACES", "PodField", "override_containers"]
 
 BASE_CONTAINER = "base"  # the operator's name for the task's container
 # pod spec keys that share the node's namespaces (refused unless the platform allows privileged pods)
@@ -97,3 +97,11 @@ FIELDS: tuple[PodField, ...] = (
     PodField("deferrable", "deferrable", plain=True),
     PodField("outlets", "outlets"),
 )
+
+
+def override_containers(fields: dict[str, Any]) -> list[dict[str, Any]]:
+    """pod_override's containers when well-formed (else reported by _override_issues), else []."""
+    containers = fields.get("pod_override", {}).get("spec", {}).get("containers", [])
+    if isinstance(containers, list) and all(isinstance(c, dict) for c in containers):
+        return containers
+    return []
