@@ -668,6 +668,19 @@ class TestHostile:
         warning = sidecar.events("invalid_manifest")[0]
         assert warning["key"] == f"{ENV}/demo/dags/demo_a.json" and "/schedule" in warning["error"]
 
+    def test_a_stalling_pattern_stalls_nobody(self, world, sidecar, dags):
+        """A param pattern that backtracks without bound (^(a+)+$ with a default that never matches) is
+        refused by the rules before it is evaluated: the cycle ends, the package is served as an invalid
+        manifest (Airflow shows its import error) and the other package is served."""
+        params = {"p": {"type": "string", "pattern": "^(a+)+$", "default": "a" * 40 + "!"}}
+        world.release("evil", {"evil_stall.json": manifest("evil", "stall", params=params)})
+        world.release("good", {"good_a.json": manifest("good", "a")})
+        report = sidecar.cycle()
+        assert "good/dags/good_a.json" in sidecar.served() and "evil/dags/evil_stall.json" in sidecar.served()
+        invalid = sidecar.events("invalid_manifest")
+        assert invalid and "/params/p/pattern: pattern can take unbounded time" in invalid[0]["error"]
+        assert report.errors == 0
+
     def test_refused_update_keeps_the_last_good_version(self, world, sidecar, dags):
         """An update that turns hostile is refused and the previously served version stays."""
         good = manifest("demo", "a")

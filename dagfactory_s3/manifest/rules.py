@@ -25,6 +25,7 @@ from dagfactory_s3.manifest.isolation import (
 )
 from dagfactory_s3.manifest.model import MAX_MAP_LENGTH, MAX_TOTAL, Task
 from dagfactory_s3.manifest.overlays import own_fields, resolve_tasks
+from dagfactory_s3.manifest.patterns import backtracking
 from dagfactory_s3.manifest.pod_fields import BASE_CONTAINER, FIELDS, HOST_NAMESPACES, override_containers
 from dagfactory_s3.platform import Policy
 from dagfactory_s3.schedule import check_cron, check_timezone, parse_duration, parse_instant
@@ -578,8 +579,21 @@ def _check_param(
     if "pattern" in rules:
         try:
             re.compile(rules["pattern"])
-        except re.error as exc:
+        except (re.error, RecursionError, OverflowError) as exc:
             problems.append(Problem(file, f"{where}/pattern", f"not a valid regular expression: {exc}"))
+            return
+        why = backtracking(rules["pattern"])
+        if (
+            why
+        ):  # refused before anything evaluates it: validate, the sidecar, the bundle, Airflow's trigger form
+            problems.append(
+                Problem(
+                    file,
+                    f"{where}/pattern",
+                    f"pattern can take unbounded time in Python's regular expressions, which Airflow checks "
+                    f"every trigger's value with: {why}",
+                )
+            )
             return
     for low, high in (("minimum", "maximum"), ("minLength", "maxLength")):
         if low in rules and high in rules and rules[low] > rules[high]:
