@@ -98,14 +98,18 @@ def capture(manifest: Manifest) -> Captured:
         def __exit__(self, *exc: object) -> None:
             captured.group = None
 
-    saved = factory.DAG, factory.KubernetesPodOperator, factory.TaskGroup
+    # The factory builds ManifestPodOperator (a KubernetesPodOperator that checks templates when it
+    # renders); a hand-written DAG uses the provider's class with the same arguments.
+    operator = "ManifestPodOperator" if hasattr(factory, "ManifestPodOperator") else "KubernetesPodOperator"
+    saved = factory.DAG, getattr(factory, operator), factory.TaskGroup
     factory.DAG = recording_dag  # type: ignore[assignment,misc]
-    factory.KubernetesPodOperator = _RecordingKPO(captured)  # type: ignore[assignment,misc]
+    setattr(factory, operator, _RecordingKPO(captured))
     factory.TaskGroup = recording_group  # type: ignore[assignment,misc]
     try:
         factory.build_dag(manifest)
     finally:
-        factory.DAG, factory.KubernetesPodOperator, factory.TaskGroup = saved
+        factory.DAG, _, factory.TaskGroup = saved
+        setattr(factory, operator, saved[1])
     return captured
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from dagfactory_s3 import platform
@@ -93,17 +92,17 @@ _FILTERS = {  # name -> (min, max) literal arguments
 }
 
 
-@dataclass(frozen=True)
-class Scope:
+class Scope(NamedTuple):
     """What one task's templates may reach: its DAG's declared ``params`` and ``tasks``, the
     Variables and Connections of ``package`` (its own ``<package>_`` names, and what ``granted(kind,
-    name)`` says the policy grants it), and ``dag_run.conf`` when ``conf`` is allowed."""
+    name)`` says the policy grants it), and ``dag_run.conf`` when ``conf`` is allowed. (A NamedTuple:
+    every dag-processor child imports this module, and creating a dataclass costs ten times more.)"""
 
     package: str
     params: frozenset[str] = frozenset()
     tasks: frozenset[str] = frozenset()
     conf: bool = False
-    granted: Callable[[str, str], bool] | None = field(default=None, compare=False)
+    granted: Callable[[str, str], bool] | None = None
 
     def allows(self, kind: str, name: str) -> bool:
         return platform.owns(self.package, kind, name) or (
