@@ -175,6 +175,39 @@ class Release:
                 **{f: getattr(e, f) for f in _SHARED},
             )
 
+    def release_ids(self) -> list[str]:
+        """This release's id, then each id of ``history``, newest first (no history object read)."""
+        return [self.release_id, *(e.release_id for e in self.history)]
+
+    def release(self, release_id: str, load: Callable[[str], Release]) -> Release | None:
+        """The release ``release_id`` of this record (itself, or one of ``history`` rebuilt whole), or
+        None when the record does not name it. At most one ``load``: the stored entry nearest to it on
+        the newer side, or none when only changes lie between (``releases()`` loads every stored one)."""
+        if release_id == self.release_id:
+            return self
+        at = next((i for i, e in enumerate(self.history) if e.release_id == release_id), None)
+        if at is None:
+            return None
+        start = max((i for i in range(at + 1) if self.history[i].stored), default=None)
+        if start is None:
+            files, dags = self.files, self.dags
+            changes = self.history[: at + 1]
+        else:
+            whole = load(self.history[start].release_id)
+            files, dags = whole.files, whole.dags
+            changes = self.history[start + 1 : at + 1]
+        for e in changes:
+            files = {r: v for r, v in {**files, **e.files}.items() if v is not None}
+            dags = {d: v for d, v in {**dags, **e.dags}.items() if v is not None}
+        entry = self.history[at]
+        return Release(
+            package=self.package,
+            environment=self.environment,
+            files=files,
+            dags=dags,
+            **{f: getattr(entry, f) for f in _SHARED},
+        )
+
     def identity_problem(self, package: str, environment: str, release_id: str | None = None) -> str:
         """Why this record may not stand at ``package``'s prefix in ``environment`` (and, when given, as
         ``release_id``); '' when it may. A record naming another package, environment or id is refused

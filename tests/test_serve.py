@@ -6,6 +6,7 @@ materialize, rebuild) against the moto server. The bundle's Airflow interface: t
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -215,3 +216,79 @@ def test_refresh_materialize_and_rebuild_without_airflow(s3, bucket, tmp_path):
     assert not list(dest.glob("reporting_seeder/dags/*.json"))  # fetched when their stub is parsed
     with pytest.raises(SyncError, match="cannot be rebuilt"):
         versions(tmp_path / "other", bucket).materialize(version.rpartition("-")[0] + "-" + "0" * 20)
+
+
+# -- one package's record fails only that package ----------------------------------------------------
+
+
+def _two_packages(tmp_path, bucket) -> str:
+    """good and evil published; the version a dag-processor refreshed to, with both."""
+    for package in ("reporting_seeder", "pipeline_processing"):
+        src = tmp_path / f"src-{package}"
+        shutil.copytree(EXAMPLES / package / "airflow_dags", src)
+        publish(bucket, src, package)
+    processor = versions(tmp_path / "processor", bucket)
+    processor.refresh()
+    version = processor.current_version()
+    assert version is not None and set(processor.local_mapping(version).releases) == {
+        "reporting_seeder",
+        "pipeline_processing",
+    }
+    return version
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"\x00garbage",
+        json.dumps({"format": "something/else"}).encode(),
+        "record-of-another-package",
+        "record-of-another-environment",
+    ],
+)
+def test_a_bad_record_fails_only_its_package_on_a_fresh_worker(s3, bucket, tmp_path, bad):
+    """evil (pipeline_processing here) overwrites its metadata.json after the version was made: a fresh
+    worker still builds the version for every other package (the good package's tree is whole), and
+    only the bad package is left out, named in the log."""
+    version = _two_packages(tmp_path, bucket)
+    client = boto3.client("s3")
+    key = f"{ENV}/pipeline_processing/metadata.json"
+    if isinstance(bad, str):
+        record = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if bad == "record-of-another-package":
+            record["package"] = "reporting_seeder"
+        else:
+            record["environment"] = "prod"
+        bad = json.dumps(record).encode()
+    client.put_object(Bucket=bucket, Key=key, Body=bad)
+    worker = versions(tmp_path / "worker", bucket)
+    dest = worker.materialize(version)
+    assert sorted(p.name for p in dest.iterdir()) == ["reporting_seeder"]
+    assert list(dest.glob("reporting_seeder/dags/*.py"))
+
+
+def test_a_record_naming_1500_releases_costs_one_get(s3, bucket, tmp_path):
+    """A record whose history names 1,500 releases kept whole: a fresh worker reads each package's
+    current record once and no history object it does not need (not one GET per entry)."""
+    from dataclasses import replace
+
+    from dagfactory_s3.release import Earlier
+
+    version = _two_packages(tmp_path, bucket)
+    client = boto3.client("s3")
+    key = f"{ENV}/pipeline_processing/metadata.json"
+    record = Release.from_json(client.get_object(Bucket=bucket, Key=key)["Body"].read(), file=key)
+    fake = tuple(
+        Earlier(
+            release_id=f"2001{i // 28 + 1:02d}{i % 28 + 1:02d}T000000.000Z-{i:06x}",
+            published_at="x",
+            publisher_version="0",
+            stored=True,
+        )
+        for i in range(1500)
+    )[::-1]
+    hostile = replace(record, history=tuple(fake))
+    client.put_object(Bucket=bucket, Key=key, Body=hostile.to_json())
+    worker = versions(tmp_path / "worker", bucket)
+    worker.materialize(version)
+    assert worker.requests["GET"] <= 4, worker.requests  # two current records (+ at most one object each)

@@ -138,11 +138,19 @@ def parse_version(version: str) -> tuple[str, str]:
 
 
 def search(
-    bucket: str, environment: str, history: dict[str, list[str]], stamp: str, digest: str, *, deep: bool
+    bucket: str,
+    environment: str,
+    history: dict[str, list[str]],
+    stamp: str,
+    digest: str,
+    *,
+    deep: bool,
+    exact: bool = True,
 ) -> Mapping | None:
     """The mapping named by ``(stamp, digest)`` among the kept releases ``history`` (package -> ids,
     oldest first): per package the newest release not after ``stamp``; with ``deep``, also each
-    mapping that differs from it in one package (a publish that committed across ``stamp``)."""
+    mapping that differs from it in one package (a publish that committed across ``stamp``). Not
+    ``exact``: the newest releases not after ``stamp``, whatever the digest."""
 
     def matches(candidate: dict[str, str]) -> bool:
         return Mapping(bucket, environment, candidate).digest() == digest
@@ -152,7 +160,7 @@ def search(
         older = [i for i in ids if i.partition("-")[0] <= stamp]
         if older:
             guess[package] = older[-1]
-    if matches(guess):
+    if matches(guess) or not exact:
         return Mapping(bucket, environment, guess)
     if not deep:
         return None
@@ -248,7 +256,7 @@ class ReleaseVersions:
         self._client: Any = None
         self._pointers: dict[str, tuple[str, str]] = {}  # package -> (metadata.json ETag, release id)
         self._memo: dict[tuple[str, str, bool], dict[str, str] | None] = {}  # immutable: by release id
-        self._chains: dict[str, dict[str, releases.Release]] = {}  # package -> its last read record chain
+        self._currents: dict[str, releases.Release | None] = {}  # package -> its current record, read once
         self.requests = {"LIST": 0, "GET": 0}
         self._counting = threading.Lock()
 
@@ -270,6 +278,7 @@ class ReleaseVersions:
 
     def refresh(self) -> None:
         """Read every package's release pointer, build the next version, and switch ``current`` to it."""
+        self._currents.clear()  # current records are read anew each refresh (releases are immutable)
         at = time.time()  # before the listing: every release it shows has an id no later than this
         listing = s3.list_objects(
             self.client, self.bucket, f"{self.env}/", on_page=lambda: self._count("LIST")
@@ -359,10 +368,21 @@ class ReleaseVersions:
         ]
 
         def recent(package: str) -> list[str]:
-            """The record's chain (its newest releases, in order) when it reaches back to ``T``: the
-            newest release not after ``T`` is then in it; else every kept id (a LIST)."""
-            ids = sorted(self._chain(package))
+            """The ids the current record names (no history object read) when they reach back to
+            ``T``: the newest release not after ``T`` is then among them; else every kept id (a LIST).
+            A package whose record cannot be read is that package's problem: its history objects
+            alone are listed, and the other packages are not held up."""
+            try:
+                ids = sorted(self._ids(package))
+            except Exception as exc:  # any package's bad record fails only that package
+                log.warning(
+                    "bundle %s: package %r: %s; rebuilding from its history objects", self.name, package, exc
+                )
+                unreadable.add(package)
+                ids = []
             return ids if ids and ids[0].partition("-")[0] <= stamp else self._history_ids(package)
+
+        unreadable: set[str] = set()
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             history = dict(zip(names, pool.map(recent, names), strict=True))
@@ -371,6 +391,23 @@ class ReleaseVersions:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:  # every kept release, then search
                 history = dict(zip(names, pool.map(self._history_ids, names), strict=True))
             found = search(self.bucket, self.env, history, stamp, digest, deep=True)
+        if found is None and unreadable:
+            # One package's bad record must not stop every other package's tasks: they run the releases
+            # that were current at T (what the version named, unless one of them committed across T).
+            guess = search(self.bucket, self.env, history, stamp, "", deep=False, exact=False)
+            assert guess is not None
+            found = Mapping(
+                self.bucket, self.env, {p: r for p, r in guess.releases.items() if p not in unreadable}
+            )
+            log.error(
+                "bundle %s: version %s cannot be checked whole: the record of package(s) %s cannot be read; "
+                "the other packages run their releases current at %s, and tasks of %s cannot start",
+                self.name,
+                version,
+                sorted(unreadable),
+                stamp,
+                sorted(unreadable),
+            )
         if found is None:
             raise SyncError(
                 f"bundle version {version} cannot be rebuilt from s3://{self.bucket}/{self.env}/: no kept "
@@ -395,28 +432,25 @@ class ReleaseVersions:
         fetched = s3.get(self.client, self.bucket, key, max_bytes=MAX_RECORD_BYTES, missing_ok=missing_ok)
         return fetched.data if fetched is not None else None
 
-    def _chain(self, package: str) -> dict[str, releases.Release]:
-        """The package's kept releases its current record names (itself and its ``history``), rebuilt
-        whole; a ``stored`` one is read from its history object."""
-        prefix = naming.package_prefix(self.env, package)
-        raw = self._get_record(prefix + naming.METADATA, missing_ok=True)
-        if raw is None:
-            return {}
-        current = read_record(raw, key=prefix + naming.METADATA, package=package, environment=self.env)
+    def _current(self, package: str) -> releases.Release | None:
+        """The package's current record (one GET per instance), checked to be the package's; None
+        when the package has none."""
+        if package not in self._currents:
+            key = naming.package_prefix(self.env, package) + naming.METADATA
+            raw = self._get_record(key, missing_ok=True)
+            record = None if raw is None else read_record(raw, key=key, package=package, environment=self.env)
+            self._currents[package] = record
+        return self._currents[package]
 
-        def load(release_id: str) -> releases.Release:
-            key = prefix + naming.history_name(release_id)
-            found = self._get_record(key)
-            assert found is not None
-            return read_record(found, key=key, package=package, environment=self.env, release_id=release_id)
-
-        chain = {r.release_id: r for r in current.releases(load)}
-        self._chains[package] = chain
-        return chain
+    def _ids(self, package: str) -> list[str]:
+        """The release ids the package's current record names: itself and its history (no history
+        object is read; a record naming thousands costs one GET)."""
+        current = self._current(package)
+        return current.release_ids() if current is not None else []
 
     def _history_ids(self, package: str) -> list[str]:
-        """The release ids kept for ``package``, oldest first: its record's chain and its history objects."""
-        chain = self._chains.get(package) or self._chain(package)
+        """The release ids kept for ``package``, oldest first: its history objects (a LIST), and the
+        ids its current record names when that record can be read."""
         prefix = naming.package_prefix(self.env, package)
         listing = s3.list_objects(
             self.client,
@@ -426,7 +460,17 @@ class ReleaseVersions:
             on_page=lambda: self._count("LIST"),
         )
         ids = {naming.release_id_of(key[len(prefix) :]) for key in listing}
-        return sorted({*(i for i in ids if i), *chain})
+        try:
+            named = self._ids(package)
+        except Exception:  # a bad current record: its history objects still stand
+            named = []
+        return sorted({*(i for i in ids if i), *named})
+
+    def _load_history(self, package: str, release_id: str) -> releases.Release:
+        key = naming.package_prefix(self.env, package) + naming.history_name(release_id)
+        raw = self._get_record(key)
+        assert raw is not None
+        return read_record(raw, key=key, package=package, environment=self.env, release_id=release_id)
 
     # -- records and content, cached by immutable address ------------------------------------------
 
@@ -437,8 +481,14 @@ class ReleaseVersions:
         key = naming.package_prefix(self.env, package) + naming.history_name(release_id)
         if raw is None and path.is_file():
             raw = path.read_bytes()
-        elif raw is None:  # the chain a version's rebuild just read has it (immutable, by release id)
-            found = self._chains.get(package, {}).get(release_id) or self._chain(package).get(release_id)
+        elif raw is None:  # from the current record (at most one history object read), else its own object
+            try:
+                current = self._current(package)
+            except Exception:  # a bad current record: the release's history object stands
+                current = None
+            found = (
+                current.release(release_id, lambda rid: self._load_history(package, rid)) if current else None
+            )
             raw = found.whole().to_json() if found else self._get_record(key)
             assert raw is not None
         record = read_record(raw, key=key, package=package, environment=self.env, release_id=release_id)
