@@ -138,7 +138,7 @@ def hygiene_issues(value: Any, pointer: str = "") -> list[Issue]:
 
     Kubernetes cannot pass a NUL to a process, lone surrogates cannot be encoded as UTF-8 (they
     crashed ``publish`` after it had uploaded), and every number in a manifest is a count or a
-    number of seconds, which Airflow and Kubernetes take as integers only.
+    number of seconds, which Airflow and Kubernetes take as integers only, within 64 bits.
     """
     issues: list[Issue] = []
     stack: list[tuple[Any, str]] = [(value, pointer)]
@@ -151,6 +151,10 @@ def hygiene_issues(value: Any, pointer: str = "") -> list[Issue]:
         elif isinstance(item, float):
             fix = f"write {int(item)}, not {item!r}" if item.is_integer() else f"not {item!r}"
             issues.append((where, f"must be an integer: {fix}"))
+        elif isinstance(item, int) and not isinstance(item, bool) and not -(2**63) <= item < 2**63:
+            # what Kubernetes, Airflow's serializer and every JSON tool here (orjson) can hold
+            shown = str(item) if len(str(item)) <= 40 else f"{str(item)[:20]}... ({len(str(item))} digits)"
+            issues.append((where, f"integer {shown} is out of range: from -2^63 to 2^63-1"))
         elif isinstance(item, dict):
             for key, child in item.items():
                 bad = _bad_char(key)

@@ -624,7 +624,7 @@ API_SERVER_CASES: list[tuple[str, bytes, str, str]] = [
         "toleration-seconds-beyond-int64",
         _tol(key="k", operator="Exists", effect="NoExecute", toleration_seconds=2**63),
         f"{_T0}/tolerations/0/toleration_seconds",
-        "from 0 to 2^63-1",
+        "out of range: from -2^63 to 2^63-1",
     ),
     (
         "toleration-seconds-float",

@@ -41,7 +41,7 @@ from dagfactory_s3.manifest.model import (
 )
 from dagfactory_s3.manifest.overlays import resolve
 from dagfactory_s3.manifest.pod_fields import BASE_CONTAINER, HOST_NAMESPACES
-from dagfactory_s3.manifest.provenance import source_problems, stamp, unstamp
+from dagfactory_s3.manifest.provenance import MAX_STAMP_BYTES, source_problems, stamp, unstamp
 from dagfactory_s3.manifest.rules import check_document
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import Policy
@@ -100,9 +100,37 @@ def parse(
     if not problems:  # each environment's manifest must be valid too (its problems named by the overlay)
         for name in document.get("environments", {}):
             problems += _environment_problems(document, name, file, package, policy)
+    if source and not problems:
+        problems += _published_size_problems(raw, document, file)
     if problems:
         raise ManifestError(problems)
     return Manifest(file=file, raw=raw, data=document, tasks=tasks)
+
+
+def _published_size_problems(raw: bytes, document: dict[str, Any], file: str) -> list[Problem]:
+    """The size limit applies to the bytes readers get: the manifest resolved for each environment and
+    stamped by the publisher (:data:`MAX_STAMP_BYTES` at most), not the source as written."""
+    sizes = [("", None, len(raw))]
+    for name in document.get("environments", {}):
+        resolved, _ = resolve(document, name, file)
+        sizes.append((f"/environments/{name}", name, len(_published_bytes(resolved))))
+    out = []
+    for pointer, name, size in sizes:
+        if size + MAX_STAMP_BYTES > MAX_BYTES:
+            what = f"published for environment {name!r}, the manifest is" if name else "the manifest is"
+            out.append(
+                Problem(
+                    file,
+                    pointer,
+                    f"{what} {size} bytes; with the publisher's provenance stamp (up to {MAX_STAMP_BYTES} bytes) "
+                    f"it would pass the limit: {too_large()}",
+                )
+            )
+    return out
+
+
+def _published_bytes(resolved: dict[str, Any]) -> bytes:
+    return (json.dumps(resolved, indent=2, ensure_ascii=False) + "\n").encode()
 
 
 def publishable(manifest: Manifest, environment: str) -> Manifest:
@@ -111,8 +139,7 @@ def publishable(manifest: Manifest, environment: str) -> Manifest:
     if "environments" not in manifest.data:
         return manifest
     resolved, _ = resolve(manifest.data, environment, manifest.file)
-    raw = (json.dumps(resolved, indent=2, ensure_ascii=False) + "\n").encode()
-    return parse(raw, file=manifest.file, package=manifest.package)
+    return parse(_published_bytes(resolved), file=manifest.file, package=manifest.package)
 
 
 def _environment_problems(

@@ -42,7 +42,10 @@ def decode(raw: bytes, file: str) -> Any:
         raise ManifestError([Problem(file, "", "starts with a byte-order mark; save as UTF-8 without BOM")])
     try:
         document = json.loads(
-            text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
         )
     except _DuplicateKey as exc:
         raise ManifestError([Problem(file, "", f"duplicate key {exc.args[0]!r} in an object")]) from None

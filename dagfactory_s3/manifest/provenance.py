@@ -10,7 +10,7 @@ from typing import Any
 from dagfactory_s3.errors import Problem
 from dagfactory_s3.manifest.model import PROVENANCE
 
-__all__ = ["source_problems", "stamp", "unstamp"]
+__all__ = ["MAX_STAMP_BYTES", "source_problems", "stamp", "unstamp"]
 
 
 def stamp(raw: bytes, provenance: dict[str, str]) -> bytes:
@@ -45,3 +45,8 @@ def source_problems(document: Any, file: str) -> list[Problem]:
 def _stamp_line(provenance: dict[str, str]) -> bytes:
     ordered = {k: provenance[k] for k in ("release", "git_sha", "package_version") if provenance.get(k)}
     return f'\n  "{PROVENANCE}": {json.dumps(ordered, ensure_ascii=False)},'.encode()
+
+
+# The longest stamp the publisher can write: a release id and the longest git sha and package version
+# it accepts (200 printable characters each, every one escaped by JSON at worst).
+MAX_STAMP_BYTES = len(_stamp_line({"release": "9" * 64, "git_sha": '"' * 200, "package_version": '"' * 200}))

@@ -394,6 +394,10 @@ def _stamp(wanted: Wanted, record: Release | None, release_id: str) -> None:
                 provenance = old.provenance
         wanted.files[rest] = manifests.stamp(raw, provenance)
         wanted.stamps[rest] = (digest, provenance)
+        if (
+            len(wanted.files[rest]) > manifests.MAX_BYTES
+        ):  # validate counts the stamp; never publish what no reader serves
+            raise PublishError(f"{rest}: stamped for publishing, {manifests.too_large()}")
 
 
 def _check_dag_ids(plan: ReleasePlan) -> None:
