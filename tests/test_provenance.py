@@ -233,6 +233,45 @@ class TestPublish:
         assert stamp_of(served(s3, bucket)[ALL]) == {"release": rerun, "git_sha": "0fedcba"}
         assert len([k for k in put_keys(s3) if "/objects/" in k]) == 1
 
+    def test_a_planted_future_stamp_is_not_taken_over(self, s3, bucket, src, capsys):
+        """An unnamed content object stamped with release 9999...: a rerun (no git sha, so any stamp
+        without one matches) adopts only an id not later than now, so the history stays in order."""
+        import boto3
+
+        publish(capsys, bucket, src)
+        first = record(s3, bucket)["release_id"]
+        planted = manifest.stamp(
+            (src / f"{ALL}.json").read_bytes(), {"release": "99991231T235959.999Z-abcdef"}
+        )
+        key = f"{ENV}/{PACKAGE}/_releases/objects/{hashlib.sha256(planted).hexdigest()}"
+        boto3.client("s3", endpoint_url=s3.upstream).put_object(Bucket=bucket, Key=key, Body=planted)
+        edit(src / f"{ALL}.json", description="changed")
+        publish(capsys, bucket, src)
+        rerun = record(s3, bucket)["release_id"]
+        assert first < rerun < "99990101" and rerun[:8] == first[:8]
+
+    def test_a_wrong_object_at_a_content_key_is_found_and_replaced(self, s3, bucket, src, capsys):
+        """Other bytes of the right size at a manifest's content key: list --check reports the release
+        inconsistent (readers would refuse it), and the next publish writes the recorded bytes again."""
+        import boto3
+
+        publish(capsys, bucket, src)
+        rec = record(s3, bucket)
+        sha = rec["files"][f"dags/{AGENCY}.json"]["sha256"]
+        key = f"{ENV}/{PACKAGE}/_releases/objects/{sha}"
+        client = boto3.client("s3", endpoint_url=s3.upstream)
+        good = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+        client.put_object(Bucket=bucket, Key=key, Body=good.replace(b"{", b"[", 1))
+        args = ["--bucket", bucket, "--environment", ENV, "--package-name", PACKAGE]
+        code, out, _ = main(capsys, "list", *args, "--check", "--output", "json")
+        assert code != 0 and json.loads(out)["content_missing"] == [f"dags/{AGENCY}.json"]
+        edit(src / f"{ALL}.json", description="changed")
+        s3.clear()
+        publish(capsys, bucket, src)
+        assert key in put_keys(s3)
+        assert client.get_object(Bucket=bucket, Key=key)["Body"].read() == good
+        assert main(capsys, "list", *args, "--check")[0] == 0
+
     def test_promote_stamps_with_the_target_release_and_the_tested_commit(self, s3, bucket, src, capsys):
         publish(capsys, bucket, src, "--git-sha", "abc123")
         args = ["--bucket", bucket, "--package-name", PACKAGE, "--from", ENV, "--to", "prod"]

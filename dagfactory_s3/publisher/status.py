@@ -16,7 +16,7 @@ from dagfactory_s3.naming import DAGS_DIR, history_name, object_name
 from dagfactory_s3.publisher.history import history_entries
 from dagfactory_s3.publisher.store import PackageStore, env_packages
 from dagfactory_s3.publisher.transaction import DEFAULT_PARALLELISM, history_ids, parallel
-from dagfactory_s3.release import CONTENT_OBJECTS
+from dagfactory_s3.release import CONTENT_OBJECTS, Release
 from dagfactory_s3.s3 import list_prefixes
 
 __all__ = ["package_statuses", "status"]
@@ -30,7 +30,8 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
     """The current record and whether S3 agrees with it.
 
     ``content_missing``: manifests the record names whose immutable content is not in the content
-    store (what readers fetch: a reader could not serve the release). ``missing``, ``extra`` and
+    store as the recorded bytes (missing, another size, or other bytes: what readers fetch and verify
+    by sha256, so a reader could not serve the release). ``missing``, ``extra`` and
     ``mismatched``: the readable ``dags/`` copies against the record. ``history``: the ids of the
     kept releases, oldest first.
     """
@@ -56,17 +57,7 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
             history=history_ids(listing, None),
         )
         return out
-    content_missing = sorted(
-        rest
-        for rest, entry in rec.files.items()
-        if rec.content == CONTENT_OBJECTS
-        and rest.endswith(".json")
-        and any(
-            getattr(listing.get(object_name(e.sha256)), "size", None) != e.size
-            for e in (entry, entry.source)
-            if e
-        )
-    )
+    content_missing = _content_problems(store, rec, listing, parallelism)
     missing = sorted(r for r in rec.files if r not in listing)
     extra = sorted(live - set(rec.files))
     unsure = []
@@ -160,3 +151,30 @@ def package_statuses(
             result["history"] = history_entries(store, ids, result["release_id"], parallelism)
         results.append(result)
     return results
+
+
+def _content_problems(
+    store: PackageStore, rec: Release, listing: dict[str, Any], parallelism: int
+) -> list[str]:
+    """Manifests whose content objects are not the recorded bytes: by size, then by MD5 ETag when the
+    record has the MD5, else by reading the object and checking its sha256 (readers verify, so must we)."""
+    if rec.content != CONTENT_OBJECTS:
+        return []
+    bad: set[str] = set()
+    unsure: list[tuple[str, str, str]] = []
+    for rest, entry in sorted(rec.files.items()):
+        if not rest.endswith(".json"):
+            continue
+        for e in (entry, entry.source):
+            if e is None:
+                continue
+            listed = listing.get(object_name(e.sha256))
+            if listed is None or listed.size != e.size:
+                bad.add(rest)
+            elif not (e.md5 and listed.etag == e.md5):
+                unsure.append((rest, object_name(e.sha256), e.sha256))
+    datas = parallel(store.get, [key for _, key, _ in unsure], parallelism)
+    bad.update(
+        rest for (rest, _, sha), data in zip(unsure, datas, strict=True) if data is None or _sha(data) != sha
+    )
+    return sorted(bad)

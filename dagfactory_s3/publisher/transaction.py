@@ -301,7 +301,10 @@ def make_plan(store: PackageStore, wanted: Wanted, *, parallelism: int = DEFAULT
     )
     for sha, data in sorted(wanted.contents().items()):
         listed = plan.listing.get(object_name(sha))
-        if listed is None or listed.size != len(data):  # content-addressed: present means right
+        # Content-addressed, but an object at the right key is trusted only when its size and MD5
+        # ETag say it holds these bytes; when the ETag cannot tell (SSE-KMS, multipart), it is
+        # written again: the same bytes under the same key, which changes nothing for readers.
+        if listed is None or listed.same_bytes(data) is not True:
             plan.uploads[sha] = data
     _check_dag_ids(plan)
     return plan
@@ -329,8 +332,9 @@ def _stopped_attempt(plan: ReleasePlan) -> str | None:
     A stopped attempt leaves content objects no record names, written after the current record's
     commit (give or take ``_CLOCK_SKEW``). The newest stamped manifest among them (at most
     ``_ATTEMPT_PROBES`` are read; sources carry no stamp) decides: its release is reused when the
-    stamp's git sha and package version are this publish's (so it stays true) and the id sorts after
-    every release of the package (so history stays in order). A concurrent publish of the same
+    stamp's git sha and package version are this publish's (so it stays true), the id sorts after
+    every release of the package (so history stays in order) and is not later than now, give or take
+    ``_CLOCK_SKEW`` (a planted stamp cannot push the package's history into the future). A concurrent publish of the same
     package that adopts it loses nothing: only one conditional commit wins, and content is
     addressed by its bytes."""
     rec, wanted = plan.current.record, plan.wanted
@@ -359,9 +363,19 @@ def _stopped_attempt(plan: ReleasePlan) -> str | None:
         if not isinstance(stamp, dict):
             continue  # a source manifest (never stamped), or not a manifest
         release = stamp.pop("release", None)
-        fits = isinstance(release, str) and naming.RELEASE_ID_RE.fullmatch(release) and release > latest
+        fits = (
+            isinstance(release, str)
+            and naming.RELEASE_ID_RE.fullmatch(release)
+            and latest < release <= _release_instant(time.time() + _CLOCK_SKEW)  # never a planted future id
+        )
         return release if fits and stamp == expected else None
     return None
+
+
+def _release_instant(at: float) -> str:
+    """The greatest release id of instant ``at`` (release ids sort by their instant first)."""
+    when = datetime.fromtimestamp(at, timezone.utc)
+    return when.strftime("%Y%m%dT%H%M%S.") + f"{when.microsecond // 1000:03d}Z-~"
 
 
 def _stamp(wanted: Wanted, record: Release | None, release_id: str) -> None:
