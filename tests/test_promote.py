@@ -253,6 +253,36 @@ class TestRefused:
         assert code == 4 and len(err.splitlines()) == 1
         assert f"s3://{bucket}/{key}: sha256 " in err and f"names {sha} for the source of {AGENCY}" in err
 
+    def test_a_recorded_source_that_is_not_what_dev_served(self, s3, bucket, src, capsys):
+        """The dev record names, as the source of a manifest, another source object (a valid one, with
+        its digest right): resolved for dev it is not the manifest dev served, so prod would run what
+        dev never ran. Refused."""
+        assert publish(capsys, bucket, "dev", src)[0] == 0
+        key = f"dev/{PACKAGE}/metadata.json"
+        rec = json.loads(objects(s3, bucket, key)[key])
+        other = SOURCE.read_bytes().replace(b'"description": "', b'"description": "not what dev ran: ', 1)
+        sha = hashlib.sha256(other).hexdigest()
+        _moto(s3).put_object(Bucket=bucket, Key=f"dev/{PACKAGE}/_releases/objects/{sha}", Body=other)
+        rec["files"][ALL]["source"].update(sha256=sha, size=len(other))
+        _moto(s3).put_object(Bucket=bucket, Key=key, Body=json.dumps(rec).encode())
+        code, err = self.refused(s3, bucket, capsys)
+        assert code == 4 and len(err.splitlines()) == 1
+        assert f"the recorded source of {ALL}, resolved for 'dev', is not the manifest release " in err
+
+    def test_a_git_sha_the_release_did_not_stamp(self, s3, bucket, src, capsys):
+        """A dev record whose git sha is not the one its changed manifests were stamped with: promoting
+        would stamp prod with a commit dev never ran. Refused."""
+        assert publish(capsys, bucket, "dev", src, "--git-sha", "abc123")[0] == 0
+        key = f"dev/{PACKAGE}/metadata.json"
+        rec = json.loads(objects(s3, bucket, key)[key])
+        rec["git_sha"] = "f0f0f0f"
+        _moto(s3).put_object(Bucket=bucket, Key=key, Body=json.dumps(rec).encode())
+        code, err = self.refused(s3, bucket, capsys)
+        assert (
+            code == 4
+            and "records git sha 'f0f0f0f' but stamped the manifests it changed with 'abc123'" in err
+        )
+
     def test_target_the_sources_declare_no_values_for(self, s3, bucket, src, capsys):
         assert publish(capsys, bucket, "dev", src)[0] == 0
         release = record(s3, bucket, "dev")["release_id"]

@@ -796,6 +796,24 @@ def promote(
                 f"{source.url(key)}: sha256 {_sha(data)} but {what} names {entry.sha256} "
                 f"for the source of {rest}; cannot promote"
             )
+        stamp = published.provenance or {}
+        if stamp.get("release") == release.release_id and stamp.get("git_sha") != release.git_sha:
+            raise PublishError(
+                f"{source.url(rest)}: {what} records git sha {release.git_sha!r} but stamped the manifests "
+                f"it changed with {stamp.get('git_sha')!r}; cannot promote"
+            )
+        if published.source and published.unstamped:  # what dev served is the source resolved for dev
+            try:
+                served = manifests.publishable(
+                    manifests.parse(data, file=source.url(key), package=source.package), source.environment
+                ).raw
+            except ManifestError:
+                served = b""
+            if _sha(served) != published.unstamped:
+                raise PublishError(
+                    f"{source.url(key)}: the recorded source of {rest}, resolved for {source.environment!r}, "
+                    f"is not the manifest {what} served ({published.unstamped}); cannot promote"
+                )
         if published.source or not (published.unstamped and published.provenance):
             return data
         try:
