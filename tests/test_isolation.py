@@ -411,3 +411,46 @@ def test_ci_settles_which_package_owns_a_dag_id(s3, bucket, tmp_path, capsys):
     assert "dag_id 'team_b_load' belongs to package 'team_b' (the longest package name it starts with)" in err
     assert "Traceback" not in err
     assert publish("team", _package_dir(tmp_path / "ok", "team", "daily"))[0] == 0
+
+
+def test_list_of_every_package_survives_one_bad_record(s3, bucket, tmp_path, capsys):
+    """A package whose record names a history entry whose object is missing: `list --all-packages
+    --history` still lists every other package, and names that package's problem on its own line."""
+    from dagfactory_s3.publisher import cli
+
+    def publish(package: str, folder) -> None:
+        argv = ["publish", "--bucket", bucket, "--environment", "dev", "--package-name", package]
+        assert cli.main([*argv, "--dag-path", str(folder)]) == 0, capsys.readouterr().err
+
+    publish("good", _package_dir(tmp_path, "good", "a"))
+    publish("evil", _package_dir(tmp_path / "1", "evil", "a"))
+    publish("evil", _package_dir(tmp_path / "2", "evil", "a", "b"))
+    capsys.readouterr()
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=s3.upstream)
+    key = "dev/evil/metadata.json"
+    record = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    entry = record["history"][0]
+    entry.pop("files", None), entry.pop("dags", None)
+    entry["stored"] = True  # its history object was never written
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+    argv = [
+        "list",
+        "--bucket",
+        bucket,
+        "--environment",
+        "dev",
+        "--all-packages",
+        "--history",
+        "--output",
+        "json",
+    ]
+    code = cli.main(argv)
+    out, err = capsys.readouterr()
+    listed = {p["package"]: p for p in json.loads(out)["packages"]}
+    assert listed["good"]["release_id"] and listed["good"]["consistent"]
+    assert (
+        listed["evil"]["release_id"] is None and "is not in dev/evil/_releases/" in listed["evil"]["problem"]
+    )
+    assert code == 0 and "Traceback" not in err

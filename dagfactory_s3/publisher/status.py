@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3.errors import ConfigError
+from dagfactory_s3.errors import ConfigError, PublishError, RecordError
 from dagfactory_s3.naming import DAGS_DIR, history_name, object_name
 from dagfactory_s3.publisher.history import history_entries
 from dagfactory_s3.publisher.store import PackageStore, env_packages
@@ -138,19 +138,42 @@ def package_statuses(
     results = []
     for name in names:
         store = PackageStore(client, bucket, environment, name)
-        result = status(store, parallelism=parallelism)
-        if (
-            result["release_id"] is None
-            and not result["extra"]
-            and not result["history"]
-            and "problem" not in result
-        ):
-            raise _unknown(client, bucket, environment, f"no package {name!r}")
-        ids = result.pop("history")
-        if history:
-            result["history"] = history_entries(store, ids, result["release_id"], parallelism)
+        try:
+            result = status(store, parallelism=parallelism)
+            if (
+                result["release_id"] is None
+                and not result["extra"]
+                and not result["history"]
+                and "problem" not in result
+            ):
+                raise _unknown(client, bucket, environment, f"no package {name!r}")
+            ids = result.pop("history")
+            if history:
+                result["history"] = history_entries(store, ids, result["release_id"], parallelism)
+        except ConfigError:
+            raise
+        except (RecordError, PublishError) as exc:  # one package's bad record: that package's line only
+            if package is not None:
+                raise
+            result = _unreadable(name, environment, str(exc))
         results.append(result)
     return results
+
+
+def _unreadable(package: str, environment: str, problem: str) -> dict[str, Any]:
+    """The status of a package whose record or history cannot be read (``list --all-packages``)."""
+    return {
+        "package": package,
+        "environment": environment,
+        "release_id": None,
+        "dags": [],
+        "problem": problem,
+        "consistent": False,
+        "content_missing": [],
+        "missing": [],
+        "extra": [],
+        "mismatched": [],
+    }
 
 
 def _content_problems(
