@@ -63,7 +63,7 @@ def fetch(manifest_path: str, client: Any = None) -> bool:
     sha, key, bucket = entry["sha256"], entry["key"], doc["bucket"]
     cache = ContentCache((package_dir / doc["cache"]).resolve())
     cached = cache.path(sha)
-    if not cache.has(sha):  # another task on this machine may have fetched it: no client, no request
+    if not cache.has(sha, verify=True):  # another task on this machine may have fetched it: no request
         try:
             cache.fetch(
                 client or s3.client(),

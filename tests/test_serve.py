@@ -292,3 +292,40 @@ def test_a_record_naming_1500_releases_costs_one_get(s3, bucket, tmp_path):
     worker = versions(tmp_path / "worker", bucket)
     worker.materialize(version)
     assert worker.requests["GET"] <= 4, worker.requests  # two current records (+ at most one object each)
+
+
+def test_a_cached_object_changed_on_disk_is_never_linked_again(s3, bucket, tmp_path):
+    """The content cache is trusted by digest, not by existence: an object changed in place (through a
+    tree's hard link, say) is not linked into the next version; the worker fetches the recorded bytes."""
+    from dagfactory_s3 import pending
+
+    src = tmp_path / "src"
+    shutil.copytree(EXAMPLES / "reporting_seeder" / "airflow_dags", src)
+    publish(bucket, src, "reporting_seeder")
+    processor = versions(tmp_path / "processor", bucket)
+    processor.refresh()
+    v1 = processor.current_version()
+    tree = processor.current_link.resolve()
+    manifest_path = sorted(tree.glob("reporting_seeder/dags/*.json"))[0]
+    good = manifest_path.read_bytes()
+    cached = processor.cache.path(hashlib.sha256(good).hexdigest())
+    cached.chmod(0o644)
+    cached.write_bytes(good.replace(b"{", b"[", 1))  # the cache and every tree linking it change
+    first = sorted(src.glob("*.json"))[-1]
+    first.write_text(first.read_text().replace('"description": "', '"description": "v2 ', 1))
+    publish(bucket, src, "reporting_seeder")
+    worker = versions(tmp_path / "processor", bucket)  # the same machine's disk, a fresh process
+    worker.refresh()
+    v2 = worker.current_version()
+    assert v2 not in (None, v1)
+    rebuilt = worker.current_link.resolve() / "reporting_seeder" / "dags" / manifest_path.name
+    assert rebuilt.read_bytes() == good
+
+    other = versions(tmp_path / "processor", bucket)
+    cached2 = other.cache.path(hashlib.sha256(good).hexdigest())
+    cached2.chmod(0o644)
+    cached2.write_bytes(b"x" * len(good))
+    dest = other.materialize(v1)  # a worker's tree: the changed object is pending, fetched as recorded
+    target = dest / "reporting_seeder" / "dags" / manifest_path.name
+    assert not target.exists() and pending.fetch(str(target))
+    assert target.read_bytes() == good

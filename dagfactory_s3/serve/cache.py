@@ -8,6 +8,7 @@ bytes a release record names. The versioned bundle and a worker's pending manife
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -28,8 +29,21 @@ class ContentCache:
     def path(self, sha: str) -> Path:
         return self.root / sha[:2] / sha
 
-    def has(self, sha: str) -> bool:
-        return self.path(sha).is_file()
+    def has(self, sha: str, *, verify: bool = False) -> bool:
+        """Whether ``sha`` is cached; with ``verify``, only when the file still holds those bytes (a
+        file changed in place, through a tree's hard link or otherwise, is removed and reported absent)."""
+        path = self.path(sha)
+        if not verify:
+            return path.is_file()
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return False
+        if hashlib.sha256(data).hexdigest() == sha:
+            return True
+        with contextlib.suppress(OSError):
+            path.unlink()
+        return False
 
     def fetch(
         self,
@@ -46,7 +60,7 @@ class ContentCache:
         the body's sha256, then write it. SyncError when the object is missing or is other bytes; S3's
         own errors (StorageError) pass through."""
         path = self.path(sha)
-        if path.is_file():
+        if self.has(sha, verify=True):
             return path
         if on_get is not None:
             on_get()

@@ -506,7 +506,7 @@ class ReleaseVersions:
 
     def _fetch(self, wanted: dict[str, ServedFile]) -> dict[str, Exception]:
         """Put every served file not yet cached into the cache, verified; failures by sha256."""
-        missing = {sha: f for sha, f in wanted.items() if not self.cache.has(sha)}
+        missing = {sha: f for sha, f in wanted.items() if not self.cache.has(sha, verify=True)}
 
         def one(f: ServedFile) -> None:
             self.cache.fetch(
@@ -595,7 +595,13 @@ class ReleaseVersions:
                     continue
                 name = rest.rpartition("/")[2]
                 cached = self.cache.path(sha)
-                if lazy is not None and not cached.is_file():
+                # a version names bytes: a cached object is linked only while it still holds them
+                if lazy is None and not self.cache.has(sha, verify=True):
+                    self._memo = {k: v for k, v in self._memo.items() if k[0] != package}  # fetch anew
+                    raise SyncError(
+                        f"cached object {sha} of package {package!r} changed on disk; fetched again next refresh"
+                    )
+                if lazy is not None and not self.cache.has(sha, verify=True):
                     f = lazy[package][sha]
                     waiting[name] = (sha, f.source, None if f.source != f.key else f.version_id)
                 else:
