@@ -397,6 +397,20 @@ class TestFailStatic:
         error = sidecar.events("error")[-1]
         assert error["kind"] == "mass_delete_guard" and "tombstone" in error["error"]
 
+    def test_a_wrong_environment_is_loud(self, world, sidecar, s3, bucket):
+        """Nothing under the sidecar's environment while the bucket holds others: one warning naming
+        them (not a silent "noop, listed 0"), said again only after the prefix held something."""
+        import boto3
+
+        boto3.client("s3", endpoint_url=s3.upstream).put_object(
+            Bucket=bucket, Key="prod/x/metadata.json", Body=b"{}"
+        )
+        assert sidecar.cycle().status == "noop"
+        sidecar.cycle()
+        warnings = sidecar.events("empty_environment")
+        assert len(warnings) == 1 and warnings[0]["environment"] == ENV
+        assert warnings[0]["environments_in_bucket"] == ["prod"] and warnings[0]["level"] == "warning"
+
     def test_mass_delete_guard_allows_small_deletions(self, world, sidecar):
         """Deleting up to the threshold proceeds; one more than half of the DAGs is refused."""
         world.mirror("demo", {f"demo_{n}.json": manifest("demo", n) for n in "abcd"})

@@ -192,6 +192,7 @@ class Reconciler:
         self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dagsync-get")
         self.on_progress = on_progress or (lambda: None)
         self._refusals_logged: set[tuple[str, str, str]] = set()
+        self._empty_warned = False  # the environment prefix held nothing, and that was said
         # Objects refused after a GET, by key: (ETag, kind, reason). Not fetched again until the ETag changes.
         self._refused_objects: dict[str, tuple[str, str, str]] = {}
         self._waiting_logged: dict[str, str] = {}
@@ -249,6 +250,7 @@ class Reconciler:
             report.list_duration = time.monotonic() - start
         report.listed = len(listing)
         self.metrics.listed.set(len(listing))
+        self._warn_if_empty(listing)
         for key in [k for k in self._refused_objects if k not in listing]:
             del self._refused_objects[key]
 
@@ -272,6 +274,27 @@ class Reconciler:
         self.metrics.in_flight.set(len(report.waiting))
         self.metrics.refused_now.set(report.refused)
         return self._finish(report, start)
+
+    def _warn_if_empty(self, listing: dict[str, s3.Listed]) -> None:
+        """A wrong environment (``ENVIRONMENT=staging`` with nothing under ``staging/``) is loud: one
+        warning naming the environments the bucket holds, each time the prefix turns empty."""
+        if listing:
+            self._empty_warned = False
+            return
+        if self._empty_warned:
+            return
+        self._empty_warned = True
+        try:
+            there = s3.list_prefixes(self.client, self.bucket, "")
+        except StorageError:
+            there = []
+        self.log(
+            "empty_environment",
+            level="warning",
+            environment=self.env,
+            note=f"nothing under s3://{self.bucket}/{self.env}/; check the environment setting",
+            environments_in_bucket=there,
+        )
 
     def _finish(self, report: CycleReport, start: float) -> CycleReport:
         report.duration = time.monotonic() - start
