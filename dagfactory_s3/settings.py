@@ -21,10 +21,13 @@ from typing import Any, NamedTuple
 from dagfactory_s3.errors import ConfigError
 
 __all__ = [
+    "ALIASES",
     "OPTIONS",
     "PUBLISHED_BY_LIMIT",
+    "Alias",
     "Option",
     "add_option",
+    "apply_aliases",
     "ci_commit",
     "ci_identity",
     "fill_from_environment",
@@ -326,12 +329,51 @@ def release_label(source: str, value: str) -> str:
     return value
 
 
+class Alias(NamedTuple):
+    """A renamed flag and variable, kept as a deprecated alias until ``until``: its value, converted,
+    stands for ``setting`` when the new name is not given, with a warning naming the new one."""
+
+    flag: str
+    env: str
+    setting: str
+    convert: Callable[[str], str]
+    until: str
+
+
+def _port_as_address(value: str) -> str:
+    port = value.strip()
+    return "off" if port == "0" else f"0.0.0.0:{port}"
+
+
+ALIASES = (Alias("--metrics-port", "DAG_SYNC_METRICS_PORT", "metrics_addr", _port_as_address, "0.3.0"),)
+
+
+def apply_aliases(
+    flags: dict[str, Any], aliased: Mapping[str, Any], environ: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """``flags`` and ``environ`` with each deprecated alias given (``aliased``: flag -> value, from the
+    parser) turned into its setting, and one warning per alias used."""
+    flags, env, warnings = dict(flags), dict(environ), []
+    for alias in ALIASES:
+        opt = OPTIONS[alias.setting]
+        new = f"{opt.flag} ({opt.env})"
+        if aliased.get(alias.flag) is not None:
+            warnings.append(f"{alias.flag} is deprecated and goes away in {alias.until}: use {new}")
+            if flags.get(alias.setting) is None:
+                flags[alias.setting] = alias.convert(str(aliased[alias.flag]))
+        if alias.env in env:
+            warnings.append(f"{alias.env} is deprecated and goes away in {alias.until}: use {new}")
+            if opt.env and opt.env not in env:
+                env[opt.env] = alias.convert(env[alias.env])
+    return flags, env, warnings
+
+
 _CI_VARIABLES = ("GITHUB_ACTOR", "GITHUB_REPOSITORY", "GITHUB_RUN_ID", "GITLAB_USER_LOGIN", "CI_PIPELINE_URL")
 
 
 def unknown_variables(environ: Mapping[str, str], prefixes: Sequence[str] = OUR_PREFIXES) -> list[str]:
     """One warning per variable that looks like ours but is not in the table (a typo)."""
-    known = {opt.env for opt in OPTIONS.values() if opt.env}
+    known = {opt.env for opt in OPTIONS.values() if opt.env} | {alias.env for alias in ALIASES}
     ours = sorted(k for k in known if k.startswith(prefixes))
     return [
         f"unknown environment variable {name}; known: {', '.join(ours)}"

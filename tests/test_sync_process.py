@@ -242,6 +242,19 @@ def test_config_errors_and_misspelled_variables(s3, world, tmp_path):
     assert typo.returncode == 0
     warning = next(e for e in events(typo.stdout) if e["event"] == "config_warning")
     assert "DAG_SYNC_INTERVALL" in warning["warning"]
+    # A renamed flag and variable keep working for one more minor release, with a warning.
+    old_names = subprocess.run(
+        [*base, "--metrics-port", "0"],
+        env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV, DAG_SYNC_METRICS_PORT="9300"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert old_names.returncode == 0, old_names.stdout
+    warned = [e["warning"] for e in events(old_names.stdout) if e["event"] == "config_warning"]
+    assert any(w.startswith("--metrics-port is deprecated") and "--metrics-addr" in w for w in warned)
+    assert any(w.startswith("DAG_SYNC_METRICS_PORT is deprecated") for w in warned)
+    assert not any("unknown environment variable" in w for w in warned)
     endpoint = subprocess.run(
         base,
         env=sync_env(s3, DAG_BUCKET=world.bucket, ENVIRONMENT=ENV) | {"AWS_ENDPOINT_URL": "not a url"},

@@ -86,13 +86,18 @@ def _parser() -> argparse.ArgumentParser:
             parser.add_argument(opt.flag, dest=name, action="store_const", const="true", help=flag_help(opt))
         else:
             parser.add_argument(opt.flag, dest=name, metavar=opt.env, help=flag_help(opt))
+    for alias in settings.ALIASES:  # deprecated names: accepted with a warning, not shown in --help
+        parser.add_argument(alias.flag, dest=f"alias:{alias.flag}", help=argparse.SUPPRESS)
     parser.add_argument("--version", action="version", version=f"airflow-dag-sync {__version__}")
     return parser
 
 
 def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     """Flags, then environment variables, then defaults. Raises ConfigError naming the setting."""
-    values = settings.resolve(SETTINGS, vars(_parser().parse_args(argv)), environ)
+    parsed = vars(_parser().parse_args(argv))
+    aliased = {k.removeprefix("alias:"): parsed.pop(k) for k in list(parsed) if k.startswith("alias:")}
+    flags, environ, deprecated = settings.apply_aliases(parsed, aliased, environ)
+    values = settings.resolve(SETTINGS, flags, environ)
     if not values["bucket"]:
         raise ConfigError("no bucket: set DAG_BUCKET or --bucket")
     if not values["environment"]:
@@ -105,7 +110,7 @@ def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     if values["state_dir"] is None:
         values["state_dir"] = values["dags_folder"] / STATE_DIRNAME
     values["state_dir"] = Path(values["state_dir"]).absolute()
-    return Config(**values, warnings=tuple(settings.unknown_variables(environ)))
+    return Config(**values, warnings=(*deprecated, *settings.unknown_variables(environ)))
 
 
 def check_folders(cfg: Config) -> None:
