@@ -660,6 +660,8 @@ class TestFlags:
         argv = ["--quiet", *argv] if where == "before" else [*argv, "-q"]
         quiet = run(*argv)
         assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.startswith("ok ")
+        tasks = len(GOOD.get("tasks", [])) or 1
+        assert quiet.stdout.rstrip().endswith(f", {tasks} task{'s' if tasks != 1 else ''})")  # plural right
         assert "warning: " in run("validate", "--dag-path", str(folder)).stderr
 
     def test_output_is_a_format_everywhere(self):

@@ -465,7 +465,7 @@ def test_failed_upload_overwrites_nothing_a_reader_trusts(s3, bucket, examples_c
     s3.fault = _fail_puts_after(1, "500", only="_releases/objects/")
     code, _, err = main(capsys, *publish_args(bucket, RS, src, "--parallelism", "1"))
     assert code == 3, err
-    assert "1 of 2 new content object(s) are in" in err and "rerun the same publish" in err
+    assert "1 of 2 new content objects are in" in err and "rerun the same publish" in err
     assert objects(s3, bucket, f"{ENV}/{RS}/dags/") == before and record(s3, bucket, RS) == meta
 
 

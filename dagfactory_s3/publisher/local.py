@@ -24,7 +24,7 @@ from dagfactory_s3 import manifest as manifests
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 from dagfactory_s3.fs import atomic_write
 from dagfactory_s3.publisher.scan import scan
-from dagfactory_s3.publisher.terminal import add_output, add_setting, command, emit, log
+from dagfactory_s3.publisher.terminal import add_output, add_setting, command, count, emit, log
 from dagfactory_s3.schema import schema, schema_text
 
 __all__ = ["register"]
@@ -263,7 +263,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ]
     emit(
         args,
-        "\n".join(f"ok {m.file} ({m.dag_id}, {len(m.tasks)} tasks)" for m in dags),
+        "\n".join(f"ok {m.file} ({m.dag_id}, {count(len(m.tasks), 'task')})" for m in dags),
         {"ok": True, "dags": summary, "problems": [], "warnings": found.warnings},
     )
     return 0

@@ -27,7 +27,16 @@ from dagfactory_s3.publisher.history import rollback_target
 from dagfactory_s3.publisher.scan import missing_stubs
 from dagfactory_s3.publisher.status import package_statuses
 from dagfactory_s3.publisher.store import PackageStore
-from dagfactory_s3.publisher.terminal import Progress, add_output, add_setting, command, emit, log, require
+from dagfactory_s3.publisher.terminal import (
+    Progress,
+    add_output,
+    add_setting,
+    command,
+    count,
+    emit,
+    log,
+    require,
+)
 from dagfactory_s3.publisher.transaction import (
     DEFAULT_GC_GRACE,
     DEFAULT_KEEP,
@@ -309,9 +318,7 @@ def _apply(args: argparse.Namespace, plan: ReleasePlan, verb: str, stop: Stop, *
     if args.dry_run:
         summary = f"Plan: {n['add']} to add, {n['change']} to change, {n['delete']} to delete, {n['unchanged']} unchanged."
         if not data["changes_pending"]:
-            summary = (
-                f"No changes: release {data['current_release_id']} is up to date ({n['unchanged']} DAGs)."
-            )
+            summary = f"No changes: release {data['current_release_id']} is up to date ({count(n['unchanged'], 'DAG')})."
         emit(
             args,
             "\n".join([f"plan for {where}:", *_plan_lines(data["dags"]), summary]),
@@ -423,7 +430,7 @@ def _history_line(h: dict[str, Any]) -> str:
         f"git {(h['git_sha'] or '-')[:12]}",
         f"by {h['published_by'] or '-'}",
         h["publisher"],
-        "retired (tombstone)" if h["tombstone"] else f"{h['dags']} DAGs",
+        "retired (tombstone)" if h["tombstone"] else count(h["dags"], "DAG"),
     ]
     marks = (
         (["rollback to " + h["rollback_of"]] if h["rollback_of"] else [])

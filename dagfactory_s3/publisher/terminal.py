@@ -15,7 +15,17 @@ import orjson
 from dagfactory_s3 import settings
 from dagfactory_s3.errors import ConfigError
 
-__all__ = ["Progress", "add_common", "add_output", "add_setting", "command", "emit", "log", "require"]
+__all__ = [
+    "Progress",
+    "add_common",
+    "add_output",
+    "add_setting",
+    "command",
+    "count",
+    "emit",
+    "log",
+    "require",
+]
 
 
 def add_common(parser: argparse.ArgumentParser, *, top: bool = False) -> None:
@@ -87,6 +97,11 @@ def log(args: argparse.Namespace, line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
 
+def count(n: int, noun: str) -> str:
+    """``1 task``, ``2 tasks``: a number and its noun, in the right form (nouns here add an ``s``)."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB"):
         if n < 1024 or unit == "MiB":
@@ -109,7 +124,7 @@ class Progress:
         self.started = self.shown = time.monotonic()
         self._lock = threading.Lock()  # steps come from the upload threads
         if self.enabled and not tty:
-            print(f"{verb} {total} objects", file=sys.stderr, flush=True)
+            print(f"{verb} {count(total, 'object')}", file=sys.stderr, flush=True)
 
     def _line(self) -> str:
         rate = self.done / max(time.monotonic() - self.started, 1e-3)

@@ -563,7 +563,7 @@ def _before_commit(
     store = plan.store
     return make(
         f"{cause}before the commit: release {kept} is still current for package {store.package!r}; "
-        f"{len(written)} of {len(plan.uploads)} new content object(s) are in {store.url(OBJECTS_DIR)}/ "
+        f"{len(written)} of {len(plan.uploads)} new content objects are in {store.url(OBJECTS_DIR)}/ "
         "(named by no record, invisible to readers); rerun the same publish to complete it "
         f"(with the same --git-sha and --package-version it commits release {plan.release_id}, "
         "uploading only what is missing)"
