@@ -42,7 +42,7 @@ def publish(capsys, bucket: str, environment: str, folder: Path, *extra: str) ->
 
 
 def promote(capsys, bucket: str, *extra: str, to: str = "prod") -> tuple[int, str, str]:
-    argv = ["promote", "--bucket", bucket, "--package-name", PACKAGE, "--from", "dev", "--to", to]
+    argv = ["promote", "--bucket", bucket, "--package-name", PACKAGE, "--from", "dev", "--to", to, "--yes"]
     return main(capsys, *argv, *extra)
 
 
@@ -192,11 +192,20 @@ class TestPromote:
         code, out, _ = main(capsys, *args, "--output", "json")
         assert json.loads(out)["promoted_from"] == {"environment": "dev", "release_id": dev}
 
+    def test_without_yes_promote_is_its_plan(self, s3, bucket, src, capsys):
+        """One confirm model for promote, rollback and retire: without --yes, the plan and no write."""
+        assert publish(capsys, bucket, "dev", src)[0] == 0
+        s3.clear()
+        argv = ["promote", "--bucket", bucket, "--package-name", PACKAGE, "--from", "dev", "--to", "prod"]
+        code, _, err = main(capsys, *argv)
+        assert code == 0 and "dry run: pass --yes to promote" in err
+        assert s3.count("PUT") == 0 and objects(s3, bucket, "prod/") == {}
+
     def test_promote_through_the_cli_subprocess(self, s3, bucket, src, capsys):
         assert publish(capsys, bucket, "dev", src)[0] == 0
         result = run_cli(
             s3, "promote", "--bucket", bucket, "--package-name", PACKAGE, "--from", "dev", "--to", "prod",
-            "--output", "json",
+            "--output", "json", "--yes",
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         data = json.loads(result.stdout)

@@ -274,7 +274,7 @@ class TestPublish:
 
     def test_promote_stamps_with_the_target_release_and_the_tested_commit(self, s3, bucket, src, capsys):
         publish(capsys, bucket, src, "--git-sha", "abc123")
-        args = ["--bucket", bucket, "--package-name", PACKAGE, "--from", ENV, "--to", "prod"]
+        args = ["--bucket", bucket, "--package-name", PACKAGE, "--from", ENV, "--to", "prod", "--yes"]
         assert main(capsys, "promote", *args)[0] == 0
         prod = record(s3, bucket, "prod")["release_id"]
         for dag_id, data in served(s3, bucket, "prod").items():

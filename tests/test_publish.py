@@ -839,7 +839,7 @@ def test_iam_policy_with_promote_from_allows_what_promote_requests_and_no_more(
     args = publish_args(bucket, RS, dags_dir(examples_copy, RS))
     assert main(capsys, *args)[0] == 0
     s3.clear()
-    promote = ["promote", "--bucket", bucket, "--package-name", RS, "--from", ENV, "--to", "prod"]
+    promote = ["promote", "--bucket", bucket, "--package-name", RS, "--from", ENV, "--to", "prod", "--yes"]
     assert main(capsys, *promote)[0] == 0
 
     def policy(*extra: str) -> dict:

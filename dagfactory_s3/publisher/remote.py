@@ -63,7 +63,10 @@ def _target_flags(p: argparse.ArgumentParser, *, package_help: str | None = None
 
 
 _TARGET = "--bucket etl-airflow-dags-dev --environment dev --package-name pipeline_processing"
-_CONFIRM = "Destructive commands (rollback, retire) print their plan and write nothing unless --yes is given."
+_CONFIRM = (
+    "Commands that change what another environment or a past release serves (promote, rollback, retire) "
+    "print their plan and write nothing unless --yes is given."
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -116,13 +119,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "promote",
         "publish the sources a release of another environment recorded, resolved for this one",
         [
-            "airflow-dag-publisher promote --bucket etl-airflow-dags --package-name pipeline_processing --from dev --to prod",
+            "airflow-dag-publisher promote --bucket etl-airflow-dags --package-name pipeline_processing --from dev --to prod    # the plan",
             "airflow-dag-publisher promote --bucket etl-airflow-dags --package-name pipeline_processing \\\n"
-            "      --from dev --to prod --release 20240101T120000.123Z-1a2b3c --dry-run",
+            "      --from dev --to prod --release 20240101T120000.123Z-1a2b3c --yes",
         ],
         "Reads S3 only (no --dag-path): the source manifests the release recorded, each verified by its "
         "sha256, resolved for --to, checked with the same rules as 'publish' (--policy), published to "
-        "--to as one atomic release that records where it came from. Both environments must be in one bucket.",
+        "--to as one atomic release that records where it came from. Both environments must be in one bucket. "
+        + _CONFIRM,
     )
     add_setting(p, "bucket")
     add_setting(p, "package_name")
@@ -135,7 +139,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_setting(p, "parallelism")
     add_output(p)
     add_setting(p, "policy")
-    p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    _confirm_flags(p, "promote")
     _detailed_exitcode(p)
     add_setting(p, "keep")
     add_setting(p, "gc_grace")
@@ -383,6 +387,7 @@ def cmd_promote(args: argparse.Namespace, stop: Stop) -> int:
         )
     source.client = target.client = _store(args, environment=args.target).client
     plan = promote(source, target, args.release, policy=args.policy, parallelism=args.parallelism)
+    _confirm(args, "promote")
     origin = plan.wanted.promoted_from
     return _apply(args, plan, "promoted", stop, to=f" from {origin}")
 
