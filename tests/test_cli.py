@@ -461,6 +461,10 @@ class TestPlan:
         long_line = next(line for line in out.splitlines() if "/tasks/0/command" in line)
         assert "…" in long_line and len(long_line) < 160
         assert out.rstrip().endswith("Plan: 0 to add, 1 to change, 0 to delete, 1 unchanged.")
+        digest = "123456789012.dkr.ecr.us-east-1.amazonaws.com/reporting-seeder@sha256:" + "ab" * 32
+        _edit(folder / "reporting_seeder_refresh_all.json", image=digest)
+        out = cli_main(capsys, *plan)[1]
+        assert f'/tasks/0/image: (unset) → "{digest}"' in out  # an image reference is never cut
         data = json.loads(cli_main(capsys, *plan, "--output", "json")[1])
         assert data["summary"] == {"add": 0, "change": 1, "delete": 0, "unchanged": 1}
         assert data["changes_pending"] is True

@@ -263,13 +263,17 @@ def _interruptible(handler: Any) -> Any:
 # -- plan and apply: drawing what changes, DAG by DAG and field by field ----------------------
 
 _WIDTH = 60
+_WHOLE = 300  # a string this long is shown whole: the middle of an image reference is what changed
 
 
 def _value(change: dict[str, Any], side: str) -> str:
     if side not in change:
         return "(unset)"
-    text = orjson.dumps(change[side]).decode()
-    if len(text) > _WIDTH:  # keep the end: an image's tag, a command's last argument
+    value = change[side]
+    text = orjson.dumps(value).decode()
+    if isinstance(value, str) and len(text) <= _WHOLE:  # an image reference, a command: shown whole
+        return text
+    if len(text) > _WIDTH:  # keep the end: a long list's last item
         text = text[:16] + "…" + text[-(_WIDTH - 17) :]
     return text
 
