@@ -663,9 +663,12 @@ class TestFlags:
         argv = ["validate", "--dag-path", str(folder)]
         argv = ["--quiet", *argv] if where == "before" else [*argv, "-q"]
         quiet = run(*argv)
-        assert quiet.returncode == 0 and quiet.stderr == "" and quiet.stdout.startswith("ok ")
         tasks = len(GOOD.get("tasks", [])) or 1
-        assert quiet.stdout.rstrip().endswith(f", {tasks} task{'s' if tasks != 1 else ''})")  # plural right
+        plural = "s" if tasks != 1 else ""
+        assert quiet.returncode == 0 and quiet.stderr == ""  # -q: one summary line, counts in their form
+        assert quiet.stdout == f"ok: 1 DAG, {tasks} task{plural} in {folder}\n"
+        full = run("validate", "--dag-path", str(folder)).stdout
+        assert full.startswith("ok ") and full.rstrip().endswith(f", {tasks} task{plural})")
         assert "warning: " in run("validate", "--dag-path", str(folder)).stderr
 
     def test_output_is_a_format_everywhere(self):
