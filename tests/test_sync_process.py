@@ -281,6 +281,7 @@ def test_cli_describes_itself(flag):
             "DAG_SYNC_METRICS_ADDR",
         ):
             assert name in result.stdout
+        assert "examples:\n" in result.stdout and "airflow-dag-sync --once --bucket" in result.stdout
 
 
 class TestDeployment:

@@ -74,11 +74,25 @@ class Config:
     warnings: tuple[str, ...] = ()
 
 
+_EXAMPLES = """\
+Every flag has an environment variable twin, shown in brackets; a flag wins over its variable.
+
+examples:
+  # the long-running sidecar next to the dag-processor (the Helm values set these variables)
+  DAG_BUCKET=etl-airflow-dags-prod ENVIRONMENT=prod DAGS_FOLDER=/opt/airflow/dags airflow-dag-sync
+  # one cycle and exit (an init container): 0 when S3 was listed, 1 when it failed, 2 configuration
+  airflow-dag-sync --once --bucket etl-airflow-dags-dev --environment dev --dags-folder /tmp/dags
+  # against a local S3 (moto): the standard AWS chain, AWS_ENDPOINT_URL included
+  AWS_ENDPOINT_URL=http://127.0.0.1:5000 airflow-dag-sync --once --bucket b --environment dev
+"""
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="airflow-dag-sync",
         description="Keep an Airflow dags folder in sync with s3://<bucket>/<environment>/ (see sidecar/README.md).",
-        epilog="Every flag has an environment variable twin, shown in brackets; a flag wins over its variable.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     for name in SETTINGS:
         opt = OPTIONS[name]
