@@ -428,6 +428,24 @@ def _fail_puts_after(k: int, action: str, only: str = ""):
     return rule
 
 
+def test_list_after_an_interrupted_first_publish_says_what_is_there(s3, bucket, examples_copy, capsys):
+    """A first publish cut off before its commit: list names the package, says no release is committed
+    yet, that the unfinished publish's objects are there, and that rerunning it finishes it."""
+    src = dags_dir(examples_copy, RS)
+    s3.fault = _fail_puts_after(0, "500", only="/metadata.json")
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 3
+    s3.fault = None
+    args = ["list", "--bucket", bucket, "--environment", ENV, "--package-name", RS]
+    code, out, err = main(capsys, *args)
+    assert code == 0, err
+    assert out.startswith(
+        f"{RS} in {ENV}: no release (no committed release yet: 2 content objects of an unfinished publish"
+    )
+    assert "rerun the publish to finish it" in out
+    assert main(capsys, *publish_args(bucket, RS, src))[0] == 0
+    assert main(capsys, *args, "--check")[0] == 0
+
+
 @pytest.mark.parametrize(("k", "action"), [(0, "500"), (1, "500"), (2, "500"), (1, "drop"), (2, "drop")])
 def test_failure_mid_publish_keeps_previous_release_then_rerun_completes(
     s3, bucket, examples_copy, capsys, k, action

@@ -11,8 +11,9 @@ from typing import Any
 
 import orjson
 
+from dagfactory_s3 import naming
 from dagfactory_s3.errors import ConfigError, PublishError, RecordError
-from dagfactory_s3.naming import DAGS_DIR, history_name, object_name
+from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_name
 from dagfactory_s3.publisher.history import history_entries
 from dagfactory_s3.publisher.store import PackageStore, env_packages
 from dagfactory_s3.publisher.transaction import DEFAULT_PARALLELISM, history_ids, parallel
@@ -47,6 +48,14 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
     if current.problem:
         out["problem"] = current.problem
     live = {r for r in listing if r.startswith(f"{DAGS_DIR}/")}
+    if rec is None and listing and "problem" not in out:  # an unfinished first publish: say what is there
+        objects = [r for r in listing if naming.sha_of_object(r)]
+        out["problem"] = (
+            f"no committed release yet: {len(objects)} content object{'s' * (len(objects) != 1)} of an unfinished publish "
+            f"in {store.url(OBJECTS_DIR)}/, which no reader serves; rerun the publish to finish it"
+            if objects
+            else f"no committed release yet: {len(listing)} object{'s' * (len(listing) != 1)} under {store.url()} and no record"
+        )
     if rec is None:
         out.update(
             consistent=not live,
