@@ -3,6 +3,7 @@ manifest each environment gets; Airflow and the sidecar never see overlays."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -114,3 +115,23 @@ class TestPublish:
         assert "reporting-seeder:2.4.0" in out and "value: prod" in out and "2.4.1" not in out
         code, _, err = main(capsys, "render", "--dag-file", str(SOURCE))
         assert code == 2 and "declares environments: pass --environment" in err
+
+
+def test_every_problem_in_one_pass():
+    """A schema error in the base no longer hides the rules' problems: a mutable image in the prod
+    overlay is reported in the same pass as a string where retries needs a number."""
+    doc = {
+        "schema_version": 1,
+        "package": "team_a",
+        "dag_id": "team_a_job",
+        "schedule": None,
+        "start_date": "2024-01-01",
+        "job": {"name": "run", "image": "registry.example.com/a/run:1.0", "retries": "x"},
+        "environments": {"prod": {"job": {"image": "registry.example.com/a/run:latest"}}, "dev": {}},
+    }
+    with pytest.raises(ManifestError) as caught:
+        manifest.parse(json.dumps(doc).encode(), file="m.json", source=True)
+    lines = str(caught.value).splitlines()
+    assert "m.json: /job/retries: expected integer, got string" in lines
+    assert any(line.startswith("m.json: /environments/prod/job/image: image tag 'latest'") for line in lines)
+    assert len(lines) == len(set(lines)) == 2

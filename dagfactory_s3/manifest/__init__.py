@@ -97,9 +97,12 @@ def parse(
     problems, tasks = check_document(document, file, package, policy)
     if source:
         problems += source_problems(document, file)
-    if not problems:  # each environment's manifest must be valid too (its problems named by the overlay)
-        for name in document.get("environments", {}):
-            problems += _environment_problems(document, name, file, package, policy)
+    # Each environment's manifest must be valid too, its problems named by the overlay that set the
+    # value; checked even when the base has problems (every problem in one pass), each problem once.
+    environments = document.get("environments") if isinstance(document, dict) else None
+    for name in environments if isinstance(environments, dict) else {}:
+        seen = set(problems)
+        problems += [p for p in _environment_problems(document, name, file, package, policy) if p not in seen]
     if source and not problems:
         problems += _published_size_problems(raw, document, file)
     if problems:
@@ -151,7 +154,10 @@ def _environment_problems(
         resolved, sources = resolve(document, name, file)
     except ManifestError as exc:
         return exc.problems()
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+        return []  # the base is malformed where the overlay applies: its own problems say where
     problems, _ = check_document(resolved, file, package, policy)
+    base = set(check_document(document, file, package, policy)[0])
     out = []
     for problem in problems:
         origin = max(
@@ -161,6 +167,6 @@ def _environment_problems(
         )
         if origin is not None:
             out.append(problem._replace(pointer=sources[origin] + problem.pointer[len(origin) :]))
-        else:
+        elif base is None or problem not in base:  # a problem of the base itself is said once, there
             out.append(problem._replace(message=f"with environment {name!r}: {problem.message}"))
     return out

@@ -39,21 +39,35 @@ def check_document(
 ) -> tuple[list[Problem], tuple[Task, ...]]:
     """Every problem of ``document`` (schema and rules), and its resolved tasks (empty when it has
     none the rules could resolve)."""
-    problems = schema_problems(document, file)
+    schema = schema_problems(document, file)
+    tolerant = bool(schema)  # the schema refused it: a rule may meet a malformed value, and skips it
     tasks: tuple[Task, ...] = ()
+    found: list[Problem] = []
     try:  # the rules run on a document the schema refused too: every problem in one pass
         tasks = resolve_tasks(document)
-        problems += _check_rules(document, tasks, file, package, policy)
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError):
-        if not problems:  # the schema passed it: a rule that crashes is a bug
+        _check_rules(document, tasks, file, package, policy, found, tolerant=tolerant)
+    except _MALFORMED:
+        if not tolerant:  # the schema passed it: a rule that crashes is a bug
             raise
-    return problems, tasks
+    return schema + found, tasks
+
+
+# What a rule meets in a document the schema refused (a string where a number goes ...).
+_MALFORMED = (KeyError, IndexError, TypeError, AttributeError, ValueError)
 
 
 def _check_rules(
-    document: dict[str, Any], tasks: tuple[Task, ...], file: str, package: str | None, policy: Policy
-) -> list[Problem]:
-    problems: list[Problem] = []
+    document: dict[str, Any],
+    tasks: tuple[Task, ...],
+    file: str,
+    package: str | None,
+    policy: Policy,
+    problems: list[Problem],
+    *,
+    tolerant: bool,
+) -> None:
+    """Append every rule's problems to ``problems``. ``tolerant``: a task whose malformed values stop
+    its checks loses only its remaining checks; every other task and the DAG-level rules still run."""
     own = document["package"]
     if package is not None and own != package:
         problems.append(Problem(file, "/package", f"manifest belongs to package {own!r}, not {package!r}"))
@@ -135,39 +149,49 @@ def _check_rules(
     seen_ids = {task.task_id for task in tasks}
     seen: dict[str, str] = {}
     for task, raw in zip(tasks, raw_tasks, strict=True):
-        _check_fields(raw, task.where, file, problems)
-        id_pointer = f"{task.where}/{'name' if 'job' in document else 'task_id'}"
-        if task.task_id in seen:
-            problems.append(
-                Problem(file, id_pointer, f"task_id {task.task_id!r} is already used at {seen[task.task_id]}")
-            )
-        seen.setdefault(task.task_id, task.where)
-        if "image" not in task.fields:
-            problems.append(
-                Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'")
-            )
-        pod = naming.pod_name(document["dag_id"], task.task_id)
-        if k8s.check_dns_label(pod, "pod name"):
-            problems.append(
-                Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label")
-            )
-        _check_task(document, task, file, problems, policy)
-        if "expand" in raw:
-            _check_expand(task, raw["expand"], tasks, file, problems)
-        if "group" in raw and raw["group"] in seen_ids:
-            problems.append(
-                Problem(
-                    file, f"{task.where}/group", f"group {raw['group']!r} is also a task_id; use another name"
-                )
-            )
-        for key in ("labels", "annotations"):
-            reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
-            for k in reserved:
+        try:
+            _check_fields(raw, task.where, file, problems)
+            id_pointer = f"{task.where}/{'name' if 'job' in document else 'task_id'}"
+            if task.task_id in seen:
                 problems.append(
                     Problem(
-                        file, f"{task.where}/{key}{to_pointer([k])}", "the dagfactory-s3/ prefix is reserved"
+                        file, id_pointer, f"task_id {task.task_id!r} is already used at {seen[task.task_id]}"
                     )
                 )
+            seen.setdefault(task.task_id, task.where)
+            if "image" not in task.fields:
+                problems.append(
+                    Problem(file, task.where, "no image: set 'image' on the task or in 'task_defaults'")
+                )
+            pod = naming.pod_name(document["dag_id"], task.task_id)
+            if k8s.check_dns_label(pod, "pod name"):
+                problems.append(
+                    Problem(file, id_pointer, f"derived pod name {pod!r} is not a valid RFC 1123 label")
+                )
+            _check_task(document, task, file, problems, policy)
+            if "expand" in raw:
+                _check_expand(task, raw["expand"], tasks, file, problems)
+            if "group" in raw and raw["group"] in seen_ids:
+                problems.append(
+                    Problem(
+                        file,
+                        f"{task.where}/group",
+                        f"group {raw['group']!r} is also a task_id; use another name",
+                    )
+                )
+            for key in ("labels", "annotations"):
+                reserved = [k for k in task.fields.get(key, {}) if k.startswith("dagfactory-s3/")]
+                for k in reserved:
+                    problems.append(
+                        Problem(
+                            file,
+                            f"{task.where}/{key}{to_pointer([k])}",
+                            "the dagfactory-s3/ prefix is reserved",
+                        )
+                    )
+        except _MALFORMED:
+            if not tolerant:
+                raise
 
     if isinstance(schedule, dict) and isinstance(schedule.get("assets"), list):
         _check_self_trigger(schedule, tasks, file, problems)
@@ -185,7 +209,6 @@ def _check_rules(
     if cycle:
         problems.append(Problem(file, "/tasks", f"dependency cycle: {' -> '.join(cycle)}"))
     problems += template_problems(document, template_scope(document, seen_ids, policy), file)
-    return problems
 
 
 def _check_fields(fields: dict[str, Any], where: str, file: str, problems: list[Problem]) -> None:
