@@ -299,7 +299,7 @@ class _Parser:
         if root in STRINGS:
             self.no_more(root)
         elif root in DATES:
-            self.date(root, depth)
+            self.date_steps(root, depth)
         elif root == "params":
             name = self.attr_or_item("params")
             if name not in s.params:
@@ -373,9 +373,6 @@ class _Parser:
         tok = self.peek()
         if tok is not None and tok.text in (".", "[", "("):
             raise _Refused(f"{what} is a plain value: no attribute, index or call on it")
-
-    def date(self, root: str, depth: int) -> None:
-        self.date_steps(root, depth)
 
     def date_steps(self, what: str, depth: int) -> None:
         while self.peek("."):

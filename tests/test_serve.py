@@ -117,7 +117,7 @@ def test_a_record_is_read_only_where_it_belongs(fields, message):
 
 def test_the_cache_holds_only_verified_bytes(s3, bucket, tmp_path):
     """A fetched body is cached read-only under its sha256; other bytes or a missing object raise
-    and leave nothing; a cached sha is never fetched again."""
+    and leave nothing; a cached object counts as held only while its bytes are those of its sha."""
     client = boto3.client("s3")
     client.put_object(Bucket=bucket, Key="k", Body=b"payload")
     cache = ContentCache(tmp_path / "objects")
@@ -129,9 +129,11 @@ def test_the_cache_holds_only_verified_bytes(s3, bucket, tmp_path):
     assert not any(p.is_file() for p in cache.root.rglob("*"))
     gets: list[int] = []
     path = cache.fetch(client, bucket, "k", sha, max_bytes=100, on_get=lambda: gets.append(1))
-    assert path.read_bytes() == b"payload" and path.stat().st_mode & 0o777 == 0o444
-    assert cache.fetch(client, bucket, "k", sha, max_bytes=100, on_get=lambda: gets.append(1)) == path
-    assert gets == [1]
+    assert path.read_bytes() == b"payload" and path.stat().st_mode & 0o777 == 0o444 and gets == [1]
+    assert cache.has(sha) and cache.has(sha, verify=True)
+    path.chmod(0o644)
+    path.write_bytes(b"paylo4d")  # changed in place: not held any more, and removed
+    assert not cache.has(sha, verify=True) and not path.exists()
 
 
 # -- versions: pure decisions -----------------------------------------------------------------------

@@ -56,12 +56,10 @@ class ContentCache:
         max_bytes: int,
         on_get: Callable[[], None] | None = None,
     ) -> Path:
-        """The cached path of ``sha``: GET ``key`` (at ``version_id``) when it is not cached yet, check
-        the body's sha256, then write it. SyncError when the object is missing or is other bytes; S3's
-        own errors (StorageError) pass through."""
+        """GET ``key`` (at ``version_id``), check the body's sha256, then write it as the cached ``sha``
+        and return its path (callers ask :meth:`has` first). SyncError when the object is missing or is
+        other bytes; S3's own errors (StorageError) pass through."""
         path = self.path(sha)
-        if self.has(sha, verify=True):
-            return path
         if on_get is not None:
             on_get()
         got = s3.get(client, bucket, key, version_id=version_id, max_bytes=max_bytes, missing_ok=True)

@@ -514,7 +514,7 @@ class ReleaseVersions:
                 self.bucket,
                 f.source,
                 f.sha256,
-                version_id=None if f.source != f.key else f.version_id,
+                version_id=f.version_id,
                 max_bytes=MANIFEST_MAX_BYTES,
                 on_get=lambda: self._count("GET"),
             )
@@ -595,17 +595,17 @@ class ReleaseVersions:
                     continue
                 name = rest.rpartition("/")[2]
                 cached = self.cache.path(sha)
-                # a version names bytes: a cached object is linked only while it still holds them
-                if lazy is None and not self.cache.has(sha, verify=True):
+                held = self.cache.has(sha, verify=True)  # a version names bytes: linked only while held
+                if held:
+                    os.link(cached, dags / name)
+                elif lazy is not None:  # a worker fetches it when its stub is parsed
+                    f = lazy[package][sha]
+                    waiting[name] = (sha, f.source, f.version_id)
+                else:
                     self._memo = {k: v for k, v in self._memo.items() if k[0] != package}  # fetch anew
                     raise SyncError(
                         f"cached object {sha} of package {package!r} changed on disk; fetched again next refresh"
                     )
-                if lazy is not None and not self.cache.has(sha, verify=True):
-                    f = lazy[package][sha]
-                    waiting[name] = (sha, f.source, None if f.source != f.key else f.version_id)
-                else:
-                    os.link(cached, dags / name)
                 stub_name = naming.stub_of(name)
                 old = previous / package / naming.DAGS_DIR if previous else None
                 if old and _same_file(old / name, cached) and (old / stub_name).is_file():
