@@ -100,9 +100,12 @@ def parse(
     # Each environment's manifest must be valid too, its problems named by the overlay that set the
     # value; checked even when the base has problems (every problem in one pass), each problem once.
     environments = document.get("environments") if isinstance(document, dict) else None
+    base = frozenset(problems)
     for name in environments if isinstance(environments, dict) else {}:
         seen = set(problems)
-        problems += [p for p in _environment_problems(document, name, file, package, policy) if p not in seen]
+        problems += [
+            p for p in _environment_problems(document, name, file, package, policy, base) if p not in seen
+        ]
     if source and not problems:
         problems += _published_size_problems(raw, document, file)
     if problems:
@@ -146,10 +149,16 @@ def publishable(manifest: Manifest, environment: str) -> Manifest:
 
 
 def _environment_problems(
-    document: dict[str, Any], name: str, file: str, package: str | None, policy: Policy
+    document: dict[str, Any],
+    name: str,
+    file: str,
+    package: str | None,
+    policy: Policy,
+    base: frozenset[Problem],
 ) -> list[Problem]:
     """The problems of the manifest resolved for environment ``name``, each named at the overlay
-    pointer that set the value when one did, else prefixed with the environment."""
+    pointer that set the value when one did, else prefixed with the environment; a problem ``base``
+    (the manifest's own) already has is not said again."""
     try:
         resolved, sources = resolve(document, name, file)
     except ManifestError as exc:
@@ -157,7 +166,6 @@ def _environment_problems(
     except (KeyError, IndexError, TypeError, AttributeError, ValueError):
         return []  # the base is malformed where the overlay applies: its own problems say where
     problems, _ = check_document(resolved, file, package, policy)
-    base = set(check_document(document, file, package, policy)[0])
     out = []
     for problem in problems:
         origin = max(
@@ -167,6 +175,6 @@ def _environment_problems(
         )
         if origin is not None:
             out.append(problem._replace(pointer=sources[origin] + problem.pointer[len(origin) :]))
-        elif base is None or problem not in base:  # a problem of the base itself is said once, there
+        elif problem not in base:  # a problem of the base itself is said once, there
             out.append(problem._replace(message=f"with environment {name!r}: {problem.message}"))
     return out

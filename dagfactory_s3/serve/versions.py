@@ -198,13 +198,14 @@ def claims(previous: Mapping | None, files: Files) -> tuple[dict[str, list[str]]
     (:func:`~dagfactory_s3.naming.dag_id_owner`), and those another package served first:
     ``(package -> refused ids, [(dag_id, package, why)])``. The previous version's holders keep theirs."""
     held: dict[str, str] = {}
+    packages = set(files)
     if previous is not None:
         prev_refused = {p: set(ids) for p, ids in previous.refused.items()}
         for package in sorted(previous.releases):
             for rest in files.get(package, {}):
                 dag_id = naming.dag_id_of(rest)
                 if dag_id not in prev_refused.get(package, set()) and not naming.foreign_owner(
-                    dag_id, package, set(files)
+                    dag_id, package, packages
                 ):
                     held.setdefault(dag_id, package)
     refused: dict[str, list[str]] = {}
@@ -212,7 +213,7 @@ def claims(previous: Mapping | None, files: Files) -> tuple[dict[str, list[str]]
     for package in sorted(files):
         for rest in sorted(files[package]):
             dag_id = naming.dag_id_of(rest)
-            foreign = naming.foreign_owner(dag_id, package, set(files))
+            foreign = naming.foreign_owner(dag_id, package, packages)
             holder = claim(held, dag_id, package) if not foreign else None
             if foreign or holder:
                 why = foreign or f"dag_id {dag_id!r} is already served by package {holder!r}"
