@@ -165,15 +165,8 @@ class Release:
                 whole = load(e.release_id)
                 files, dags = whole.files, whole.dags
             else:
-                files = {r: v for r, v in {**files, **e.files}.items() if v is not None}
-                dags = {d: v for d, v in {**dags, **e.dags}.items() if v is not None}
-            yield Release(
-                package=self.package,
-                environment=self.environment,
-                files=files,
-                dags=dags,
-                **{f: getattr(e, f) for f in _SHARED},
-            )
+                files, dags = _changed(files, e.files), _changed(dags, e.dags)
+            yield self._as(e, files, dags)
 
     def release_ids(self) -> list[str]:
         """This release's id, then each id of ``history``, newest first (no history object read)."""
@@ -197,9 +190,11 @@ class Release:
             files, dags = whole.files, whole.dags
             changes = self.history[start + 1 : at + 1]
         for e in changes:
-            files = {r: v for r, v in {**files, **e.files}.items() if v is not None}
-            dags = {d: v for d, v in {**dags, **e.dags}.items() if v is not None}
-        entry = self.history[at]
+            files, dags = _changed(files, e.files), _changed(dags, e.dags)
+        return self._as(self.history[at], files, dags)
+
+    def _as(self, entry: Earlier, files: dict[str, FileEntry], dags: dict[str, Any]) -> Release:
+        """The release ``entry`` names, with these files and DAGs, in this record's package."""
         return Release(
             package=self.package,
             environment=self.environment,
@@ -313,6 +308,11 @@ _SHARED = (
     "sources",
     "promoted_from",
 )
+
+
+def _changed(newer: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
+    """An older release's files (or DAG summaries) from the newer one's and its recorded change."""
+    return {k: v for k, v in {**newer, **change}.items() if v is not None}
 
 
 def _header(release: Release | Earlier) -> dict[str, Any]:
