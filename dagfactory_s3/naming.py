@@ -14,6 +14,7 @@ Names relative to ``<env>/<package>/`` (``dags/x.json``) are called *rest* throu
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 from dagfactory_s3.errors import ConfigError
 
@@ -43,6 +44,7 @@ __all__ = [
     "package_prefix",
     "pod_name",
     "release_id_of",
+    "release_time",
     "sha_of_object",
     "stub_of",
 ]
@@ -160,6 +162,13 @@ def history_name(release_id: str) -> str:
     if not RELEASE_ID_RE.fullmatch(release_id or ""):
         raise ConfigError(f"release id {release_id!r} is invalid: expected e.g. 20240101T120000.000Z-1a2b3c")
     return f"{RELEASES_DIR}/{release_id}.json"
+
+
+def release_time(release_id: str) -> float:
+    """The instant a release id (or its ``<YYYYmmddTHHMMSS.mmmZ>`` head) starts with, seconds since
+    the epoch (UTC)."""
+    head = release_id.partition("-")[0]
+    return datetime.strptime(head, "%Y%m%dT%H%M%S.%fZ").replace(tzinfo=timezone.utc).timestamp()
 
 
 def release_id_of(rest: str) -> str | None:

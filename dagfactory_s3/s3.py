@@ -86,7 +86,10 @@ def describe(exc: BaseException, bucket: str) -> str:
         code = exc.response.get("Error", {}).get("Code", "")
         message = exc.response.get("Error", {}).get("Message", "")
         if code == "NoSuchBucket":
-            return f"s3://{bucket}: bucket does not exist"
+            return (
+                f"s3://{bucket}: bucket does not exist; check the name and the account, or for a local "
+                "S3 set AWS_ENDPOINT_URL to its URL and create the bucket there"
+            )
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
             return f"s3://{bucket}: access denied ({exc.operation_name}); check the IAM policy of these credentials"
         if code in _EXPIRED:
@@ -95,7 +98,11 @@ def describe(exc: BaseException, bucket: str) -> str:
             return f"s3://{bucket}: credentials rejected ({code})"
         return f"s3://{bucket}: {exc.operation_name} failed: {code} {message}".rstrip()
     if isinstance(exc, NoCredentialsError):
-        return "no AWS credentials found (environment, profile or instance role)"
+        return (
+            "no AWS credentials found (environment, profile or instance role); set AWS_PROFILE, or "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; for a local S3, set AWS_ENDPOINT_URL to its "
+            "URL and both keys to any value"
+        )
     if isinstance(exc, EndpointConnectionError | ReadTimeoutError):
         return f"s3://{bucket}: cannot reach S3: {exc}"
     return f"s3://{bucket}: {exc}"
@@ -199,6 +206,7 @@ def list_prefixes(s3: Any, bucket: str, prefix: str) -> list[str]:
 class Fetched:
     data: bytes
     etag: str
+    modified: float = 0.0  # LastModified, seconds since the epoch (0 when S3 did not say)
 
 
 # Every GET is capped: a caller that does not say how much it expects gets this much at most.
@@ -251,7 +259,8 @@ def get(
         raise StorageError(f"s3://{bucket}/{key}: download failed: {exc}") from exc
     if length >= 0 and len(data) != length:
         raise StorageError(f"s3://{bucket}/{key}: body cut short ({len(data)} of {length} bytes)")
-    return Fetched(data, response.get("ETag", "").strip('"'))
+    modified = response.get("LastModified")
+    return Fetched(data, response.get("ETag", "").strip('"'), modified.timestamp() if modified else 0.0)
 
 
 def put(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 import boto3
@@ -216,8 +217,8 @@ def test_refresh_materialize_and_rebuild_without_airflow(s3, bucket, tmp_path):
         naming.stub_of(m) for m in manifests
     )
     assert not list(dest.glob("reporting_seeder/dags/*.json"))  # fetched when their stub is parsed
-    with pytest.raises(SyncError, match="cannot be rebuilt"):
-        versions(tmp_path / "other", bucket).materialize(version.rpartition("-")[0] + "-" + "0" * 20)
+    with pytest.raises(SyncError, match="cannot be rebuilt"):  # before any release: nothing to run
+        versions(tmp_path / "other", bucket).materialize("20240101T000000.000Z-" + "0" * 20)
 
 
 # -- one package's record fails only that package ----------------------------------------------------
@@ -267,6 +268,90 @@ def test_a_bad_record_fails_only_its_package_on_a_fresh_worker(s3, bucket, tmp_p
     dest = worker.materialize(version)
     assert sorted(p.name for p in dest.iterdir()) == ["reporting_seeder"]
     assert list(dest.glob("reporting_seeder/dags/*.py"))
+
+
+def _manifests(tree: Path, package: str) -> list[str]:
+    return sorted(p.name for p in tree.glob(f"{package}/dags/*.py"))
+
+
+def test_a_record_rewritten_under_its_id_is_refused_not_served(s3, bucket, tmp_path, caplog):
+    """Versions name bytes: evil rewrites its current record under the same release id (one DAG
+    dropped). The dag-processor keeps serving the bytes it first read (same version, an error line); a
+    fresh worker of the version leaves evil out and runs the good package whole."""
+    version = _two_packages(tmp_path, bucket)
+    processor = versions(tmp_path / "processor", bucket)
+    good = _manifests(processor.current_link.resolve(), "reporting_seeder")
+    before = _manifests(processor.current_link.resolve(), "pipeline_processing")
+    client = boto3.client("s3")
+    key = f"{ENV}/pipeline_processing/metadata.json"
+    data = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    dropped = sorted(k for k in data["files"] if k.endswith(".json"))[0]
+    del data["files"][dropped]
+    time.sleep(1.1)  # S3 times objects in whole seconds: the rewrite is in a later second than the version
+    client.put_object(Bucket=bucket, Key=key, Body=json.dumps(data).encode())
+
+    processor.refresh()
+    assert processor.current_version() == version
+    assert _manifests(processor.current_link.resolve(), "pipeline_processing") == before
+    assert "rewrote release" in caplog.text
+
+    worker = versions(tmp_path / "worker", bucket)
+    dest = worker.materialize(version)
+    assert sorted(p.name for p in dest.iterdir()) == ["reporting_seeder"]
+    assert _manifests(dest, "reporting_seeder") == good
+    assert "pipeline_processing (its current record" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["keep-1", "delete-prefix"])
+def test_a_package_pruning_or_deleting_its_releases_fails_only_its_own_tasks(s3, bucket, tmp_path, how):
+    """evil publishes three more times with --keep 1 (ignoring the publisher's grace), or deletes its whole
+    prefix, while a run of the version is in flight: a fresh worker still runs the good package's release of
+    that version; evil's tasks alone cannot start."""
+    version = _two_packages(tmp_path, bucket)
+    good = _manifests(versions(tmp_path / "processor", bucket).current_link.resolve(), "reporting_seeder")
+    src = tmp_path / "src-pipeline_processing"
+    client = boto3.client("s3")
+    if how == "keep-1":
+        for n in range(3):
+            first = sorted(src.glob("*.json"))[0]
+            first.write_text(first.read_text().replace('"description": "', f'"description": "v{n} ', 1))
+            argv = [
+                "publish",
+                "--bucket",
+                bucket,
+                "--environment",
+                ENV,
+                "--package-name",
+                "pipeline_processing",
+            ]
+            assert cli.main([*argv, "--dag-path", str(src), "--keep", "1", "--gc-grace", "0"]) == 0
+    else:
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=f"{ENV}/pipeline_processing/")["Contents"]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": o["Key"]} for o in listed]})
+    worker = versions(tmp_path / "worker", bucket)
+    dest = worker.materialize(version)
+    assert sorted(p.name for p in dest.iterdir()) == ["reporting_seeder"]
+    assert _manifests(dest, "reporting_seeder") == good
+    assert worker.local_mapping(version).releases == {
+        "reporting_seeder": versions(tmp_path / "processor", bucket)
+        .local_mapping(version)
+        .releases["reporting_seeder"]
+    }
+
+
+def test_a_version_named_before_versions_named_bytes_still_rebuilds(s3, bucket, tmp_path):
+    """A version whose digest covers release ids alone (named by an earlier dagfactory-s3) is still
+    rebuilt exactly by a fresh worker after the upgrade."""
+    _two_packages(tmp_path, bucket)
+    named = versions(tmp_path / "processor", bucket).local_mapping(
+        versions(tmp_path / "processor", bucket).current_version()
+    )
+    legacy = Mapping(named.bucket, named.environment, named.releases)
+    assert legacy.digest() != named.digest()
+    version = version_name(legacy, 0)
+    worker = versions(tmp_path / "worker", bucket)
+    worker.materialize(version)
+    assert worker.local_mapping(version).releases == named.releases
 
 
 def test_a_record_naming_1500_releases_costs_one_get(s3, bucket, tmp_path):

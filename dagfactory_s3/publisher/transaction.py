@@ -53,7 +53,16 @@ from dagfactory_s3.errors import (
 from dagfactory_s3.naming import DAGS_DIR, OBJECTS_DIR, history_name, object_name, release_id_of
 from dagfactory_s3.publisher.scan import override_problems, scan
 from dagfactory_s3.publisher.store import Current, PackageStore
-from dagfactory_s3.release import CONTENT_OBJECTS, DELTA_LIMIT, Earlier, FileEntry, Origin, Release
+from dagfactory_s3.release import (
+    CONTENT_OBJECTS,
+    DELTA_LIMIT,
+    Earlier,
+    FileEntry,
+    Origin,
+    Release,
+    dag_summary,
+    same_summaries,
+)
 from dagfactory_s3.s3 import Listed
 
 __all__ = [
@@ -201,7 +210,7 @@ def wanted_from_sources(sources: dict[str, manifests.Manifest], environment: str
         if m.raw != sources[dag_id].raw:
             wanted.sources[rest] = sources[dag_id].raw
         wanted.files[naming.dag_file(dag_id, ".py")] = stub.render(naming.manifest_name(dag_id))
-        wanted.dags[dag_id] = {"schedule": m.data.get("schedule"), "images": m.images, "tasks": len(m.tasks)}
+        wanted.dags[dag_id] = dag_summary(m.data, m.images, len(m.tasks))
         images.update(m.images)
     wanted.images = tuple(sorted(images))
     return wanted
@@ -235,7 +244,7 @@ class ReleasePlan:
             and rec.tombstone == self.wanted.tombstone
             and rec.sources == self.wanted.sources_recorded
             and _digests(rec) == self.wanted.digests()
-            and rec.dags == self.wanted.dags
+            and same_summaries(rec.dags, self.wanted.dags)
         )
 
     @property
@@ -441,7 +450,7 @@ def _check_dag_ids(plan: ReleasePlan) -> None:
 
 
 def _history(
-    plan: ReleasePlan, files: dict[str, FileEntry], keep: int, new_id: str
+    plan: ReleasePlan, files: dict[str, FileEntry], keep: int, new_id: str, gc_grace: float
 ) -> tuple[tuple[Earlier, ...], str | None]:
     """The new record's ``history``, and the release whose history object must be written first.
 
@@ -456,15 +465,23 @@ def _history(
     replaced = Earlier.of(old, files, plan.wanted.dags)
     stored = exists or len(replaced.files) + len(replaced.dags) > DELTA_LIMIT
     chain = (replaced.kept_whole() if stored else replaced, *old.history)
-    kept = set(_kept_ids(plan.listing, chain, new_id, keep))
+    kept = set(_kept_ids(plan.listing, chain, new_id, keep, gc_grace))
     cut = next((i for i, e in enumerate(chain) if e.release_id not in kept), len(chain))
     return chain[:cut], old.release_id if stored and not exists and cut else None
 
 
-def _kept_ids(listing: dict[str, Listed], chain: Iterable[Earlier], current: str, keep: int) -> list[str]:
-    """The newest ``keep`` release ids among the current one, the chain's and the history objects'."""
+def _kept_ids(
+    listing: dict[str, Listed], chain: Iterable[Earlier], current: str, keep: int, grace: float
+) -> list[str]:
+    """The newest ``keep`` release ids among the current one, the chain's and the history objects',
+    and every release replaced less than ``grace`` seconds ago (its successor's id is younger): a DAG
+    run in flight may still name it, and a fresh worker rebuilds its version from what is kept."""
     ids = sorted({current, *(e.release_id for e in chain), *_object_ids(listing)})
-    return ids[-keep:] if keep > 0 else ids
+    if keep <= 0:
+        return ids
+    cutoff = time.time() - grace
+    recent = next((i for i in range(len(ids) - 1) if naming.release_time(ids[i + 1]) > cutoff), len(ids))
+    return ids[min(recent, max(0, len(ids) - keep)) :]
 
 
 def execute(
@@ -513,7 +530,7 @@ def execute(
         )
         for rest, data in plan.wanted.files.items()
     }
-    history, write_first = _history(plan, files, keep, new_id)
+    history, write_first = _history(plan, files, keep, new_id, gc_grace)
     if write_first and current.record:  # kept whole: its object exists before the record stops naming it
         try:
             store.put(history_name(write_first), current.record.whole().to_json())
@@ -654,11 +671,12 @@ def kept_releases(
 
 
 def _prune(plan: ReleasePlan, record: Release, keep: int, parallelism: int, gc_grace: float) -> None:
-    """Keep the newest ``keep`` releases; delete history objects of the others and content no kept
+    """Keep the newest ``keep`` releases (and those replaced within ``gc_grace``: :func:`_kept_ids`);
+    delete history objects of the others and content no kept
     release names, once it is older than ``gc_grace`` seconds (younger orphans may belong to a
     publish still uploading)."""
     store = plan.store
-    kept = _kept_ids(plan.listing, record.history, record.release_id, keep)
+    kept = _kept_ids(plan.listing, record.history, record.release_id, keep, gc_grace)
     doomed = [i for i in _object_ids(plan.listing) if i not in kept]
     current = {sha for e in record.files.values() for sha in e.digests()}
     cutoff = time.time() - gc_grace

@@ -1,9 +1,12 @@
 """Versions of an environment's committed releases: what the versioned DAG bundle serves, without Airflow.
 
 **A version** is the exact set of package releases served, ``package -> release_id`` (the *mapping*),
-named ``<T>-<h>``: ``h`` is a digest of bucket, environment and the sorted ``package=release_id``
-lines, ``T`` a release-id-style instant no earlier than any release of the mapping and than the moment
-the mapping was read. The mapping is kept three ways:
+named ``<T>-<h>``: ``h`` is a digest of bucket, environment and the sorted
+``package=release_id@content`` lines, where ``content`` digests what the release serves (each served
+file's path and sha256, :func:`content_digest`), so a version names bytes, not only release ids: a
+record rewritten under the same id does not match it. ``T`` is a release-id-style instant no earlier
+than any release of the mapping and than the moment the mapping was read. The mapping is kept three
+ways:
 
 * in Airflow's own records (the bundle's ``BundleVersion`` data, Airflow 3.3+);
 * locally, in ``mappings/<version>.json``;
@@ -11,7 +14,10 @@ the mapping was read. The mapping is kept three ways:
   are kept whole as immutable history objects (``_releases/<id>.json``), so a worker that has only
   the version string takes, per package, the newest kept release whose id is not after ``T`` and
   checks the digest (:meth:`ReleaseVersions.resolve`); when a publish committed across ``T`` it tries
-  each package's other kept releases, one package at a time.
+  each package's other kept releases, one package at a time. When nothing matches (a package pruned,
+  rewrote or deleted what the version named), each package runs its release current at ``T``, and a
+  package that cannot be placed at ``T`` -- its record unreadable, or rewritten after ``T`` under an
+  id not after ``T`` -- is left out: only its own tasks fail.
 
 Nothing trusted here is written by the reader or shared between packages: each package's releases
 come from its own prefix, which only its CI writes, so a package publishing changes only its own line
@@ -39,6 +45,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -69,6 +76,7 @@ __all__ = [
     "Mapping",
     "ReleaseVersions",
     "claims",
+    "content_digest",
     "deletions_to_keep",
     "parse_version",
     "search",
@@ -85,39 +93,65 @@ Files = dict[str, dict[str, str]]  # package -> dags/<id>.json -> sha256
 
 @dataclass(frozen=True)
 class Mapping:
-    """What a version serves: ``releases`` (package -> release id) and DAG ids ``refused`` to a package
-    because another package was serving them first (package -> sorted ids)."""
+    """What a version serves: ``releases`` (package -> release id), their ``contents`` (package ->
+    :func:`content_digest`) and DAG ids ``refused`` to a package because another package was serving
+    them first (package -> sorted ids). A mapping without ``contents`` was named by dagfactory-s3
+    before versions named bytes: its digest covers the release ids alone."""
 
     bucket: str
     environment: str
     releases: dict[str, str]
     refused: dict[str, list[str]] = field(default_factory=dict)
+    contents: dict[str, str] = field(default_factory=dict)
 
     def digest(self) -> str:
-        lines = [self.bucket, self.environment] + [f"{p}={r}" for p, r in sorted(self.releases.items())]
+        def line(package: str, release_id: str) -> str:
+            return (
+                f"{package}={release_id}@{self.contents[package]}"
+                if self.contents
+                else f"{package}={release_id}"
+            )
+
+        lines = [self.bucket, self.environment] + [line(p, r) for p, r in sorted(self.releases.items())]
         return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:20]
 
     def to_data(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": MAPPING_FORMAT,
             "bucket": self.bucket,
             "environment": self.environment,
             "releases": dict(sorted(self.releases.items())),
             "refused": {p: sorted(ids) for p, ids in sorted(self.refused.items()) if ids},
         }
+        if self.contents:
+            data["contents"] = dict(sorted(self.contents.items()))
+        return data
 
     @classmethod
     def from_data(cls, data: Any, *, file: str) -> Mapping:
         if not isinstance(data, dict) or data.get("format") != MAPPING_FORMAT:
             raise ConfigError(f"{file}: not a bundle version of format {MAPPING_FORMAT!r}")
-        rel, ref = data.get("releases"), data.get("refused", {})
-        if not isinstance(rel, dict) or not isinstance(ref, dict):
-            raise ConfigError(f"{file}: releases and refused must be objects")
+        rel, ref, con = data.get("releases"), data.get("refused", {}), data.get("contents", {})
+        if not isinstance(rel, dict) or not isinstance(ref, dict) or not isinstance(con, dict):
+            raise ConfigError(f"{file}: releases, refused and contents must be objects")
         for package, release_id in rel.items():
             naming.history_name(release_id)  # ConfigError on a malformed id
             if naming.check_package(package):
                 raise ConfigError(f"{file}: {naming.check_package(package)}")
-        return cls(str(data.get("bucket")), str(data.get("environment")), dict(rel), dict(ref))
+        if con and set(con) != set(rel):
+            raise ConfigError(f"{file}: contents must name the same packages as releases")
+        return cls(str(data.get("bucket")), str(data.get("environment")), dict(rel), dict(ref), dict(con))
+
+
+def content_digest(record: releases.Release, environment: str) -> str:
+    """What a release serves, by bytes: a digest of each served file's path and sha256 (the serving
+    rules decide which), or ``tombstone``. Two records of one release id that serve different bytes
+    have different content digests."""
+    if record.tombstone:
+        return "tombstone"
+    served, _ = served_files(record, environment)
+    lines = sorted(f"{f.rest}={f.sha256}" for f in served)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 def version_name(mapping: Mapping, at: float) -> str:
@@ -137,6 +171,9 @@ def parse_version(version: str) -> tuple[str, str]:
     return stamp, digest
 
 
+Content = Callable[[str, str], str]  # (package, release id) -> content_digest of that release
+
+
 def search(
     bucket: str,
     environment: str,
@@ -146,22 +183,39 @@ def search(
     *,
     deep: bool,
     exact: bool = True,
+    content: Content | None = None,
 ) -> Mapping | None:
     """The mapping named by ``(stamp, digest)`` among the kept releases ``history`` (package -> ids,
     oldest first): per package the newest release not after ``stamp``; with ``deep``, also each
     mapping that differs from it in one package (a publish that committed across ``stamp``). Not
-    ``exact``: the newest releases not after ``stamp``, whatever the digest."""
+    ``exact``: the newest releases not after ``stamp``, whatever the digest.
 
-    def matches(candidate: dict[str, str]) -> bool:
-        return Mapping(bucket, environment, candidate).digest() == digest
+    ``content`` gives a release's :func:`content_digest`: a candidate matches when its releases *and*
+    their contents give the digest (or, for a version named before versions named bytes, its
+    releases alone). A release whose content cannot be read matches nothing."""
+
+    def matches(candidate: dict[str, str]) -> Mapping | None:
+        named = Mapping(bucket, environment, candidate)
+        if named.digest() == digest:
+            return named
+        if content is None or not candidate:
+            return None
+        try:
+            contents = {p: content(p, r) for p, r in candidate.items()}
+        except Exception:  # an unreadable release is not the one the version named
+            return None
+        pinned = Mapping(bucket, environment, candidate, contents=contents)
+        return pinned if pinned.digest() == digest else None
 
     guess = {}
     for package, ids in history.items():
         older = [i for i in ids if i.partition("-")[0] <= stamp]
         if older:
             guess[package] = older[-1]
-    if matches(guess) or not exact:
+    if not exact:
         return Mapping(bucket, environment, guess)
+    if found := matches(guess):
+        return found
     if not deep:
         return None
     for package, ids in sorted(history.items()):
@@ -169,8 +223,8 @@ def search(
             candidate = {p: r for p, r in guess.items() if p != package}
             if other is not None:
                 candidate[package] = other
-            if matches(candidate):
-                return Mapping(bucket, environment, candidate)
+            if found := matches(candidate):
+                return found
     return None
 
 
@@ -258,6 +312,8 @@ class ReleaseVersions:
         self._pointers: dict[str, tuple[str, str]] = {}  # package -> (metadata.json ETag, release id)
         self._memo: dict[tuple[str, str, bool], dict[str, str] | None] = {}  # immutable: by release id
         self._currents: dict[str, releases.Release | None] = {}  # package -> its current record, read once
+        self._currents_read: dict[str, tuple[releases.Release | None, float]] = {}  # ... and its LastModified
+        self._contents: dict[tuple[str, str], str] = {}  # (package, release id) -> content digest
         self.requests = {"LIST": 0, "GET": 0}
         self._counting = threading.Lock()
 
@@ -280,6 +336,7 @@ class ReleaseVersions:
     def refresh(self) -> None:
         """Read every package's release pointer, build the next version, and switch ``current`` to it."""
         self._currents.clear()  # current records are read anew each refresh (releases are immutable)
+        self._currents_read.clear()
         at = time.time()  # before the listing: every release it shows has an id no later than this
         listing = s3.list_objects(
             self.client, self.bucket, f"{self.env}/", on_page=lambda: self._count("LIST")
@@ -309,13 +366,14 @@ class ReleaseVersions:
         refused, collisions = claims(previous, files)
         for _dag_id, _package, why in collisions:
             log.warning("bundle %s: %s", self.name, why)
-        mapping = Mapping(self.bucket, self.env, now, refused)
         if (
             previous is not None
-            and previous.releases == mapping.releases
-            and previous.refused == mapping.refused
+            and previous.releases == now
+            and previous.refused == {p: ids for p, ids in refused.items() if ids}
         ):
             return
+        contents = {p: self._content(p, r) for p, r in now.items()}
+        mapping = Mapping(self.bucket, self.env, now, refused, contents)
         version = version_name(mapping, at)
         self._save_mapping(version, mapping)
         tree = self.tracking_dir / version
@@ -343,6 +401,19 @@ class ReleaseVersions:
         names = sorted(mapping.releases)
         with ThreadPoolExecutor(max_workers=self.workers) as pool:  # records first, then all content at once
             records = list(pool.map(lambda p: self._record(p, mapping.releases[p]), names))
+        changed = [
+            r.package
+            for r in records
+            if mapping.contents and self._content(r.package, r.release_id) != mapping.contents[r.package]
+        ]
+        if changed:  # the version names other bytes: those packages' tasks fail, the others run
+            log.error(
+                "bundle %s: version %s: package(s) %s serve other bytes than the version named; left out",
+                self.name,
+                version,
+                changed,
+            )
+            records = [r for r in records if r.package not in changed]
         files = {r.package: self._package_files(r, check=False) for r in records if not r.tombstone}
         lazy = {r.package: self._served(r) for r in records if not r.tombstone}
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -387,34 +458,53 @@ class ReleaseVersions:
 
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             history = dict(zip(names, pool.map(recent, names), strict=True))
-        found = search(self.bucket, self.env, history, stamp, digest, deep=False)
+        found = search(self.bucket, self.env, history, stamp, digest, deep=False, content=self._content)
         if found is None:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:  # every kept release, then search
                 history = dict(zip(names, pool.map(self._history_ids, names), strict=True))
-            found = search(self.bucket, self.env, history, stamp, digest, deep=True)
-        if found is None and unreadable:
-            # One package's bad record must not stop every other package's tasks: they run the releases
-            # that were current at T (what the version named, unless one of them committed across T).
-            guess = search(self.bucket, self.env, history, stamp, "", deep=False, exact=False)
-            assert guess is not None
-            found = Mapping(
-                self.bucket, self.env, {p: r for p, r in guess.releases.items() if p not in unreadable}
-            )
-            log.error(
-                "bundle %s: version %s cannot be checked whole: the record of package(s) %s cannot be read; "
-                "the other packages run their releases current at %s, and tasks of %s cannot start",
-                self.name,
-                version,
-                sorted(unreadable),
-                stamp,
-                sorted(unreadable),
-            )
-        if found is None:
+            found = search(self.bucket, self.env, history, stamp, digest, deep=True, content=self._content)
+        return found or self._current_at(version, stamp, history, unreadable)
+
+    def _current_at(
+        self, version: str, stamp: str, history: dict[str, list[str]], unreadable: set[str]
+    ) -> Mapping:
+        """No kept releases match ``version`` whole: a package pruned, rewrote or deleted what it named,
+        or its record cannot be read. One package's objects must not stop every other package's
+        tasks: each package runs its release current at ``stamp``. A package that cannot be placed
+        at ``stamp`` is left out (its tasks fail to find their file): its record is unreadable, or
+        its current record was written after ``stamp`` under an id not after it -- rewritten in place,
+        or committed across ``stamp``, so the bytes the version named are not known."""
+        guess = search(self.bucket, self.env, history, stamp, "", deep=False, exact=False)
+        assert guess is not None
+        stamp_at = naming.release_time(stamp)
+        left_out = dict.fromkeys(sorted(unreadable), "its record cannot be read")
+        for package, release_id in guess.releases.items():
+            record, modified = self._currents_read.get(package, (None, 0.0))
+            # LastModified is in whole seconds: a rewrite within T's own second is not told apart from a
+            # commit just before T (the dag-processor read the record after T's listing began).
+            if record is not None and record.release_id == release_id and modified > stamp_at:
+                left_out[package] = f"its current record {release_id} was written after {stamp}"
+            else:
+                try:
+                    self._content(package, release_id)
+                except Exception as exc:  # what it named is gone: its tasks fail, the others run
+                    left_out[package] = f"release {release_id} cannot be read ({exc})"
+        releases_at = {p: r for p, r in guess.releases.items() if p not in left_out}
+        if not releases_at:
             raise SyncError(
                 f"bundle version {version} cannot be rebuilt from s3://{self.bucket}/{self.env}/: no kept "
-                "release history matches it (pruned by the publisher's --keep, or two packages committed across it)"
+                "release history matches it (pruned by the publisher's --keep, or deleted)"
             )
-        return found
+        log.error(
+            "bundle %s: version %s does not match the releases kept in S3 whole; packages run their releases "
+            "current at %s, except %s",
+            self.name,
+            version,
+            stamp,
+            "; ".join(f"{p} ({why})" for p, why in left_out.items()) or "none",
+        )
+        contents = {p: self._content(p, r) for p, r in releases_at.items()}
+        return Mapping(self.bucket, self.env, releases_at, contents=contents)
 
     # -- S3 -------------------------------------------------------------------------------------
 
@@ -438,9 +528,15 @@ class ReleaseVersions:
         when the package has none."""
         if package not in self._currents:
             key = naming.package_prefix(self.env, package) + naming.METADATA
-            raw = self._get_record(key, missing_ok=True)
-            record = None if raw is None else read_record(raw, key=key, package=package, environment=self.env)
+            self._count("GET")
+            fetched = s3.get(self.client, self.bucket, key, max_bytes=MAX_RECORD_BYTES, missing_ok=True)
+            record = (
+                None
+                if fetched is None
+                else read_record(fetched.data, key=key, package=package, environment=self.env)
+            )
             self._currents[package] = record
+            self._currents_read[package] = (record, fetched.modified if fetched else 0.0)
         return self._currents[package]
 
     def _ids(self, package: str) -> list[str]:
@@ -496,7 +592,24 @@ class ReleaseVersions:
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             fs.atomic_write(path, raw, sync_dir=False)
+        elif raw is not None and (kept := path.read_bytes()) != raw:
+            first = read_record(kept, key=key, package=package, environment=self.env, release_id=release_id)
+            if content_digest(first, self.env) != content_digest(record, self.env):
+                log.error(
+                    "bundle %s: package %r rewrote release %s in place; the bytes first read stay served",
+                    self.name,
+                    package,
+                    release_id,
+                )
+            return first
         return record
+
+    def _content(self, package: str, release_id: str) -> str:
+        """The content digest of one release (its record read once per machine)."""
+        memo = (package, release_id)
+        if memo not in self._contents:
+            self._contents[memo] = content_digest(self._record(package, release_id), self.env)
+        return self._contents[memo]
 
     def _served(self, record: releases.Release) -> dict[str, ServedFile]:
         """The manifests a release serves by sha256 (the serving rules); refusals are logged."""
@@ -629,6 +742,9 @@ class ReleaseVersions:
         assert raw is not None
         record = read_record(raw, key=meta.key, package=package, environment=self.env)
         self._pointers[package] = (meta.etag, record.release_id)
+        if known and known[1] == record.release_id:  # rewritten under the same id: the first bytes stand
+            self._record(package, record.release_id, raw=raw)
+            return record.release_id, None
         return record.release_id, raw
 
     def _keep(
