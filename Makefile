@@ -1,5 +1,6 @@
 # The README's commands: `make demo`, `make test`, `make test-all` and `make test-compat`. The first two create .venv
 # when it is missing; test-compat builds one venv per matrix cell under .compat/ (docs/compat.md).
+# `make s3` / `make s3-stop`: the local S3 of the README's tour.
 PYTHON ?= python3.11
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -7,7 +8,7 @@ STAMP  := $(VENV)/.installed
 UPSTREAM       := .venv-upstream
 UPSTREAM_STAMP := $(UPSTREAM)/.installed
 
-.PHONY: demo test test-durations test-all test-compat bench bench-bundle lint venv clean wheel wheel-check
+.PHONY: demo s3 s3-stop test test-durations test-all test-compat bench bench-bundle lint venv clean wheel wheel-check
 
 venv: $(STAMP)
 
@@ -22,6 +23,14 @@ $(STAMP): pyproject.toml constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/python -m demo $(DEMO_ARGS)
+
+# The README tour's S3: a moto server on 127.0.0.1 in the background, with the tour's bucket; its
+# AWS_* exports go to .s3/env for `. .s3/env`. In memory only: s3-stop forgets every release.
+s3: $(STAMP)
+	$(BIN)/python -m demo.s3
+
+s3-stop:
+	$(BIN)/python -m demo.s3 --stop
 
 # `make test`: every test file and behaviour on both cores (pytest-xdist), chaos kill points sampled,
 # any test over 90 s fails (docs/testing.md). `make test-all` (before a release): the whole chaos grid,
