@@ -18,6 +18,7 @@ from demo.stack import (
     BIN,
     DEMO_USER,
     EXAMPLES,
+    POLICY,
     ROOT,
     DagInfo,
     Settings,
@@ -207,9 +208,8 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
     for package in sorted(p.name for p in EXAMPLES.iterdir() if (p / "airflow_dags").is_dir()):
         extra = ("--package-version", "demo", *(("--git-sha", git_sha) if git_sha else ()))
         published = stack.publish(package, *extra)
-        console.step(
-            "publish", f"$ {shlex.join(published.argv)}".replace(str(stack.workdir), _rel(stack.workdir))
-        )
+        command = f"$ {shlex.join(published.argv)}".replace(str(stack.workdir), _rel(stack.workdir))
+        console.step("publish", command.replace(str(POLICY), _rel(POLICY)))
         changes = len(published.result.get("add", [])) + len(published.result.get("update", []))
         console.detail(
             f"release {published.release_id}: {changes} files uploaded, metadata.json written last "
@@ -250,7 +250,10 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
         + (f", api-server pid {api.pid} on {stack.api_url}" if api else "")
         + f" · refresh_interval={args.refresh_interval}s, min_file_process_interval=300s, sort=modified_time",
     )
-    console.detail("(the settings docs/deploy.md recommends; the intervals are shortened for the demo)")
+    console.detail(
+        f"(the settings docs/deploy.md recommends, DAGFACTORY_POLICY={_rel(POLICY)}; "
+        "the intervals are shortened for the demo)"
+    )
 
     # 5. Wait for the three example DAGs (and the UI), then show them.
     expected = {p.stem for p in EXAMPLES.glob("*/airflow_dags/*.json")}
@@ -320,9 +323,9 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
         f"{_duration(time.monotonic() - started)} after it started",
     )
     console.detail(
-        "arrived unpaused (paused_on_create false): "
+        "arrived unpaused (paused_on_create false, the manifest's or the policy's): "
         + ", ".join(sorted(d for d, p in paused.items() if not p))
-        + "; paused (Airflow's default): "
+        + "; paused: "
         + (", ".join(sorted(d for d, p in paused.items() if p)) or "none")
     )
     console.detail("no Kubernetes cluster here: the default pool has 0 slots, so the run's pods never start")

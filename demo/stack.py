@@ -35,6 +35,9 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "packages"
+# The deploy kit's platform policy: the image names it in DAGFACTORY_POLICY, and so does the demo's
+# Airflow; the demo's publishes pass it too (--policy), as a package's CI does.
+POLICY = ROOT / "deploy" / "airflow" / "dagfactory-policy.json"
 BIN = Path(sys.executable).parent
 BUCKET = "etl-airflow-dags-demo"
 ENVIRONMENT = "demo"
@@ -46,6 +49,7 @@ __all__ = [
     "BUCKET",
     "ENVIRONMENT",
     "EXAMPLES",
+    "POLICY",
     "DagInfo",
     "MetadataDB",
     "Proc",
@@ -461,6 +465,7 @@ class Stack:
                 api_port=self.settings.api_port,
             )
         )
+        env["DAGFACTORY_POLICY"] = str(POLICY)
         # Airflow starts helpers by name (`airflow ...`); make sure it finds this venv's.
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         return env
@@ -549,6 +554,8 @@ class Stack:
             package,
             "--dag-path",
             str(self.package_dir(package)),
+            "--policy",
+            str(POLICY),
         ]
 
     def publish(self, package: str, *extra: str) -> Published:

@@ -2,9 +2,10 @@
 
 One stack for the whole module (starting Airflow costs tens of seconds on two cores): a moto server
 over HTTP, ``airflow-dag-sync`` running continuously, ``airflow dag-processor`` running continuously
-against SQLite with the settings docs/deploy.md recommends, and ``airflow-dag-publisher`` run as a
-user runs it. ``min_file_process_interval`` is an hour, so every change below is picked up through the
-stub's mtime (``file_parsing_sort_mode=modified_time``), never by periodic re-parsing.
+against SQLite with the settings docs/deploy.md recommends and the deploy kit's policy file, and
+``airflow-dag-publisher`` run as a user runs it (with that policy, as the demo does).
+``min_file_process_interval`` is an hour, so every change below is picked up through the stub's mtime
+(``file_parsing_sort_mode=modified_time``), never by periodic re-parsing.
 
 The tests are one story and run in file order: publish, add, change, republish unchanged, delete,
 then hostile content planted directly in S3. A watcher thread checks the dags folder throughout.
@@ -188,6 +189,8 @@ def test_publish_registers_the_dags_in_the_running_airflow(e2e: E2E):
     assert active["pipeline_processing_example_job"].images == [
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/pipeline-processing:v1.0.0"
     ]
+    # Unpaused by the shipped policy's paused_on_create (the manifest does not set it): Airflow read it.
+    assert e2e.stack.db.paused()["pipeline_processing_example_job"] is False
     assert e2e.processor.alive() and e2e.processor.pid == pid
     assert len(e2e.stack.db.processor_jobs()) == 1
 
@@ -211,7 +214,7 @@ def test_new_dag_is_registered_within_sync_and_refresh_interval(e2e: E2E):
             "--job-name",
             "trial",
             "--image-tag",
-            f"registry.example.com/pipeline-processing:v1.{i}.0",
+            f"123456789012.dkr.ecr.us-east-1.amazonaws.com/pipeline-processing:v1.{i}.0",
             "--schedule",
             "@hourly",
             "--start-date",
