@@ -136,7 +136,8 @@ OPTIONS: dict[str, Option] = {
         None,
         float,
         86400.0,
-        "seconds before content no kept record names is deleted (a slower concurrent publish may still need it)",
+        "seconds a replaced release is kept whatever --keep says (a DAG run in flight may name it), and before "
+        "content no kept record names is deleted (a slower concurrent publish may still need it)",
     ),
     "published_by": Option(
         "--published-by",
@@ -208,6 +209,16 @@ OPTIONS: dict[str, Option] = {
         _positive(float),
         300.0,
         "longest wait after failures, seconds",
+    ),
+    # -- the loader (read by Airflow's processes at each parse; no tool has a flag for it) ---
+    "local_environment": Option(
+        "",
+        "DAGFACTORY_LOCAL_ENVIRONMENT",
+        str,
+        None,
+        "a developer's local Airflow: load source manifests with environments resolved for this one "
+        "(never a stamped manifest or a folder the sidecar or a bundle serves)",
+        shown="none",
     ),
 }
 

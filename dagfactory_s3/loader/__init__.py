@@ -51,7 +51,7 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
 
             pending.fetch(path)
         policy = platform.from_environment()
-        checked = manifests.load(path, policy=policy)
+        checked = _for_local_environment(stub_file, manifests.load(path, policy=policy))
         problems = _placement_problems(stub_file, checked)
         if problems:
             raise ManifestError(problems)
@@ -71,6 +71,50 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
 _MAX_REASON = 500
 
 
+def _for_local_environment(stub_file: str, checked: Manifest) -> Manifest:
+    """The source manifest resolved for ``DAGFACTORY_LOCAL_ENVIRONMENT`` (the bytes ``publish
+    --environment`` would upload): how a developer loads a manifest with ``environments`` in a local
+    Airflow.
+
+    Unchanged when the manifest has no ``environments``, the variable is unset, or the manifest is
+    served (:func:`_served`): a served folder shows what was published, whatever an Airflow process's
+    environment says, and :func:`_placement_problems` refuses overlays there.
+    """
+    if "environments" not in checked.data:
+        return checked
+    # Imported on this rare path only: every other stub's parse pays nothing for the setting.
+    from dagfactory_s3 import manifest as manifests
+    from dagfactory_s3 import settings
+
+    setting = settings.OPTIONS["local_environment"]
+    environment = settings.from_environment(setting, os.environ)
+    if not environment or _served(stub_file, checked):
+        return checked
+    if environment not in checked.data["environments"]:
+        raise ManifestError(
+            [
+                Problem(
+                    checked.file,
+                    "/environments",
+                    f"{setting.env} is {environment!r}, which this manifest does not declare "
+                    f"(declared: {_declared(checked)}); set it to one of them, or unset it",
+                )
+            ]
+        )
+    return manifests.publishable(checked, environment)
+
+
+def _served(stub_file: str, checked: Manifest) -> bool:
+    """Whether the publisher stamped the manifest or the sidecar or a bundle laid out its folder."""
+    from dagfactory_s3.manifest import PROVENANCE
+
+    return PROVENANCE in checked.data or _package_folder(stub_file) is not None
+
+
+def _declared(checked: Manifest) -> str:
+    return ", ".join(sorted(checked.data["environments"])) or "none"
+
+
 def _placement_problems(stub_file: str, checked: Manifest) -> list[Problem]:
     """Why the manifest does not belong where its stub is: defence in depth behind the sync sidecar.
 
@@ -79,12 +123,17 @@ def _placement_problems(stub_file: str, checked: Manifest) -> list[Problem]:
     that slipped into another package's folder could take over that package's DAG ids.
     """
     problems = []
-    if "environments" in checked.data:
+    if "environments" in checked.data:  # a source manifest that _for_local_environment did not resolve
+        from dagfactory_s3 import settings
+
+        variable = settings.OPTIONS["local_environment"].env
         problems.append(
             Problem(
                 checked.file,
                 "/environments",
-                "a published manifest has no environments: publish resolves them (publish --environment)",
+                "a published manifest has no environments: publish resolves them (publish --environment); "
+                f"in a local Airflow, set {variable} to one of {_declared(checked)} (honoured only for an "
+                "unstamped manifest outside the folders the sidecar and bundles serve)",
             )
         )
     stem = os.path.splitext(os.path.basename(stub_file))[0]
