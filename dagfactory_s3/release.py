@@ -28,7 +28,17 @@ from dagfactory_s3.naming import (
     is_dag_file,
 )
 
-__all__ = ["CONTENT_OBJECTS", "DELTA_LIMIT", "FORMAT", "Earlier", "FileEntry", "Origin", "Release"]
+__all__ = [
+    "CONTENT_OBJECTS",
+    "DELTA_LIMIT",
+    "FORMAT",
+    "Earlier",
+    "FileEntry",
+    "Origin",
+    "Release",
+    "dag_summary",
+    "same_summaries",
+]
 
 FORMAT = "dagfactory-s3/release@1"
 # Where a record's manifests live. "objects": immutable, by sha256, in _releases/objects/ (written
@@ -291,6 +301,28 @@ class Release:
             history=tuple(history),
             **common,
         )
+
+
+def dag_summary(data: dict[str, Any], images: list[str], tasks: int) -> dict[str, Any]:
+    """A DAG's entry in the record's ``dags``: what ``list`` shows without reading its manifest. The
+    time zone its cron runs in is always named (a manifest without ``timezone`` runs in UTC)."""
+    return {
+        "schedule": data.get("schedule"),
+        "timezone": data.get("timezone", "UTC"),
+        "images": images,
+        "tasks": tasks,
+    }
+
+
+def same_summaries(recorded: dict[str, Any], wanted: dict[str, dict[str, Any]]) -> bool:
+    """Whether a record's ``dags`` describe ``wanted``. A summary without ``timezone`` (written before
+    summaries had one) still does when the rest agrees: the manifest's bytes, compared on their own,
+    hold its zone, so upgrading the publisher alone commits no new release."""
+    return recorded.keys() == wanted.keys() and all(
+        recorded[d]
+        == (want if "timezone" in recorded[d] else {k: v for k, v in want.items() if k != "timezone"})
+        for d, want in wanted.items()
+    )
 
 
 # The fields a record shares with its history entries.

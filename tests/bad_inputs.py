@@ -1344,7 +1344,7 @@ TASK_FIELD_CASES: list[tuple[str, bytes, str, str]] = [
         "grace-period-bad-duration",
         _t0("termination_grace_period", "1x"),
         f"{_T0}/termination_grace_period",
-        "is not like 45s",
+        "is not valid: Duration such as `45s`",
     ),
     ("queue-with-space", _t0("queue", "etl queue"), f"{_T0}/queue", "letters, digits, '_'"),
     ("pool-slots-zero", _t0("pool_slots", 0), f"{_T0}/pool_slots", "minimum of 1"),

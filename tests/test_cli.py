@@ -305,8 +305,19 @@ class TestRender:
         )
         tasks = result.stdout.count(b"kind: Pod")
         assert re.fullmatch(
-            rf"validated {tasks} pods against Kubernetes \d+\.\d+\.\d+ schema\n", result.stderr.decode()
+            rf"schedule: [^\n]+\nvalidated {tasks} pods against Kubernetes \d+\.\d+\.\d+ schema\n",
+            result.stderr.decode(),
         ), result.stderr
+
+    def test_render_names_the_cron_and_its_time_zone(self, tmp_path):
+        """render says on stderr what the DAG runs on: its cron with the manifest's time zone, else UTC."""
+        berlin = EXAMPLES / "reporting_seeder/airflow_dags/reporting_seeder_refresh_all.json"
+        plain = tmp_path / f"{GOOD['dag_id']}.json"
+        plain.write_text(json.dumps(GOOD))
+        for path, expected in ((berlin, "@daily (Europe/Berlin)"), (plain, "0 3 * * * (UTC)")):
+            result = run("render", "--dag-file", str(path))
+            assert result.returncode == 0, result.stderr
+            assert result.stderr.startswith(f"schedule: {expected}\n"), result.stderr
 
     def test_invalid_affinity_is_reported_not_dropped(self, tmp_path):
         """An affinity the Kubernetes client would silently drop fails with its pointer instead."""
@@ -527,6 +538,66 @@ class TestConfigErrors:
         argv = ["validate", "--package-name", PACKAGE, "--dag-path", str(tmp_path)]
         result = subprocess.run([*CLI, *argv], env=env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr
+
+
+class TestTimeZones:
+    """A cron runs in its manifest's time zone (UTC when none is set): list and plan say which."""
+
+    def test_plan_and_list_show_each_cron_with_its_time_zone(self, s3, bucket, examples_copy, capsys):
+        """plan names a new DAG's cron and zone, and a changed one's when either changes; list names each."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        agency = folder / "reporting_seeder_refresh_agency.json"
+        agency.write_text(json.dumps({**json.loads(agency.read_text()), "schedule": "0 2 * * *"}))
+        plan = ["plan", *target(bucket, "reporting_seeder"), "--dag-path", str(folder)]
+        out = cli_main(capsys, *plan)[1]
+        assert "  + reporting_seeder_refresh_agency\n      schedule: 0 2 * * * (UTC)\n" in out
+        assert "  + reporting_seeder_refresh_all\n      schedule: @daily (Europe/Berlin)\n" in out
+        _publish(capsys, bucket, folder)
+        listing = ["list", *target(bucket, "reporting_seeder")]
+        out = cli_main(capsys, *listing)[1]
+        assert "  reporting_seeder_refresh_agency  0 2 * * * (UTC)  " in out
+        assert "  reporting_seeder_refresh_all  @daily (Europe/Berlin)  " in out
+        dags = json.loads(cli_main(capsys, *listing, "--output", "json")[1])["dags"]
+        assert [(d["schedule"], d["timezone"]) for d in dags] == [
+            ("0 2 * * *", "UTC"),
+            ("@daily", "Europe/Berlin"),
+        ]
+        everything = folder / "reporting_seeder_refresh_all.json"
+        everything.write_text(
+            json.dumps({**json.loads(everything.read_text()), "timezone": "America/New_York"})
+        )
+        agency.write_text(json.dumps({**json.loads(agency.read_text()), "description": "per agency"}))
+        out = cli_main(capsys, *plan)[1]
+        assert '      /timezone: "Europe/Berlin" → "America/New_York"\n' in out
+        assert "      schedule: @daily (America/New_York)\n" in out
+        assert "(UTC)" not in out  # the other DAG's schedule did not change: no line for it
+        data = json.loads(cli_main(capsys, *plan, "--output", "json")[1])
+        assert [d.get("timezone") for d in data["dags"]] == [None, "America/New_York"]
+
+    def test_a_record_without_time_zones_stays_current_and_lists_the_cron_alone(
+        self, s3, bucket, examples_copy, capsys
+    ):
+        """A record written before summaries named the zone: republishing the same files writes nothing,
+        list shows the cron alone; the next real change records the zones."""
+        folder = examples_copy / "reporting_seeder" / "airflow_dags"
+        first = _publish(capsys, bucket, folder)
+        client = boto3.client("s3", endpoint_url=s3.upstream)
+        key = f"{ENV}/reporting_seeder/metadata.json"
+        record = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        for summary in record["dags"].values():
+            del summary["timezone"]
+        client.put_object(Bucket=bucket, Key=key, Body=json.dumps(record).encode())
+        s3.clear()
+        again = _publish(capsys, bucket, folder)
+        assert again["changed"] is False and again["release_id"] == first["release_id"]
+        assert s3.count("PUT") == 0
+        listing = ["list", *target(bucket, "reporting_seeder")]
+        assert "  reporting_seeder_refresh_all  @daily  " in cli_main(capsys, *listing)[1]
+        dags = json.loads(cli_main(capsys, *listing, "--output", "json")[1])["dags"]
+        assert [d["timezone"] for d in dags] == [None, None]
+        _edit(folder / "reporting_seeder_refresh_all.json", retries=4)
+        assert _publish(capsys, bucket, folder)["changed"] is True
+        assert "  reporting_seeder_refresh_all  @daily (Europe/Berlin)  " in cli_main(capsys, *listing)[1]
 
 
 class TestList:

@@ -30,13 +30,14 @@ def test_good_base_manifest_is_valid():
 
 @pytest.mark.parametrize(("case", "raw", "pointer", "text"), CASES, ids=[c[0] for c in CASES])
 def test_bad_manifest_is_refused_with_pointer_and_reason(case, raw, pointer, text):
-    """A bad manifest raises ManifestError whose lines are `file: pointer: reason`."""
+    """A bad manifest raises ManifestError whose lines are `file: pointer: reason`, the mistake said once
+    (not by the schema and again by a rule)."""
     with pytest.raises(ManifestError) as info:
         manifest.parse(raw, file=f"{case}.json", package=PACKAGE)
     lines = str(info.value).splitlines()
     expected_prefix = f"{case}.json: {pointer}: "
     matching = [line for line in lines if line.startswith(expected_prefix)]
-    assert matching, f"no problem at {pointer}: {lines}"
+    assert len(matching) == 1, f"not one problem at {pointer}: {lines}"
     assert any(text in line for line in matching), f"{text!r} not in {matching}"
     assert "Traceback" not in str(info.value)
 

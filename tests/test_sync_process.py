@@ -182,6 +182,39 @@ def test_daemon_health_metrics_reload_and_sigterm(s3, world, dags):
     assert "ready" in names and names[-1] in ("stopping", "cycle")
 
 
+def test_readyz_names_a_wrong_environment(s3, world, dags):
+    """Nothing under the sidecar's environment: /readyz is still 200 once the (empty) sync is complete,
+    and its body repeats the warning with the environments the bucket holds, until the prefix fills."""
+    world.put("prod/x/dags/x_a.json", manifest("x", "a"))
+    port = free_port()
+    env = sync_env(
+        s3,
+        DAG_BUCKET=world.bucket,
+        ENVIRONMENT=ENV,
+        DAGS_FOLDER=str(dags),
+        DAG_SYNC_INTERVAL="0.3",
+        DAG_SYNC_METRICS_ADDR=f"127.0.0.1:{port}",
+    )
+    proc = subprocess.Popen([SYNC], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: http_get(port, "/readyz")[0] == 200, what="/readyz")
+        assert http_get(port, "/readyz") == (
+            200,
+            f"ready\nwarning: nothing under s3://{world.bucket}/{ENV}/; check the environment setting; "
+            "environments in the bucket: prod\n",
+        )
+        world.mirror("demo", {"demo_a.json": manifest("demo", "a")})
+        wait_for(lambda: http_get(port, "/readyz") == (200, "ready\n"), what="the warning to clear")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        out, _ = proc.communicate()
+    [warning] = [e for e in events(out) if e["event"] == "empty_environment"]
+    assert warning["environments_in_bucket"] == ["prod"]
+
+
 def test_sigkill_mid_download_then_restart(s3, world, dags):
     """SIGKILL while objects are downloading: nothing half-applied; a restart completes the sync."""
     files = {f"demo_{i:02}.json": manifest("demo", f"{i:02}") for i in range(30)}

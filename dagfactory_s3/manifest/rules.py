@@ -49,7 +49,24 @@ def check_document(
     except _MALFORMED:
         if not tolerant:  # the schema passed it: a rule that crashes is a bug
             raise
-    return schema + found, tasks
+    # Each problem once: a single value the schema refused (``4GB`` for a quantity, a missing key) is
+    # not judged again by a rule. An object or a list keeps both: the rules' problems there are others.
+    refused = {p.pointer for p in schema if _single_value(document, p.pointer)}
+    return schema + [p for p in found if p.pointer not in refused], tasks
+
+
+def _single_value(document: Any, pointer: str) -> bool:
+    """Whether ``pointer`` names a value that is no object or list, or nothing at all."""
+    node = document
+    for part in pointer.split("/")[1:]:
+        key = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return True
+    return not isinstance(node, (dict, list))
 
 
 # What a rule meets in a document the schema refused (a string where a number goes ...).
@@ -74,8 +91,9 @@ def _check_rules(
     reason = naming.check_dag_id(document["dag_id"], own)
     if reason:
         problems.append(Problem(file, "/dag_id", reason))
-    # Both become pod label values (dagfactory-s3/package, dagfactory-s3/dag-id).
-    for key in ("package", "dag_id"):
+    # Both become pod label values (dagfactory-s3/package, dagfactory-s3/dag-id); a dag_id refused
+    # above is not judged again.
+    for key in ("package",) if reason else ("package", "dag_id"):
         reason = k8s.check_label_value(document[key], f"{key} (a pod label value)")
         if reason:
             problems.append(Problem(file, f"/{key}", reason))

@@ -114,8 +114,26 @@ def dag_changes(
                     entry["note"] = "stamped with its provenance (first publish with a stamping publisher)"
         elif action == "change" and rest not in plan.update:
             entry["note"] = "stub regenerated"
+        if action != "delete" and _new_schedule(entry, rec.dags.get(dag_id) if rec else None, plan):
+            new = plan.wanted.dags[dag_id]
+            entry.update(schedule=new.get("schedule"), timezone=new.get("timezone"))
         out.append(entry)
     return out
+
+
+def _new_schedule(entry: dict[str, Any], old: dict[str, Any] | None, plan: ReleasePlan) -> bool:
+    """Whether the DAG is new, or runs on another schedule or in another time zone, by the record's
+    summaries (no GET) or the field diff (a summary written before summaries named the zone)."""
+    new = plan.wanted.dags.get(entry["dag_id"])
+    if new is None:
+        return False
+    if old is None:
+        return True
+    return (
+        old.get("schedule") != new.get("schedule")
+        or old.get("timezone", new.get("timezone")) != new.get("timezone")
+        or any(c["pointer"] == "/timezone" for c in entry["changes"])
+    )
 
 
 def dag_counts(plan: ReleasePlan, dags: list[dict[str, Any]]) -> dict[str, int]:

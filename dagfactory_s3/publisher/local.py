@@ -24,7 +24,16 @@ from dagfactory_s3 import manifest as manifests
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 from dagfactory_s3.fs import atomic_write
 from dagfactory_s3.publisher.scan import scan
-from dagfactory_s3.publisher.terminal import add_output, add_setting, command, count, emit, log
+from dagfactory_s3.publisher.terminal import (
+    add_output,
+    add_setting,
+    command,
+    count,
+    emit,
+    log,
+    schedule_text,
+)
+from dagfactory_s3.release import dag_summary
 from dagfactory_s3.schema import schema, schema_text
 
 __all__ = ["register"]
@@ -109,7 +118,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "airflow-dag-publisher render --dag-file airflow_dags/pipeline_processing_example_job.json",
             "airflow-dag-publisher render --dag-file airflow_dags/x.json --kubernetes-version 1.30.0 --output json",
         ],
-        "The pods go to stdout (YAML or JSON); 'validated N pods against Kubernetes V schema' to stderr.",
+        "The pods go to stdout (YAML or JSON); the DAG's schedule (a cron with its time zone) and\n"
+        "'validated N pods against Kubernetes V schema' to stderr.",
     )
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
     add_setting(p, "policy")
@@ -342,6 +352,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(orjson.dumps(documents, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
     else:
         print(yaml.safe_dump_all(documents, sort_keys=True, default_flow_style=False), end="")
+    log(args, f"schedule: {schedule_text(dag_summary(m.data, m.images, len(m.tasks)))}")
     log(args, f"validated {len(documents)} pods against Kubernetes {version} schema")
     return 0
 

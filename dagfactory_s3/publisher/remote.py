@@ -36,6 +36,7 @@ from dagfactory_s3.publisher.terminal import (
     emit,
     log,
     require,
+    schedule_text,
 )
 from dagfactory_s3.publisher.transaction import (
     DEFAULT_GC_GRACE,
@@ -289,6 +290,8 @@ def _plan_lines(dags: list[dict[str, Any]]) -> list[str]:
     for d in dags:
         lines.append(f"  {sign[d['action']]} {d['dag_id']}" + (f"  ({d['note']})" if d.get("note") else ""))
         lines += [f"      {_show(c)}" for c in d["changes"]]
+        if "schedule" in d:  # an added DAG's, or a changed one's new schedule or time zone
+            lines.append(f"      schedule: {schedule_text(d)}")
     return lines
 
 
@@ -467,15 +470,7 @@ def _status_text(s: dict[str, Any]) -> str:
             )
             + (" (retired: tombstone)" if s.get("tombstone") else "")
         ]
-        for d in s["dags"]:
-            schedule = d.get("schedule") or "manual"
-            if isinstance(schedule, dict):  # an interval or an asset condition
-                schedule = (
-                    f"every {schedule['every']}"
-                    if "every" in schedule
-                    else f"on {schedule.get('require', 'all')} of {', '.join(schedule['assets'])}"
-                )
-            lines.append(f"  {d['dag_id']}  {schedule}  {', '.join(d.get('images', []))}")
+        lines += [f"  {d['dag_id']}  {schedule_text(d)}  {', '.join(d.get('images', []))}" for d in s["dags"]]
     if s["consistent"]:
         lines.append("  S3 matches the release record")
     for kind in ("content_missing", "missing", "extra", "mismatched"):

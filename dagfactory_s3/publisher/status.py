@@ -97,7 +97,8 @@ def status(store: PackageStore, *, parallelism: int = DEFAULT_PARALLELISM) -> di
         promoted_from=rec.promoted_from.to_dict() if rec.promoted_from else None,
         tombstone=rec.tombstone,
         images=list(rec.images),
-        dags=[{"dag_id": d, **rec.dags[d]} for d in sorted(rec.dags)],
+        # timezone None: a summary written before summaries named the zone its cron runs in
+        dags=[{"dag_id": d, "timezone": None, **rec.dags[d]} for d in sorted(rec.dags)],
         content_missing=content_missing,
         missing=missing,
         extra=extra,

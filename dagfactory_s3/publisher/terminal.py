@@ -25,6 +25,7 @@ __all__ = [
     "emit",
     "log",
     "require",
+    "schedule_text",
 ]
 
 
@@ -100,6 +101,20 @@ def log(args: argparse.Namespace, line: str) -> None:
 def count(n: int, noun: str) -> str:
     """``1 task``, ``2 tasks``: a number and its noun, in the right form (nouns here add an ``s``)."""
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def schedule_text(dag: dict[str, Any]) -> str:
+    """A DAG summary's schedule as people read it: a cron or preset with the time zone it runs in
+    (``0 2 * * * (Europe/Berlin)``, ``@daily (UTC)``), ``every 6h``, ``on all of <assets>`` or
+    ``manual``. A summary without ``timezone`` (a record written before it had one): the cron alone."""
+    schedule, zone = dag.get("schedule"), dag.get("timezone")
+    if schedule is None:
+        return "manual"
+    if isinstance(schedule, dict):  # an interval or an asset condition
+        if "every" in schedule:
+            return f"every {schedule['every']}"
+        return f"on {schedule.get('require', 'all')} of {', '.join(schedule['assets'])}"
+    return f"{schedule} ({zone})" if zone and schedule != "@once" else str(schedule)
 
 
 def _size(n: float) -> str:

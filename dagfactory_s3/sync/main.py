@@ -231,6 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             log("error", level="error", kind="config", error=error)
             return ConfigError.exit_code
         health.start()
+        log.listeners.append(health.hear)  # /readyz repeats a standing warning (an empty environment)
         log("listening", metrics_addr=f"{host}:{health.port}")
 
     try:

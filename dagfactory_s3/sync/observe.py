@@ -2,7 +2,8 @@
 
 Metrics are few and named by outcome (git-sync style), in a registry of our own so importing this
 module registers nothing globally. ``/readyz`` is 503 until the first complete sync: an init
-container or a readiness gate can wait on it before the dag-processor starts parsing.
+container or a readiness gate can wait on it before the dag-processor starts parsing. Its body also
+carries the log's standing warning (an environment with nothing in it), whatever the status code.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
@@ -23,11 +25,13 @@ __all__ = ["HealthServer", "Log", "Metrics"]
 
 
 class Log:
-    """JSON lines on stdout: ``{"ts", "level", "event", ...}``; thread-safe, one write per line."""
+    """JSON lines on stdout: ``{"ts", "level", "event", ...}``; thread-safe, one write per line.
+    ``listeners`` are told each event and its fields after it is written."""
 
     def __init__(self, stream: IO[str] | None = None) -> None:
         self._stream = stream or sys.stdout
         self._lock = threading.Lock()
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def __call__(self, event: str, *, level: str = "info", **fields: Any) -> None:
         record = {
@@ -43,6 +47,8 @@ class Log:
         with self._lock:
             self._stream.write(line)
             self._stream.flush()
+        for listener in self.listeners:
+            listener(event, fields)
 
 
 class Metrics:
@@ -118,12 +124,14 @@ class Metrics:
 
 
 class HealthServer:
-    """``/metrics``, ``/healthz`` (the loop is alive) and ``/readyz`` (a complete sync happened)."""
+    """``/metrics``, ``/healthz`` (the loop is alive) and ``/readyz`` (a complete sync happened, and
+    the standing ``warning``, if any, on a line of its own)."""
 
     def __init__(self, port: int, metrics: Metrics, *, stale_after: float, host: str = "0.0.0.0") -> None:
         self.metrics = metrics
         self.stale_after = stale_after
         self.ready = False
+        self.warning: str | None = None
         self.heartbeat = time.monotonic()
         server = self
 
@@ -139,10 +147,11 @@ class HealthServer:
                     alive = time.monotonic() - server.heartbeat < server.stale_after
                     self._send(200 if alive else 503, b"ok\n" if alive else b"sync loop stalled\n")
                 elif path == "/readyz":
-                    self._send(
-                        200 if server.ready else 503,
-                        b"ready\n" if server.ready else b"no complete sync yet\n",
-                    )
+                    body = "ready\n" if server.ready else "no complete sync yet\n"
+                    warning = server.warning
+                    if warning:
+                        body += f"warning: {warning}\n"
+                    self._send(200 if server.ready else 503, body.encode())
                 else:
                     self._send(404, b"not found\n")
 
@@ -160,6 +169,14 @@ class HealthServer:
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, args=(0.1,), name="dagsync-http", daemon=True
         )
+
+    def hear(self, event: str, fields: dict[str, Any]) -> None:
+        """A :class:`Log` listener: an empty environment's warning stands until a cycle lists objects."""
+        if event == "empty_environment":
+            there = ", ".join(fields.get("environments_in_bucket") or ()) or "none"
+            self.warning = f"{fields.get('note')}; environments in the bucket: {there}"
+        elif event == "cycle" and fields.get("listed"):
+            self.warning = None
 
     def start(self) -> None:
         self.thread.start()
