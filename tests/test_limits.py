@@ -45,6 +45,22 @@ def test_a_source_that_the_stamp_takes_over_the_limit_is_refused():
     manifest.parse(_sized(manifest.MAX_BYTES - MAX_STAMP_BYTES), file="m.json", source=True)
 
 
+def test_a_manifest_too_costly_to_check_is_refused_before_anything_else():
+    """6,700 environments under 256 KiB: checking each environment whole took seconds; the manifest is
+    refused at its root, in one problem, before any of it is checked (the schema's own cap on
+    environments, and every overlay's problems, are not evaluated)."""
+    doc = dict(BASE, environments={f"e{i}": {"job": {"env": {"A": "b"}}} for i in range(6700)})
+    raw = json.dumps(doc).encode()
+    assert len(raw) < manifest.MAX_BYTES
+    with pytest.raises(ManifestError) as caught:
+        manifest.parse(raw, file="m.json")
+    (problem,) = caught.value.problems()
+    assert problem.pointer == "" and f"more than the {manifest.MAX_EVALUATED_VALUES} allowed" in problem.message
+    assert "(26810 in the manifest, 6700 environments)" in problem.message
+    within = dict(BASE, environments={f"e{i}": {"job": {"env": {"A": "b"}}} for i in range(20)})
+    manifest.parse(json.dumps(within).encode(), file="m.json", source=True)  # a large legitimate one passes
+
+
 def test_an_environment_that_grows_past_the_limit_is_named():
     """A compact source whose prod resolution (indented, with its overlay) passes the limit: refused at
     the environment, before publish would fail."""

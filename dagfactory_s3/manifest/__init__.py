@@ -31,6 +31,7 @@ from dagfactory_s3.manifest.model import (
     DEFAULT_NAMESPACE,
     MAX_BYTES,
     MAX_DEPTH,
+    MAX_EVALUATED_VALUES,
     MAX_MAP_LENGTH,
     MAX_TOTAL,
     PROVENANCE,
@@ -52,6 +53,7 @@ __all__ = [
     "HOST_NAMESPACES",
     "MAX_BYTES",
     "MAX_DEPTH",
+    "MAX_EVALUATED_VALUES",
     "MAX_MAP_LENGTH",
     "MAX_TOTAL",
     "PROVENANCE",
@@ -94,6 +96,8 @@ def parse(
     manifest as its package writes it (validate, plan, publish, promote), which the publisher stamps
     and so may not carry a stamp (``provenance``) of its own."""
     document = decode(raw, file)
+    if work := _work_problem(document, file):
+        raise ManifestError([work])
     problems, tasks = check_document(document, file, package, policy)
     if source:
         problems += source_problems(document, file)
@@ -111,6 +115,31 @@ def parse(
     if problems:
         raise ManifestError(problems)
     return Manifest(file=file, raw=raw, data=document, tasks=tasks)
+
+
+def _work_problem(document: Any, file: str) -> Problem | None:
+    """Checking a manifest costs about its JSON values, once for the manifest and once per environment
+    it is resolved for: more than :data:`MAX_EVALUATED_VALUES` is refused before any of it is checked,
+    so one manifest cannot stall whoever checks it (validate, the sidecar, the loader)."""
+    values, stack = 0, [document]
+    while stack:
+        value = stack.pop()
+        values += 1
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    environments = document.get("environments") if isinstance(document, dict) else None
+    passes = 1 + (len(environments) if isinstance(environments, dict) else 0)
+    if values * passes <= MAX_EVALUATED_VALUES:
+        return None
+    return Problem(
+        file,
+        "",
+        f"checking this manifest would evaluate {values * passes} JSON values ({values} in the manifest, "
+        f"{passes - 1} environments), more than the {MAX_EVALUATED_VALUES} allowed; split it into smaller "
+        "manifests",
+    )
 
 
 def _published_size_problems(raw: bytes, document: dict[str, Any], file: str) -> list[Problem]:

@@ -13,6 +13,7 @@ __all__ = [
     "DEFAULT_NAMESPACE",
     "MAX_BYTES",
     "MAX_DEPTH",
+    "MAX_EVALUATED_VALUES",
     "MAX_MAP_LENGTH",
     "MAX_TOTAL",
     "PROVENANCE",
@@ -25,6 +26,10 @@ __all__ = [
 MAX_BYTES = 256 * 1024
 PROVENANCE = "provenance"
 MAX_DEPTH = 32
+# Bound on the work of checking one manifest, wherever it is checked: its JSON values, counted once for
+# the manifest and once more for each environment it is resolved for. A few thousand make a large
+# manifest (200 rich tasks, a few environments); at the bound a check takes under 2 s (docs/benchmarks.md).
+MAX_EVALUATED_VALUES = 50_000
 # Bound on every duration and on a task's worst case (all tries, timeouts and delays): Airflow adds
 # them to the current time, and ten years is beyond any batch job.
 MAX_TOTAL = timedelta(days=3650)

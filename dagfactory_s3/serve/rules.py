@@ -133,8 +133,12 @@ class ManifestVerdict:
     kind: str = "ownership"
 
 
-def check_manifest(raw: bytes, *, key: str, package: str, stem: str) -> ManifestVerdict:
-    """Decide whether the manifest bytes at ``key`` (``<package>/dags/<stem>.json``) are served."""
+def check_manifest(raw: bytes, *, key: str, package: str, stem: str, full: bool = True) -> ManifestVerdict:
+    """Decide whether the manifest bytes at ``key`` (``<package>/dags/<stem>.json``) are served.
+
+    Serving needs only the size, the text and the ownership (``package`` and ``dag_id``); ``full`` also
+    checks the whole manifest (bounded: :data:`~dagfactory_s3.manifest.MAX_EVALUATED_VALUES`) to say
+    why an owned manifest is invalid -- served anyway, so Airflow shows the import error."""
     if len(raw) > manifests.MAX_BYTES:
         return ManifestVerdict(False, manifests.too_large())
     if _CONTROL.search(raw):
@@ -143,6 +147,9 @@ def check_manifest(raw: bytes, *, key: str, package: str, stem: str) -> Manifest
         raw.decode("utf-8")
     except UnicodeDecodeError:
         return ManifestVerdict(False, "manifest is not UTF-8 text")
+    if not full:
+        owner = _ownership(raw, package, stem)
+        return ManifestVerdict(False, owner) if owner else ManifestVerdict(True)
     try:
         checked = manifests.parse(raw, file=key, package=package)
     except ManifestError as exc:
