@@ -555,6 +555,15 @@ def test_concurrent_publish_loses_cleanly_to_the_first_commit(s3, bucket, exampl
     assert winner.release_id in [h["release_id"] for h in status["history"]] and len(status["history"]) == 2
 
 
+def test_the_first_publish_of_an_environment_says_it_starts_one(s3, bucket, examples_copy, capsys):
+    """A typo in --environment would start a new environment: the first publish into one with no
+    package says so in one warning line; the next package's publish there does not."""
+    code, _, err = main(capsys, *publish_args(bucket, RS, dags_dir(examples_copy, RS)))
+    assert code == 0 and f"warning: s3://{bucket}/{ENV}/ holds no package yet" in err
+    code, _, err = main(capsys, *publish_args(bucket, PP, dags_dir(examples_copy, PP)))
+    assert code == 0 and "holds no package" not in err
+
+
 def test_first_publish_race_is_refused_too(s3, bucket, examples_copy):
     """Two first publishes: the second's If-None-Match commit fails instead of overwriting."""
     store = PackageStore(s3_client(), bucket, ENV, RS)

@@ -147,6 +147,14 @@ class PackageStore:
             )
         return records, None
 
+    def empty_environment(self) -> str:
+        """The warning for a first publish into an environment that holds no package: a typo in
+        ``--environment`` would start a new one (`list --all-packages` names those that exist)."""
+        return (
+            f"s3://{self.bucket}/{self.environment}/ holds no package yet: this starts the environment "
+            f"{self.environment!r}; if you meant another, `list --all-packages --environment <env>` shows its packages"
+        )
+
     # -- writes ----------------------------------------------------------------------------------
 
     def put(self, rest: str, data: bytes) -> str | None:

@@ -431,6 +431,8 @@ def _check_dag_ids(plan: ReleasePlan) -> None:
     others, warning = plan.store.other_packages()
     if warning:
         plan.warnings.append(warning)
+    elif not others and plan.current.record is None and not plan.listing:
+        plan.warnings.append(plan.store.empty_environment())
     problems = []
     live = {package for package, record in others.items() if not record.tombstone}
     for dag_id in sorted(plan.wanted.dags):
