@@ -682,6 +682,18 @@ class TestHostile:
         warning = sidecar.events("invalid_manifest")[0]
         assert warning["key"] == f"{ENV}/demo/dags/demo_a.json" and "/schedule" in warning["error"]
 
+    def test_past_the_check_budget_a_manifest_is_served_on_its_ownership(self, world, sidecar):
+        """Serving needs only the ownership check: once a cycle has spent its budget for full checks, an
+        owned manifest is served without being checked in full (Airflow shows its import error), a
+        foreign one is still refused, and the cycle line counts what went unchecked."""
+        sidecar.reconciler.check_budget = 0.0
+        world.mirror("demo", {"demo_a.json": manifest("demo", "a", schedule="every tuesday")})
+        world.mirror("pkg_c", {"pkg_c_x.json": self.FOREIGN["c"][0]})
+        report = sidecar.cycle()
+        assert list(sidecar.served()) == ["demo/dags/demo_a.json", "demo/dags/demo_a.py"]
+        assert report.refused == 1 and not sidecar.events("invalid_manifest")
+        assert sidecar.events("cycle")[-1]["unchecked"] == 2
+
     def test_a_stalling_pattern_stalls_nobody(self, world, sidecar, dags):
         """A param pattern that backtracks without bound (^(a+)+$ with a default that never matches) is
         refused by the rules before it is evaluated: the cycle ends, the package is served as an invalid

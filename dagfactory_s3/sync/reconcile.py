@@ -138,6 +138,7 @@ class CycleReport:
     errors: int = 0
     waiting: list[str] = field(default_factory=list)
     unservable: list[str] = field(default_factory=list)  # recorded releases this cycle could not serve
+    unchecked: int = 0  # manifests served on their ownership alone: the cycle's check budget was spent
     duration: float = 0.0
     list_duration: float = 0.0
 
@@ -156,12 +157,17 @@ class Cycle:
     plans: dict[str, PackagePlan] = field(default_factory=dict)
     refused: int = 0  # keys and wanted files refused in this cycle
     state_dirty: bool = False  # the state changed without being saved yet
+    check_until: float = float("inf")  # monotonic instant after which manifests are not checked in full
 
 
 class Reconciler:
     """Keeps ``dags_folder`` equal to what S3 publishes for one bucket and environment."""
 
     page_size = 1000  # S3's maximum; tests lower it to exercise pagination cheaply
+    # Seconds a cycle spends checking manifests in full, for their invalid_manifest line. Serving needs
+    # only the ownership check; past the budget a manifest is served on that alone (Airflow still shows
+    # its import error), so no package's manifests, however costly, hold up the others' updates.
+    check_budget = 5.0
 
     def __init__(
         self,
@@ -234,7 +240,7 @@ class Reconciler:
 
     def cycle(self) -> CycleReport:
         start = time.monotonic()
-        cycle = Cycle()
+        cycle = Cycle(check_until=time.monotonic() + self.check_budget)
         report = cycle.report
         unsafe = fs.escape(self.root, self.state_dir) if self.state_dir.is_relative_to(self.root) else None
         if unsafe:  # the sidecar's own directory was tampered with: write nothing until it is fixed
@@ -312,6 +318,7 @@ class Reconciler:
             refused=report.refused,
             errors=report.errors,
             waiting=report.waiting or None,
+            unchecked=report.unchecked or None,
             seconds=round(report.duration, 3),
             list_seconds=round(report.list_duration, 3),
         )
@@ -614,7 +621,9 @@ class Reconciler:
         assert want.data is not None
         if want.kind is WantKind.MANIFEST:
             stem = naming.dag_id_of(want.rest)
-            verdict = check_manifest(want.data, key=key, package=plan.package, stem=stem)
+            full = time.monotonic() < cycle.check_until
+            cycle.report.unchecked += not full
+            verdict = check_manifest(want.data, key=key, package=plan.package, stem=stem, full=full)
             if not verdict.serve:
                 self._refuse_object(cycle, plan, want, want.fetched_etag, verdict.kind, verdict.reason)
             elif verdict.invalid:
