@@ -161,14 +161,22 @@ def list_objects(
     page_size: int = 1000,
     on_page: Callable[[], None] | None = None,
     delimiter: str | None = None,
+    max_pages: int | None = None,
 ) -> dict[str, Listed]:
     """Every object under ``prefix`` by key (with ``delimiter``, only those not below a further
-    delimiter), or StorageError: a partial listing is never returned."""
+    delimiter), or StorageError: a partial listing is never returned (nor one longer than
+    ``max_pages`` pages)."""
     out: dict[str, Listed] = {}
     kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": page_size}
     if delimiter:
         kwargs["Delimiter"] = delimiter
+    pages = 0
     while True:
+        if max_pages is not None and pages == max_pages:
+            raise StorageError(
+                f"s3://{bucket}/{prefix}: more than {max_pages * page_size} keys; not listing further"
+            )
+        pages += 1
         with storage_errors(bucket):
             page = s3.list_objects_v2(**kwargs)
         if on_page:

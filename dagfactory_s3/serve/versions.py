@@ -545,17 +545,25 @@ class ReleaseVersions:
         current = self._current(package)
         return current.release_ids() if current is not None else []
 
+    history_pages = 10  # LIST pages of one package's history objects a rebuild reads at most
+
     def _history_ids(self, package: str) -> list[str]:
-        """The release ids kept for ``package``, oldest first: its history objects (a LIST), and the
-        ids its current record names when that record can be read."""
+        """The release ids kept for ``package``, oldest first: its history objects (a LIST of at most
+        :attr:`history_pages` pages), and the ids its current record names when that record can be
+        read. A listing that fails or runs past the cap leaves that package the ids its record names."""
         prefix = naming.package_prefix(self.env, package)
-        listing = s3.list_objects(
-            self.client,
-            self.bucket,
-            prefix + naming.RELEASES_DIR + "/",
-            delimiter="/",
-            on_page=lambda: self._count("LIST"),
-        )
+        try:
+            listing = s3.list_objects(
+                self.client,
+                self.bucket,
+                prefix + naming.RELEASES_DIR + "/",
+                delimiter="/",
+                on_page=lambda: self._count("LIST"),
+                max_pages=self.history_pages,
+            )
+        except Exception as exc:  # one package's history must not stop the others' rebuild
+            log.warning("bundle %s: package %r: history not listed: %s", self.name, package, exc)
+            listing = {}
         ids = {naming.release_id_of(key[len(prefix) :]) for key in listing}
         try:
             named = self._ids(package)
