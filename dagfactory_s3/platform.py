@@ -20,6 +20,7 @@ from dagfactory_s3.errors import ConfigError
 __all__ = [
     "BASELINE_CAPABILITIES",
     "DEFAULT",
+    "MAX_BYTES",
     "POLICY_ENV",
     "VOLUME_TYPES",
     "Grants",
@@ -57,7 +58,7 @@ BASELINE_CAPABILITIES = frozenset(
         "SYS_CHROOT",
     }
 )
-_MAX_BYTES = 1024 * 1024
+MAX_BYTES = 1024 * 1024
 
 
 class NotifierKind(NamedTuple):
@@ -322,10 +323,10 @@ def _notifiers(value: Any, file: str) -> dict[str, Notifier]:
 def load(path: str) -> Policy:
     try:
         with open(path, "rb") as handle:
-            raw = handle.read(_MAX_BYTES + 1)
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{path}: /: cannot read the platform policy: {exc.strerror or exc}") from None
-    if len(raw) > _MAX_BYTES:
+    if len(raw) > MAX_BYTES:
         raise ConfigError(f"{path}: /: policy is larger than 1 MiB")
     return parse(raw, path)
 

@@ -38,6 +38,7 @@ from dagfactory_s3.naming import (
     dag_id_of,
     is_dag_file,
 )
+from dagfactory_s3.serve.policy import PLATFORM_DIR
 
 __all__ = [
     "MAX_PYTHON_BYTES",
@@ -95,6 +96,8 @@ def classify_key(env: str, key: str) -> KeyClass:
     if any(p in ("", ".", "..") for p in parts):
         return KeyClass("refuse", reason="key has an empty, '.' or '..' path segment (path traversal)")
     package = parts[0]
+    if package == PLATFORM_DIR and len(parts) > 1:
+        return KeyClass("ignore", rest="/".join(parts[1:]))  # the platform policy: read on its own
     if len(parts) == 1:
         return KeyClass("refuse", reason="key is not inside a <package>/ prefix")
     why = check_package(package)
