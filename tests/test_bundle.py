@@ -124,8 +124,9 @@ def test_a_worker_rebuilds_an_old_version_from_s3_alone(s3, bucket, tmp_path, mo
     worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=v1.version)
     worker.initialize()
     assert worker.path == tmp_path / "worker" / "etl" / "versions" / v1.version
-    # one delimited LIST for the packages, each package's record (its chain reaches back to v1) by GET
-    assert (s3.count("LIST"), s3.count("GET"), s3.count("PUT")) == (1, 2, 0)
+    # one delimited LIST for the packages, each package's record (its chain reaches back to v1) by GET,
+    # and the platform policy's pointer (none here)
+    assert (s3.count("LIST"), s3.count("GET"), s3.count("PUT")) == (1, 3, 0)
     assert fetched(worker.path) == processor_tree_v1
     s3.clear()
     again = bundle(tmp_path / "worker", monkeypatch, bucket, version=v1.version)
@@ -147,7 +148,7 @@ def test_a_task_start_on_a_fresh_disk_fetches_only_the_manifest_it_runs(s3, buck
     worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=version)
     worker.initialize()
     records = s3.count("GET")
-    assert records == 2, "one record per package (its metadata.json), no manifest"
+    assert records == 3, "one record per package (its metadata.json), the policy pointer, no manifest"
     dags = worker.path / SEEDER / "dags"
     assert sorted(p.name for p in dags.iterdir()) == [
         "reporting_seeder_refresh_agency.py",

@@ -21,6 +21,7 @@ from dagfactory_s3.release import CONTENT_OBJECTS, FileEntry, Release
 from dagfactory_s3.serve import rules
 from dagfactory_s3.serve.cache import ContentCache
 from dagfactory_s3.serve.versions import (
+    PLATFORM,
     Mapping,
     ReleaseVersions,
     claims,
@@ -418,3 +419,95 @@ def test_a_cached_object_changed_on_disk_is_never_linked_again(s3, bucket, tmp_p
     target = dest / "reporting_seeder" / "dags" / manifest_path.name
     assert not target.exists() and pending.fetch(str(target))
     assert target.read_bytes() == good
+
+
+# -- the platform policy is part of a version ------------------------------------------------------
+
+
+def put_policy(bucket: str, doc: dict, policy_id: str, *, raw: bytes | None = None) -> str:
+    """Publish a policy the way ``policy publish`` lays it out: the object, then the pointer (keeping
+    the current one in its history). Returns the sha256 the pointer names."""
+    from dagfactory_s3.serve import policy as policies
+
+    client = boto3.client("s3")
+    data = json.dumps(doc).encode()
+    sha = hashlib.sha256(data).hexdigest()
+    client.put_object(Bucket=bucket, Key=policies.object_key(ENV, sha), Body=raw if raw is not None else data)
+    record, _ = policies.read_record(client, bucket, ENV)
+    entry = policies.PolicyEntry(policy_id, sha, len(data))
+    history = (record.current, *record.history) if record else ()
+    pointer = policies.PolicyRecord(ENV, entry, history)
+    client.put_object(Bucket=bucket, Key=policies.pointer_key(ENV), Body=pointer.to_json())
+    return sha
+
+
+def _policy_of(tree: Path) -> str:
+    from dagfactory_s3.serve import policy as policies
+
+    stub_file = sorted(tree.glob("reporting_seeder/dags/*.py"))[0]
+    return policies.for_stub(str(stub_file), environ={}).file
+
+
+def test_a_version_serves_the_policy_it_was_made_with(s3, bucket, tmp_path):
+    """The platform policy is part of a version: the tree serves it beside the packages (the loader
+    finds it above each stub), a new policy makes a new version while the old version's tree and a
+    fresh worker's rebuild of it keep the old policy, and both are checked against their sha256."""
+    _two_packages(tmp_path, bucket)
+    put_policy(bucket, {"policy_version": 1}, "20260101T000000.000Z-aaaaaa")
+    processor = versions(tmp_path / "processor", bucket)
+    processor.refresh()
+    v1 = processor.current_version()
+    assert processor.local_mapping(v1).releases[PLATFORM] == "20260101T000000.000Z-aaaaaa"
+    assert (
+        _policy_of(processor.current_link.resolve())
+        == "dev/_platform/policy.json (20260101T000000.000Z-aaaaaa)"
+    )
+
+    new_id = "20260102T000000.000Z-bbbbbb"
+    put_policy(bucket, {"policy_version": 1, "paused_on_create": True}, new_id)
+    processor.refresh()
+    v2 = processor.current_version()
+    assert v2 != v1 and _policy_of(processor.current_link.resolve()).endswith(f"({new_id})")
+    assert _policy_of(processor.tracking_dir / v1).endswith("(20260101T000000.000Z-aaaaaa)")
+
+    for version, policy_id in ((v1, "20260101T000000.000Z-aaaaaa"), (v2, new_id)):
+        worker = versions(tmp_path / f"worker-{policy_id}", bucket)
+        assert _policy_of(worker.materialize(version)).endswith(f"({policy_id})")
+        assert worker.local_mapping(version) == processor.local_mapping(version)
+
+
+def test_a_policy_that_does_not_verify_keeps_the_previous_one(s3, bucket, tmp_path, caplog):
+    """A pointer naming bytes the object does not hold (or bytes that are no policy) is not served: the
+    version keeps the previous policy, with an error line; with none before, none is served."""
+    _two_packages(tmp_path, bucket)
+    good = "20260101T000000.000Z-aaaaaa"
+    put_policy(bucket, {"policy_version": 1}, good)
+    processor = versions(tmp_path / "processor", bucket)
+    processor.refresh()
+    v1 = processor.current_version()
+    put_policy(
+        bucket, {"policy_version": 1, "paused_on_create": True}, "20260102T000000.000Z-bbbbbb", raw=b"{}"
+    )
+    processor.refresh()
+    assert (
+        processor.current_version() == v1
+        and "platform policy at dev/_platform/policy.json not served" in caplog.text
+    )
+    put_policy(bucket, {"policy_version": 7}, "20260103T000000.000Z-cccccc")  # verifies, does not parse
+    processor.refresh()
+    assert processor.current_version() == v1
+    assert _policy_of(processor.current_link.resolve()).endswith(f"({good})")
+
+
+def test_a_worker_never_runs_a_version_without_its_policy(s3, bucket, tmp_path):
+    """Fail closed: when the policy a version names can no longer be read (its object deleted), a fresh
+    worker refuses the version rather than running it under the default rules."""
+    from dagfactory_s3.serve import policy as policies
+
+    _two_packages(tmp_path, bucket)
+    sha = put_policy(bucket, {"policy_version": 1}, "20260101T000000.000Z-aaaaaa")
+    processor = versions(tmp_path / "processor", bucket)
+    processor.refresh()
+    boto3.client("s3").delete_object(Bucket=bucket, Key=policies.object_key(ENV, sha))
+    with pytest.raises(SyncError, match="_platform/objects/.* is missing"):
+        versions(tmp_path / "worker", bucket).materialize(processor.current_version())

@@ -31,6 +31,13 @@ The serving rules are :mod:`dagfactory_s3.serve.rules`, the sidecar's: keys, can
 manifest ownership, DAG-id claims, the mass-delete guard, and fail-static (a package whose release
 cannot be served keeps its previous release in the next version).
 
+**The platform policy** (:mod:`dagfactory_s3.serve.policy`) is part of a version: the mapping names
+the environment's policy (id and sha256) beside the releases, the tree serves it in
+``_platform/policy.json``, and a worker rebuilds the policy current at ``T`` from the pointer's
+history. A policy that cannot be read or parsed keeps the previous one in the next version; a worker
+that cannot get the policy its version names fails the task start (fail closed: it never runs a
+version without the policy it was parsed under).
+
 The layout under ``base_dir``: ``objects/`` (the content cache), ``records/`` (release records by id),
 ``mappings/``, ``tracking/<version>`` (the refreshing process's trees) and ``current`` (a symlink to
 the newest tree); a worker's trees go to ``versions_dir/<version>``.
@@ -54,10 +61,11 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3 import fs, naming, pending, s3
+from dagfactory_s3 import fs, naming, pending, platform, s3
 from dagfactory_s3 import release as releases
 from dagfactory_s3.errors import ConfigError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
+from dagfactory_s3.serve import policy as policies
 from dagfactory_s3.serve.cache import ContentCache
 from dagfactory_s3.serve.rules import (
     MAX_RECORD_BYTES,
@@ -89,6 +97,9 @@ MAPPING_FORMAT = "dagfactory-s3/bundle-version@1"
 _PACKAGE_IGNORE = naming.SYNC_IGNORE_HEADER + b": a package folder of the S3ReleaseDagBundle\n"
 
 Files = dict[str, dict[str, str]]  # package -> dags/<id>.json -> sha256
+# The platform policy's line in a mapping: its policy id among the releases, its sha256 among the
+# contents (so a version names the policy's bytes too, and a run keeps the policy it started with).
+PLATFORM = policies.PLATFORM_DIR
 
 
 @dataclass(frozen=True)
@@ -136,7 +147,7 @@ class Mapping:
             raise ConfigError(f"{file}: releases, refused and contents must be objects")
         for package, release_id in rel.items():
             naming.history_name(release_id)  # ConfigError on a malformed id
-            if naming.check_package(package):
+            if package != PLATFORM and naming.check_package(package):
                 raise ConfigError(f"{file}: {naming.check_package(package)}")
         if con and set(con) != set(rel):
             raise ConfigError(f"{file}: contents must name the same packages as releases")
@@ -314,6 +325,8 @@ class ReleaseVersions:
         self._currents: dict[str, releases.Release | None] = {}  # package -> its current record, read once
         self._currents_read: dict[str, tuple[releases.Release | None, float]] = {}  # ... and its LastModified
         self._contents: dict[tuple[str, str], str] = {}  # (package, release id) -> content digest
+        self._policy_pointer: tuple[str, str] | None = None  # (pointer ETag, policy id) last served
+        self._policy_record: policies.PolicyRecord | bool | None = False  # False: not read yet
         self.requests = {"LIST": 0, "GET": 0}
         self._counting = threading.Lock()
 
@@ -337,6 +350,7 @@ class ReleaseVersions:
         """Read every package's release pointer, build the next version, and switch ``current`` to it."""
         self._currents.clear()  # current records are read anew each refresh (releases are immutable)
         self._currents_read.clear()
+        self._policy_record = False
         at = time.time()  # before the listing: every release it shows has an id no later than this
         listing = s3.list_objects(
             self.client, self.bucket, f"{self.env}/", on_page=lambda: self._count("LIST")
@@ -351,7 +365,7 @@ class ReleaseVersions:
                 pointers[cls.package] = obj
         now: dict[str, str] = {}
         files: Files = {}
-        for package in sorted(set(pointers) | set(before)):
+        for package in sorted(set(pointers) | set(before) - {PLATFORM}):
             try:
                 if package not in pointers:
                     continue  # gone from S3: dropped, unless the guard below keeps it
@@ -363,6 +377,9 @@ class ReleaseVersions:
             except Exception as exc:  # one package's content must not cost the others their version
                 self._keep(package, before, now, files, f"{type(exc).__name__}: {exc}")
         self._guard(before, now, files, previous)
+        policy_id = self._refresh_policy(listing.get(policies.pointer_key(self.env)), before.get(PLATFORM))
+        if policy_id:
+            now[PLATFORM] = policy_id
         refused, collisions = claims(previous, files)
         for _dag_id, _package, why in collisions:
             log.warning("bundle %s: %s", self.name, why)
@@ -372,7 +389,11 @@ class ReleaseVersions:
             and previous.refused == {p: ids for p, ids in refused.items() if ids}
         ):
             return
-        contents = {p: self._content(p, r) for p, r in now.items()}
+        kept = previous.contents if previous is not None else {}
+        contents = {
+            p: kept[p] if p == PLATFORM and before.get(p) == r and p in kept else self._content(p, r)
+            for p, r in now.items()
+        }
         mapping = Mapping(self.bucket, self.env, now, refused, contents)
         version = version_name(mapping, at)
         self._save_mapping(version, mapping)
@@ -398,7 +419,7 @@ class ReleaseVersions:
             return dest
         start = time.monotonic()
         mapping = self.local_mapping(version) or self.resolve(version)
-        names = sorted(mapping.releases)
+        names = sorted(p for p in mapping.releases if p != PLATFORM)
         with ThreadPoolExecutor(max_workers=self.workers) as pool:  # records first, then all content at once
             records = list(pool.map(lambda p: self._record(p, mapping.releases[p]), names))
         changed = [
@@ -456,12 +477,17 @@ class ReleaseVersions:
 
         unreadable: set[str] = set()
 
+        policy_ids = self._policy_ids()  # the platform's, read first: without it no version is rebuilt
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             history = dict(zip(names, pool.map(recent, names), strict=True))
+        if policy_ids:
+            history[PLATFORM] = policy_ids
         found = search(self.bucket, self.env, history, stamp, digest, deep=False, content=self._content)
         if found is None:
             with ThreadPoolExecutor(max_workers=self.workers) as pool:  # every kept release, then search
                 history = dict(zip(names, pool.map(self._history_ids, names), strict=True))
+            if policy_ids:
+                history[PLATFORM] = policy_ids
             found = search(self.bucket, self.env, history, stamp, digest, deep=True, content=self._content)
         return found or self._current_at(version, stamp, history, unreadable)
 
@@ -613,11 +639,78 @@ class ReleaseVersions:
         return record
 
     def _content(self, package: str, release_id: str) -> str:
-        """The content digest of one release (its record read once per machine)."""
+        """The content digest of one release (its record read once per machine); for the platform
+        policy, the sha256 of its bytes."""
         memo = (package, release_id)
         if memo not in self._contents:
-            self._contents[memo] = content_digest(self._record(package, release_id), self.env)
+            if package == PLATFORM:
+                self._contents[memo] = self._policy_entry(release_id).sha256
+            else:
+                self._contents[memo] = content_digest(self._record(package, release_id), self.env)
         return self._contents[memo]
+
+    # -- the platform policy ------------------------------------------------------------------------
+
+    def _read_policy_record(self) -> policies.PolicyRecord | None:
+        """The environment's policy pointer, read once per refresh (a worker: once)."""
+        if self._policy_record is False:
+            self._count("GET")
+            self._policy_record, _ = policies.read_record(self.client, self.bucket, self.env)
+        assert self._policy_record is not True
+        return self._policy_record
+
+    def _policy_ids(self) -> list[str]:
+        record = self._read_policy_record()
+        return sorted(e.policy_id for e in record.entries()) if record else []
+
+    def _policy_entry(self, policy_id: str) -> policies.PolicyEntry:
+        record = self._read_policy_record()
+        entry = record.entry(policy_id) if record else None
+        if entry is None:
+            raise SyncError(
+                f"platform policy {policy_id} is not kept in s3://{self.bucket}/{policies.pointer_key(self.env)}"
+            )
+        return entry
+
+    def _cache_policy(self, policy_id: str, sha: str) -> Path:
+        """The policy's verified bytes in the content cache (fetched when missing), checked to parse."""
+        path = self.cache.path(sha)
+        if not self.cache.has(sha, verify=True):
+            self.cache.fetch(
+                self.client,
+                self.bucket,
+                policies.object_key(self.env, sha),
+                sha,
+                max_bytes=policies.MAX_POLICY_BYTES,
+                on_get=lambda: self._count("GET"),
+            )
+        platform.parse(path.read_bytes(), policies.label(self.env, policy_id))  # ConfigError: not served
+        return path
+
+    def _refresh_policy(self, pointer: s3.Listed | None, previous: str | None) -> str | None:
+        """The policy the next version serves: the pointer's current one (read when its ETag changed),
+        else -- no pointer, or one that cannot be read, verified or parsed -- the previous version's."""
+        if pointer is None:
+            return previous
+        if self._policy_pointer and self._policy_pointer[0] == pointer.etag:
+            return self._policy_pointer[1]
+        try:
+            record = self._read_policy_record()
+            assert record is not None, "the pointer is gone"
+            self._cache_policy(record.current.policy_id, record.current.sha256)
+        except Exception as exc:  # fail-static: the platform's rules never drop to the default
+            log.error(
+                "bundle %s: platform policy at %s not served, %s: %s",
+                self.name,
+                pointer.key,
+                f"keeping {previous}" if previous else "none served yet",
+                exc,
+            )
+            return previous
+        self._policy_pointer = (pointer.etag, record.current.policy_id)
+        if record.current.policy_id != previous:
+            log.info("bundle %s: platform policy %s", self.name, record.current.policy_id)
+        return record.current.policy_id
 
     def _served(self, record: releases.Release) -> dict[str, ServedFile]:
         """The manifests a release serves by sha256 (the serving rules); refusals are logged."""
@@ -708,6 +801,13 @@ class ReleaseVersions:
         temp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
         shutil.rmtree(temp, ignore_errors=True)
         temp.mkdir(parents=True)
+        if PLATFORM in mapping.releases:  # before the stubs: every parse of this tree reads it
+            policy_id, sha = mapping.releases[PLATFORM], mapping.contents[PLATFORM]
+            cached = self._cache_policy(policy_id, sha)
+            folder = temp / PLATFORM
+            folder.mkdir()
+            os.link(cached, folder / policies.POINTER)
+            (folder / policies.SERVED_ID).write_bytes(f"{policy_id} {self.env}\n".encode())
         for package in sorted(files):
             dags = temp / package / naming.DAGS_DIR
             dags.mkdir(parents=True)
@@ -776,6 +876,7 @@ class ReleaseVersions:
         keep their previous release (retired packages, a tombstone, never count)."""
         if previous is None:
             return
+        before = {p: r for p, r in before.items() if p != PLATFORM}
         old_files: Files = {}
         for package, release_id in before.items():
             try:
