@@ -22,13 +22,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from dagfactory_s3 import fs, naming, platform, s3
+from dagfactory_s3 import fs, naming, platform
 from dagfactory_s3.errors import ConfigError, StorageError
 
 __all__ = [
@@ -57,6 +58,7 @@ FORMAT = "dagfactory-s3/policy@1"
 KEEP = 20  # policies the pointer keeps in its history
 MAX_POINTER_BYTES = 256 * 1024
 MAX_POLICY_BYTES = platform.MAX_BYTES
+INLINE_BYTES = 64 * 1024  # a current policy up to this size rides in its pointer
 _SHA = re.compile(r"[0-9a-f]{64}")
 
 
@@ -116,6 +118,17 @@ class PolicyRecord:
     environment: str
     current: PolicyEntry
     history: tuple[PolicyEntry, ...] = field(default=())
+    # The current policy's bytes, carried in the pointer when small (UTF-8, at most INLINE_BYTES): a
+    # reader of the current policy then makes one GET. Verified against ``current.sha256`` like an object.
+    content: bytes | None = None
+
+    def with_content(self, raw: bytes) -> PolicyRecord:
+        """This pointer carrying ``raw`` (the current policy's bytes) when they are small UTF-8 text."""
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return self
+        return replace(self, content=raw) if len(raw) <= INLINE_BYTES else self
 
     def entries(self) -> list[PolicyEntry]:
         """Every kept policy, newest first."""
@@ -135,6 +148,8 @@ class PolicyRecord:
             **self.current.to_dict(),
             "history": [e.to_dict() for e in self.history],
         }
+        if self.content is not None:
+            data["content"] = self.content.decode("utf-8")
         return orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n"
 
     @classmethod
@@ -165,7 +180,14 @@ class PolicyRecord:
             raise ConfigError(
                 f"{file}: /history: ids must be unique and older than the current one, newest first"
             )
-        return cls(environment, current, entries)
+        content = data.get("content")
+        if content is not None:
+            if not isinstance(content, str):
+                raise ConfigError(f"{file}: /content: expected the policy's text")
+            content = content.encode("utf-8")
+            if hashlib.sha256(content).hexdigest() != current.sha256 or len(content) != current.size:
+                raise ConfigError(f"{file}: /content: does not match the sha256 and size the pointer records")
+        return cls(environment, current, entries, content)
 
 
 @dataclass(frozen=True)
@@ -180,6 +202,8 @@ class Published:
 
 def read_record(client: Any, bucket: str, environment: str) -> tuple[PolicyRecord | None, str]:
     """The environment's policy pointer and its ETag; ``(None, "")`` when no policy was published."""
+    from dagfactory_s3 import s3  # here: a stub's parse reads the served copy and needs no botocore
+
     key = pointer_key(environment)
     fetched = s3.get(client, bucket, key, max_bytes=MAX_POINTER_BYTES, missing_ok=True)
     if fetched is None:
@@ -189,10 +213,24 @@ def read_record(client: Any, bucket: str, environment: str) -> tuple[PolicyRecor
 
 
 def read_policy(
-    client: Any, bucket: str, environment: str, entry: PolicyEntry
+    client: Any,
+    bucket: str,
+    environment: str,
+    entry: PolicyEntry,
+    *,
+    record: PolicyRecord | None = None,
+    on_get: Callable[[], None] | None = None,
 ) -> tuple[bytes, platform.Policy]:
-    """The bytes of one published policy, verified against its entry, and the policy they define."""
+    """The bytes of one published policy, verified against its entry, and the policy they define: from
+    ``record`` when it carries them (the current policy's, checked when the pointer was read), else
+    from its object (a GET: ``on_get`` is told)."""
+    if record is not None and record.content is not None and record.current == entry:
+        return record.content, platform.parse(record.content, label(environment, entry.policy_id))
+    from dagfactory_s3 import s3
+
     key = object_key(environment, entry.sha256)
+    if on_get is not None:
+        on_get()
     fetched = s3.get(client, bucket, key, max_bytes=MAX_POLICY_BYTES)
     assert fetched is not None
     if hashlib.sha256(fetched.data).hexdigest() != entry.sha256 or len(fetched.data) != entry.size:
@@ -205,7 +243,7 @@ def read_current(client: Any, bucket: str, environment: str) -> Published | None
     record, etag = read_record(client, bucket, environment)
     if record is None:
         return None
-    raw, policy = read_policy(client, bucket, environment, record.current)
+    raw, policy = read_policy(client, bucket, environment, record.current, record=record)
     return Published(record, etag, raw, policy)
 
 
