@@ -18,13 +18,23 @@ import orjson
 
 from dagfactory_s3 import __version__, settings
 from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
-from dagfactory_s3.publisher import local, remote
+from dagfactory_s3.publisher import local, policy, remote
 from dagfactory_s3.publisher.terminal import add_common
 
 __all__ = ["SETTINGS", "build_parser", "main"]
 
 # The publisher's rows of the settings table (dagfactory_s3.settings), as documented in docs/publisher.md.
-SETTINGS = ("bucket", "environment", "package_name", "parallelism", "keep", "gc_grace", "published_by")
+SETTINGS = (
+    "bucket",
+    "environment",
+    "package_name",
+    "parallelism",
+    "keep",
+    "gc_grace",
+    "published_by",
+    "policy",
+    "require_policy",
+)
 
 
 def _report(args: argparse.Namespace | None, exc: DagFactoryError) -> None:
@@ -55,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     local.register(sub)
     remote.register(sub)
+    policy.register(sub)
     return parser
 
 

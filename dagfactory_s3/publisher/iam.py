@@ -1,10 +1,14 @@
-"""Least-privilege IAM policy documents for a package's CI role and for Airflow's read-only role.
+"""Least-privilege IAM policy documents for a package's CI role, the platform role and Airflow's
+read-only role.
 
 The CI role may write only ``<env>/<package>/`` (an explicit Deny covers any broader grant attached
-elsewhere) and read the other packages' ``metadata.json`` (for DAG-id uniqueness); a role that
-promotes into ``<env>`` may also read the package's records and content objects in each environment
-it promotes from (``promote`` sends GETs only there). Airflow (the sync sidecar or the versioned
-bundle) may only list and read ``<env>/``. Pure data; no AWS calls.
+elsewhere), read the other packages' ``metadata.json`` (for DAG-id uniqueness) and the platform policy
+(``<env>/_platform/``, which it checks manifests against); a role that promotes into ``<env>`` may
+also read the package's records and content objects in each environment it promotes from
+(``promote`` sends GETs only there). The platform role alone writes ``<env>/_platform/`` (``policy
+publish`` and ``rollback``) and reads the whole environment (``policy plan`` reads every served
+manifest). Airflow (the sync sidecar or the versioned bundle) may only list and read ``<env>/``.
+Pure data; no AWS calls.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import orjson
 
 from dagfactory_s3.errors import ConfigError
 from dagfactory_s3.naming import METADATA, RELEASES_DIR, check_environment, check_package
+from dagfactory_s3.serve.policy import PLATFORM_DIR
 
-__all__ = ["airflow_policy", "dumps", "package_policy", "policies"]
+__all__ = ["airflow_policy", "dumps", "package_policy", "platform_policy", "policies"]
 
 _VERSION = "2012-10-17"
 # Every action that creates, replaces or removes an object or its access settings.
@@ -93,6 +98,12 @@ def package_policy(
                 "Action": "s3:GetObject",
                 "Resource": f"{bucket_arn}/{environment}/*/{METADATA}",
             },
+            {
+                "Sid": "ReadPlatformPolicy",
+                "Effect": "Allow",
+                "Action": "s3:GetObject",
+                "Resource": f"{bucket_arn}/{environment}/{PLATFORM_DIR}/*",
+            },
             *([promotion] if promote_from else []),
             {
                 "Sid": "DenyWritesOutsideOwnPrefix",
@@ -129,6 +140,39 @@ def airflow_policy(bucket: str, environment: str) -> dict[str, Any]:
                 "Effect": "Deny",
                 "Action": _WRITES,
                 "Resource": f"{bucket_arn}/*",
+            },
+        ],
+    }
+
+
+def platform_policy(bucket: str, environment: str) -> dict[str, Any]:
+    """The platform role: write ``<env>/_platform/`` (the policy's objects and pointer) and nothing
+    else; list and read ``<env>/`` (``policy plan`` reads every package's record and manifests)."""
+    _check(bucket, environment, None)
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    own = f"{bucket_arn}/{environment}/{PLATFORM_DIR}/*"
+    return {
+        "Version": _VERSION,
+        "Statement": [
+            {
+                "Sid": "ListEnvironment",
+                "Effect": "Allow",
+                "Action": "s3:ListBucket",
+                "Resource": bucket_arn,
+                "Condition": {"StringLike": {"s3:prefix": [f"{environment}/", f"{environment}/*"]}},
+            },
+            {
+                "Sid": "ReadEnvironment",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+                "Resource": f"{bucket_arn}/{environment}/*",
+            },
+            {"Sid": "WritePlatformPolicy", "Effect": "Allow", "Action": "s3:PutObject", "Resource": own},
+            {
+                "Sid": "DenyWritesOutsidePlatformPrefix",
+                "Effect": "Deny",
+                "Action": _WRITES,
+                "NotResource": own,
             },
         ],
     }
