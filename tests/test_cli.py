@@ -29,6 +29,16 @@ def run(*args: str, cwd=None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*CLI, *args], capture_output=True, text=True, cwd=cwd, timeout=120)
 
 
+NO_POLICY = "warning: no platform policy (no --policy, "
+
+
+def _without_policy_warning(stderr: str) -> str:
+    """``stderr`` less the one line a command checking without any platform policy prints first."""
+    first, _, rest = stderr.partition("\n")
+    assert first.startswith(NO_POLICY), stderr
+    return rest
+
+
 class TestGenerate:
     def test_seed_command_writes_publishable_names(self, tmp_path):
         """The seed's flags (--output FILE.py, --image-tag) write <dag_id>.json and <dag_id>.py, with $schema."""
@@ -67,7 +77,7 @@ class TestGenerate:
         for flag in ("--dag-file", "--dag-path"):
             target = stub_path if flag == "--dag-file" else tmp_path
             check = run("validate", "--package-name", "pipeline_processing", flag, str(target))
-            assert check.returncode == 0 and check.stderr == "", check.stderr
+            assert check.returncode == 0 and _without_policy_warning(check.stderr) == "", check.stderr
 
     def test_out_dir_and_json_output(self, tmp_path):
         """--out-dir DIR writes DIR/<dag_id>.json and .py; --output json reports both paths."""
@@ -120,7 +130,7 @@ class TestGenerate:
         assert sorted(p.name for p in target.parent.iterdir()) == ["pp_a.json", "pp_a.py"]
         assert target.with_suffix(".py").read_bytes() == stub.render("pp_a.json")
         check = run("validate", "--package-name", "pp", "--dag-path", str(target.parent))
-        assert check.returncode == 0 and check.stderr == "", check.stderr
+        assert check.returncode == 0 and _without_policy_warning(check.stderr) == "", check.stderr
         for extra, message in [
             (["--manifest", str(tmp_path / "dag.json")], "--manifest must be named pp_a.json"),
             (["--manifest", str(tmp_path / "pp_a.json"), "--out-dir", str(tmp_path)], "not allowed with"),
@@ -213,7 +223,8 @@ class TestValidate:
         """A folder of bad inputs exits 1 with problem lines only."""
         _folder, result = corpus_run
         assert result.returncode == 1 and "Traceback" not in result.stderr
-        assert all(": /" in line for line in result.stderr.splitlines()), result.stderr[-2000:]
+        problems = _without_policy_warning(result.stderr).splitlines()
+        assert all(": /" in line for line in problems), result.stderr[-2000:]
 
     @pytest.mark.parametrize(("case", "raw", "pointer", "text"), CASES, ids=[c[0] for c in CASES])
     def test_bad_manifest_is_named_with_pointer_and_reason(self, corpus_run, case, raw, pointer, text):
@@ -306,7 +317,7 @@ class TestRender:
         tasks = result.stdout.count(b"kind: Pod")
         assert re.fullmatch(
             rf"schedule: [^\n]+\nvalidated {tasks} pods against Kubernetes \d+\.\d+\.\d+ schema\n",
-            result.stderr.decode(),
+            _without_policy_warning(result.stderr.decode()),
         ), result.stderr
 
     def test_render_names_the_cron_and_its_time_zone(self, tmp_path):
@@ -317,7 +328,7 @@ class TestRender:
         for path, expected in ((berlin, "@daily (Europe/Berlin)"), (plain, "0 3 * * * (UTC)")):
             result = run("render", "--dag-file", str(path))
             assert result.returncode == 0, result.stderr
-            assert result.stderr.startswith(f"schedule: {expected}\n"), result.stderr
+            assert _without_policy_warning(result.stderr).startswith(f"schedule: {expected}\n"), result.stderr
 
     def test_invalid_affinity_is_reported_not_dropped(self, tmp_path):
         """An affinity the Kubernetes client would silently drop fails with its pointer instead."""
@@ -385,7 +396,8 @@ class TestOneRuleSet:
         found = [problems_of(out) for _, out, _ in results]
         assert found[0] == found[1] == found[2] == found[3]
         assert any(p[1] == pointer and text in p[2] for p in found[0]), found[0]
-        assert s3.requests == []
+        # nothing read but the platform policy they check against (none published here)
+        assert {r.path for r in s3.requests} == {f"/{bucket}/{ENV}/_platform/policy.json"}
 
     @pytest.mark.parametrize("package", ["pipeline_processing", "reporting_seeder"])
     def test_validate_and_publish_agree_on_good_examples(self, s3, bucket, examples_copy, capsys, package):
@@ -821,8 +833,10 @@ class TestProgress:
         assert "\r\x1b[Kuploading " in err
         final = err.rsplit("\r\x1b[K", 1)[1]
         assert re.fullmatch(r"uploading 40/40 · \d+\.\d KiB · \d+/s\r?\n", final), repr(final)
-        first, progress = err.split("\n", 1)  # the first publish of the environment says so, then
-        assert "holds no package yet" in first  # the progress: one line, rewritten in place
+        # no platform policy, and the first publish of the environment: each says so, then the
+        # progress: one line, rewritten in place
+        policy, first, progress = err.split("\n", 2)
+        assert policy.startswith(NO_POLICY) and "holds no package yet" in first
         assert progress.count("\n") == 1
         assert b"added 40" in out
         for p in sorted(folder.glob("*.json")):
@@ -830,7 +844,8 @@ class TestProgress:
         code, out, err = on_pty(["plan", *target(bucket), "--dag-path", str(folder)], aws_env(s3.url))
         assert code == 0, err
         assert re.fullmatch(
-            r"(\r\x1b\[Kreading \d+/40 [^\r\n]*)+\r\x1b\[Kreading 40/40 [^\r\n]*\r?\n", err
+            r"(\r\x1b\[Kreading \d+/40 [^\r\n]*)+\r\x1b\[Kreading 40/40 [^\r\n]*\r?\n",
+            _without_policy_warning(err),
         ), repr(err)
         assert b"Plan: 0 to add, 40 to change" in out
 

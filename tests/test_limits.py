@@ -55,7 +55,9 @@ def test_a_manifest_too_costly_to_check_is_refused_before_anything_else():
     with pytest.raises(ManifestError) as caught:
         manifest.parse(raw, file="m.json")
     (problem,) = caught.value.problems()
-    assert problem.pointer == "" and f"more than the {manifest.MAX_EVALUATED_VALUES} allowed" in problem.message
+    assert (
+        problem.pointer == "" and f"more than the {manifest.MAX_EVALUATED_VALUES} allowed" in problem.message
+    )
     assert "(26810 in the manifest, 6700 environments)" in problem.message
     within = dict(BASE, environments={f"e{i}": {"job": {"env": {"A": "b"}}} for i in range(20)})
     manifest.parse(json.dumps(within).encode(), file="m.json", source=True)  # a large legitimate one passes
@@ -82,8 +84,9 @@ def test_a_huge_integer_is_a_problem_not_a_traceback(tmp_path, command):
     doc = {**BASE, "max_active_runs": int("9" * 400)}
     (tmp_path / "team_a_big.json").write_text(json.dumps(doc))
     argv = [command, "--package-name", "team_a", "--dag-path", str(tmp_path)]
-    if command == "plan":
+    if command == "plan":  # offline: the platform policy from a file, so no request before the check
         argv += ["--bucket", "no-such-bucket", "--environment", "dev"]
+        argv += ["--policy", str(ROOT / "deploy/airflow/dagfactory-policy.json")]
     result = subprocess.run(
         [sys.executable, "-m", "dagfactory_s3.publisher.cli", *argv],
         capture_output=True,

@@ -225,7 +225,7 @@ class TestRefused:
 
     def refused(self, s3, bucket, capsys, *extra: str) -> tuple[int, str]:
         s3.clear()
-        code, _, err = promote(capsys, bucket, *extra)
+        code, _, err = promote(capsys, bucket, "--quiet", *extra)  # quiet: no "no platform policy" warning
         assert "Traceback" not in err
         assert s3.count("PUT") == 0 and s3.count("DELETE") == 0
         assert objects(s3, bucket, "prod/") == {}
@@ -296,7 +296,7 @@ class TestRefused:
         assert publish(capsys, bucket, "dev", src)[0] == 0
         release = record(s3, bucket, "dev")["release_id"]
         s3.clear()
-        code, _, err = promote(capsys, bucket, to="staging")
+        code, _, err = promote(capsys, bucket, "--quiet", to="staging")
         assert code == 1 and s3.count("PUT") == 0 and objects(s3, bucket, "staging/") == {}
         assert err.strip() == (
             f"s3://{bucket}/dev/{PACKAGE}/{ALL}@{release}: /environments: no values for environment "

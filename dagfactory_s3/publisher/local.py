@@ -1,6 +1,8 @@
 """The publisher's local commands: ``generate``, ``validate``, ``render`` and ``schema``.
 
-None of them needs S3; only ``render`` needs Airflow (it builds pods with the operator's own code).
+None of them needs S3: ``validate`` and ``render`` read one object, the environment's published platform
+policy, only when given a bucket and an environment (:mod:`.contract`). Only ``render`` needs Airflow
+(it builds pods with the operator's own code).
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 
 import orjson
 
-from dagfactory_s3 import k8s, naming, platform, stub
+from dagfactory_s3 import k8s, naming, stub
 from dagfactory_s3 import manifest as manifests
 from dagfactory_s3.errors import ConfigError, ManifestError, Problem
 from dagfactory_s3.fs import atomic_write
+from dagfactory_s3.publisher import contract
 from dagfactory_s3.publisher.scan import scan
 from dagfactory_s3.publisher.terminal import (
     add_output,
@@ -99,14 +102,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         [
             "airflow-dag-publisher validate --package-name pipeline_processing --dag-path airflow_dags",
             "airflow-dag-publisher validate --dag-file airflow_dags/pipeline_processing_example_job.json",
-            "airflow-dag-publisher validate --dag-path airflow_dags --output json",
+            "airflow-dag-publisher validate --dag-path airflow_dags --bucket etl-airflow-dags --environment dev"
+            "  # under dev's published policy",
         ],
-        "Every problem at once, one line each: file: /json/pointer: reason. Exit 1 when any.",
+        "Every problem at once, one line each: file: /json/pointer: reason. Exit 1 when any.\n"
+        "The platform policy: --policy FILE, else the one published for --environment in --bucket, else\n"
+        "the built-in default (a warning names the checks it skips).",
     )
     add_setting(p, "package_name", help="package the manifests must belong to (as publish checks)")
     p.add_argument("--dag-file", type=Path, help="a manifest (.json) or its stub (.py): checks the pair")
     p.add_argument("--dag-path", type=Path, help="a directory of manifests and stubs")
-    add_setting(p, "policy")
+    add_setting(p, "bucket", help=_POLICY_BUCKET)
+    add_setting(
+        p, "environment", help="with --bucket: check against this environment's published platform policy"
+    )
+    contract.add_flags(p)
     add_output(p)
     p.set_defaults(handler=cmd_validate)
 
@@ -122,8 +132,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "'validated N pods against Kubernetes V schema' to stderr.",
     )
     p.add_argument("--dag-file", type=Path, required=True, help="a manifest (.json) or its stub (.py)")
-    add_setting(p, "policy")
-    add_setting(p, "environment", help="render the manifest resolved for this environment (its environments)")
+    add_setting(
+        p,
+        "environment",
+        help="render the manifest resolved for this environment (its environments); with --bucket, "
+        "under its published platform policy",
+    )
+    add_setting(p, "bucket", help=_POLICY_BUCKET)
+    contract.add_flags(p)
     p.add_argument(
         "--kubernetes-version",
         default=None,
@@ -144,6 +160,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ],
     )
     p.set_defaults(handler=cmd_schema)
+
+
+_POLICY_BUCKET = "with --environment: the bucket the environment's platform policy is published in"
 
 
 def _manifest_path(path: Path) -> Path:
@@ -263,7 +282,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     target = args.dag_path or args.dag_file
     if target is None:
         raise ConfigError("validate needs --dag-file FILE or --dag-path DIR")
-    found = scan(target, package=args.package_name, policy=args.policy)
+    policy = contract.resolve(args, bucket=args.bucket, environment=args.environment)
+    found = scan(target, package=args.package_name, policy=policy)
     for warning in found.warnings:
         log(args, f"warning: {warning}")
     dags = sorted(found.manifests.values(), key=lambda m: m.dag_id)
@@ -275,7 +295,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if getattr(args, "quiet", False):  # only problems (none here) and one summary line
         tasks = sum(len(m.tasks) for m in dags)
         lines = [f"ok: {count(len(dags), 'DAG')}, {count(tasks, 'task')} in {target}"]
-    emit(args, "\n".join(lines), {"ok": True, "dags": summary, "problems": [], "warnings": found.warnings})
+    data = {"ok": True, "dags": summary, "problems": [], "warnings": found.warnings}
+    emit(args, "\n".join(lines), {**data, "policy": contract.label(policy)})
     return 0
 
 
@@ -315,7 +336,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not hasattr(utils.schema_contents, "cache_info"):
         utils.schema_contents = functools.lru_cache(maxsize=None)(utils.schema_contents)
     path = _manifest_path(args.dag_file)
-    policy = platform.load(args.policy) if args.policy else platform.DEFAULT
+    policy = contract.resolve(args, bucket=args.bucket, environment=args.environment)
     m = manifests.load(path, policy=policy)
     if "environments" in m.data:
         if not args.environment:

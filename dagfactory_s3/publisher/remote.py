@@ -21,7 +21,8 @@ import orjson
 from dagfactory_s3 import settings
 from dagfactory_s3.errors import ConfigError
 from dagfactory_s3.naming import history_name
-from dagfactory_s3.publisher import iam
+from dagfactory_s3.platform import Policy
+from dagfactory_s3.publisher import contract, iam
 from dagfactory_s3.publisher.diff import dag_changes, dag_counts
 from dagfactory_s3.publisher.history import rollback_target
 from dagfactory_s3.publisher.scan import missing_stubs
@@ -92,7 +93,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             ],
         ),
     ):
-        p = command(sub, name, summary, examples, "Validates with the same rules as 'validate' first.")
+        p = command(
+            sub,
+            name,
+            summary,
+            examples,
+            "Validates with the same rules as 'validate' first, under the platform policy published for\n"
+            "--environment (or --policy FILE).",
+        )
         _target_flags(p)
         p.add_argument(
             "--dag-path", type=Path, required=True, help="directory of manifests (and optionally their stubs)"
@@ -106,7 +114,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             help="commit recorded in the release record and stamped on changed manifests "
             "[default: GITHUB_SHA, CI_COMMIT_SHA, else none]",
         )
-        add_setting(p, "policy")
+        contract.add_flags(p)
         _detailed_exitcode(p)
         if name == "publish":
             p.add_argument("--dry-run", action="store_true", help="print the plan, write nothing (= 'plan')")
@@ -125,7 +133,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "      --from dev --to prod --release 20240101T120000.123Z-1a2b3c --yes",
         ],
         "Reads S3 only (no --dag-path): the source manifests the release recorded, each verified by its "
-        "sha256, resolved for --to, checked with the same rules as 'publish' (--policy), published to "
+        "sha256, resolved for --to, checked with the same rules as 'publish' (under the platform policy "
+        "published for --to, or --policy FILE), published to "
         "--to as one atomic release that records where it came from. Both environments must be in one bucket. "
         + _CONFIRM,
     )
@@ -139,7 +148,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_setting(p, "parallelism")
     add_output(p)
-    add_setting(p, "policy")
+    contract.add_flags(p)
     _confirm_flags(p, "promote")
     _detailed_exitcode(p)
     add_setting(p, "keep")
@@ -213,6 +222,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             f"airflow-dag-publisher iam-policy {_TARGET} > policies.json",
             "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod "
             "--package-name pipeline_processing --promote-from dev",
+            "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod --platform",
         ],
     )
     add_setting(p, "bucket")
@@ -225,6 +235,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ENV",
         help="an environment the role promotes from: adds read access to the package's records and "
         "content there, nothing else (repeatable)",
+    )
+    p.add_argument(
+        "--platform",
+        action="store_true",
+        help="print the platform role's policy instead: it alone writes <env>/_platform/ ('policy publish')",
     )
     p.set_defaults(handler=cmd_iam_policy)
 
@@ -317,13 +332,25 @@ def _plan_data(args: argparse.Namespace, plan: ReleasePlan) -> dict[str, Any]:
     }
 
 
-def _apply(args: argparse.Namespace, plan: ReleasePlan, verb: str, stop: Stop, *, to: str = "") -> int:
+def _apply(
+    args: argparse.Namespace,
+    plan: ReleasePlan,
+    verb: str,
+    stop: Stop,
+    *,
+    to: str = "",
+    policy: Policy | None = None,
+) -> int:
+    """Show or apply ``plan``; ``policy``: the platform policy its manifests were checked against (none
+    for rollback and retire, which check nothing)."""
     plan.wanted.published_by = getattr(args, "published_by", None) or settings.ci_identity(os.environ)
     for warning in plan.warnings:
         log(args, f"warning: {warning}")
     store = plan.store
     where = f"{store.package} in s3://{store.bucket}/{store.prefix}"
     data = _plan_data(args, plan)
+    if policy is not None:
+        data["policy"] = contract.label(policy)
     n = data["summary"]
     pending = 2 if getattr(args, "detailed_exitcode", False) and data["changes_pending"] else 0
     if args.dry_run:
@@ -372,13 +399,15 @@ def cmd_publish(args: argparse.Namespace, stop: Stop) -> int:
     require(args, "bucket", "environment", "package_name")
     store = PackageStore(None, args.bucket, args.environment, args.package_name)  # names first, no client yet
     labels = _release_labels(args)
-    # invalid input: nothing else happens; manifests with environments are resolved for this one
-    wanted = wanted_from_dir(args.dag_path, store.package, policy=args.policy, environment=args.environment)
+    store.client = _store(args).client
+    policy = contract.resolve(args, bucket=store.bucket, environment=store.environment, client=store.client)
+    # invalid input: nothing else is read or written; manifests with environments are resolved for this one
+    wanted = wanted_from_dir(args.dag_path, store.package, policy=policy, environment=args.environment)
     for warning in missing_stubs(sorted(args.dag_path.glob("*.json"))):  # as validate warns
         log(args, f"warning: {warning}")
-    store.client = _store(args).client
     wanted.package_version, wanted.git_sha = labels
-    return _apply(args, make_plan(store, wanted, parallelism=args.parallelism), "published", stop)
+    plan = make_plan(store, wanted, parallelism=args.parallelism)
+    return _apply(args, plan, "published", stop, policy=policy)
 
 
 @_interruptible
@@ -393,10 +422,14 @@ def cmd_promote(args: argparse.Namespace, stop: Stop) -> int:
             f"--from and --to are both {source.environment!r}; promote between two environments"
         )
     source.client = target.client = _store(args, environment=args.target).client
-    plan = promote(source, target, args.release, policy=args.policy, parallelism=args.parallelism)
+    # the target's policy: what Airflow there will check the promoted manifests against
+    policy = contract.resolve(
+        args, bucket=target.bucket, environment=target.environment, client=target.client
+    )
+    plan = promote(source, target, args.release, policy=policy, parallelism=args.parallelism)
     _confirm(args, "promote")
     origin = plan.wanted.promoted_from
-    return _apply(args, plan, "promoted", stop, to=f" from {origin}")
+    return _apply(args, plan, "promoted", stop, to=f" from {origin}", policy=policy)
 
 
 def _release_labels(args: argparse.Namespace) -> tuple[str | None, str | None]:
@@ -507,6 +540,12 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_iam_policy(args: argparse.Namespace) -> int:
+    if args.platform:
+        require(args, "bucket", "environment")
+        if args.promote_from:
+            raise ConfigError("--promote-from is for a package's CI role, not --platform")
+        print(iam.dumps({"platform_role": iam.platform_policy(args.bucket, args.environment)}), end="")
+        return 0
     require(args, "bucket", "environment", "package_name")
     print(
         iam.dumps(iam.policies(args.bucket, args.environment, args.package_name, args.promote_from)), end=""

@@ -102,21 +102,20 @@ def scan(
     package: str | None,
     strict_names: bool = True,
     check_stubs: bool = True,
-    policy: str | None = None,
+    policy: platform.Policy = platform.DEFAULT,
 ) -> DagSet:
     """Check every manifest and stub of ``target`` (a directory, a manifest or a stub). All problems at once.
 
     ``package``, when given, is the package every manifest must belong to. ``strict_names`` requires
     the published naming (``<dag_id>.json``); only stub regeneration turns it (and ``check_stubs``) off.
-    ``policy`` is the platform policy file to check against (the Airflow image's; default: built in).
+    ``policy`` is the platform policy to check against (the command chose it: :mod:`.contract`).
     """
-    rules = platform.load(policy) if policy else platform.DEFAULT
     problems: list[Problem] = []
     found = DagSet(target if target.is_dir() else target.parent)
     json_files, py_files = _files(target)
     for path in json_files:
         try:
-            m = manifests.load(path, package=package, policy=rules, source=True)
+            m = manifests.load(path, package=package, policy=policy, source=True)
         except ManifestError as exc:
             problems.extend(exc.problems())
             continue

@@ -181,7 +181,11 @@ def _digests(record: Release) -> dict[str, tuple[str, str | None]]:
 
 
 def wanted_from_dir(
-    dag_path: Path, package: str, *, policy: str | None = None, environment: str | None = None
+    dag_path: Path,
+    package: str,
+    *,
+    policy: platform.Policy = platform.DEFAULT,
+    environment: str | None = None,
 ) -> Wanted:
     """Validate ``dag_path`` (all problems at once) and build the files to publish: manifests (resolved
     for ``environment`` when they declare ``environments``) + fresh stubs."""
@@ -780,12 +784,13 @@ def promote(
     target: PackageStore,
     release_id: str | None = None,
     *,
-    policy: str | None = None,
+    policy: platform.Policy = platform.DEFAULT,
     parallelism: int = DEFAULT_PARALLELISM,
 ) -> ReleasePlan:
     """A plan that publishes to ``target`` the sources recorded by a release of ``source`` (its
     current one, or ``release_id`` from its history), resolved for the target's environment and
-    checked with the rules of ``publish``. Reads S3 only; any problem raises before a write."""
+    checked with the rules of ``publish`` under ``policy`` (the target's). Reads S3 only; any problem
+    raises before a write."""
     record = source.current().record
     if record is None:
         raise PublishError(f"nothing to promote: no release of {source.package!r} in {source.url()}")
@@ -800,7 +805,6 @@ def promote(
         )
     found: dict[str, manifests.Manifest] = {}
     problems = []
-    rules = platform.load(policy) if policy else platform.DEFAULT
     wanted_json = sorted(r for r in release.files if r.endswith(".json"))
 
     def fetch(rest: str) -> bytes:
@@ -850,7 +854,7 @@ def promote(
     for rest, data in zip(wanted_json, parallel(fetch, wanted_json, parallelism), strict=True):
         display = f"{source.url(rest)}@{release.release_id}"
         try:
-            m = manifests.parse(data, file=display, package=target.package, policy=rules, source=True)
+            m = manifests.parse(data, file=display, package=target.package, policy=policy, source=True)
         except ManifestError as exc:
             problems += exc.problems()
             continue
