@@ -30,6 +30,7 @@ from dagfactory_s3.manifest.pod_fields import FIELDS
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import NOTIFIER_KINDS, Policy
 from dagfactory_s3.schedule import parse_duration, parse_instant
+from dagfactory_s3.serve import policy as policies
 from dagfactory_s3.stub import API_VERSION
 
 __all__ = ["ManifestPodOperator", "build_dag", "pod_labels", "render_pods"]
@@ -44,7 +45,8 @@ class ManifestPodOperator(KubernetesPodOperator):
     Before Airflow renders a task's templated fields (in the worker, for a mapped task's every
     instance too), every string it is about to render is checked again by
     :func:`dagfactory_s3.templates.problems`, the code ``validate`` and the parse ran, with the scope
-    the platform policy of this worker grants the task's package: a DAG that reached a worker without
+    the platform policy grants the task's package (the one the DAG was parsed under: the image's
+    override, else the copy served beside its stub): a DAG that reached a worker without
     passing the parse's rules still cannot call out of the language. The package is read from the
     label the factory sets (a manifest may not set ``dagfactory-s3/`` labels).
     """
@@ -64,8 +66,10 @@ class ManifestPodOperator(KubernetesPodOperator):
     def _template_scope(self) -> templates.Scope:
         labels = self.labels if isinstance(self.labels, dict) else {}
         package = str(labels.get(PACKAGE_LABEL, ""))
-        policy = platform.from_environment()
         dag = self.dag if self.has_dag() else None
+        # The policy the parse used: the copy served beside the stub this worker parsed the DAG from.
+        fileloc = dag.fileloc if dag is not None else ""
+        policy = policies.for_stub(fileloc) if fileloc else platform.from_environment()
         return templates.Scope(
             package=package,
             params=frozenset(dag.params.keys()) if dag is not None else frozenset(),
@@ -392,7 +396,8 @@ def _notifier_classes(
             defined = (
                 f"the platform policy ({policy.file}) defines: {', '.join(sorted(policy.notifiers)) or 'none'}"
                 if policy.notifiers is not None
-                else "no platform policy file is configured (DAGFACTORY_POLICY)"
+                else "no platform policy: none is served beside the packages (`airflow-dag-publisher policy "
+                "publish`) and DAGFACTORY_POLICY names no file"
             )
             raise ManifestError(
                 [Problem(manifest.file, f"{pointer}/{i}", f"unknown notifier {name!r}; {defined}")]

@@ -127,8 +127,18 @@ OPTIONS: dict[str, Option] = {
         "DAGFACTORY_POLICY",
         str,
         None,
-        "the platform policy file of the Airflow image (what manifests may use; docs/deploy.md)",
-        shown="built-in default policy",
+        "a platform policy file (what manifests may use; docs/deploy.md) to check against instead of the "
+        "environment's published one; works offline",
+        shown="the environment's published policy (<env>/_platform/policy.json), else built in",
+    ),
+    "require_policy": Option(
+        "--require-policy",
+        "DAGFACTORY_REQUIRE_POLICY",
+        _bool,
+        False,
+        "refuse to check manifests without a platform policy (no --policy and none published): exit 2 "
+        "instead of a warning",
+        switch=True,
     ),
     "keep": Option("--keep", None, _positive(int), 10, "release records kept for rollback"),
     "gc_grace": Option(
@@ -201,6 +211,15 @@ OPTIONS: dict[str, Option] = {
         False,
         "run one cycle and exit (init container): 0 when S3 was listed, whatever one package holds; 1 when S3 failed; 2 configuration",
         switch=True,
+    ),
+    "dag_id": Option(
+        "--dag-id",
+        "DAG_SYNC_DAG_ID",
+        str,
+        None,
+        "with --once: serve this one DAG and the platform policy, nothing else (a worker pod's init "
+        "container: its dag_id annotation through the downward API); 1 when the environment does not serve it",
+        shown="none: the whole environment",
     ),
     "workers": Option("--workers", "DAG_SYNC_WORKERS", _positive(int), 16, "parallel downloads"),
     "max_backoff": Option(

@@ -202,14 +202,21 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
         f"[{time.monotonic() - started:.1f}s]",
     )
 
-    # 2. Publish the examples exactly as a package's CI job would.
+    # 2. The platform publishes its policy to the bucket; then the examples are published exactly as a
+    # package's CI job would, checked against that policy.
+    argv, policy_id = stack.publish_policy()
+    console.step("policy", f"$ {shlex.join(argv)}".replace(str(POLICY), _rel(POLICY)))
+    console.detail(
+        f"policy {policy_id} in s3://{stack.bucket}/{stack.environment}/_platform/: what CI checks against "
+        "and what the sidecar serves to Airflow"
+    )
     stack.copy_examples()
     git_sha = _git_sha()
     for package in sorted(p.name for p in EXAMPLES.iterdir() if (p / "airflow_dags").is_dir()):
         extra = ("--package-version", "demo", *(("--git-sha", git_sha) if git_sha else ()))
         published = stack.publish(package, *extra)
         command = f"$ {shlex.join(published.argv)}".replace(str(stack.workdir), _rel(stack.workdir))
-        console.step("publish", command.replace(str(POLICY), _rel(POLICY)))
+        console.step("publish", command)
         changes = len(published.result.get("add", [])) + len(published.result.get("update", []))
         console.detail(
             f"release {published.release_id}: {changes} files uploaded, metadata.json written last "
@@ -251,7 +258,7 @@ def run(stack: Stack, args: argparse.Namespace, console: Console) -> list[Trial]
         + f" · refresh_interval={args.refresh_interval}s, min_file_process_interval=300s, sort=modified_time",
     )
     console.detail(
-        f"(the settings docs/deploy.md recommends, DAGFACTORY_POLICY={_rel(POLICY)}; "
+        "(the settings docs/deploy.md recommends, the platform policy served by the sidecar; "
         "the intervals are shortened for the demo)"
     )
 

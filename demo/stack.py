@@ -35,8 +35,8 @@ from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples" / "packages"
-# The deploy kit's platform policy: the image names it in DAGFACTORY_POLICY, and so does the demo's
-# Airflow; the demo's publishes pass it too (--policy), as a package's CI does.
+# The deploy kit's platform policy: the platform publishes it to the bucket (`policy publish`), the
+# sidecar serves it beside the packages, the factory parses under it and the publishes check against it.
 POLICY = ROOT / "deploy" / "airflow" / "dagfactory-policy.json"
 BIN = Path(sys.executable).parent
 BUCKET = "etl-airflow-dags-demo"
@@ -465,7 +465,6 @@ class Stack:
                 api_port=self.settings.api_port,
             )
         )
-        env["DAGFACTORY_POLICY"] = str(POLICY)
         # Airflow starts helpers by name (`airflow ...`); make sure it finds this venv's.
         env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
         return env
@@ -554,9 +553,15 @@ class Stack:
             package,
             "--dag-path",
             str(self.package_dir(package)),
-            "--policy",
-            str(POLICY),
         ]
+
+    def publish_policy(self) -> tuple[list[str], str]:
+        """The platform's step: publish the deploy kit's policy as the environment's (what CI checks
+        against and the sidecar serves to Airflow); the command and the policy id."""
+        argv = ["policy", "publish", "--bucket", self.bucket, "--environment", self.environment]
+        argv += ["--file", str(POLICY)]
+        result = self.cli(*argv, "--output", "json")
+        return ["airflow-dag-publisher", *argv], json.loads(result.stdout)["policy_id"]
 
     def publish(self, package: str, *extra: str) -> Published:
         argv = [*self.publish_argv(package), *extra, "--output", "json"]

@@ -155,7 +155,7 @@ class TestFactory:
         pytest.importorskip("airflow")
         from dagfactory_s3 import factory
 
-        with pytest.raises(ManifestError, match="no platform policy file is configured"):
+        with pytest.raises(ManifestError, match="no platform policy: none is served beside the packages"):
             factory.build_dag(manifest.parse(json.dumps(with_alerts()).encode(), file="m.json"))
 
     def test_failure_notifier_sends_mail_through_smtp(self, policy, monkeypatch):

@@ -24,6 +24,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from moto import mock_aws
+from test_policy_ci import put_policy
 
 from conftest import EXAMPLES, ROOT
 from s3server import Proxy, aws_env
@@ -174,6 +175,8 @@ def test_helm_values_give_every_dag_reader_a_valid_pod_with_the_sync(component: 
     dags_folder = values["config"]["core"]["dags_folder"]
     init = pod["spec"]["initContainers"]
     assert [c["args"] for c in init] == [["--once"]], "the dags folder must be complete before Airflow starts"
+    if component == "workers":  # a task pod: its task's DAG alone, named by the pod's dag_id annotation
+        assert "DAG_SYNC_DAG_ID" in {e["name"] for e in init[0]["env"]}
     for container in init + pod["spec"]["containers"][1:]:
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["DAGS_FOLDER"] == dags_folder
@@ -450,17 +453,23 @@ def test_workflow_validate_steps_pass_on_a_good_package_and_fail_on_a_bad_one(pa
 
 def test_workflow_publish_and_promote_steps_run_against_s3(package_repo: Path, bucket: str, s3: Proxy):
     """The publish job's scripts, run as written against moto, publish to dev and hand the release id
-    on; the promote job's ship that release to prod; each job's list shows it."""
+    on; the promote job's ship that release to prod; each job's list shows it. Both check against
+    their environment's published platform policy and refuse to run without one."""
     wf = _workflow()
     aws = {k: v for k, v in aws_env(s3.url).items() if k.startswith("AWS_")}
     github = dict(GITHUB_REF_NAME="main", GITHUB_RUN_NUMBER="7", GITHUB_SHA="0" * 40)
     output = package_repo / "github_output"
     output.touch()
     env = _ci_env(wf, "publish", **aws, **github, DAG_BUCKET=bucket, GITHUB_OUTPUT=str(output))
+    shipped = (ROOT / "deploy/airflow/dagfactory-policy.json").read_bytes()
+    result = _run_step(_step(wf["jobs"]["publish"], "publish"), package_repo, env)
+    assert result.returncode == 2 and "error: no platform policy" in result.stderr  # the job requires one
+    dev_policy = put_policy(s3, bucket, "dev", shipped)
     result = _run_step(_step(wf["jobs"]["publish"], "publish"), package_repo, env)
     assert result.returncode == 0, result.stdout + result.stderr
     published = json.loads((package_repo / "publish.json").read_text())
     assert published["ok"] and published["package"] == "pipeline_processing" and published["release_id"]
+    assert published["policy"] == dev_policy
     assert output.read_text() == f"release_id={published['release_id']}\n"
     client = boto3.client("s3", endpoint_url=s3.upstream)
     keys = {o["Key"] for o in client.list_objects_v2(Bucket=bucket)["Contents"]}
@@ -484,10 +493,12 @@ def test_workflow_publish_and_promote_steps_run_against_s3(package_repo: Path, b
     elsewhere = package_repo / "promote"
     elsewhere.mkdir()
     env = _ci_env(wf, "promote", **aws, DAG_BUCKET=bucket, DEV_RELEASE=published["release_id"])
+    prod_policy = put_policy(s3, bucket, "prod", shipped)
     result = _run_step(_step(wf["jobs"]["promote"], "promote"), elsewhere, env)
     assert result.returncode == 0, result.stdout + result.stderr
     promoted = json.loads((elsewhere / "promote.json").read_text())
     assert promoted["ok"] and promoted["release_id"] != published["release_id"]
+    assert promoted["policy"] == prod_policy
     prod = record("prod")
     assert prod["promoted_from"] == {"environment": "dev", "release_id": published["release_id"]}
     assert (prod["git_sha"], prod["package_version"]) == ("0" * 40, "main-7")

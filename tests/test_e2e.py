@@ -2,8 +2,9 @@
 
 One stack for the whole module (starting Airflow costs tens of seconds on two cores): a moto server
 over HTTP, ``airflow-dag-sync`` running continuously, ``airflow dag-processor`` running continuously
-against SQLite with the settings docs/deploy.md recommends and the deploy kit's policy file, and
-``airflow-dag-publisher`` run as a user runs it (with that policy, as the demo does).
+against SQLite with the settings docs/deploy.md recommends, the deploy kit's policy published to the
+bucket (``policy publish``) and served by the sidecar, and ``airflow-dag-publisher`` run as a user runs
+it (checking against that published policy, as the demo does).
 ``min_file_process_interval`` is an hour, so every change below is picked up through the stub's mtime
 (``file_parsing_sort_mode=modified_time``), never by periodic re-parsing.
 
@@ -118,6 +119,7 @@ def e2e(tmp_path_factory: pytest.TempPathFactory):
         with timing.kind("end-to-end stack start (S3, sidecar, migrate, dag-processor)"):
             migrate = stack.start_migrate()
             stack.start_s3()
+            stack.publish_policy()
             stack.copy_examples()
             stack.start_sync()
             watcher.start()
@@ -189,7 +191,8 @@ def test_publish_registers_the_dags_in_the_running_airflow(e2e: E2E):
     assert active["pipeline_processing_example_job"].images == [
         "123456789012.dkr.ecr.us-east-1.amazonaws.com/pipeline-processing:v1.0.0"
     ]
-    # Unpaused by the shipped policy's paused_on_create (the manifest does not set it): Airflow read it.
+    # Unpaused by the published policy's paused_on_create (the manifest does not set it): Airflow read
+    # the copy the sidecar served from the bucket (the image names no policy file).
     assert e2e.stack.db.paused()["pipeline_processing_example_job"] is False
     assert e2e.processor.alive() and e2e.processor.pid == pid
     assert len(e2e.stack.db.processor_jobs()) == 1

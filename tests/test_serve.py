@@ -509,5 +509,5 @@ def test_a_worker_never_runs_a_version_without_its_policy(s3, bucket, tmp_path):
     processor = versions(tmp_path / "processor", bucket)
     processor.refresh()
     boto3.client("s3").delete_object(Bucket=bucket, Key=policies.object_key(ENV, sha))
-    with pytest.raises(SyncError, match="_platform/objects/.* is missing"):
+    with pytest.raises(SyncError, match=r"_platform/objects/.* is missing"):
         versions(tmp_path / "worker", bucket).materialize(processor.current_version())

@@ -328,14 +328,20 @@ class TestDeployment:
         known = {opt.env for opt in OPTIONS.values()} | {"AWS_REGION"}
         for component in ("dagProcessor", "workers", "triggerer"):
             (init,) = values[component]["extraInitContainers"]
-            (side,) = values[component]["extraContainers"]
-            assert init["args"] == ["--once"] and "args" not in side
-            for container in (init, side):
+            sides = values[component]["extraContainers"]
+            assert init["args"] == ["--once"] and all("args" not in side for side in sides)
+            for container in (init, *sides):
                 assert {e["name"] for e in container["env"]} <= known
                 assert container["securityContext"]["runAsNonRoot"] is True
                 assert container["volumeMounts"][0]["mountPath"] == "/opt/airflow/dags"
-            assert side["readinessProbe"]["httpGet"]["path"] == "/readyz"
+            assert all(side["readinessProbe"]["httpGet"]["path"] == "/readyz" for side in sides)
             assert values[component]["extraVolumeMounts"][0]["readOnly"] is True
+        # A KubernetesExecutor worker pod runs one task: its init container serves that DAG alone, named
+        # by the dag_id annotation the executor puts on the pod (the downward API); no sidecar.
+        (init,) = values["workers"]["extraInitContainers"]
+        dag_id = next(e for e in init["env"] if e["name"] == "DAG_SYNC_DAG_ID")
+        assert dag_id["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.annotations['dag_id']"
+        assert values["workers"]["extraContainers"] == []
 
     def test_image_is_slim_non_root_and_execs_the_binary(self):
         """The Dockerfile runs as uid 50000 from python:3.11-slim; the entrypoint execs airflow-dag-sync."""

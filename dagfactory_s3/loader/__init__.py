@@ -43,14 +43,15 @@ def load_dag(stub_file: str, manifest: str, *, api: int) -> DAG:
             ]
         )
     try:
-        from dagfactory_s3 import factory, platform
+        from dagfactory_s3 import factory
         from dagfactory_s3 import manifest as manifests
+        from dagfactory_s3.serve import policy as policies
 
         if not os.path.exists(path):  # a versioned bundle's worker fetches what it runs, when it runs it
             from dagfactory_s3 import pending
 
             pending.fetch(path)
-        policy = platform.from_environment()
+        policy = policies.for_stub(stub_file)  # the image's override, else the served copy, else the default
         checked = _for_local_environment(stub_file, manifests.load(path, policy=policy))
         problems = _placement_problems(stub_file, checked)
         if problems:
@@ -187,5 +188,6 @@ def warm() -> None:
     Kubernetes client, so components that never parse DAGs pay a few milliseconds, not more.
     """
     from dagfactory_s3 import manifest, schema  # noqa: F401  (imported for their side effect)
+    from dagfactory_s3.serve import policy  # noqa: F401  (the served policy's reader: no botocore)
 
     schema._validator()

@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from dagfactory_s3 import fs, naming, platform
-from dagfactory_s3.errors import ConfigError, StorageError
+from dagfactory_s3.errors import ConfigError, SyncError
 
 __all__ = [
     "FORMAT",
@@ -234,7 +234,7 @@ def read_policy(
     fetched = s3.get(client, bucket, key, max_bytes=MAX_POLICY_BYTES)
     assert fetched is not None
     if hashlib.sha256(fetched.data).hexdigest() != entry.sha256 or len(fetched.data) != entry.size:
-        raise StorageError(f"s3://{bucket}/{key}: does not match the sha256 and size its pointer records")
+        raise SyncError(f"s3://{bucket}/{key}: does not match the sha256 and size its pointer records")
     return fetched.data, platform.parse(fetched.data, label(environment, entry.policy_id))
 
 

@@ -1,9 +1,10 @@
 """``airflow-dag-sync``: keep an Airflow dags folder equal to what packages publish in S3.
 
 The contract (see ``sidecar/README.md``): the dags folder holds ``<package>/dags/<dag_id>.json`` and
-its canonical stub ``<dag_id>.py``, nothing else; a package with a release record is served exactly
-as recorded (verified by sha256) or not changed at all; no file is ever seen half-written, no stub
-without its manifest; nothing is deleted after a failed listing or beyond the mass-delete guard.
+its canonical stub ``<dag_id>.py``, and the environment's platform policy in ``_platform/``, nothing
+else; a package with a release record is served exactly as recorded (verified by sha256) or not
+changed at all; no file is ever seen half-written, no stub without its manifest; nothing is deleted
+after a failed listing or beyond the mass-delete guard.
 
 Configuration: every flag has an environment twin, from the one table in :mod:`dagfactory_s3.settings`.
 S3 is reached only through the standard AWS chain (``AWS_ENDPOINT_URL``, profiles, pod identity).
@@ -52,6 +53,7 @@ SETTINGS = (
     "allow_python",
     "mirror_unreleased",
     "once",
+    "dag_id",
     "workers",
     "max_backoff",
 )
@@ -69,6 +71,7 @@ class Config:
     allow_python: bool
     mirror_unreleased: bool
     once: bool
+    dag_id: str | None
     workers: int
     max_backoff: float
     warnings: tuple[str, ...] = ()
@@ -82,6 +85,8 @@ examples:
   DAG_BUCKET=etl-airflow-dags-prod ENVIRONMENT=prod DAGS_FOLDER=/opt/airflow/dags airflow-dag-sync
   # one cycle and exit (an init container): 0 when S3 was listed, 1 when it failed, 2 configuration
   airflow-dag-sync --once --bucket etl-airflow-dags-dev --environment dev --dags-folder /tmp/dags
+  # a KubernetesExecutor worker pod's init container: its one DAG (4 requests, whatever the size)
+  airflow-dag-sync --once --dag-id reporting_seeder_refresh_all --bucket b --environment prod
   # against a local S3 (moto): the standard AWS chain, AWS_ENDPOINT_URL included
   AWS_ENDPOINT_URL=http://127.0.0.1:5000 airflow-dag-sync --once --bucket b --environment dev
 """
@@ -116,6 +121,8 @@ def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
         raise ConfigError("no bucket: set DAG_BUCKET or --bucket")
     if not values["environment"]:
         raise ConfigError("no environment: set ENVIRONMENT or --environment")
+    if values["dag_id"] and not values["once"]:
+        raise ConfigError("DAG_SYNC_DAG_ID/--dag-id serves one DAG for one task: it needs --once")
     why = check_environment(values["environment"])
     if why:
         raise ConfigError(f"ENVIRONMENT/--environment: {why}")
@@ -234,11 +241,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.listeners.append(health.hear)  # /readyz repeats a standing warning (an empty environment)
         log("listening", metrics_addr=f"{host}:{health.port}")
 
+    if cfg.dag_id:
+        return _serve_one(cfg, log)
     try:
         return _serve(cfg, log, metrics, health)
     finally:
         if health:
             health.stop()
+
+
+def _serve_one(cfg: Config, log: Log) -> int:
+    """``--once --dag-id``: the one DAG a worker pod's task runs (:mod:`dagfactory_s3.sync.one`)."""
+    from dagfactory_s3.sync.one import fetch_dag
+
+    start = time.monotonic()
+    try:
+        client = s3support.client(max_pool_connections=2)
+        got = fetch_dag(client, cfg.bucket, cfg.environment, cfg.dags_folder, cfg.dag_id or "")
+    except ConfigError as exc:
+        log("error", level="error", kind="config", error=str(exc))
+        return exc.exit_code
+    except DagFactoryError as exc:  # not served, S3 failing, or refused: the task cannot start
+        log("error", level="error", kind="dag", dag_id=cfg.dag_id, error=str(exc))
+        return 1
+    log(
+        "dag",
+        dag_id=cfg.dag_id,
+        package=got.package,
+        release_id=got.release_id,
+        policy_id=got.policy_id or None,
+        requests=got.requests,
+        seconds=round(time.monotonic() - start, 3),
+    )
+    return 0
 
 
 def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None) -> int:

@@ -105,7 +105,20 @@ class Metrics:
             registry=r,
         )
         self.ready = Gauge("dagsync_ready", "1 after the first complete sync", registry=r)
+        self.policy = Gauge(
+            "dagsync_policy_info",
+            "The platform policy served in _platform/ (value 1)",
+            ["policy_id"],
+            registry=r,
+        )
+        self.policy_refused = Counter(
+            "dagsync_policy_refused",
+            "Platform policies not served: unreadable, not as their pointer records, or not a policy "
+            "(counted once per pointer version and reason)",
+            registry=r,
+        )
         self._releases: dict[str, str] = {}
+        self._policy: str | None = None
 
     def set_release(self, package: str, release_id: str | None) -> None:
         old = self._releases.get(package)
@@ -118,6 +131,13 @@ class Metrics:
         else:
             self._releases[package] = release_id
             self.release.labels(package, release_id).set(1)
+
+    def set_policy(self, policy_id: str | None) -> None:
+        if self._policy is not None and self._policy != policy_id:
+            self.policy.remove(self._policy)
+        self._policy = policy_id
+        if policy_id is not None:
+            self.policy.labels(policy_id).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -3,7 +3,8 @@
 A cycle has four steps, each of which can only *narrow* what gets applied:
 
 1. **list** -- one paginated ListObjectsV2 of ``<env>/``; any error or an incomplete listing ends
-   the cycle with nothing changed (fail-static);
+   the cycle with nothing changed (fail-static); then the platform policy, when its pointer changed,
+   is served in ``_platform/`` (verified, parsed; else the served one stays);
 2. **plan** -- per package, the files it should have: exactly its release record when it has a
    ``metadata.json``, else a mirror of its ``dags/``; keys, stubs and DAG ids are checked here
    (:mod:`dagfactory_s3.serve.rules`), and a DAG id keeps serving from the package that has it;
@@ -38,6 +39,7 @@ from dagfactory_s3 import release as releases
 from dagfactory_s3.errors import DagFactoryError, RecordError, StorageError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
 from dagfactory_s3.manifest import too_large
+from dagfactory_s3.serve import policy as policies
 from dagfactory_s3.serve.rules import (
     MAX_PYTHON_BYTES,
     MAX_RECORD_BYTES,
@@ -202,10 +204,12 @@ class Reconciler:
         # Objects refused after a GET, by key: (ETag, kind, reason). Not fetched again until the ETag changes.
         self._refused_objects: dict[str, tuple[str, str, str]] = {}
         self._waiting_logged: dict[str, str] = {}
+        self._policy_said: tuple[str, str] | None = None  # (pointer ETag, what) last logged about the policy
         self.root.mkdir(parents=True, exist_ok=True)
         self.state = State.load(state_dir, bucket=bucket, environment=environment)
         self._recover()
         self.metrics.dags.set(self.state.dag_count())
+        self.metrics.set_policy(self._served_policy_id())
         for name, pkg in self.state.packages.items():
             self.metrics.set_release(name, pkg.release_id)
 
@@ -217,6 +221,7 @@ class Reconciler:
     def _recover(self) -> None:
         """Make the state match the disk after an interrupted cycle (SIGKILL, OOM, node loss)."""
         stale = fs.remove_temp_files(self.root, f"*/{naming.DAGS_DIR}")
+        stale += fs.remove_temp_files(self.root, policies.PLATFORM_DIR)
         for leftover in [*self.root.glob(f"*/{STAGING_DIR}"), *self.root.glob(f"*/{OLD_DIR}")]:
             if fs.escape(self.root, leftover):
                 continue  # reached through a planted link: not ours to delete (the package is refused later)
@@ -259,6 +264,10 @@ class Reconciler:
         self._warn_if_empty(listing)
         for key in [k for k in self._refused_objects if k not in listing]:
             del self._refused_objects[key]
+        try:  # before the packages: their manifests are parsed under the policy they were published for
+            self._serve_policy(cycle, listing)
+        except Exception as exc:  # a bug here must not cost the packages their cycle
+            self._policy_refused(listing.get(policies.pointer_key(self.env)), f"{type(exc).__name__}: {exc}")
 
         found = self._classify(cycle, listing)
         report.complete = True  # until a download fails
@@ -354,6 +363,108 @@ class Reconciler:
             elif cls.kind in ("dag", "metadata"):
                 found.setdefault(cls.package, {})[cls.rest] = (cls, listing[key])
         return found
+
+    # -- the platform policy ------------------------------------------------------------------
+
+    def _serve_policy(self, cycle: Cycle, listing: dict[str, s3.Listed]) -> None:
+        """Serve the environment's platform policy at ``<dags_folder>/_platform/`` when its pointer
+        changed (zero GETs when it did not). Fail-static: a pointer or policy that cannot be read,
+        verified or parsed keeps the one served; a pointer removed from S3 too (a platform retires a
+        policy by publishing a permissive one)."""
+        key = policies.pointer_key(self.env)
+        listed = listing.get(key)
+        served = self.state.policy
+        on_disk = self._served_policy_id()
+        if listed is None:
+            if served is not None:
+                self._say_policy(
+                    "",
+                    "removed",
+                    lambda: self.log(
+                        "policy_removed",
+                        level="warning",
+                        key=key,
+                        policy_id=on_disk,
+                        note="keeping the served policy; publish a permissive policy to retire it",
+                    ),
+                )
+            return
+        if served == (listed.etag, on_disk):
+            self._policy_said = None  # served as published: the next refusal or removal is news
+            return
+        folder = self.root / policies.PLATFORM_DIR
+        unsafe = fs.escape(self.root, folder / policies.POINTER) or fs.escape(
+            self.root, folder / policies.SERVED_ID
+        )
+        if unsafe:
+            self._policy_refused(listed, unsafe)
+            return
+        try:
+            record, etag = policies.read_record(self.client, self.bucket, self.env)
+            self.metrics.downloaded.inc()
+            if record is None:  # deleted since the listing: the next cycle says so
+                return
+            entry = record.current
+            if entry.policy_id != on_disk:
+                raw, _ = policies.read_policy(
+                    self.client,
+                    self.bucket,
+                    self.env,
+                    entry,
+                    record=record,
+                    on_get=self.metrics.downloaded.inc,
+                )
+                policies.write_served(folder, raw, self.env, entry.policy_id)
+                self.metrics.set_policy(entry.policy_id)
+                self.log("policy", key=key, policy_id=entry.policy_id, sha256=entry.sha256, previous=on_disk)
+                self._touch_stubs()
+        except DagFactoryError as exc:  # unreadable, not as its pointer records, or not a policy
+            self._policy_refused(listed, str(exc))
+            return
+        self.state.policy = (etag or listed.etag, entry.policy_id)
+        self._policy_said = None
+        cycle.state_dirty = True
+
+    def _served_policy_id(self) -> str | None:
+        """The id of the policy served in ``_platform/`` for this environment, or None."""
+        try:
+            served = fs.read_no_follow(self.root / policies.PLATFORM_DIR / policies.SERVED_ID)
+        except OSError:
+            return None
+        policy_id, _, environment = served.decode("ascii", "replace").strip().partition(" ")
+        return policy_id if environment == self.env and naming.RELEASE_ID_RE.fullmatch(policy_id) else None
+
+    def _touch_stubs(self) -> None:
+        """Another policy changes what every DAG may use: advance each served stub's mtime, so Airflow
+        parses it again now (``file_parsing_sort_mode=modified_time``), not at the periodic re-parse."""
+        for name, pkg in sorted(self.state.packages.items()):
+            if self._escape(name):
+                continue  # that package's error, said when it is written
+            for rest in (r for r in pkg.files if r.endswith(".py")):
+                with contextlib.suppress(OSError):  # gone by hand: the next cycle rewrites it
+                    os.utime(self.root / name / rest, follow_symlinks=False)
+
+    def _policy_refused(self, listed: s3.Listed | None, reason: str) -> None:
+        """The policy was not served: one line and one count per pointer version and reason."""
+        key = policies.pointer_key(self.env)
+        kept = self._served_policy_id()
+
+        def say() -> None:
+            self.metrics.policy_refused.inc()
+            self.log(
+                "policy_refused",
+                level="warning",
+                key=key,
+                reason=reason,
+                note=f"keeping the served policy {kept}" if kept else "no policy served yet",
+            )
+
+        self._say_policy(listed.etag if listed else "", reason, say)
+
+    def _say_policy(self, etag: str, what: str, emit: Callable[[], object]) -> None:
+        if self._policy_said != (etag, what):
+            self._policy_said = (etag, what)
+            emit()
 
     # -- 2. plan ------------------------------------------------------------------------------
 

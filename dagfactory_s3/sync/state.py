@@ -65,6 +65,8 @@ class State:
     # Release records seen, by package: (metadata.json ETag unquoted, raw record). Saves a GET per cycle.
     records: dict[str, tuple[str, str]] = field(default_factory=dict)
     pending: list[str] = field(default_factory=list)  # "<package>/<rest>" possibly on disk
+    # The platform policy served in <dags_folder>/_platform/: (its pointer's ETag unquoted, policy id).
+    policy: tuple[str, str] | None = None
 
     @classmethod
     def load(cls, directory: Path, *, bucket: str, environment: str) -> State:
@@ -79,7 +81,7 @@ class State:
             return empty
         if doc.get("bucket") != bucket or doc.get("environment") != environment:
             # Another source: what is on disk is still ours to manage, so keep the file list.
-            doc["records"] = {}
+            doc["records"], doc["policy"] = {}, None
         try:
             packages = {
                 name: PackageState(
@@ -93,9 +95,11 @@ class State:
             }
             records = {name: (_unquote(r[0]), r[1]) for name, r in doc.get("records", {}).items()}
             pending = [str(p) for p in doc.get("pending", [])]
+            policy = doc.get("policy")
+            policy = (str(policy[0]), str(policy[1])) if policy else None
         except (KeyError, TypeError, IndexError, AttributeError, ValueError):
             return empty
-        return cls(bucket, environment, packages, records, pending)
+        return cls(bucket, environment, packages, records, pending, policy)
 
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
@@ -115,6 +119,7 @@ class State:
             },
             "records": {name: list(r) for name, r in sorted(self.records.items())},
             "pending": sorted(set(self.pending)),
+            "policy": list(self.policy) if self.policy else None,
         }
         atomic_write(directory / STATE_FILE, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
 
