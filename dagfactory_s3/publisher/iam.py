@@ -115,6 +115,25 @@ def package_policy(
     }
 
 
+def _read_environment(bucket_arn: str, environment: str) -> list[dict[str, Any]]:
+    """List and read everything under ``<env>/``: what Airflow's readers and the platform role need."""
+    return [
+        {
+            "Sid": "ListEnvironment",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": [f"{environment}/", f"{environment}/*"]}},
+        },
+        {
+            "Sid": "ReadEnvironment",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": f"{bucket_arn}/{environment}/*",
+        },
+    ]
+
+
 def airflow_policy(bucket: str, environment: str) -> dict[str, Any]:
     """Airflow's sync sidecar: list and read ``<env>/``; nothing else."""
     _check(bucket, environment, None)
@@ -122,19 +141,7 @@ def airflow_policy(bucket: str, environment: str) -> dict[str, Any]:
     return {
         "Version": _VERSION,
         "Statement": [
-            {
-                "Sid": "ListEnvironment",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": bucket_arn,
-                "Condition": {"StringLike": {"s3:prefix": [f"{environment}/", f"{environment}/*"]}},
-            },
-            {
-                "Sid": "ReadEnvironment",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                "Resource": f"{bucket_arn}/{environment}/*",
-            },
+            *_read_environment(bucket_arn, environment),
             {
                 "Sid": "DenyAllWrites",
                 "Effect": "Deny",
@@ -154,19 +161,7 @@ def platform_policy(bucket: str, environment: str) -> dict[str, Any]:
     return {
         "Version": _VERSION,
         "Statement": [
-            {
-                "Sid": "ListEnvironment",
-                "Effect": "Allow",
-                "Action": "s3:ListBucket",
-                "Resource": bucket_arn,
-                "Condition": {"StringLike": {"s3:prefix": [f"{environment}/", f"{environment}/*"]}},
-            },
-            {
-                "Sid": "ReadEnvironment",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                "Resource": f"{bucket_arn}/{environment}/*",
-            },
+            *_read_environment(bucket_arn, environment),
             {"Sid": "WritePlatformPolicy", "Effect": "Allow", "Action": "s3:PutObject", "Resource": own},
             {
                 "Sid": "DenyWritesOutsidePlatformPrefix",
