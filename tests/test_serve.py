@@ -463,10 +463,13 @@ def test_a_version_serves_the_policy_it_was_made_with(s3, bucket, tmp_path):
         == "dev/_platform/policy.json (20260101T000000.000Z-aaaaaa)"
     )
 
+    stub_v1 = sorted((processor.tracking_dir / v1).glob("reporting_seeder/dags/*.py"))[0]
     new_id = "20260102T000000.000Z-bbbbbb"
     put_policy(bucket, {"policy_version": 1, "paused_on_create": True}, new_id)
     processor.refresh()
     v2 = processor.current_version()
+    stub_v2 = processor.tracking_dir / v2 / stub_v1.relative_to(processor.tracking_dir / v1)
+    assert not stub_v2.samefile(stub_v1)  # written anew, not linked: Airflow parses it under the new policy
     assert v2 != v1 and _policy_of(processor.current_link.resolve()).endswith(f"({new_id})")
     assert _policy_of(processor.tracking_dir / v1).endswith("(20260101T000000.000Z-aaaaaa)")
 

@@ -400,6 +400,8 @@ class ReleaseVersions:
         tree = self.tracking_dir / version
         if not tree.is_dir():
             old_tree = self.tracking_dir / current if current else None
+            if before.get(PLATFORM) != now.get(PLATFORM):
+                old_tree = None  # another policy: every stub is written anew, so Airflow parses it now
             self._build(mapping, files, tree, old_tree if old_tree and old_tree.is_dir() else None)
         link = self.base_dir / f".current.tmp-{os.getpid()}"
         with contextlib.suppress(FileNotFoundError):
