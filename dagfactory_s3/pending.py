@@ -13,7 +13,6 @@ No Airflow import: the loader calls this before the factory.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -63,18 +62,26 @@ def fetch(manifest_path: str, client: Any = None) -> bool:
     sha, key, bucket = entry["sha256"], entry["key"], doc["bucket"]
     cache = ContentCache((package_dir / doc["cache"]).resolve())
     cached = cache.path(sha)
-    if not cache.has(sha, verify=True):  # another task on this machine may have fetched it: no request
+    for _ in range(2):
+        if not cache.has(sha, verify=True):  # another task on this machine may have fetched it: no request
+            try:
+                cache.fetch(
+                    client or s3.client(),
+                    bucket,
+                    key,
+                    sha,
+                    version_id=entry.get("version_id"),
+                    max_bytes=MAX_BYTES,
+                )
+            except DagFactoryError as exc:
+                raise SyncError(f"{path}: cannot fetch this version's manifest: {exc}") from None
         try:
-            cache.fetch(
-                client or s3.client(),
-                bucket,
-                key,
-                sha,
-                version_id=entry.get("version_id"),
-                max_bytes=MAX_BYTES,
-            )
-        except DagFactoryError as exc:
-            raise SyncError(f"{path}: cannot fetch this version's manifest: {exc}") from None
-    with contextlib.suppress(FileExistsError):  # another task on this machine linked it first
-        os.link(cached, path)
-    return True
+            os.link(cached, path)
+            return True
+        except FileExistsError:  # another task on this machine linked it first
+            return True
+        except FileNotFoundError:
+            # Gone between the check and the link: the cache's cleanup in a refreshing process on this
+            # node, or another task replacing a damaged copy. Checked (and fetched) once more.
+            continue
+    raise SyncError(f"{path}: the cached manifest {sha} disappeared twice between its check and its link")
