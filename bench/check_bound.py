@@ -52,8 +52,7 @@ def _largest(make: Callable[[int], dict[str, Any]], hi: int = 100_000) -> dict[s
     def fits(n: int) -> bool:
         doc = make(n)
         raw = json.dumps(doc).encode()
-        values = _values(doc)
-        passes = 1 + len(doc.get("environments", {}))
+        values, passes = manifest.evaluated_values(doc)
         return len(raw) <= manifest.MAX_BYTES and values * passes <= MAX_EVALUATED_VALUES
 
     lo = 1
@@ -61,18 +60,6 @@ def _largest(make: Callable[[int], dict[str, Any]], hi: int = 100_000) -> dict[s
         mid = (lo + hi + 1) // 2
         lo, hi = (mid, hi) if fits(mid) else (lo, mid - 1)
     return make(lo)
-
-
-def _values(doc: Any) -> int:
-    n, stack = 0, [doc]
-    while stack:
-        value = stack.pop()
-        n += 1
-        if isinstance(value, dict):
-            stack.extend(value.values())
-        elif isinstance(value, list):
-            stack.extend(value)
-    return n
 
 
 def _with_envs(n: int) -> dict[str, Any]:
@@ -135,12 +122,12 @@ def measure(rounds: int) -> list[dict[str, Any]]:
             finally:
                 manifest._work_problem = bounded
             best = min(best, time.perf_counter() - start)
-        passes = 1 + len(doc.get("environments", {}))
+        values, passes = manifest.evaluated_values(doc)
         rows.append(
             {
                 "case": name,
                 "bytes": len(raw),
-                "values": _values(doc) * passes,
+                "values": values * passes,
                 "ms": best * 1000,
                 "outcome": outcome,
             }

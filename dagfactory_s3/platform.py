@@ -28,6 +28,8 @@ __all__ = [
     "from_environment",
     "load",
     "owns",
+    "parse",
+    "read",
 ]
 
 POLICY_ENV = "DAGFACTORY_POLICY"
@@ -320,7 +322,8 @@ def _notifiers(value: Any, file: str) -> dict[str, Notifier]:
     return out
 
 
-def load(path: str) -> Policy:
+def read(path: str) -> bytes:
+    """A policy file's bytes, at most :data:`MAX_BYTES`; a ConfigError naming the file otherwise."""
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_BYTES + 1)
@@ -328,7 +331,11 @@ def load(path: str) -> Policy:
         raise ConfigError(f"{path}: /: cannot read the platform policy: {exc.strerror or exc}") from None
     if len(raw) > MAX_BYTES:
         raise ConfigError(f"{path}: /: policy is larger than 1 MiB")
-    return parse(raw, path)
+    return raw
+
+
+def load(path: str) -> Policy:
+    return parse(read(path), path)
 
 
 def from_environment(environ: Any = os.environ) -> Policy:

@@ -437,6 +437,8 @@ def put_policy(bucket: str, doc: dict, policy_id: str, *, raw: bytes | None = No
     entry = policies.PolicyEntry(policy_id, sha, len(data))
     history = (record.current, *record.history) if record else ()
     pointer = policies.PolicyRecord(ENV, entry, history)
+    if raw is None:  # as `policy publish` writes it: the pointer carries the current policy's bytes
+        pointer = pointer.with_content(data)
     client.put_object(Bucket=bucket, Key=policies.pointer_key(ENV), Body=pointer.to_json())
     return sha
 
@@ -473,10 +475,13 @@ def test_a_version_serves_the_policy_it_was_made_with(s3, bucket, tmp_path):
     assert v2 != v1 and _policy_of(processor.current_link.resolve()).endswith(f"({new_id})")
     assert _policy_of(processor.tracking_dir / v1).endswith("(20260101T000000.000Z-aaaaaa)")
 
-    for version, policy_id in ((v1, "20260101T000000.000Z-aaaaaa"), (v2, new_id)):
+    # A fresh worker: two records and the pointer, plus the old policy's object for v1 (the pointer
+    # carries only the current policy's bytes).
+    for version, policy_id, gets in ((v1, "20260101T000000.000Z-aaaaaa", 4), (v2, new_id, 3)):
         worker = versions(tmp_path / f"worker-{policy_id}", bucket)
         assert _policy_of(worker.materialize(version)).endswith(f"({policy_id})")
         assert worker.local_mapping(version) == processor.local_mapping(version)
+        assert worker.requests["GET"] == gets, worker.requests
 
 
 def test_a_policy_that_does_not_verify_keeps_the_previous_one(s3, bucket, tmp_path, caplog):
@@ -503,14 +508,16 @@ def test_a_policy_that_does_not_verify_keeps_the_previous_one(s3, bucket, tmp_pa
 
 
 def test_a_worker_never_runs_a_version_without_its_policy(s3, bucket, tmp_path):
-    """Fail closed: when the policy a version names can no longer be read (its object deleted), a fresh
-    worker refuses the version rather than running it under the default rules."""
+    """Fail closed: when the policy a version names can no longer be read (a newer policy is current, so
+    the pointer no longer carries it, and its object was deleted), a fresh worker refuses the version
+    rather than running it under the default rules."""
     from dagfactory_s3.serve import policy as policies
 
     _two_packages(tmp_path, bucket)
     sha = put_policy(bucket, {"policy_version": 1}, "20260101T000000.000Z-aaaaaa")
     processor = versions(tmp_path / "processor", bucket)
     processor.refresh()
+    put_policy(bucket, {"policy_version": 1, "paused_on_create": True}, "20260102T000000.000Z-bbbbbb")
     boto3.client("s3").delete_object(Bucket=bucket, Key=policies.object_key(ENV, sha))
     with pytest.raises(SyncError, match=r"_platform/objects/.* is missing"):
         versions(tmp_path / "worker", bucket).materialize(processor.current_version())

@@ -60,6 +60,7 @@ __all__ = [
     "TASK_DEFAULTS",
     "Manifest",
     "Task",
+    "evaluated_values",
     "load",
     "parse",
     "publishable",
@@ -117,10 +118,9 @@ def parse(
     return Manifest(file=file, raw=raw, data=document, tasks=tasks)
 
 
-def _work_problem(document: Any, file: str) -> Problem | None:
-    """Checking a manifest costs about its JSON values, once for the manifest and once per environment
-    it is resolved for: more than :data:`MAX_EVALUATED_VALUES` is refused before any of it is checked,
-    so one manifest cannot stall whoever checks it (validate, the sidecar, the loader)."""
+def evaluated_values(document: Any) -> tuple[int, int]:
+    """What checking ``document`` costs: ``(its JSON values, passes)``; a check evaluates the values once
+    for the manifest and once more for each environment it is resolved for."""
     values, stack = 0, [document]
     while stack:
         value = stack.pop()
@@ -130,7 +130,13 @@ def _work_problem(document: Any, file: str) -> Problem | None:
         elif isinstance(value, list):
             stack.extend(value)
     environments = document.get("environments") if isinstance(document, dict) else None
-    passes = 1 + (len(environments) if isinstance(environments, dict) else 0)
+    return values, 1 + (len(environments) if isinstance(environments, dict) else 0)
+
+
+def _work_problem(document: Any, file: str) -> Problem | None:
+    """More than :data:`MAX_EVALUATED_VALUES` (:func:`evaluated_values`) is refused before any of the
+    manifest is checked, so one manifest cannot stall whoever checks it (validate, the sidecar, the loader)."""
+    values, passes = evaluated_values(document)
     if values * passes <= MAX_EVALUATED_VALUES:
         return None
     return Problem(

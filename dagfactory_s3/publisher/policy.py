@@ -33,6 +33,7 @@ from dagfactory_s3.errors import (
     PublishError,
     RecordConflict,
     StorageError,
+    SyncError,
 )
 from dagfactory_s3.publisher.store import PackageStore, env_packages
 from dagfactory_s3.publisher.terminal import (
@@ -384,13 +385,7 @@ def _open(args: argparse.Namespace) -> _Env:
 
 def _read_file(path: str) -> tuple[bytes, platform.Policy]:
     """The policy file's bytes and the policy they define; a ConfigError naming the file otherwise."""
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(platform.MAX_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(f"{path}: /: cannot read the policy file: {exc.strerror or exc}") from None
-    if len(raw) > platform.MAX_BYTES:
-        raise ConfigError(f"{path}: /: policy is larger than {platform.MAX_BYTES} bytes")
+    raw = platform.read(path)
     return raw, platform.parse(raw, path)
 
 
@@ -401,7 +396,7 @@ def _current(args: argparse.Namespace, env: _Env) -> tuple[platform.Policy, bool
         return platform.DEFAULT, False
     try:
         return published.read_policy(env.client, env.bucket, env.environment, env.record.current)[1], True
-    except (StorageError, ConfigError) as exc:
+    except (StorageError, SyncError, ConfigError) as exc:  # SyncError: not the bytes its pointer records
         log(args, f"warning: the current policy cannot be read ({exc}); comparing with the built-in default")
         return platform.DEFAULT, False
 

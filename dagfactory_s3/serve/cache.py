@@ -59,14 +59,18 @@ class ContentCache:
         """GET ``key`` (at ``version_id``), check the body's sha256, then write it as the cached ``sha``
         and return its path (callers ask :meth:`has` first). SyncError when the object is missing or is
         other bytes; S3's own errors (StorageError) pass through."""
-        path = self.path(sha)
         if on_get is not None:
             on_get()
         got = s3.get(client, bucket, key, version_id=version_id, max_bytes=max_bytes, missing_ok=True)
         if got is None:
             raise SyncError(f"s3://{bucket}/{key} is missing")
-        if hashlib.sha256(got.data).hexdigest() != sha:
-            raise SyncError(f"s3://{bucket}/{key} does not match the recorded sha256 {sha}")
+        return self.put(sha, got.data, source=f"s3://{bucket}/{key}")
+
+    def put(self, sha: str, data: bytes, *, source: str) -> Path:
+        """Cache ``data`` as ``sha`` once its digest is checked (SyncError naming ``source`` if not)."""
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise SyncError(f"{source} does not match the recorded sha256 {sha}")
+        path = self.path(sha)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fs.atomic_write(path, got.data, mode=0o444, sync_dir=False)
+        fs.atomic_write(path, data, mode=0o444, sync_dir=False)
         return path

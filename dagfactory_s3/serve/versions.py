@@ -322,11 +322,12 @@ class ReleaseVersions:
         self._client: Any = None
         self._pointers: dict[str, tuple[str, str]] = {}  # package -> (metadata.json ETag, release id)
         self._memo: dict[tuple[str, str, bool], dict[str, str] | None] = {}  # immutable: by release id
-        self._currents: dict[str, releases.Release | None] = {}  # package -> its current record, read once
-        self._currents_read: dict[str, tuple[releases.Release | None, float]] = {}  # ... and its LastModified
+        # package -> its current record (None: it has none), read once, and that object's LastModified
+        self._currents: dict[str, tuple[releases.Release | None, float]] = {}
         self._contents: dict[tuple[str, str], str] = {}  # (package, release id) -> content digest
         self._policy_pointer: tuple[str, str] | None = None  # (pointer ETag, policy id) last served
-        self._policy_record: policies.PolicyRecord | bool | None = False  # False: not read yet
+        self._policy_record: policies.PolicyRecord | None = None  # the policy pointer, once read
+        self._policy_read = False
         self.requests = {"LIST": 0, "GET": 0}
         self._counting = threading.Lock()
 
@@ -349,8 +350,7 @@ class ReleaseVersions:
     def refresh(self) -> None:
         """Read every package's release pointer, build the next version, and switch ``current`` to it."""
         self._currents.clear()  # current records are read anew each refresh (releases are immutable)
-        self._currents_read.clear()
-        self._policy_record = False
+        self._policy_read = False
         at = time.time()  # before the listing: every release it shows has an id no later than this
         listing = s3.list_objects(
             self.client, self.bucket, f"{self.env}/", on_page=lambda: self._count("LIST")
@@ -507,7 +507,7 @@ class ReleaseVersions:
         stamp_at = naming.release_time(stamp)
         left_out = dict.fromkeys(sorted(unreadable), "its record cannot be read")
         for package, release_id in guess.releases.items():
-            record, modified = self._currents_read.get(package, (None, 0.0))
+            record, modified = self._currents.get(package, (None, 0.0))
             # LastModified is in whole seconds: a rewrite within T's own second is not told apart from a
             # commit just before T (the dag-processor read the record after T's listing began).
             if record is not None and record.release_id == release_id and modified > stamp_at:
@@ -563,9 +563,8 @@ class ReleaseVersions:
                 if fetched is None
                 else read_record(fetched.data, key=key, package=package, environment=self.env)
             )
-            self._currents[package] = record
-            self._currents_read[package] = (record, fetched.modified if fetched else 0.0)
-        return self._currents[package]
+            self._currents[package] = (record, fetched.modified if fetched else 0.0)
+        return self._currents[package][0]
 
     def _ids(self, package: str) -> list[str]:
         """The release ids the package's current record names: itself and its history (no history
@@ -612,9 +611,11 @@ class ReleaseVersions:
         history, or its history object."""
         path = self.records_dir / package / f"{release_id}.json"
         key = naming.package_prefix(self.env, package) + naming.history_name(release_id)
-        if raw is None and path.is_file():
-            raw = path.read_bytes()
-        elif raw is None:  # from the current record (at most one history object read), else its own object
+        try:
+            kept: bytes | None = path.read_bytes()  # the bytes first read for this id on this machine
+        except FileNotFoundError:
+            kept = None
+        if raw is None and kept is None:  # the current record (at most one history object), else its own
             try:
                 current = self._current(package)
             except Exception:  # a bad current record: the release's history object stands
@@ -624,12 +625,15 @@ class ReleaseVersions:
             )
             raw = found.whole().to_json() if found else self._get_record(key)
             assert raw is not None
-        record = read_record(raw, key=key, package=package, environment=self.env, release_id=release_id)
-        if not path.is_file():
+        if kept is None:
+            assert raw is not None
+            record = read_record(raw, key=key, package=package, environment=self.env, release_id=release_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             fs.atomic_write(path, raw, sync_dir=False)
-        elif raw is not None and (kept := path.read_bytes()) != raw:
-            first = read_record(kept, key=key, package=package, environment=self.env, release_id=release_id)
+            return record
+        first = read_record(kept, key=key, package=package, environment=self.env, release_id=release_id)
+        if raw is not None and raw != kept:
+            record = read_record(raw, key=key, package=package, environment=self.env, release_id=release_id)
             if content_digest(first, self.env) != content_digest(record, self.env):
                 log.error(
                     "bundle %s: package %r rewrote release %s in place; the bytes first read stay served",
@@ -637,8 +641,7 @@ class ReleaseVersions:
                     package,
                     release_id,
                 )
-            return first
-        return record
+        return first
 
     def _content(self, package: str, release_id: str) -> str:
         """The content digest of one release (its record read once per machine); for the platform
@@ -655,10 +658,10 @@ class ReleaseVersions:
 
     def _read_policy_record(self) -> policies.PolicyRecord | None:
         """The environment's policy pointer, read once per refresh (a worker: once)."""
-        if self._policy_record is False:
+        if not self._policy_read:
             self._count("GET")
             self._policy_record, _ = policies.read_record(self.client, self.bucket, self.env)
-        assert self._policy_record is not True
+            self._policy_read = True
         return self._policy_record
 
     def _policy_ids(self) -> list[str]:
@@ -677,7 +680,12 @@ class ReleaseVersions:
     def _cache_policy(self, policy_id: str, sha: str) -> Path:
         """The policy's verified bytes in the content cache (fetched when missing), checked to parse."""
         path = self.cache.path(sha)
-        if not self.cache.has(sha, verify=True):
+        pointer = self._policy_record
+        if self.cache.has(sha, verify=True):
+            pass
+        elif pointer is not None and pointer.content is not None and pointer.current.sha256 == sha:
+            self.cache.put(sha, pointer.content, source=policies.pointer_key(self.env))  # carried: no GET
+        else:
             self.cache.fetch(
                 self.client,
                 self.bucket,
