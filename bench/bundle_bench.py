@@ -138,6 +138,7 @@ def measure(proxy: Proxy, action) -> dict:
         "GET": proxy.count("GET"),
         "HEAD": proxy.count("HEAD"),
         "LIST": proxy.count("LIST"),
+        "PUT": proxy.count("PUT"),
         "files": files,
     }
 

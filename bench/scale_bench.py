@@ -37,6 +37,7 @@ from pathlib import Path
 
 import boto3
 
+from bench import bundle_bench
 from bench.bundle_bench import BUCKET, ENV, ROOT, put_all, release_objects
 from bench.task_start_bench import publish_policy
 
@@ -131,17 +132,8 @@ def run(proxy: Proxy, argv: list[str], env: dict[str, str]) -> dict:
 
 
 def in_process(proxy: Proxy, action) -> dict:
-    proxy.clear()
-    start = time.perf_counter()
-    action()
-    return {
-        "seconds": round(time.perf_counter() - start, 2),
-        "requests": proxy.count(),
-        "LIST": proxy.count("LIST"),
-        "GET": proxy.count("GET"),
-        "PUT": proxy.count("PUT"),
-        "rss_mib": None,
-    }
+    """``action`` in this process (the bundle): bundle_bench's measure, no RSS of its own."""
+    return {**bundle_bench.measure(proxy, action), "rss_mib": None}
 
 
 def measure(packages: int, dags: int, seed: int, tmp: Path) -> dict:
