@@ -521,3 +521,20 @@ def test_a_worker_never_runs_a_version_without_its_policy(s3, bucket, tmp_path):
     boto3.client("s3").delete_object(Bucket=bucket, Key=policies.object_key(ENV, sha))
     with pytest.raises(SyncError, match=r"_platform/objects/.* is missing"):
         versions(tmp_path / "worker", bucket).materialize(processor.current_version())
+
+
+def test_a_pointer_whose_carried_policy_is_not_its_bytes_is_refused():
+    """The pointer may carry the current policy's bytes; bytes that do not match the sha256 and size it
+    records are refused at their pointer, like an object that does not match (never served)."""
+    from dataclasses import replace
+
+    from dagfactory_s3.errors import ConfigError
+    from dagfactory_s3.serve import policy as policies
+
+    raw = b'{"policy_version": 1}'
+    entry = policies.PolicyEntry(RID, hashlib.sha256(raw).hexdigest(), len(raw))
+    good = policies.PolicyRecord(ENV, entry).with_content(raw)
+    assert policies.PolicyRecord.from_json(good.to_json(), file="p", environment=ENV).content == raw
+    forged = replace(good, content=b'{"policy_version": 1, "allow_privileged": true}').to_json()
+    with pytest.raises(ConfigError, match="p: /content: does not match the sha256 and size"):
+        policies.PolicyRecord.from_json(forged, file="p", environment=ENV)
