@@ -159,7 +159,21 @@ OPTIONS: dict[str, Option] = {
     ),
     # -- the sidecar -------------------------------------------------------------------------
     "interval": Option(
-        "--interval", "DAG_SYNC_INTERVAL", _positive(float), 30.0, "seconds between reconcile cycles"
+        "--interval",
+        "DAG_SYNC_INTERVAL",
+        _positive(float),
+        30.0,
+        "seconds between reconcile cycles (full ones, with --queue-url)",
+        shown="30.0; 300.0 with --queue-url",
+    ),
+    "queue_url": Option(
+        "--queue-url",
+        "DAG_SYNC_QUEUE_URL",
+        str,
+        None,
+        "push delivery: the SQS queue of S3 event notifications this sidecar alone reads; the packages "
+        "they name are reconciled at once, between full reconciles every --interval (ignored with --once)",
+        shown="none: polling only",
     ),
     "dags_folder": Option(
         "--dags-folder", "DAGS_FOLDER", Path, "/opt/airflow/dags", "the Airflow dags folder to keep in sync"

@@ -1,7 +1,8 @@
 """Real S3 for tests: a moto server process on 127.0.0.1, and a counting, fault-injecting HTTP proxy.
 
 The proxy sits between our code and moto so tests can count real requests (GET/PUT/LIST ...) and
-make S3 misbehave (500s, dropped connections, bodies cut short) without patching boto3.
+make S3 misbehave (500s, dropped connections, bodies cut short) without patching boto3. The same
+server answers SQS (JSON protocol: ``POST /`` with an ``X-Amz-Target`` header), counted by operation.
 """
 
 from __future__ import annotations
@@ -65,10 +66,19 @@ class Request:
     method: str
     path: str
     query: str
+    target: str = ""  # X-Amz-Target: the operation of a JSON-protocol request (SQS), else ""
+
+    @property
+    def s3(self) -> bool:
+        return not self.target
 
     @property
     def kind(self) -> str:
-        """GET/PUT/DELETE/HEAD/POST, with a bucket-level GET reported as LIST."""
+        """GET/PUT/DELETE/HEAD/POST, with a bucket-level GET reported as LIST; an SQS request as
+        ``sqs:<Operation>`` (``sqs:ReceiveMessage``)."""
+        if self.target:
+            service, _, operation = self.target.partition(".")
+            return f"{service.removeprefix('Amazon').lower()}:{operation}"
         parts = [p for p in self.path.split("/") if p]
         if self.method == "GET" and len(parts) <= 1:
             return "LIST"
@@ -121,7 +131,7 @@ class Proxy:
 
             def _handle(self) -> None:
                 path, _, query = self.path.partition("?")
-                request = Request(self.command, path, query)
+                request = Request(self.command, path, query, self.headers.get("X-Amz-Target", ""))
                 try:
                     body = self._body()
                 except (ConnectionError, ValueError):
@@ -153,6 +163,9 @@ class Proxy:
                     conn.request(self.command, self.path, body=body, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
+                except (http.client.HTTPException, OSError):  # moto reset or stopped under a long poll
+                    self.close_connection = True
+                    return
                 finally:
                     conn.close()
                 if action == "flood":

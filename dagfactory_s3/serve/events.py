@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
@@ -36,9 +37,10 @@ from dagfactory_s3 import naming
 from dagfactory_s3.errors import StorageError
 from dagfactory_s3.serve.policy import PLATFORM_DIR, POINTER
 
-__all__ = ["DROP_REASONS", "Batch", "Queue", "parse"]
+__all__ = ["DROP_REASONS", "POLICY", "Batch", "Queue", "parse"]
 
 DROP_REASONS = ("foreign", "malformed", "test")
+POLICY = PLATFORM_DIR  # what a message names for the policy pointer (never a package name)
 MAX_BODY_BYTES = 256 * 1024  # SQS's own limit on a message
 
 
@@ -51,6 +53,9 @@ class Batch:
     receipts: list[str] = field(default_factory=list)
     ignored: int = 0  # S3 events of this environment that are not commit points
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> messages
+    # receipt -> what its message named (packages, and POLICY): a consumer keeps the messages of what
+    # it failed to serve and deletes the rest (:meth:`settled`)
+    names: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @property
     def messages(self) -> int:
@@ -60,12 +65,24 @@ class Batch:
     def relevant(self) -> bool:
         return bool(self.packages) or self.policy
 
+    @property
+    def acted(self) -> int:
+        """Messages that named a package or the policy."""
+        return sum(1 for r in self.receipts if self.names.get(r))
+
     def merge(self, other: Batch) -> None:
         self.packages |= other.packages
         self.policy = self.policy or other.policy
         self.receipts += other.receipts
         self.ignored += other.ignored
         self.dropped.update(other.dropped)
+        self.names.update(other.names)
+
+    def settled(self, failed: Collection[str] = ()) -> list[str]:
+        """The receipts to delete: every message but those naming one of ``failed`` (package names, or
+        POLICY), which come back after the visibility timeout. Dropped and ignored ones always go."""
+        keep = frozenset(failed)
+        return [r for r in self.receipts if not self.names.get(r, frozenset()) & keep]
 
 
 def parse(body: str, bucket: str, environment: str, *, unreleased: bool = False) -> Batch:
@@ -121,14 +138,14 @@ def _record(record: Any, bucket: str, environment: str, unreleased: bool) -> str
         return "drop:malformed"
     if source != "aws:s3" or not isinstance(name, str) or not isinstance(raw_key, str):
         return "drop:malformed"
-    if not name.startswith(("ObjectCreated:", "ObjectRemoved:")):
-        return None  # replication, lifecycle, restore ...: not a change of what is served
     if their_bucket != bucket:
         return "drop:foreign"
     key = unquote_plus(raw_key)  # S3 URL-encodes keys in events (a space arrives as "+")
     head, sep, rest = key.partition("/")
     if head != environment or not sep:
         return "drop:foreign"
+    if not name.startswith(("ObjectCreated:", "ObjectRemoved:")):
+        return None  # replication, lifecycle, restore ...: not a change of what is served
     package, sep, tail = rest.partition("/")
     if package == PLATFORM_DIR:
         return "policy" if tail == POINTER else None
@@ -171,7 +188,9 @@ class Queue:
                 one = parse(
                     message.get("Body", ""), self.bucket, self.environment, unreleased=self.unreleased
                 )
-                one.receipts.append(message["ReceiptHandle"])
+                handle = message["ReceiptHandle"]
+                one.receipts.append(handle)
+                one.names[handle] = frozenset(one.packages | ({POLICY} if one.policy else set()))
                 batch.merge(one)
             if len(messages) < 10:
                 break
@@ -187,22 +206,26 @@ class Queue:
             raise StorageError(f"{self.url}: cannot receive from the queue: {_describe(exc)}") from exc
         return list(resp.get("Messages", []))
 
-    def delete(self, batch: Batch) -> None:
-        """Delete the batch's messages (10 per request). StorageError if any delete failed: those
-        messages come back after the visibility timeout, which only costs a repeated reconcile."""
-        failed = 0
-        for start in range(0, len(batch.receipts), 10):
+    def delete(self, batch: Batch, *, failed: Collection[str] = ()) -> None:
+        """Delete the batch's messages (10 per request), but those naming one of ``failed`` (see
+        :meth:`Batch.settled`). StorageError if any delete failed: those messages come back after the
+        visibility timeout, which only costs a repeated reconcile."""
+        receipts = batch.settled(failed)
+        failed_deletes = 0
+        for start in range(0, len(receipts), 10):
             entries = [
                 {"Id": str(i), "ReceiptHandle": handle}
-                for i, handle in enumerate(batch.receipts[start : start + 10])
+                for i, handle in enumerate(receipts[start : start + 10])
             ]
             try:
                 resp = self.client.delete_message_batch(QueueUrl=self.url, Entries=entries)
             except Exception as exc:
                 raise StorageError(f"{self.url}: cannot delete messages: {_describe(exc)}") from exc
-            failed += len(resp.get("Failed", []))
-        if failed:
-            raise StorageError(f"{self.url}: {failed} message(s) not deleted; they will be received again")
+            failed_deletes += len(resp.get("Failed", []))
+        if failed_deletes:
+            raise StorageError(
+                f"{self.url}: {failed_deletes} message(s) not deleted; they will be received again"
+            )
 
 
 def _describe(exc: BaseException) -> str:

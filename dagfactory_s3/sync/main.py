@@ -6,6 +6,10 @@ else; a package with a release record is served exactly as recorded (verified by
 changed at all; no file is ever seen half-written, no stub without its manifest; nothing is deleted
 after a failed listing or beyond the mass-delete guard.
 
+Push delivery (``--queue-url``): between full reconciles the loop long-polls the sidecar's SQS queue
+of S3 event notifications (:mod:`dagfactory_s3.sync.push`) and reconciles the packages they name at
+once, scoped to them; the full reconcile every interval stays as the backstop.
+
 Configuration: every flag has an environment twin, from the one table in :mod:`dagfactory_s3.settings`.
 S3 is reached only through the standard AWS chain (``AWS_ENDPOINT_URL``, profiles, pod identity).
 Nothing in ``dagfactory_s3.sync`` imports Airflow or the publisher.
@@ -35,10 +39,16 @@ from dagfactory_s3.settings import OPTIONS, flag_help
 
 if TYPE_CHECKING:
     from dagfactory_s3.sync.observe import HealthServer, Log, Metrics
+    from dagfactory_s3.sync.push import Push
+    from dagfactory_s3.sync.reconcile import CycleReport, Scope
 
 __all__ = ["SETTINGS", "Config", "main", "next_delay", "resolve"]
 
 STATE_DIRNAME = ".dagfactory-sync"
+# The full reconcile's interval when a queue delivers changes and DAG_SYNC_INTERVAL is not set: the
+# backstop for lost events. Without a queue (or while it does not answer), the table's 30 s.
+QUEUE_INTERVAL = 300.0
+POLL_INTERVAL: float = OPTIONS["interval"].default
 
 
 # The sidecar's rows of the settings table, in --help order.
@@ -46,6 +56,7 @@ SETTINGS = (
     "bucket",
     "environment",
     "interval",
+    "queue_url",
     "dags_folder",
     "state_dir",
     "metrics_addr",
@@ -64,6 +75,7 @@ class Config:
     bucket: str
     environment: str
     interval: float
+    queue_url: str | None
     dags_folder: Path
     state_dir: Path
     metrics_addr: tuple[str, int] | None
@@ -83,6 +95,8 @@ Every flag has an environment variable twin, shown in brackets; a flag wins over
 examples:
   # the long-running sidecar next to the dag-processor (the Helm values set these variables)
   DAG_BUCKET=etl-airflow-dags-prod ENVIRONMENT=prod DAGS_FOLDER=/opt/airflow/dags airflow-dag-sync
+  # push delivery: changes served on S3 events from this sidecar's own queue, a full reconcile every 300 s
+  DAG_SYNC_QUEUE_URL=https://sqs.eu-west-1.amazonaws.com/123456789012/dags-prod-dag-processor airflow-dag-sync
   # one cycle and exit (an init container): 0 when S3 was listed, 1 when it failed, 2 configuration
   airflow-dag-sync --once --bucket etl-airflow-dags-dev --environment dev --dags-folder /tmp/dags
   # a KubernetesExecutor worker pod's init container: its one DAG (4 requests, whatever the size)
@@ -126,6 +140,9 @@ def resolve(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Config:
     why = check_environment(values["environment"])
     if why:
         raise ConfigError(f"ENVIRONMENT/--environment: {why}")
+    interval_given = flags.get("interval") or environ.get(OPTIONS["interval"].env or "")
+    if values["queue_url"] and not interval_given:
+        values["interval"] = QUEUE_INTERVAL
     # The operator's own links (DAGS_FOLDER itself a symlink) are resolved once; below it, none is followed.
     values["dags_folder"] = Path(os.path.realpath(values["dags_folder"]))
     if values["state_dir"] is None:
@@ -219,13 +236,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         dags_folder=str(cfg.dags_folder),
         state_dir=str(cfg.state_dir),
         interval=cfg.interval,
+        queue_url=cfg.queue_url and ("ignored: --once" if cfg.once else cfg.queue_url),
         once=cfg.once,
         allow_python=cfg.allow_python,
         max_delete_fraction=cfg.max_delete_fraction,
         metrics_addr=metrics_addr or "off",
     )
 
-    metrics = Metrics()
+    metrics = Metrics(queue=bool(cfg.queue_url) and not cfg.once)
     health: HealthServer | None = None
     if metrics_addr and cfg.metrics_addr:
         host, port = cfg.metrics_addr
@@ -277,14 +295,19 @@ def _serve_one(cfg: Config, log: Log) -> int:
 
 
 def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None) -> int:
-    """The loop: a cycle every interval (backing off after failures) until SIGTERM/SIGINT, or once."""
+    """The loop: a full cycle every interval (backing off after failures) until SIGTERM/SIGINT, or once;
+    with a queue, scoped cycles between them as its events arrive."""
+    from dagfactory_s3.sync.push import scope_of, unserved
     from dagfactory_s3.sync.reconcile import Reconciler
 
     stop = threading.Event()
+    push = _push(cfg, log, metrics)
 
     def on_signal(signum: int, frame: object) -> None:
         log("stopping", signal=signal.Signals(signum).name)
         stop.set()
+        if push:
+            push.interrupt()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -312,39 +335,86 @@ def _serve(cfg: Config, log: Log, metrics: Metrics, health: HealthServer | None)
     except (OSError, DagFactoryError) as exc:
         log("error", level="error", kind="startup", error=str(exc))
         return 1
+
+    def run(scope: Scope | None = None) -> CycleReport | None:
+        """One cycle; None after an unexpected exception (logged; the reconciler is rebuilt)."""
+        nonlocal reconciler
+        try:
+            report = reconciler.cycle(scope)
+        except Exception as exc:  # a bug or a full disk must not kill the sidecar; the state is rebuilt
+            metrics.errors.labels("internal").inc()
+            log(
+                "error",
+                level="error",
+                kind="internal",
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=traceback.format_exc(),
+            )
+            reconciler.close()
+            reconciler = build()  # reload the state from disk: pending writes are re-checked
+            report = None
+        if health:
+            health.heartbeat = time.monotonic()
+        return report
+
     failures = 0
+
+    def judge(report: CycleReport | None) -> bool:
+        """After a full cycle: ready once one was complete; failures count towards the backoff."""
+        nonlocal failures
+        if report is None or not report.complete:
+            failures += 1
+            return False
+        failures = 0
+        if health and not health.ready:
+            health.ready = True
+            log("ready")
+        metrics.ready.set(1)
+        return True
+
     try:
         while not stop.is_set():
-            try:
-                complete = reconciler.cycle().complete
-            except Exception as exc:  # a bug or a full disk must not kill the sidecar; the state is rebuilt
-                metrics.errors.labels("internal").inc()
-                log(
-                    "error",
-                    level="error",
-                    kind="internal",
-                    error=f"{type(exc).__name__}: {exc}",
-                    traceback=traceback.format_exc(),
-                )
-                complete = False
-                reconciler.close()
-                reconciler = build()  # reload the state from disk: pending writes are re-checked
-            if health:
-                health.heartbeat = time.monotonic()
-            if complete:
-                failures = 0
-                if health and not health.ready:
-                    health.ready = True
-                    log("ready")
-                metrics.ready.set(1)
-            else:
-                failures += 1
+            complete = judge(run())
             if cfg.once:  # S3 reachable and listed: 0, whatever any one package holds (docs/sidecar.md)
                 return 0 if complete else 1
-            stop.wait(next_delay(cfg.interval, failures, cfg.max_backoff))
+            deadline = _next_full(cfg, push, failures)
+            while push and not stop.is_set():
+                batch = push.receive(deadline, stop)
+                if health:
+                    health.heartbeat = time.monotonic()
+                if batch is None:  # time for the full cycle, stopping, or the queue is not answering
+                    if not push.up:  # poll at the plain interval until it answers (tried after each cycle)
+                        deadline = min(deadline, _next_full(cfg, push, failures))
+                    break
+                if batch.relevant:
+                    report = run(scope_of(batch))
+                    if report is not None and report.scope is None:  # no full listing yet: it ran full
+                        judge(report)
+                    push.done(batch, unserved(batch, report))
+                else:
+                    push.done(batch)  # nothing to serve: dropped and ignored messages go at once
+            stop.wait(max(0.0, deadline - time.monotonic()))
     finally:
         reconciler.close()
     return 0
+
+
+def _push(cfg: Config, log: Log, metrics: Metrics) -> Push | None:
+    """The queue of a long-running sidecar with ``--queue-url``; ``--once`` never reads it."""
+    if not cfg.queue_url or cfg.once:
+        return None
+    from dagfactory_s3.serve.events import Queue
+    from dagfactory_s3.sync.push import Push
+
+    queue = Queue(cfg.queue_url, cfg.bucket, cfg.environment, unreleased=cfg.mirror_unreleased)
+    return Push(queue, log, metrics)
+
+
+def _next_full(cfg: Config, push: Push | None, failures: int) -> float:
+    """When the next full cycle starts (monotonic): the interval, or with a queue that does not answer
+    the plain polling interval (when that is shorter)."""
+    interval = cfg.interval if push is None or push.up is not False else min(cfg.interval, POLL_INTERVAL)
+    return time.monotonic() + next_delay(interval, failures, cfg.max_backoff)
 
 
 if __name__ == "__main__":  # pragma: no cover

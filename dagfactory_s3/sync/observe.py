@@ -54,7 +54,7 @@ class Log:
 class Metrics:
     """The sidecar's Prometheus metrics, in their own registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, queue: bool = False) -> None:
         self.registry = r = CollectorRegistry()
         self.cycles = Counter(
             "dagsync_cycles", "Reconcile cycles by outcome (success, noop, error)", ["status"], registry=r
@@ -116,6 +116,20 @@ class Metrics:
             "Platform policies not served: unreadable, not as their pointer records, or not a policy "
             "(counted once per pointer version and reason)",
             registry=r,
+        )
+        # Push delivery's metrics exist only with a queue (a sidecar without one shows no queue down).
+        q = r if queue else None
+        self.queue_messages = Counter(
+            "dagsync_queue_messages",
+            "Queue messages received, by result: acted (named a package or the policy), ignored (no "
+            "commit point), dropped_foreign, dropped_malformed, dropped_test",
+            ["result"],
+            registry=q,
+        )
+        self.queue_up = Gauge(
+            "dagsync_queue_up",
+            "1 while the queue answers, 0 while the sidecar falls back to polling",
+            registry=q,
         )
         self._releases: dict[str, str] = {}
         self._policy: str | None = None

@@ -16,6 +16,10 @@ A cycle has four steps, each of which can only *narrow* what gets applied:
    deletions. Every write is temp file + fsync + rename in the same directory; the state file is
    written after the files.
 
+A cycle may be *scoped* (:class:`Scope`, push delivery: the packages S3 events named): it lists only
+``<env>/<package>/`` of those packages (and the policy pointer when named) and runs the same four
+steps over them alone; every other package's files and state stay as the last full cycle left them.
+
 Everything one cycle accumulates (its report, plans, refusal count, whether the state changed) lives
 on a :class:`Cycle` passed to each step; the :class:`Reconciler` keeps only what outlives a cycle.
 """
@@ -28,9 +32,10 @@ import hashlib
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +60,7 @@ from dagfactory_s3.serve.rules import (
 from dagfactory_s3.sync.observe import Log, Metrics
 from dagfactory_s3.sync.state import Applied, Mode, PackageState, State, StrEnum
 
-__all__ = ["Cycle", "CycleReport", "PackagePlan", "Reconciler", "Status", "Want", "WantKind"]
+__all__ = ["Cycle", "CycleReport", "PackagePlan", "Reconciler", "Scope", "Status", "Want", "WantKind"]
 
 # Beside each package's live dags/: the next release being built, and the fallback swap's old copy.
 # The package's .airflowignore keeps Airflow out of both.
@@ -128,6 +133,18 @@ class PackagePlan:
 Change = tuple[PackagePlan, Want]  # one file to write (or stub to touch) and the plan it belongs to
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a scoped cycle reconciles: these packages, and the platform policy when ``policy``."""
+
+    packages: frozenset[str] = frozenset()
+    policy: bool = False
+    why: str = "queue"  # what asked for it, for the cycle line
+
+    def covers(self, key: str, env: str) -> bool:
+        return any(key.startswith(naming.package_prefix(env, name)) for name in self.packages)
+
+
 @dataclass
 class CycleReport:
     """``complete``: the listing and every needed download succeeded (readiness, ``--once`` exit code)."""
@@ -143,6 +160,10 @@ class CycleReport:
     unchecked: int = 0  # manifests served on their ownership alone: the cycle's check budget was spent
     duration: float = 0.0
     list_duration: float = 0.0
+    scope: Scope | None = None  # None: a full cycle
+    # What this cycle did not bring to what S3 says, even when complete: packages whose plan failed or
+    # waits, or whose deletions the guard vetoed, and policies.PLATFORM_DIR for a policy not served.
+    failed: list[str] = field(default_factory=list)
 
     @property
     def status(self) -> str:
@@ -157,9 +178,12 @@ class Cycle:
 
     report: CycleReport = field(default_factory=CycleReport)
     plans: dict[str, PackagePlan] = field(default_factory=dict)
-    refused: int = 0  # keys and wanted files refused in this cycle
+    refused: Counter[str] = field(default_factory=Counter)  # keys and wanted files refused, by package
     state_dirty: bool = False  # the state changed without being saved yet
     check_until: float = float("inf")  # monotonic instant after which manifests are not checked in full
+    scope: Scope | None = None  # None: a full cycle
+    vetoed: set[str] = field(default_factory=set)  # packages whose deletions the guard vetoed
+    policy_failed: bool = False
 
 
 class Reconciler:
@@ -205,6 +229,11 @@ class Reconciler:
         self._refused_objects: dict[str, tuple[str, str, str]] = {}
         self._waiting_logged: dict[str, str] = {}
         self._policy_said: tuple[str, str] | None = None  # (pointer ETag, what) last logged about the policy
+        # What the last full cycle saw, kept up to date by scoped ones: every package (name -> retired),
+        # None before the first full listing; and per package, what the gauges sum.
+        self._known: dict[str, bool] | None = None
+        self._waiting_now: set[str] = set()
+        self._refused_now: Counter[str] = Counter()
         self.root.mkdir(parents=True, exist_ok=True)
         self.state = State.load(state_dir, bucket=bucket, environment=environment)
         self._recover()
@@ -243,35 +272,51 @@ class Reconciler:
 
     # -- the cycle ----------------------------------------------------------------------------
 
-    def cycle(self) -> CycleReport:
+    def cycle(self, scope: Scope | None = None) -> CycleReport:
+        """One full cycle, or (``scope``) one of only the named packages and, if named, the policy.
+
+        A scoped cycle also takes in each package a named one's DAG ids could pass to or from (a
+        shorter name it starts with: ``etl`` for ``etl_sales``), so one owner per DAG id holds; before
+        the first full listing it is a full cycle.
+        """
         start = time.monotonic()
-        cycle = Cycle(check_until=time.monotonic() + self.check_budget)
+        if scope is not None:
+            scope = self._widen(scope) if self._known is not None else None
+        cycle = Cycle(check_until=time.monotonic() + self.check_budget, scope=scope)
         report = cycle.report
+        report.scope = scope
         unsafe = fs.escape(self.root, self.state_dir) if self.state_dir.is_relative_to(self.root) else None
         if unsafe:  # the sidecar's own directory was tampered with: write nothing until it is fixed
             self._error(cycle, "config", SyncError(f"state directory: {unsafe}"))
             report.complete = False
             return self._finish(report, start)
         try:
-            listing = self._list()
+            listing = self._list(scope)
         except StorageError as exc:
             self._error(cycle, "list", exc)
             return self._finish(report, start)
         finally:
             report.list_duration = time.monotonic() - start
         report.listed = len(listing)
-        self.metrics.listed.set(len(listing))
-        self._warn_if_empty(listing)
+        if scope is None:
+            self.metrics.listed.set(len(listing))
+            self._warn_if_empty(listing)
         for key in [k for k in self._refused_objects if k not in listing]:
-            del self._refused_objects[key]
-        try:  # before the packages: their manifests are parsed under the policy they were published for
-            self._serve_policy(cycle, listing)
-        except Exception as exc:  # a bug here must not cost the packages their cycle
-            self._policy_refused(listing.get(policies.pointer_key(self.env)), f"{type(exc).__name__}: {exc}")
+            if scope is None or scope.covers(key, self.env):
+                del self._refused_objects[key]
+        if scope is None or scope.policy:
+            try:  # before the packages: their manifests are parsed under the policy they were published for
+                cycle.policy_failed = not self._serve_policy(cycle, listing)
+            except Exception as exc:  # a bug here must not cost the packages their cycle
+                cycle.policy_failed = True
+                self._policy_refused(
+                    listing.get(policies.pointer_key(self.env)), f"{type(exc).__name__}: {exc}"
+                )
 
         found = self._classify(cycle, listing)
         report.complete = True  # until a download fails
-        for name in sorted(set(found) | set(self.state.packages)):
+        names = set(found) | set(self.state.packages)
+        for name in sorted(names if scope is None else names & scope.packages):
             files = found.get(name, {})
             try:
                 cycle.plans[name] = self._plan(cycle, name, files)
@@ -285,10 +330,40 @@ class Reconciler:
         self._apply(cycle)
         report.waiting = sorted(p.package for p in cycle.plans.values() if p.status is Status.WAITING)
         report.unservable = sorted(set(report.unservable) | set(report.waiting))
-        report.refused = cycle.refused
-        self.metrics.in_flight.set(len(report.waiting))
-        self.metrics.refused_now.set(report.refused)
+        report.refused = sum(cycle.refused.values())
+        report.failed = sorted(
+            {n for n, p in cycle.plans.items() if not p.ok}
+            | cycle.vetoed
+            | ({policies.PLATFORM_DIR} if cycle.policy_failed else set())
+        )
+        self._remember(cycle)
         return self._finish(report, start)
+
+    def _widen(self, scope: Scope) -> Scope:
+        """``scope`` with valid names only, plus every known package whose name a named one starts
+        with (``etl`` for ``etl_sales``): a change of ``etl_sales`` moves DAG ids to or from it."""
+        named = frozenset(n for n in scope.packages if naming.check_package(n) is None)
+        known = set(self._known or ()) | set(self.state.packages)
+        shorter = {q for q in known for p in named if p.startswith(f"{q}_")}
+        return replace(scope, packages=named | shorter)
+
+    def _remember(self, cycle: Cycle) -> None:
+        """Fold the cycle's packages into what outlives it: all of it after a full cycle, the scoped
+        packages' part after a scoped one; and set the gauges that sum over every package."""
+        seen = {n: p.tombstone for n, p in cycle.plans.items()}
+        if cycle.scope is None or self._known is None:
+            self._known = seen
+            self._waiting_now = set(cycle.report.waiting)
+            self._refused_now = Counter(cycle.refused)
+        else:
+            for name in cycle.scope.packages:
+                self._known.pop(name, None)
+                self._refused_now.pop(name, None)
+            self._known.update(seen)
+            self._waiting_now = (self._waiting_now - cycle.scope.packages) | set(cycle.report.waiting)
+            self._refused_now.update(cycle.refused)
+        self.metrics.in_flight.set(len(self._waiting_now))
+        self.metrics.refused_now.set(sum(self._refused_now.values()))
 
     def _warn_if_empty(self, listing: dict[str, s3.Listed]) -> None:
         """A wrong environment (``ENVIRONMENT=staging`` with nothing under ``staging/``) is loud: one
@@ -315,12 +390,17 @@ class Reconciler:
         report.duration = time.monotonic() - start
         self.metrics.duration.observe(report.duration)
         self.metrics.cycles.labels(report.status).inc()
-        if report.complete:
+        if report.complete and report.scope is None:  # a scoped cycle does not sync the environment
             self.metrics.last_success.set(time.time())
+        scope = report.scope
         self.log(
             "cycle",
             level="info" if report.status != "error" else "warning",
             status=report.status,
+            scope=None if scope is None else "packages",
+            why=None if scope is None else scope.why,
+            packages=None if scope is None else sorted(scope.packages),
+            policy=None if scope is None else scope.policy,
             listed=report.listed,
             written=report.written,
             deleted=report.deleted,
@@ -330,19 +410,28 @@ class Reconciler:
             unchecked=report.unchecked or None,
             seconds=round(report.duration, 3),
             list_seconds=round(report.list_duration, 3),
+            failed=report.failed or None,
         )
         return report
 
     # -- 1. list ------------------------------------------------------------------------------
 
-    def _list(self) -> dict[str, s3.Listed]:
-        """Every object under ``<env>/``, or StorageError: a partial listing is never returned."""
+    def _list(self, scope: Scope | None = None) -> dict[str, s3.Listed]:
+        """Every object under ``<env>/`` (or, scoped, under each named ``<env>/<package>/``, and the
+        policy pointer when named), or StorageError: a partial listing is never returned."""
+        if scope is None:
+            return self._list_prefix(f"{self.env}/")
+        listing: dict[str, s3.Listed] = {}
+        for name in sorted(scope.packages):
+            listing.update(self._list_prefix(naming.package_prefix(self.env, name)))
+        if scope.policy:
+            key = policies.pointer_key(self.env)
+            listing.update((k, v) for k, v in self._list_prefix(key).items() if k == key)
+        return listing
+
+    def _list_prefix(self, prefix: str) -> dict[str, s3.Listed]:
         return s3.list_objects(
-            self.client,
-            self.bucket,
-            f"{self.env}/",
-            page_size=self.page_size,
-            on_page=self.metrics.list_requests.inc,
+            self.client, self.bucket, prefix, page_size=self.page_size, on_page=self.metrics.list_requests.inc
         )
 
     def _classify(
@@ -359,18 +448,18 @@ class Reconciler:
                 continue
             if cls.kind == "refuse":
                 self._refuse(key, listing[key].etag, "key", cls.reason, cls.package or None)
-                cycle.refused += 1
+                cycle.refused[cls.package or key[len(self.env) + 1 :].partition("/")[0]] += 1
             elif cls.kind in ("dag", "metadata"):
                 found.setdefault(cls.package, {})[cls.rest] = (cls, listing[key])
         return found
 
     # -- the platform policy ------------------------------------------------------------------
 
-    def _serve_policy(self, cycle: Cycle, listing: dict[str, s3.Listed]) -> None:
+    def _serve_policy(self, cycle: Cycle, listing: dict[str, s3.Listed]) -> bool:
         """Serve the environment's platform policy at ``<dags_folder>/_platform/`` when its pointer
         changed (zero GETs when it did not). Fail-static: a pointer or policy that cannot be read,
-        verified or parsed keeps the one served; a pointer removed from S3 too (a platform retires a
-        policy by publishing a permissive one)."""
+        verified or parsed keeps the one served (False); a pointer removed from S3 too (a platform
+        retires a policy by publishing a permissive one)."""
         key = policies.pointer_key(self.env)
         listed = listing.get(key)
         served = self.state.policy
@@ -388,22 +477,22 @@ class Reconciler:
                         note="keeping the served policy; publish a permissive policy to retire it",
                     ),
                 )
-            return
+            return True
         if served == (listed.etag, on_disk):
             self._policy_said = None  # served as published: the next refusal or removal is news
-            return
+            return True
         folder = self.root / policies.PLATFORM_DIR
         unsafe = fs.escape(self.root, folder / policies.POINTER) or fs.escape(
             self.root, folder / policies.SERVED_ID
         )
         if unsafe:
             self._policy_refused(listed, unsafe)
-            return
+            return False
         try:
             record, etag = policies.read_record(self.client, self.bucket, self.env)
             self.metrics.downloaded.inc()
             if record is None:  # deleted since the listing: the next cycle says so
-                return
+                return True
             entry = record.current
             if entry.policy_id != on_disk:
                 raw, _ = policies.read_policy(
@@ -420,10 +509,11 @@ class Reconciler:
                 self._touch_stubs()
         except DagFactoryError as exc:  # unreadable, not as its pointer records, or not a policy
             self._policy_refused(listed, str(exc))
-            return
+            return False
         self.state.policy = (etag or listed.etag, entry.policy_id)
         self._policy_said = None
         cycle.state_dirty = True
+        return True
 
     def _served_policy_id(self) -> str | None:
         """The id of the policy served in ``_platform/`` for this environment, or None."""
@@ -514,7 +604,7 @@ class Reconciler:
             "(--mirror-unreleased serves such packages object by object, non-atomically)"
         )
         self._refuse(key, "", "unreleased", reason, name)
-        cycle.refused += 1
+        cycle.refused[name] += 1
         return plan
 
     def _plan_mirror(
@@ -583,6 +673,9 @@ class Reconciler:
         """One owner per DAG id: the longest package name it starts with (naming.dag_id_owner); among
         packages that may name it, the one serving it keeps it and a newcomer's claim is refused."""
         packages = {n for n, p in cycle.plans.items() if not p.tombstone}
+        if cycle.scope is not None:  # the other packages, as the last cycle that listed them saw them
+            scoped = cycle.scope.packages
+            packages |= {n for n, retired in (self._known or {}).items() if not retired and n not in scoped}
         claims = {d: p for d, p in self.state.served().items() if not naming.foreign_owner(d, p, packages)}
         for name in sorted(cycle.plans):
             plan = cycle.plans[name]
@@ -816,7 +909,8 @@ class Reconciler:
                 f"{self.max_delete_fraction:.0%}); retire packages with a tombstone release, or raise "
                 "--max-delete-fraction if this is intended"
             )
-            self._error(cycle, "mass_delete_guard", exc, packages=sorted(n for n, v in doomed.items() if v))
+            cycle.vetoed = {n for n, v in doomed.items() if v}
+            self._error(cycle, "mass_delete_guard", exc, packages=sorted(cycle.vetoed))
             for name in doomed:
                 plan = plans[name]
                 plan.keep.update(self._deletions(plan))
@@ -986,7 +1080,10 @@ class Reconciler:
             cycle.state_dirty = True
         self.metrics.dags.set(self.state.dag_count())
         release_packages = {name for name, plan in cycle.plans.items() if plan.mode is Mode.RELEASE}
-        for name in set(self.state.records) - release_packages:
+        cached = (
+            set(self.state.records) if cycle.scope is None else set(self.state.records) & cycle.scope.packages
+        )
+        for name in cached - release_packages:
             del self.state.records[name]  # no longer a release-mode package
             cycle.state_dirty = True
         if cycle.state_dirty:
@@ -1035,7 +1132,7 @@ class Reconciler:
         prefix = naming.package_prefix(self.env, plan.package)
         rest = key[len(prefix) :] if key.startswith(f"{self.env}/") else key
         self._drop(plan, rest, keep=keep)
-        cycle.refused += 1
+        cycle.refused[plan.package] += 1
         self._refuse(key, version, kind, reason, plan.package)
 
     def _refuse(self, key: str, version: str, kind: str, reason: str, package: str | None) -> None:
