@@ -2,7 +2,9 @@
 
 What can run here does: the example CI workflow's validate and publish steps run against the example
 packages and a moto S3, the pre-commit hook runs as pre-commit would call it, the generated IAM
-policies go through moto's IAM policy validator, the bucket template through cfn-lint.
+policies go through moto's IAM policy validator, the bucket template through cfn-lint, and its push
+delivery resources, created on the moto server as the template states them, carry S3 events to
+every consumer's queue.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,9 @@ import pytest
 import yaml
 from moto import mock_aws
 from test_policy_ci import put_policy
+
+from dagfactory_s3 import settings
+from dagfactory_s3.serve import events
 
 from conftest import EXAMPLES, ROOT
 from s3server import Proxy, aws_env
@@ -195,6 +201,34 @@ def test_helm_values_keep_the_sidecar_out_of_kubernetes_executor_task_pods():
     assert [c["name"] for c in values["dagProcessor"]["extraContainers"]] == ["dag-sync"]
 
 
+QUEUE_CONFIGMAP = "airflow-dag-sync-queues"
+
+
+def test_helm_values_give_each_long_running_sidecar_a_queue_of_its_own():
+    """Push delivery: the dag-processor's and the triggerer's sidecars read DAG_SYNC_QUEUE_URL (the
+    sidecar's setting) from their own key of an optional ConfigMap, one replica each; no init container
+    reads a queue, and no sidecar pins DAG_SYNC_INTERVAL (which would keep 30 s full reconciles)."""
+    assert settings.OPTIONS["queue_url"].env == "DAG_SYNC_QUEUE_URL"
+    values = _helm_values()
+    keys = {}
+    for component in ("dagProcessor", "triggerer"):
+        assert values[component]["replicas"] == 1, "a second replica would share the queue"
+        [sidecar] = values[component]["extraContainers"]
+        [queue] = [e for e in sidecar["env"] if e["name"] == "DAG_SYNC_QUEUE_URL"]
+        ref = queue["valueFrom"]["configMapKeyRef"]
+        assert ref["name"] == QUEUE_CONFIGMAP and ref["optional"] is True  # no ConfigMap: polling as before
+        keys[component] = ref["key"]
+        assert "DAG_SYNC_INTERVAL" not in {e["name"] for e in sidecar["env"]}
+    assert keys == {"dagProcessor": "dag-processor", "triggerer": "triggerer"}
+    for component in ("dagProcessor", "triggerer", "workers"):
+        for init in values[component]["extraInitContainers"]:
+            assert "DAG_SYNC_QUEUE_URL" not in {e["name"] for e in init["env"]}, component
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    for key in keys.values():
+        assert f"--from-literal={key}=" in doc, f"docs/deploy.md does not create the ConfigMap key {key}"
+    assert f"configmap {QUEUE_CONFIGMAP}" in doc
+
+
 def test_helm_config_options_exist_in_the_installed_airflow():
     """Every [section] option the Helm values set exists in Airflow 3.3's config.yml, and the versions agree."""
     options = _airflow_options()
@@ -307,11 +341,296 @@ def test_bucket_template_is_versioned_private_and_tls_only():
     }
 
 
-@pytest.mark.parametrize("promote", [(), ("--promote-from", "dev", "--promote-from", "staging")])
+QUEUE_ARNS = (
+    "--queue-arn",
+    "arn:aws:sqs:us-east-1:123456789012:airflow-dag-bucket-DagProcessorSyncQueue-1A2B3C",
+    "--queue-arn",
+    "arn:aws:sqs:us-east-1:123456789012:airflow-dag-bucket-TriggererSyncQueue-4D5E6F",
+)
+
+
+def _template() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "deploy" / "s3" / "dag-bucket.cfn.yaml").read_text())
+
+
+PUSH_CONSUMERS = {
+    "sidecar": {"DagProcessorSyncQueue", "TriggererSyncQueue"},
+    "bundle": {"DagProcessorBundleQueue"},
+}
+
+
+def _of_type(template: dict, kind: str) -> dict[str, dict]:
+    return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
+
+
+def test_bucket_template_without_push_delivery_is_todays_stack():
+    """PushDelivery defaults to none, and then only the bucket and its policy exist: every push resource
+    and output is conditional, the notification and the ordering reference vanish (AWS::NoValue)."""
+    template = _template()
+    assert template["Parameters"]["PushDelivery"]["Default"] == "none"
+    assert set(template["Parameters"]["PushDelivery"]["AllowedValues"]) == {"none", *PUSH_CONSUMERS}
+    unconditional = {name for name, r in template["Resources"].items() if "Condition" not in r}
+    assert unconditional == {"DagBucket", "DagBucketPolicy"}
+    bucket = template["Resources"]["DagBucket"]
+    for conditional in (
+        bucket["Properties"]["NotificationConfiguration"],
+        bucket["Metadata"]["PushTopicPolicy"],
+    ):
+        condition, _, otherwise = conditional["Fn::If"]
+        assert condition == "PushOn" and otherwise == {"Ref": "AWS::NoValue"}
+    assert {n for n, o in template["Outputs"].items() if "Condition" not in o} == {"BucketName", "BucketArn"}
+
+
+def test_bucket_template_publishes_the_environments_events_to_the_topic_only_from_this_bucket():
+    """Created and removed objects under <PushEnvironment>/ go to the topic, which only this bucket of
+    this account may publish to; the topic policy names the bucket by name (a Ref would be circular)
+    and the bucket waits for it (S3 checks the destination when the notification is set)."""
+    template = _template()
+    bucket = template["Resources"]["DagBucket"]
+    assert bucket["Metadata"]["PushTopicPolicy"]["Fn::If"][1] == {"Ref": "DagEventsTopicPolicy"}
+    configurations = bucket["Properties"]["NotificationConfiguration"]["Fn::If"][1]["TopicConfigurations"]
+    assert sorted(c["Event"] for c in configurations) == ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]
+    for c in configurations:
+        assert c["Topic"] == {"Ref": "DagEventsTopic"}
+        assert c["Filter"]["S3Key"]["Rules"] == [
+            {"Name": "prefix", "Value": {"Fn::Sub": "${PushEnvironment}/"}}
+        ]
+    env_pattern = template["Parameters"]["PushEnvironment"]["AllowedPattern"]
+    assert all(re.fullmatch(env_pattern, e) for e in ("dev", "prod", "team_a-staging"))
+    policy = template["Resources"]["DagEventsTopicPolicy"]
+    assert policy["Properties"]["Topics"] == [{"Ref": "DagEventsTopic"}]
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+        "Allow",
+        {"Service": "s3.amazonaws.com"},
+        "sns:Publish",
+    )
+    assert statement["Condition"] == {
+        "ArnLike": {"aws:SourceArn": {"Fn::Sub": "arn:${AWS::Partition}:s3:::${BucketName}"}},
+        "StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}},
+    }
+    assert '"DagBucket"' not in json.dumps(policy) and "${DagBucket" not in json.dumps(policy)
+
+
+def test_every_push_queue_has_a_dead_letter_queue_a_topic_only_policy_and_a_raw_subscription():
+    """One queue per consumer of each mode, each: redrive to its own dead-letter queue after 5 receives,
+    visibility 120 s, 1 day retention, SSE; a policy letting only the topic send; a raw-delivery SQS
+    subscription; its URL and ARN as outputs."""
+    template = _template()
+    resources = template["Resources"]
+    queues = _of_type(template, "AWS::SQS::Queue")
+    consumers = {n: q for n, q in queues.items() if "RedrivePolicy" in q["Properties"]}
+    assert {
+        mode: {n for n in consumers if consumers[n]["Condition"] == f"Push{mode.title()}"}
+        for mode in PUSH_CONSUMERS
+    } == PUSH_CONSUMERS
+    dead_letters = set(queues) - set(consumers)
+    policies = _of_type(template, "AWS::SQS::QueuePolicy").values()
+    subscriptions = _of_type(template, "AWS::SNS::Subscription").values()
+    for name, queue in consumers.items():
+        props = queue["Properties"]
+        dlq = props["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"]
+        assert (
+            dlq[1] == "Arn"
+            and dlq[0] in dead_letters
+            and resources[dlq[0]]["Condition"] == queue["Condition"]
+        )
+        assert props["RedrivePolicy"]["maxReceiveCount"] == 5
+        assert props["VisibilityTimeout"] == 120 and props["MessageRetentionPeriod"] == 86400
+        assert (
+            props["SqsManagedSseEnabled"] is True
+            and resources[dlq[0]]["Properties"]["SqsManagedSseEnabled"] is True
+        )
+        assert resources[dlq[0]]["Properties"]["MessageRetentionPeriod"] > props["MessageRetentionPeriod"]
+        [policy] = [p for p in policies if p["Properties"]["Queues"] == [{"Ref": name}]]
+        [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+        assert (statement["Effect"], statement["Principal"], statement["Action"]) == (
+            "Allow",
+            {"Service": "sns.amazonaws.com"},
+            "sqs:SendMessage",
+        )
+        assert statement["Resource"] == {"Fn::GetAtt": [name, "Arn"]}
+        assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Ref": "DagEventsTopic"}}}
+        [subscription] = [
+            s for s in subscriptions if s["Properties"]["Endpoint"] == {"Fn::GetAtt": [name, "Arn"]}
+        ]
+        assert subscription["Properties"] == {
+            "TopicArn": {"Ref": "DagEventsTopic"},
+            "Protocol": "sqs",
+            "Endpoint": {"Fn::GetAtt": [name, "Arn"]},
+            "RawMessageDelivery": True,
+        }
+        assert (
+            subscription["DependsOn"]
+            == f"{name}Policy"
+            == next(n for n, r in resources.items() if r is policy)
+        )
+        outputs = template["Outputs"]
+        assert outputs[f"{name}Url"]["Value"] == {"Ref": name}
+        assert outputs[f"{name}Arn"]["Value"] == {"Fn::GetAtt": [name, "Arn"]}
+    assert len(policies) == len(subscriptions) == len(consumers) == len(dead_letters)
+
+
+# -- the push-delivery resources on the moto server -----------------------------------------------
+
+_NO_VALUE = object()
+
+
+class _Stack:
+    """The template's push-delivery resources created on the moto server as CloudFormation would (moto's
+    own CloudFormation lacks topic and queue policies, subscriptions and bucket notifications): each
+    intrinsic the template uses is resolved, each resource made by the API call that means the same."""
+
+    def __init__(self, parameters: dict[str, str], account: str = "123456789012") -> None:
+        self.template = _template()
+        self.parameters = {k: str(v.get("Default")) for k, v in self.template["Parameters"].items()}
+        self.parameters |= parameters | {"AWS::AccountId": account, "AWS::Partition": "aws"}
+        self.physical: dict[str, dict[str, str]] = {}  # logical id -> {"Ref": ..., "Arn": ...}
+
+    def condition(self, name: str) -> bool:
+        return self.resolve(self.template["Conditions"][name])
+
+    def resolve(self, node: Any) -> Any:
+        if isinstance(node, list):
+            return [v for v in map(self.resolve, node) if v is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if len(node) == 1:
+            [(fn, arg)] = node.items()
+            if fn == "Ref":
+                if arg == "AWS::NoValue":
+                    return _NO_VALUE
+                return self.parameters[arg] if arg in self.parameters else self.physical[arg]["Ref"]
+            if fn == "Fn::GetAtt":
+                return self.physical[arg[0]][arg[1]]
+            if fn == "Fn::Sub":
+                return re.sub(r"\$\{([^}]+)\}", lambda m: self.resolve({"Ref": m.group(1)}), arg)
+            if fn == "Fn::If":
+                return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
+            if fn == "Fn::Equals":
+                return self.resolve(arg[0]) == self.resolve(arg[1])
+            if fn == "Fn::Not":
+                return not self.resolve(arg[0])
+        out = {k: self.resolve(v) for k, v in node.items()}
+        return {k: v for k, v in out.items() if v is not _NO_VALUE}
+
+    def resources(self, kind: str) -> Iterator[tuple[str, dict]]:
+        """The resources of ``kind`` this stack creates, each resolved when its turn comes (a queue's
+        redrive policy names its dead-letter queue, created first)."""
+        chosen = [
+            (name, r)
+            for name, r in self.template["Resources"].items()
+            if r["Type"] == kind and ("Condition" not in r or self.condition(r["Condition"]))
+        ]
+        for name, r in sorted(chosen, key=lambda item: "RedrivePolicy" in item[1].get("Properties", {})):
+            yield name, self.resolve(r.get("Properties", {}))
+
+    def create(self) -> dict[str, str]:
+        """Create the resources in dependency order; the stack's outputs."""
+        s3, sns, sqs = boto3.client("s3"), boto3.client("sns"), boto3.client("sqs")
+        for name, _ in self.resources("AWS::SNS::Topic"):
+            arn = sns.create_topic(Name=name)["TopicArn"]
+            self.physical[name] = {"Ref": arn}
+        for _, props in self.resources("AWS::SNS::TopicPolicy"):
+            for topic in props["Topics"]:
+                sns.set_topic_attributes(
+                    TopicArn=topic, AttributeName="Policy", AttributeValue=json.dumps(props["PolicyDocument"])
+                )
+        for name, props in self.resources("AWS::SQS::Queue"):
+            attributes = {
+                k: json.dumps(v) if isinstance(v, dict) else str(v).lower() if isinstance(v, bool) else str(v)
+                for k, v in props.items()
+            }
+            url = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+            arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+                "QueueArn"
+            ]
+            self.physical[name] = {"Ref": url, "Arn": arn}
+        for _, props in self.resources("AWS::SQS::QueuePolicy"):
+            for url in props["Queues"]:
+                sqs.set_queue_attributes(
+                    QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])}
+                )
+        for _, props in self.resources("AWS::SNS::Subscription"):
+            sns.subscribe(
+                TopicArn=props["TopicArn"],
+                Protocol=props["Protocol"],
+                Endpoint=props["Endpoint"],
+                Attributes={"RawMessageDelivery": str(props["RawMessageDelivery"]).lower()},
+            )
+        [(name, props)] = list(self.resources("AWS::S3::Bucket"))
+        s3.create_bucket(Bucket=props["BucketName"])
+        self.physical[name] = {"Ref": props["BucketName"], "Arn": f"arn:aws:s3:::{props['BucketName']}"}
+        notification = props.get("NotificationConfiguration", {})
+        s3.put_bucket_notification_configuration(
+            Bucket=props["BucketName"],
+            NotificationConfiguration={
+                "TopicConfigurations": [
+                    {
+                        "TopicArn": c["Topic"],
+                        "Events": [c["Event"]],
+                        "Filter": {"Key": {"FilterRules": c["Filter"]["S3Key"]["Rules"]}},
+                    }
+                    for c in notification.get("TopicConfigurations", [])
+                ]
+            },
+        )
+        return {
+            name: self.resolve(output["Value"])
+            for name, output in self.template["Outputs"].items()
+            if "Condition" not in output or self.condition(output["Condition"])
+        }
+
+
+@pytest.mark.parametrize("mode", sorted(PUSH_CONSUMERS))
+def test_push_delivery_stack_carries_a_publish_to_every_consumers_queue(s3: Proxy, mode: str, capsys):
+    """On the moto server, the stack's resources for PushDelivery=<mode>: a release record written and
+    deleted under the environment reaches each consumer's queue once, raw, and names the package; other
+    environments' objects reach no queue; the output ARNs are what `iam-policy --queue-arn` takes."""
+    from dagfactory_s3.publisher import cli
+
+    bucket, environment = "etl-airflow-dags-test", "prod"
+    outputs = _Stack({"BucketName": bucket, "PushDelivery": mode, "PushEnvironment": environment}).create()
+    urls = {k[: -len("Url")]: v for k, v in outputs.items() if k.endswith("QueueUrl")}
+    assert set(urls) == PUSH_CONSUMERS[mode]
+    client = boto3.client("s3")
+    client.put_object(Bucket=bucket, Key="dev/reporting_seeder/metadata.json", Body=b"{}")
+    client.put_object(Bucket=bucket, Key=f"{environment}/reporting_seeder/metadata.json", Body=b"{}")
+    client.delete_object(Bucket=bucket, Key=f"{environment}/reporting_seeder/metadata.json")
+    sqs = boto3.client("sqs")
+    for consumer, url in urls.items():
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+        bodies = [json.loads(m["Body"]) for m in messages]  # raw: no SNS envelope
+        assert all(b.get("Event") == "s3:TestEvent" or "Records" in b for b in bodies), bodies
+        records = [r for b in bodies for r in b.get("Records", [])]
+        assert sorted(r["eventName"].split(":")[0] for r in records) == ["ObjectCreated", "ObjectRemoved"], (
+            consumer
+        )
+        # S3's test event when the notification was set is dropped as such; each record names the package
+        batches = [events.parse(m["Body"], bucket, environment) for m in messages]
+        assert all(b.packages == {"reporting_seeder"} or set(b.dropped) == {"test"} for b in batches), batches
+        assert len([b for b in batches if b.packages]) == len(records)  # one message per object event
+    arns = [outputs[f"{consumer}Arn"] for consumer in urls]
+    queue_flags = [flag for arn in arns for flag in ("--queue-arn", arn)]
+    target = ["--bucket", bucket, "--environment", environment, "--package-name", "reporting_seeder"]
+    code = cli.main(["iam-policy", *target, *queue_flags])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    [statement] = [
+        s for s in json.loads(out)["airflow_read_only_role"]["Statement"] if s["Sid"] == "ReceiveDagEvents"
+    ]
+    assert statement["Resource"] == sorted(arns)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [(), ("--promote-from", "dev", "--promote-from", "staging"), QUEUE_ARNS],
+    ids=["plain", "promote", "queues"],
+)
 @pytest.mark.parametrize("package", sorted(p.name for p in EXAMPLES.iterdir()))
-def test_generated_iam_policies_are_accepted_by_iam(package: str, promote: tuple[str, ...]):
-    """`iam-policy` output (with and without promotion sources) attaches to roles with the kit's
-    trust policies (moto validates policy documents)."""
+def test_generated_iam_policies_are_accepted_by_iam(package: str, extra: tuple[str, ...]):
+    """`iam-policy` output (plain, with promotion sources, with push-delivery queues) attaches to roles
+    with the kit's trust policies (moto validates policy documents)."""
     result = subprocess.run(
         [
             str(BIN / "airflow-dag-publisher"),
@@ -322,7 +641,7 @@ def test_generated_iam_policies_are_accepted_by_iam(package: str, promote: tuple
             "prod",
             "--package-name",
             package,
-            *promote,
+            *extra,
         ],
         capture_output=True,
         text=True,

@@ -7,12 +7,14 @@ elsewhere), read the other packages' ``metadata.json`` (for DAG-id uniqueness) a
 also read the package's records and content objects in each environment it promotes from
 (``promote`` sends GETs only there). The platform role alone writes ``<env>/_platform/`` (``policy
 publish`` and ``rollback``) and reads the whole environment (``policy plan`` reads every served
-manifest). Airflow (the sync sidecar or the versioned bundle) may only list and read ``<env>/``.
+manifest). Airflow (the sync sidecar or the versioned bundle) may only list and read ``<env>/``, and,
+with push delivery, receive and delete the messages of its own event queues (nothing else on SQS).
 Pure data; no AWS calls.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,6 +39,8 @@ _WRITES = [
     "s3:DeleteObjectTagging",
     "s3:RestoreObject",
 ]
+# A standard queue only: S3 event notifications cannot reach a FIFO queue (nor a FIFO topic).
+_QUEUE_ARN = re.compile(r"arn:aws(-[a-z]+)*:sqs:[a-z]{2}(-[a-z]+)+-\d+:\d{12}:[A-Za-z0-9_-]{1,80}")
 
 
 def _check(bucket: str, environment: str, package: str | None) -> None:
@@ -134,14 +138,35 @@ def _read_environment(bucket_arn: str, environment: str) -> list[dict[str, Any]]
     ]
 
 
-def airflow_policy(bucket: str, environment: str) -> dict[str, Any]:
-    """Airflow's sync sidecar: list and read ``<env>/``; nothing else."""
+def _check_queue(arn: str) -> None:
+    if _QUEUE_ARN.fullmatch(arn):
+        return
+    hint = (
+        "that is a queue URL; pass the queue's ARN (the stack's ...QueueArn output)"
+        if arn.startswith(("https://", "http://"))
+        else "expected arn:aws:sqs:<region>:<12-digit account>:<queue name> of a standard queue"
+    )
+    raise ConfigError(f"--queue-arn {arn!r} is not an SQS queue ARN: {hint}")
+
+
+def airflow_policy(bucket: str, environment: str, queue_arns: Sequence[str] = ()) -> dict[str, Any]:
+    """Airflow's sync sidecar or bundle: list and read ``<env>/``; with ``queue_arns`` (push delivery)
+    receive and delete the messages of those queues; nothing else."""
     _check(bucket, environment, None)
+    for arn in queue_arns:
+        _check_queue(arn)
     bucket_arn = f"arn:aws:s3:::{bucket}"
+    events = {
+        "Sid": "ReceiveDagEvents",
+        "Effect": "Allow",
+        "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
+        "Resource": sorted(set(queue_arns)),
+    }
     return {
         "Version": _VERSION,
         "Statement": [
             *_read_environment(bucket_arn, environment),
+            *([events] if queue_arns else []),
             {
                 "Sid": "DenyAllWrites",
                 "Effect": "Deny",
@@ -173,10 +198,16 @@ def platform_policy(bucket: str, environment: str) -> dict[str, Any]:
     }
 
 
-def policies(bucket: str, environment: str, package: str, promote_from: Sequence[str] = ()) -> dict[str, Any]:
+def policies(
+    bucket: str,
+    environment: str,
+    package: str,
+    promote_from: Sequence[str] = (),
+    queue_arns: Sequence[str] = (),
+) -> dict[str, Any]:
     return {
         "package_ci_role": package_policy(bucket, environment, package, promote_from),
-        "airflow_read_only_role": airflow_policy(bucket, environment),
+        "airflow_read_only_role": airflow_policy(bucket, environment, queue_arns),
     }
 
 

@@ -221,7 +221,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         [
             f"airflow-dag-publisher iam-policy {_TARGET} > policies.json",
             "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod "
-            "--package-name pipeline_processing --promote-from dev",
+            "--package-name pipeline_processing --promote-from dev "
+            "--queue-arn arn:aws:sqs:us-east-1:123456789012:dag-processor-sync",
             "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod --platform",
         ],
     )
@@ -240,6 +241,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--platform",
         action="store_true",
         help="print the platform role's policy instead: it alone writes <env>/_platform/ ('policy publish')",
+    )
+    p.add_argument(
+        "--queue-arn",
+        action="append",
+        default=[],
+        metavar="ARN",
+        help="an SQS queue Airflow reads S3 events from (push delivery): adds sqs:ReceiveMessage and "
+        "sqs:DeleteMessage on it to Airflow's role, nothing else (repeatable)",
     )
     p.set_defaults(handler=cmd_iam_policy)
 
@@ -544,10 +553,15 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
         require(args, "bucket", "environment")
         if args.promote_from:
             raise ConfigError("--promote-from is for a package's CI role, not --platform")
+        if args.queue_arn:
+            raise ConfigError("--queue-arn is for Airflow's role, not --platform")
         print(iam.dumps({"platform_role": iam.platform_policy(args.bucket, args.environment)}), end="")
         return 0
     require(args, "bucket", "environment", "package_name")
     print(
-        iam.dumps(iam.policies(args.bucket, args.environment, args.package_name, args.promote_from)), end=""
+        iam.dumps(
+            iam.policies(args.bucket, args.environment, args.package_name, args.promote_from, args.queue_arn)
+        ),
+        end="",
     )
     return 0
