@@ -44,6 +44,10 @@ class S3ReleaseDagBundle(BaseDagBundle):
     :param environment: the environment prefix (``dev``, ``prod`` ...)
     :param max_delete_fraction: the sidecar's mass-delete guard, per refresh
     :param workers: parallel GETs when materializing
+    :param queue_url: an SQS queue of this dag-processor's own receiving the bucket's event notifications
+        under ``<environment>/``: a refresh then asks S3 only about the packages the events named, and
+        nothing when none did (docs/bundle.md, push delivery)
+    :param full_refresh_interval: with a queue, seconds between full listings, the backstop (default 300)
     """
 
     supports_versioning = True
@@ -55,6 +59,8 @@ class S3ReleaseDagBundle(BaseDagBundle):
         environment: str,
         max_delete_fraction: float = 0.5,
         workers: int = 16,
+        queue_url: str | None = None,
+        full_refresh_interval: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -66,6 +72,8 @@ class S3ReleaseDagBundle(BaseDagBundle):
             versions_dir=self.versions_dir,
             max_delete_fraction=max_delete_fraction,
             workers=workers,
+            queue_url=queue_url,
+            full_refresh_interval=full_refresh_interval,
         )
         if self.version:
             parse_version(self.version)
@@ -112,4 +120,4 @@ class S3ReleaseDagBundle(BaseDagBundle):
         if self.version:
             raise ConfigError(f"bundle {self.name!r} is pinned at version {self.version}; it cannot refresh")
         with self.lock():
-            self.versions.refresh()
+            self.versions.refresh(push=True)  # only Airflow's periodic refresh follows the queue

@@ -38,6 +38,15 @@ history. A policy that cannot be read or parsed keeps the previous one in the ne
 that cannot get the policy its version names fails the task start (fail closed: it never runs a
 version without the policy it was parsed under).
 
+**Push delivery** (a ``queue_url``): S3 event notifications of the environment reach an SQS queue
+of the refreshing process's own (:mod:`dagfactory_s3.serve.events`). A daemon thread of that process
+(:class:`EventPoller`, started by its first :meth:`ReleaseVersions.refresh` with ``push``)
+long-polls it, and such a refresh then lists only the packages (and the policy pointer) the events
+named, keeping every other package's line of the current mapping; with no event it asks S3 nothing
+and keeps the version. A full listing still runs every ``full_refresh_interval``, first in each
+process, and whenever the queue cannot be read. Messages are deleted only after the refresh that
+used them served what they named; otherwise they come back after the queue's visibility timeout.
+
 The layout under ``base_dir``: ``objects/`` (the content cache), ``records/`` (release records by id),
 ``mappings/``, ``tracking/<version>`` (the refreshing process's trees) and ``current`` (a symlink to
 the newest tree); a worker's trees go to ``versions_dir/<version>``.
@@ -52,7 +61,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -63,8 +72,9 @@ import orjson
 
 from dagfactory_s3 import fs, naming, pending, platform, s3
 from dagfactory_s3 import release as releases
-from dagfactory_s3.errors import ConfigError, SyncError
+from dagfactory_s3.errors import ConfigError, StorageError, SyncError
 from dagfactory_s3.manifest import MAX_BYTES as MANIFEST_MAX_BYTES
+from dagfactory_s3.serve import events
 from dagfactory_s3.serve import policy as policies
 from dagfactory_s3.serve.cache import ContentCache
 from dagfactory_s3.serve.rules import (
@@ -81,6 +91,7 @@ from dagfactory_s3.serve.rules import (
 
 __all__ = [
     "MAPPING_FORMAT",
+    "EventPoller",
     "Mapping",
     "ReleaseVersions",
     "claims",
@@ -99,7 +110,7 @@ _PACKAGE_IGNORE = naming.SYNC_IGNORE_HEADER + b": a package folder of the S3Rele
 Files = dict[str, dict[str, str]]  # package -> dags/<id>.json -> sha256
 # The platform policy's line in a mapping: its policy id among the releases, its sha256 among the
 # contents (so a version names the policy's bytes too, and a run keeps the policy it started with).
-PLATFORM = policies.PLATFORM_DIR
+PLATFORM = policies.PLATFORM_DIR  # also what an event names for the policy pointer (events.POLICY)
 
 
 @dataclass(frozen=True)
@@ -287,14 +298,70 @@ def claims(previous: Mapping | None, files: Files) -> tuple[dict[str, list[str]]
     return refused, collisions
 
 
+class EventPoller:
+    """A daemon thread that long-polls a bundle's queue and gathers what its messages name until a
+    refresh takes it. It belongs to the process that started it (``pid``): threads do not survive a
+    fork, so a forked child neither has one running nor touches this one's batch or lock."""
+
+    def __init__(self, queue: events.Queue, *, name: str, wait_seconds: float, retry_seconds: float) -> None:
+        self.queue, self.name = queue, name
+        self.wait_seconds, self.retry_seconds = wait_seconds, retry_seconds
+        self.pid = os.getpid()
+        self.failing = False  # the last receive failed: refreshes list everything until one succeeds
+        self._pending = events.Batch()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"dagfactory-s3-events-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def up(self) -> bool:
+        return self._thread.is_alive() and not self.failing
+
+    def take(self) -> events.Batch:
+        """What the messages received since the last ``take`` name, with their receipts."""
+        with self._lock:
+            batch, self._pending = self._pending, events.Batch()
+        return batch
+
+    def stop(self) -> None:
+        """Ask no more (a long poll in flight ends on its own)."""
+        self._stop.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                batch = self.queue.receive(int(self.wait_seconds))
+            except Exception as exc:  # StorageError, or anything else: the same fallback, never a dead thread
+                if self._stop.is_set():
+                    return
+                if not self.failing:
+                    log.error(
+                        "bundle %s: event queue not read, refreshing from full listings until it answers: %s",
+                        self.name,
+                        exc,
+                    )
+                self.failing = True
+                self._stop.wait(self.retry_seconds)
+                continue
+            with self._lock:
+                self._pending.merge(batch)
+                if self.failing:
+                    log.info("bundle %s: event queue %s answers again", self.name, self.queue.url)
+                self.failing = False
+
+
 class ReleaseVersions:
     """The versions of ``s3://<bucket>/<environment>/`` kept under ``base_dir`` (see the module doc).
 
     ``name`` prefixes every log line (the bundle's name); ``requests`` counts what was asked of S3.
+    With ``queue_url``, :meth:`refresh` with ``push`` follows the queue's events (the module doc).
     """
 
     keep_trees = 3  # refreshed trees kept: the current one and those a parse in flight may still read
     cache_grace = 3600.0  # seconds a cached object no tree links any more is kept for the next version
+    wait_seconds = 20  # one receive's long poll: at idle, at most one SQS request per 20 s
+    retry_seconds = 60.0  # a queue that could not be read is asked again after this
 
     def __init__(
         self,
@@ -306,10 +373,35 @@ class ReleaseVersions:
         versions_dir: Path,
         max_delete_fraction: float = 0.5,
         workers: int = 16,
+        queue_url: str | None = None,
+        full_refresh_interval: float | None = None,
     ) -> None:
         why = naming.check_environment(environment)
         if why or not bucket:
             raise ConfigError(f"bundle {name!r}: {why or 'bucket is empty'}")
+        if queue_url is not None and (not isinstance(queue_url, str) or not queue_url.strip()):
+            raise ConfigError(
+                f"bundle {name!r}: queue_url must be the URL of an SQS queue, got {queue_url!r}"
+            )
+        if full_refresh_interval is not None and not queue_url:
+            raise ConfigError(
+                f"bundle {name!r}: full_refresh_interval needs queue_url (without a queue every refresh "
+                "is a full listing)"
+            )
+        if full_refresh_interval is not None and (
+            isinstance(full_refresh_interval, bool)
+            or not isinstance(full_refresh_interval, (int, float))
+            or not full_refresh_interval > 0
+        ):
+            raise ConfigError(
+                f"bundle {name!r}: full_refresh_interval must be a number of seconds > 0, "
+                f"got {full_refresh_interval!r}"
+            )
+        self.queue_url = queue_url
+        self.full_refresh_interval = float(full_refresh_interval or 300.0)
+        self._poller: EventPoller | None = None
+        self._full_at: float | None = None  # time.monotonic() of this poller's last full listing
+        self._unserved: set[str] = set()  # packages (and PLATFORM) the last refresh could not serve anew
         self.name, self.bucket, self.env = name, bucket, environment
         self.max_delete_fraction = max_delete_fraction
         self.workers = workers
@@ -347,17 +439,101 @@ class ReleaseVersions:
             return None
         return Mapping.from_data(orjson.loads(raw), file=str(path))
 
-    def refresh(self) -> None:
-        """Read every package's release pointer, build the next version, and switch ``current`` to it."""
+    def refresh(self, *, push: bool = False) -> None:
+        """Build the next version and switch ``current`` to it: from a listing of every package's release
+        pointer, or -- ``push`` (the dag-processor's periodic refresh) with a queue -- from only what
+        the queue's events named since the last refresh, and nothing at all when they named nothing."""
+        poller = self._events() if push else None
+        if poller is None:
+            self._refresh(None)
+            return
+        full = (
+            not poller.up
+            or self._full_at is None
+            or time.monotonic() - self._full_at >= self.full_refresh_interval
+        )
+        batch = poller.take()
+        if not full and not batch.relevant:
+            self._delete(poller, batch)  # foreign, malformed or not a commit point: nothing to refresh
+            return
+        started = time.monotonic()
+        unserved = self._refresh(None if full else batch)  # raises: the messages stay in the queue
+        if full:
+            self._full_at = started
+        named = batch.packages | ({PLATFORM} if batch.policy else set())
+        if unserved & named:  # at least once: what they named is read again when they come back
+            log.warning(
+                "bundle %s: %d event message(s) left in the queue, %s not served anew; they come back "
+                "after the queue's visibility timeout",
+                self.name,
+                batch.messages - len(batch.settled(unserved)),
+                sorted(unserved & named),
+            )
+        self._delete(poller, batch, failed=unserved)
+
+    def close(self) -> None:
+        """Stop this process's queue poller, if any (the next refresh with ``push`` starts another)."""
+        if self._poller is not None and self._poller.pid == os.getpid():
+            self._poller.stop()
+            self._poller = None
+
+    def _events(self) -> EventPoller | None:
+        """This process's queue poller, started by its first refresh; None without a queue, and in a
+        forked child of a process that polls (the parent owns the queue's messages: the child refreshes
+        from a full listing and never receives or deletes one)."""
+        if not self.queue_url:
+            return None
+        if self._poller is None:
+            queue = events.Queue(self.queue_url, self.bucket, self.env)
+            self._poller = EventPoller(
+                queue, name=self.name, wait_seconds=self.wait_seconds, retry_seconds=self.retry_seconds
+            )
+            self._full_at = None  # what happened before the poller started is known by a full listing
+        if self._poller.pid != os.getpid():
+            return None
+        return self._poller
+
+    def _delete(self, poller: EventPoller, batch: events.Batch, failed: Collection[str] = ()) -> None:
+        """Delete the batch's messages but those naming one of ``failed`` (packages, the policy)."""
+        if not batch.settled(failed):
+            return
+        try:
+            poller.queue.delete(batch, failed=failed)
+        except StorageError as exc:  # they come back: one more refresh of what they name
+            log.warning("bundle %s: %s", self.name, exc)
+
+    def _refresh(self, only: events.Batch | None) -> set[str]:
+        """One refresh: every package (``only`` None) or the packages and policy ``only`` names, the
+        others as the current version has them. Returns what kept its previous release because its
+        own could not be served (packages, and PLATFORM for the policy)."""
         self._currents.clear()  # current records are read anew each refresh (releases are immutable)
         self._policy_read = False
+        self._unserved = set()
         at = time.time()  # before the listing: every release it shows has an id no later than this
-        listing = s3.list_objects(
-            self.client, self.bucket, f"{self.env}/", on_page=lambda: self._count("LIST")
-        )
         current = self.current_version()
         previous = self.local_mapping(current) if current else None
         before = previous.releases if previous else {}
+        if previous is None:
+            only = None  # nothing to keep: every package is read
+        if only is None:
+            listing = s3.list_objects(
+                self.client, self.bucket, f"{self.env}/", on_page=lambda: self._count("LIST")
+            )
+        else:  # each named package's own prefix, one delimited page: its metadata.json and ETag
+            prefixes = [naming.package_prefix(self.env, p) for p in sorted(only.packages)]
+            if only.policy:
+                prefixes.append(f"{self.env}/{PLATFORM}/")
+            listing = {}
+            for prefix in prefixes:
+                listing.update(
+                    s3.list_objects(
+                        self.client,
+                        self.bucket,
+                        prefix,
+                        delimiter="/",
+                        on_page=lambda: self._count("LIST"),
+                    )
+                )
         pointers = {}
         for key, obj in listing.items():
             cls = classify_key(self.env, key)
@@ -367,9 +543,13 @@ class ReleaseVersions:
         files: Files = {}
         for package in sorted(set(pointers) | set(before) - {PLATFORM}):
             try:
-                if package not in pointers:
+                if package in pointers:
+                    release_id, raw = self._pointer(package, pointers[package])
+                elif only is not None and package not in only.packages:
+                    # no event named it: as the current version has it (its files are in memory)
+                    release_id, raw = before[package], None
+                else:
                     continue  # gone from S3: dropped, unless the guard below keeps it
-                release_id, raw = self._pointer(package, pointers[package])
                 served = self._load_package(package, release_id, raw)
                 now[package] = release_id
                 if served is not None:
@@ -377,7 +557,11 @@ class ReleaseVersions:
             except Exception as exc:  # one package's content must not cost the others their version
                 self._keep(package, before, now, files, f"{type(exc).__name__}: {exc}")
         self._guard(before, now, files, previous)
-        policy_id = self._refresh_policy(listing.get(policies.pointer_key(self.env)), before.get(PLATFORM))
+        if only is None or only.policy:
+            pointer = listing.get(policies.pointer_key(self.env))
+            policy_id = self._refresh_policy(pointer, before.get(PLATFORM))
+        else:
+            policy_id = before.get(PLATFORM)
         if policy_id:
             now[PLATFORM] = policy_id
         refused, collisions = claims(previous, files)
@@ -388,7 +572,7 @@ class ReleaseVersions:
             and previous.releases == now
             and previous.refused == {p: ids for p, ids in refused.items() if ids}
         ):
-            return
+            return self._unserved
         kept = previous.contents if previous is not None else {}
         contents = {
             p: kept[p] if p == PLATFORM and before.get(p) == r and p in kept else self._content(p, r)
@@ -413,6 +597,7 @@ class ReleaseVersions:
             "bundle %s: version %s serves %d package releases", self.name, version, len(mapping.releases)
         )
         self._clean(version)
+        return self._unserved
 
     def materialize(self, version: str) -> Path:
         """A worker's tree of ``version`` in ``versions_dir/<version>``, built once per machine."""
@@ -709,6 +894,7 @@ class ReleaseVersions:
             assert record is not None, "the pointer is gone"
             self._cache_policy(record.current.policy_id, record.current.sha256)
         except Exception as exc:  # fail-static: the platform's rules never drop to the default
+            self._unserved.add(PLATFORM)
             log.error(
                 "bundle %s: platform policy at %s not served, %s: %s",
                 self.name,
@@ -872,6 +1058,7 @@ class ReleaseVersions:
     ) -> None:
         """Fail-static: a package whose release cannot be served keeps its previous one (whole)."""
         log.error("bundle %s: package %r keeps its previous release: %s", self.name, package, why)
+        self._unserved.add(package)
         if package in before:
             with contextlib.suppress(Exception):
                 served = self._load_package(package, before[package])
