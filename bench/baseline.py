@@ -79,8 +79,8 @@ class _RecordingKPO:
         return _Partial()
 
 
-def capture(manifest: Manifest) -> Captured:
-    """What ``factory.build_dag(manifest)`` passes to ``DAG(...)`` and each ``KubernetesPodOperator(...)``."""
+def capture(manifest: Manifest, policy: Any = None) -> Captured:
+    """What ``factory.build_dag(manifest, policy)`` passes to ``DAG(...)`` and each ``KubernetesPodOperator(...)``."""
     captured = Captured(dag={})
 
     @contextlib.contextmanager
@@ -106,7 +106,7 @@ def capture(manifest: Manifest) -> Captured:
     setattr(factory, operator, _RecordingKPO(captured))
     factory.TaskGroup = recording_group  # type: ignore[assignment,misc]
     try:
-        factory.build_dag(manifest)
+        factory.build_dag(manifest, policy) if policy is not None else factory.build_dag(manifest)
     finally:
         factory.DAG, _, factory.TaskGroup = saved
         setattr(factory, operator, saved[1])
@@ -169,9 +169,10 @@ class _Name:
         return self.name
 
 
-def python_source(manifest: Manifest) -> str:
-    """A plain Airflow DAG file building the same DAG as the manifest's stub, with no library."""
-    cap = capture(manifest)
+def python_source(manifest: Manifest, policy: Any = None) -> str:
+    """A plain Airflow DAG file building the same DAG as the manifest's stub (under ``policy``, the
+    platform policy its stub is served with), with no library."""
+    cap = capture(manifest, policy)
     names = {t["task_id"]: t["task_id"].replace("-", "_") for t in cap.tasks}
     lines = [
         "with DAG(",

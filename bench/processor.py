@@ -192,15 +192,16 @@ def _query(db: Path) -> dict:
 
 
 def _shape(data: str) -> str:
-    """Digest of a serialized DAG without where its folder is (the variants live in different folders)."""
+    """Digest of a serialized DAG without where its file is (the variants live in different folders)."""
     document = json.loads(data)
-    for key in ("fileloc", "_processor_dags_folder"):
+    for key in ("fileloc", "relative_fileloc", "_processor_dags_folder"):
         document["dag"].pop(key, None)
     for task in document["dag"].get("tasks", []):  # the stub's operator is the provider's, checked at render
         var = task.get("__var", task)
-        if var.get("_task_type") == "ManifestPodOperator":
-            var["_task_type"] = "KubernetesPodOperator"
-            var["_task_module"] = "airflow.providers.cncf.kubernetes.operators.pod"
+        for key in ("_task_type", "task_type"):  # the key's name differs between Airflow versions
+            if var.get(key) == "ManifestPodOperator":
+                var[key] = "KubernetesPodOperator"
+                var["_task_module"] = "airflow.providers.cncf.kubernetes.operators.pod"
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 

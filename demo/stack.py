@@ -120,7 +120,7 @@ class Settings:
     sync_interval: float = 5.0
     refresh_interval: int = 5
     min_file_process_interval: int = 300
-    min_serialized_dag_update_interval: int = 1
+    min_serialized_dag_update_interval: int = 0
     api_port: int | None = None
     mirror_unreleased: bool = False  # the sidecar's migration opt-in (packages without a release record)
 
