@@ -146,7 +146,7 @@ class Live:
 
         def visible() -> bool:
             self.stack.check_alive()
-            info = self.stack.db.dags().get(dag_id)
+            info = self.stack.db.dags(dag_id).get(dag_id)
             if kind == "delete":
                 return info is None or info.stale
             return info is not None and not info.stale and info.manifest_sha256 == want

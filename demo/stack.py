@@ -303,16 +303,26 @@ class MetadataDB:
         finally:
             conn.close()
 
-    def dags(self) -> dict[str, DagInfo]:
-        versions = dict(self.rows("select dag_id, count(*) from dag_version group by dag_id"))
+    def dags(self, only: str | None = None) -> dict[str, DagInfo]:
+        """Every DAG Airflow knows, or only the DAG ``only`` (one query of one row: a trial's wait polls
+        it ten times a second, and decoding every serialized DAG at 5,000 DAGs takes seconds)."""
+        where = "where d.dag_id = ?" if only else ""
+        params = (only,) if only else ()
+        versions = dict(
+            self.rows(
+                f"select dag_id, count(*) from dag_version {where.replace('d.', '')} group by dag_id", params
+            )
+        )
         out = {}
         for dag_id, schedule, stale, rel, parsed, dag_hash, updated, data, compressed in self.rows(
-            """
+            f"""
             select d.dag_id, d.timetable_summary, d.is_stale, d.relative_fileloc, d.last_parsed_time,
                    s.dag_hash, s.last_updated, s.data, s.data_compressed
             from dag d left join serialized_dag s on s.id = (
                 select id from serialized_dag where dag_id = d.dag_id order by created_at desc limit 1)
-            """
+            {where}
+            """,
+            params,
         ):
             tasks: tuple[tuple[str, str], ...] = ()
             manifest_sha = None
@@ -720,7 +730,7 @@ class Stack:
 
         def visible() -> bool:
             self.check_alive()
-            info = self.db.dags().get(dag_id)
+            info = self.db.dags(dag_id).get(dag_id)
             if kind == "delete":
                 return info is None or info.stale
             return info is not None and not info.stale and info.manifest_sha256 == want
