@@ -107,8 +107,7 @@ class Live:
         else:
             base_aws = stack.aws_env
             stack.aws_env = lambda: proxied  # type: ignore[method-assign]
-            sync_env = {"DAG_SYNC_QUEUE_URL": self.queue_url} if self.push else {}
-            start_sync(stack, sync_env)
+            stack.start_sync(timeout=300, queue_url=self.queue_url)
             stack.aws_env = base_aws  # type: ignore[method-assign]  # the publisher is not counted
         stack.wait_migrate(stack.start_migrate())
         stack.start_dag_processor()
@@ -221,32 +220,6 @@ def subscribe(stack: Stack, client: Any) -> str:
         },
     )
     return url  # the test event S3 sends when the notification is set: the consumer drops it
-
-
-def start_sync(stack: Stack, extra: dict[str, str]) -> None:
-    """The demo's sidecar with ``extra`` variables (the queue)."""
-    from demo.stack import free_port, http_get
-
-    port = free_port()
-    stack.metrics_url = f"http://127.0.0.1:{port}"
-    env = stack.aws_env()
-    env.update(
-        DAG_BUCKET=stack.bucket,
-        ENVIRONMENT=stack.environment,
-        DAGS_FOLDER=str(stack.dags),
-        DAG_SYNC_METRICS_ADDR=f"127.0.0.1:{port}",
-        **({} if extra else {"DAG_SYNC_INTERVAL": str(stack.settings.sync_interval)}),
-        **extra,
-    )
-    from demo.stack import BIN
-
-    proc = stack._spawn("sync", [str(BIN / "airflow-dag-sync")], env)
-
-    def ready() -> bool:
-        proc.check_alive()
-        return http_get(stack.metrics_url + "/readyz", timeout=1)[0] == 200
-
-    wait_for("the sidecar's first sync", ready, timeout=300)
 
 
 def report(lives: list[Live], args: argparse.Namespace) -> str:

@@ -586,7 +586,9 @@ class Stack:
 
     # the sidecar
 
-    def start_sync(self, timeout: float = 60) -> None:
+    def start_sync(self, timeout: float = 60, *, queue_url: str | None = None) -> None:
+        """The sidecar; with ``queue_url`` it takes S3 events from that queue (push delivery) and
+        keeps its default full-reconcile interval for a queue."""
         port = free_port()
         self.metrics_url = f"http://127.0.0.1:{port}"
         env = self.aws_env()
@@ -594,11 +596,14 @@ class Stack:
         env.update(
             DAG_BUCKET=self.bucket,
             ENVIRONMENT=self.environment,
-            DAG_SYNC_INTERVAL=str(self.settings.sync_interval),
             DAGS_FOLDER=str(self.dags),
             DAG_SYNC_METRICS_ADDR=f"127.0.0.1:{port}",
             DAG_SYNC_MIRROR_UNRELEASED=str(self.settings.mirror_unreleased).lower(),
         )
+        if queue_url:
+            env["DAG_SYNC_QUEUE_URL"] = queue_url
+        else:
+            env["DAG_SYNC_INTERVAL"] = str(self.settings.sync_interval)
         proc = self._spawn("sync", [str(BIN / "airflow-dag-sync")], env)
 
         def ready() -> bool:
