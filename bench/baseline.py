@@ -116,9 +116,24 @@ def capture(manifest: Manifest, policy: Any = None) -> Captured:
 # --- hand-written Python -------------------------------------------------------------------------
 
 
+def _plain(value: Any) -> Any:
+    """A trigger timetable as the plain ``schedule`` a person writes (a cron or a timedelta), which
+    Airflow turns into the same timetable under its default settings; any other value unchanged."""
+    if type(value).__name__ == "CronTriggerTimetable":
+        return value.expression
+    if type(value).__name__ == "DeltaTriggerTimetable":
+        return value.delta
+    return value
+
+
 def _py(value: Any, indent: int) -> str:
     """``value`` as a Python expression, the way a person would write it in a DAG file."""
     pad = " " * indent
+    value = _plain(value)
+    if type(value).__name__ == "CronDataIntervalTimetable":
+        return f"CronDataIntervalTimetable({value.expression!r}, timezone={value.timezone.name!r})"
+    if type(value).__name__ == "DeltaDataIntervalTimetable":
+        return f"DeltaDataIntervalTimetable({_py(value.delta, indent)})"
     if isinstance(value, timedelta):
         return f"timedelta(seconds={int(value.total_seconds())})"
     if isinstance(value, datetime) and getattr(value.tzinfo, "name", "UTC") != "UTC":
@@ -196,7 +211,9 @@ def python_source(manifest: Manifest, policy: Any = None) -> str:
     body = "\n".join(lines)
     sdk = [
         *(name for name in ("Asset", "AssetAll", "AssetAny") if f"{name}(" in body),
+        *(["CronDataIntervalTimetable"] if "CronDataIntervalTimetable(" in body else []),
         "DAG",
+        *(["DeltaDataIntervalTimetable"] if "DeltaDataIntervalTimetable(" in body else []),
         *(["Param"] if "Param(" in body else []),
         *(["TaskGroup"] if "TaskGroup(" in body else []),
     ]
@@ -219,6 +236,9 @@ def python_source(manifest: Manifest, policy: Any = None) -> str:
 
 def _typed(value: Any) -> Any:
     """``value`` in dag-factory's YAML vocabulary: objects as ``{__type__: dotted.path, **kwargs}``."""
+    value = _plain(value)
+    if type(value).__name__.endswith("DataIntervalTimetable"):
+        raise ValueError("dag-factory configs of data interval schedules are not generated")
     if isinstance(value, timedelta):
         return {"__type__": "datetime.timedelta", "seconds": int(value.total_seconds())}
     if isinstance(value, datetime):

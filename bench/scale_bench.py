@@ -11,7 +11,9 @@ process is what runs in production (wall time includes interpreter start):
   cold sync, a no-op cycle, a cycle after one package changed; requests and peak RSS (``/usr/bin/time``);
 * **worker pod** start (``--once --dag-id``) on an empty folder;
 * **versioned bundle** (``ReleaseVersions``, in this process): first refresh, refresh with nothing
-  changed, refresh after one package changed, a task start on a fresh and on a warm disk.
+  changed, refresh after one package changed (each new version writes its index), a task start
+  (the version's tree, then the one manifest the task's stub parses) on a fresh and on a warm disk,
+  and on a fresh disk without the version index (the version rebuilt from every package's history).
 
 Against the targets of docs/benchmarks.md ("5,000 DAGs"): a no-op sidecar cycle makes at most
 ceil(objects/1000) LISTs and 0 GETs; the sidecar's peak RSS stays under 150 MiB; a bundle refresh with
@@ -42,7 +44,7 @@ from bench.bundle_bench import BUCKET, ENV, ROOT, put_all, release_objects
 from bench.task_start_bench import publish_policy
 
 sys.path.insert(0, str(ROOT / "tests"))
-from dagfactory_s3 import stub
+from dagfactory_s3 import pending, stub
 from dagfactory_s3.serve.versions import ReleaseVersions
 
 from s3server import MotoServer, Proxy, aws_env
@@ -186,10 +188,21 @@ def measure(packages: int, dags: int, seed: int, tmp: Path) -> dict:
             {**env, "DAGS_FOLDER": str(worker)},
         )
 
-        def versions(root: Path) -> ReleaseVersions:
+        def versions(root: Path, index: bool = True) -> ReleaseVersions:
             return ReleaseVersions(
-                name="bench", bucket=BUCKET, environment=ENV, base_dir=root, versions_dir=root / "v"
+                name="bench",
+                bucket=BUCKET,
+                environment=ENV,
+                base_dir=root,
+                versions_dir=root / "v",
+                version_index=index,
             )
+
+        def task_start(root: Path, index: bool = True) -> None:
+            """What a task start asks of S3: the version's tree, then the one manifest its stub parses."""
+            package, dag_id = f"pkg{packages // 2:03d}", f"pkg{packages // 2:03d}_job{dags // 2:03d}"
+            tree = versions(root, index).materialize(version)
+            pending.fetch(str(tree / package / "dags" / f"{dag_id}.json"))
 
         os.environ.update(aws_env(proxy.url))  # the bundle, in this process, talks through the proxy
         processor = versions(tmp / "processor")
@@ -201,11 +214,10 @@ def measure(packages: int, dags: int, seed: int, tmp: Path) -> dict:
         rows["bundle refresh, one package changed"] = in_process(proxy, processor.refresh)
         version = processor.current_version()
         assert version is not None
-        rows["bundle task start, fresh disk"] = in_process(
-            proxy, lambda: versions(tmp / "w1").materialize(version)
-        )
-        rows["bundle task start, warm disk"] = in_process(
-            proxy, lambda: versions(tmp / "w1").materialize(version)
+        rows["bundle task start, fresh disk"] = in_process(proxy, lambda: task_start(tmp / "w1"))
+        rows["bundle task start, warm disk"] = in_process(proxy, lambda: task_start(tmp / "w1"))
+        rows["bundle task start, fresh disk, no version index"] = in_process(
+            proxy, lambda: task_start(tmp / "w2", index=False)
         )
     finally:
         proxy.close()

@@ -10,8 +10,11 @@ rebuilt from S3 history on a worker and materialized is :mod:`dagfactory_s3.serv
 needs no Airflow, and the serving rules are the sidecar's (:mod:`dagfactory_s3.serve.rules`).
 
 A version is stored with each DAG version in Airflow's records (:class:`BundleVersion` ``data``,
-``dag_version.version_data``, Airflow 3.3+); a worker of an older minor, which gets only the version
-string, rebuilds its mapping from S3 history. Airflow needs read access to the bucket only.
+``dag_version.version_data``, Airflow 3.3+), but a worker is given the version string alone (Airflow's
+task runner does not pass the data on): it reads the version's index, one object the refreshing
+dag-processor writes to ``s3://<bucket>/_bundle/<env>/``, or, without one, rebuilds the mapping from
+S3 history. Airflow needs read access to the bucket, and write access to ``_bundle/<env>/`` for the
+index.
 
 This module and :mod:`dagfactory_s3.factory` are the only ones that import Airflow.
 """
@@ -48,6 +51,9 @@ class S3ReleaseDagBundle(BaseDagBundle):
         under ``<environment>/``: a refresh then asks S3 only about the packages the events named, and
         nothing when none did (docs/bundle.md, push delivery)
     :param full_refresh_interval: with a queue, seconds between full listings, the backstop (default 300)
+    :param version_index: write each new version's index to ``s3://<bucket>/_bundle/<environment>/``
+        (default true; needs ``s3:PutObject`` there), so a worker's task start reads one object instead
+        of every package's records (docs/bundle.md)
     """
 
     supports_versioning = True
@@ -61,6 +67,7 @@ class S3ReleaseDagBundle(BaseDagBundle):
         workers: int = 16,
         queue_url: str | None = None,
         full_refresh_interval: float | None = None,
+        version_index: bool = True,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,6 +81,7 @@ class S3ReleaseDagBundle(BaseDagBundle):
             workers=workers,
             queue_url=queue_url,
             full_refresh_interval=full_refresh_interval,
+            version_index=version_index,
         )
         if self.version:
             parse_version(self.version)

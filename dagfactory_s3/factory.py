@@ -18,6 +18,17 @@ try:
     from airflow.sdk import DAG, Asset, AssetAll, AssetAny, Param, TaskGroup
     from kubernetes.client import ApiClient
     from kubernetes.client import models as k8s
+
+    try:  # where the installed minor's DAG takes them from: the SDK's own from 3.2, the core's before
+        from airflow.sdk import (
+            CronDataIntervalTimetable,
+            CronTriggerTimetable,
+            DeltaDataIntervalTimetable,
+            DeltaTriggerTimetable,
+        )
+    except ImportError:
+        from airflow.timetables.interval import CronDataIntervalTimetable, DeltaDataIntervalTimetable
+        from airflow.timetables.trigger import CronTriggerTimetable, DeltaTriggerTimetable
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "dagfactory_s3.factory needs Airflow: install 'dagfactory-s3[airflow]' in the Airflow image"
@@ -580,14 +591,30 @@ def _asset(manifest: Manifest, pointer: str, uri: str) -> Asset:
         ) from None
 
 
-def _schedule(manifest: Manifest) -> Any:
-    """A cron or preset as written, None, a timedelta, or an asset condition: always AssetAll/AssetAny,
-    also of one asset, so the serialized DAG names the condition the manifest chose."""
+def _schedule(manifest: Manifest, zone: Any) -> Any:
+    """None, ``@once``, the timetable of a cron, preset or interval, or an asset condition.
+
+    A cron or interval gets its timetable here, not from Airflow's ``[scheduler]
+    create_cron_data_intervals``, so a manifest means the same on every platform: a trigger timetable
+    (what that setting's default builds: the same serialized DAG as the plain value), or with
+    ``data_intervals`` Airflow 2's data interval one, in ``zone``, the DAG's time zone. Presets are
+    Airflow's to expand. An asset condition is always AssetAll/AssetAny, also of one asset, so the
+    serialized DAG names the condition the manifest chose."""
     schedule = manifest.data.get("schedule")
-    if not isinstance(schedule, dict):
-        return schedule
+    if isinstance(schedule, str):
+        schedule = {"cron": schedule}
+    if schedule is None:
+        return None
+    if schedule.get("cron") == "@once":  # Airflow's OnceTimetable, whatever its settings
+        return "@once"
+    intervals = schedule.get("data_intervals", False)
+    if "cron" in schedule:
+        if intervals:
+            return CronDataIntervalTimetable(schedule["cron"], timezone=zone)
+        return CronTriggerTimetable(schedule["cron"], timezone=zone)
     if "every" in schedule:
-        return parse_duration(schedule["every"])
+        delta = parse_duration(schedule["every"])
+        return DeltaDataIntervalTimetable(delta) if intervals else DeltaTriggerTimetable(delta)
     condition = AssetAny if schedule.get("require", "all") == "any" else AssetAll
     return condition(
         *(_asset(manifest, f"/schedule/assets/{i}", u) for i, u in enumerate(schedule["assets"]))
@@ -609,7 +636,7 @@ def build_dag(manifest: Manifest, policy: Policy = DEFAULT_POLICY) -> DAG:
     zone = pendulum.timezone(data["timezone"]) if "timezone" in data else None
     kwargs: dict[str, Any] = {
         "dag_id": manifest.dag_id,
-        "schedule": _schedule(manifest),
+        "schedule": _schedule(manifest, zone or pendulum.timezone("UTC")),
         "start_date": parse_instant(data["start_date"], zone),
         "catchup": data.get("catchup", False),
         "max_active_runs": data.get("max_active_runs", 1),

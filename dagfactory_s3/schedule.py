@@ -10,6 +10,7 @@ __all__ = [
     "MAX_DURATION_DAYS",
     "PRESETS",
     "check_cron",
+    "check_data_intervals",
     "check_timezone",
     "parse_duration",
     "parse_instant",
@@ -26,6 +27,8 @@ CRON_PRESETS = {
     "@yearly": "0 0 1 1 *",
 }
 PRESETS = frozenset({"@once", *CRON_PRESETS})
+# Airflow's schedules that are not periods: no data interval timetable exists for them.
+WITHOUT_INTERVALS = frozenset({"@once", "@continuous"})
 _CRON_EPOCH = datetime(2000, 1, 1)
 
 MAX_DURATION_DAYS = timedelta.max.days
@@ -58,6 +61,16 @@ def check_cron(expression: str) -> str | None:
         cron.get_next(datetime)
     except Exception:
         return f"cron expression {expression!r} never fires: croniter, which Airflow schedules with, finds no date for it (e.g. 30 February)"
+    return None
+
+
+def check_data_intervals(expression: str) -> str | None:
+    """Why ``expression`` cannot have Airflow 2's data intervals (``data_intervals: true``), or None."""
+    if expression in WITHOUT_INTERVALS:
+        return (
+            f"{expression} has no data intervals (it is not a repeating period): remove data_intervals, "
+            "or give a cron or preset such as @daily"
+        )
     return None
 
 

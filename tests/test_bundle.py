@@ -57,10 +57,10 @@ def package_dir(tmp_path: Path, package: str, image_tag: str | None = None) -> P
     return dest
 
 
-def bundle(storage: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, version: str | None = None):
+def bundle(storage: Path, monkeypatch: pytest.MonkeyPatch, bucket: str, version: str | None = None, **kwargs):
     """A bundle whose Airflow storage is ``storage`` (one machine's disk)."""
     monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_STORAGE_PATH", str(storage))
-    return S3ReleaseDagBundle(name="etl", bucket=bucket, environment=ENV, version=version)
+    return S3ReleaseDagBundle(name="etl", bucket=bucket, environment=ENV, version=version, **kwargs)
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,16 @@ def test_a_worker_rebuilds_an_old_version_from_s3_alone(s3, bucket, tmp_path, mo
     worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=v1.version)
     worker.initialize()
     assert worker.path == tmp_path / "worker" / "etl" / "versions" / v1.version
-    # one delimited LIST for the packages, each package's record (its chain reaches back to v1) by GET,
-    # and the platform policy's pointer (none here)
-    assert (s3.count("LIST"), s3.count("GET"), s3.count("PUT")) == (1, 3, 0)
+    # the version's index, which the dag-processor wrote when it made v1: one GET, no LIST, no record
+    assert (s3.count("LIST"), s3.count("GET"), s3.count("PUT")) == (0, 1, 0)
     assert fetched(worker.path) == processor_tree_v1
+    s3.clear()
+    history = bundle(tmp_path / "worker-h", monkeypatch, bucket, version=v1.version, version_index=False)
+    history.initialize()
+    # without indexes: one delimited LIST for the packages, each package's record (its chain reaches
+    # back to v1) by GET, and the platform policy's pointer (none here)
+    assert (s3.count("LIST"), s3.count("GET"), s3.count("PUT")) == (1, 3, 0)
+    assert fetched(history.path) == processor_tree_v1
     s3.clear()
     again = bundle(tmp_path / "worker", monkeypatch, bucket, version=v1.version)
     again.initialize()
@@ -147,8 +153,7 @@ def test_a_task_start_on_a_fresh_disk_fetches_only_the_manifest_it_runs(s3, buck
     s3.clear()
     worker = bundle(tmp_path / "worker", monkeypatch, bucket, version=version)
     worker.initialize()
-    records = s3.count("GET")
-    assert records == 3, "one record per package (its metadata.json), the policy pointer, no manifest"
+    assert s3.count() == s3.count("GET") == 1, "the version's index: no LIST, no record, no manifest"
     dags = worker.path / SEEDER / "dags"
     assert sorted(p.name for p in dags.iterdir()) == [
         "reporting_seeder_refresh_agency.py",

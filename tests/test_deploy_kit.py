@@ -624,12 +624,13 @@ def test_push_delivery_stack_carries_a_publish_to_every_consumers_queue(s3: Prox
 
 @pytest.mark.parametrize(
     "extra",
-    [(), ("--promote-from", "dev", "--promote-from", "staging"), QUEUE_ARNS],
-    ids=["plain", "promote", "queues"],
+    [(), ("--promote-from", "dev", "--promote-from", "staging"), QUEUE_ARNS, ("--bundle-index", *QUEUE_ARNS)],
+    ids=["plain", "promote", "queues", "bundle-index"],
 )
 @pytest.mark.parametrize("package", sorted(p.name for p in EXAMPLES.iterdir()))
 def test_generated_iam_policies_are_accepted_by_iam(package: str, extra: tuple[str, ...]):
-    """`iam-policy` output (plain, with promotion sources, with push-delivery queues) attaches to roles
+    """`iam-policy` output (plain, with promotion sources, with push-delivery queues, with the bundle's
+    version indexes) attaches to roles
     with the kit's trust policies (moto validates policy documents)."""
     result = subprocess.run(
         [
@@ -670,7 +671,12 @@ def test_generated_iam_policies_are_accepted_by_iam(package: str, extra: tuple[s
         for s in policies["airflow_read_only_role"]["Statement"]
         if s["Effect"] == "Allow" and any(a.startswith(("s3:Put", "s3:Delete")) for a in _actions(s))
     ]
-    assert writes == [], "Airflow's role must be read-only"
+    if "--bundle-index" in extra:  # its one write: the bundle's version indexes, nothing else
+        assert [s["Resource"] for s in writes] == ["arn:aws:s3:::etl-airflow-dags-prod/_bundle/prod/*"]
+        [deny] = [s for s in policies["airflow_read_only_role"]["Statement"] if s["Effect"] == "Deny"]
+        assert deny["NotResource"] == writes[0]["Resource"] and "s3:PutObject" in deny["Action"]
+    else:
+        assert writes == [], "Airflow's role must be read-only"
 
 
 def _actions(statement: dict) -> list[str]:

@@ -26,6 +26,7 @@ from dagfactory_s3.serve.versions import (
     ReleaseVersions,
     claims,
     deletions_to_keep,
+    index_key,
     parse_version,
     search,
     version_name,
@@ -188,8 +189,17 @@ def publish(bucket: str, src: Path, package: str) -> None:
     assert cli.main([*argv, "--dag-path", str(src)]) == 0
 
 
-def versions(root: Path, bucket: str) -> ReleaseVersions:
-    return ReleaseVersions(name="etl", bucket=bucket, environment=ENV, base_dir=root, versions_dir=root / "v")
+def versions(root: Path, bucket: str, *, index: bool = False) -> ReleaseVersions:
+    """A bundle's versions under ``root``; without the version index unless asked, so that a fresh
+    worker rebuilds each version from S3 history (what these tests are about)."""
+    return ReleaseVersions(
+        name="etl",
+        bucket=bucket,
+        environment=ENV,
+        base_dir=root,
+        versions_dir=root / "v",
+        version_index=index,
+    )
 
 
 def test_refresh_materialize_and_rebuild_without_airflow(s3, bucket, tmp_path):
@@ -538,3 +548,91 @@ def test_a_pointer_whose_carried_policy_is_not_its_bytes_is_refused():
     forged = replace(good, content=b'{"policy_version": 1, "allow_privileged": true}').to_json()
     with pytest.raises(ConfigError, match="p: /content: does not match the sha256 and size"):
         policies.PolicyRecord.from_json(forged, file="p", environment=ENV)
+
+
+# -- the version index: a task start in three requests -------------------------------------------------
+
+
+def _indexed(tmp_path, bucket) -> tuple[ReleaseVersions, str]:
+    """Two packages and a platform policy, refreshed by a dag-processor that writes version indexes."""
+    for package in ("reporting_seeder", "pipeline_processing"):
+        src = tmp_path / f"src-{package}"
+        shutil.copytree(EXAMPLES / package / "airflow_dags", src)
+        publish(bucket, src, package)
+    put_policy(bucket, {"policy_version": 1}, "20260101T000000.000Z-aaaaaa")
+    processor = versions(tmp_path / "processor", bucket, index=True)
+    processor.refresh()
+    version = processor.current_version()
+    assert version is not None and processor.requests["PUT"] == 1
+    return processor, version
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.suffix in (".py", ".json"))
+
+
+def test_a_fresh_worker_starts_a_task_in_three_requests_from_the_version_index(s3, bucket, tmp_path):
+    """The dag-processor writes each new version's index (one PUT, outside every listing of <env>/); a
+    fresh worker lays the version's tree out from it and the policy's object -- two GETs, no LIST, no
+    package's record, however many packages -- and the task's stub then fetches its one manifest: three
+    requests. The tree, the mapping and the manifest's bytes are the dag-processor's; nothing it wrote
+    shows under <env>/, and a refresh with nothing new writes nothing."""
+    from dagfactory_s3 import pending
+
+    processor, version = _indexed(tmp_path, bucket)
+    client = boto3.client("s3")
+    assert client.head_object(Bucket=bucket, Key=index_key(ENV, parse_version(version)[1]))
+    assert not [
+        o["Key"]
+        for o in client.list_objects_v2(Bucket=bucket, Prefix=f"{ENV}/")["Contents"]
+        if "_bundle" in o["Key"]
+    ]
+    processor.refresh()
+    assert processor.requests["PUT"] == 1  # the same version: no second write
+
+    s3.clear()
+    worker = versions(tmp_path / "worker", bucket, index=True)
+    tree = worker.materialize(version)
+    assert [r.kind for r in s3.requests] == ["GET", "GET"], s3.requests
+    assert worker.local_mapping(version) == processor.local_mapping(version)
+    processor_tree = processor.current_link.resolve()
+    stubs = [p for p in _tree(processor_tree) if p.endswith(".py")]
+    assert [p for p in _tree(tree) if p.endswith(".py")] == stubs and len(stubs) == 3
+    assert _policy_of(tree).endswith("(20260101T000000.000Z-aaaaaa)")
+    manifest_file = tree / stubs[0].replace(".py", ".json")
+    assert not manifest_file.exists()  # pending: fetched when its stub is parsed
+    assert pending.fetch(str(manifest_file))
+    assert manifest_file.read_bytes() == (processor_tree / manifest_file.relative_to(tree)).read_bytes()
+    assert s3.count() == 3
+
+
+@pytest.mark.parametrize("damage", ["missing", "another-version", "other-bytes", "not-json"])
+def test_a_version_index_that_does_not_verify_is_not_used(s3, bucket, tmp_path, damage, caplog):
+    """An index that is missing (expired by the bucket's lifecycle rule, never written), names another
+    version, names other bytes for a package, or is not an index at all is not trusted: the worker
+    says so and rebuilds the version from S3 history, to the same mapping and tree."""
+    caplog.set_level("INFO", logger="dagfactory_s3.bundle")
+    processor, version = _indexed(tmp_path, bucket)
+    client = boto3.client("s3")
+    key = index_key(ENV, parse_version(version)[1])
+    doc = json.loads(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    if damage == "missing":
+        client.delete_object(Bucket=bucket, Key=key)
+    elif damage == "another-version":
+        doc["mapping"]["releases"]["reporting_seeder"] = RID
+        client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
+    elif damage == "other-bytes":
+        rest = sorted(doc["files"]["pipeline_processing"])[0]
+        doc["files"]["pipeline_processing"][rest]["sha256"] = "0" * 64
+        client.put_object(Bucket=bucket, Key=key, Body=json.dumps(doc).encode())
+    else:
+        client.put_object(Bucket=bucket, Key=key, Body=b"\x00garbage")
+    worker = versions(tmp_path / "worker", bucket, index=True)
+    tree = worker.materialize(version)
+    assert worker.local_mapping(version) == processor.local_mapping(version)
+    stubs = [p for p in _tree(processor.current_link.resolve()) if p.endswith(".py")]
+    assert [p for p in _tree(tree) if p.endswith(".py")] == stubs
+    assert worker.requests["LIST"] >= 1  # rebuilt from history
+    assert "rebuilding it from history" in caplog.text
+    if damage == "other-bytes":
+        assert "/files/pipeline_processing: does not serve what the version names" in caplog.text

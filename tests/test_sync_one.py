@@ -57,13 +57,14 @@ def client():
 
 def test_a_worker_fetches_its_dag_alone_in_the_same_requests_at_any_size(s3, bucket, tmp_path):
     """The DAG's manifest (verified) and its canonical stub, the package's ignore file, nothing else:
-    one LIST and three GETs (record, manifest, policy pointer) with 3 DAGs served, and the same with 43."""
+    one LIST and two GETs (record, manifest) with 3 DAGs served, and the same with 43; no policy GET,
+    since the listing shows the environment has none."""
     publish_examples(bucket, tmp_path)
     dags = tmp_path / "dags"
     s3.clear()
     got = fetch_dag(client(), bucket, ENV, dags, DAG)
     small = (s3.count("LIST"), s3.count("GET"))
-    assert small == (1, 3) and got.requests == {"LIST": 1, "GET": 3}
+    assert small == (1, 2) and got.requests == {"LIST": 1, "GET": 2}
     files = sorted(str(p.relative_to(dags)) for p in dags.rglob("*") if p.is_file())
     assert files == [f"{SEEDER}/.airflowignore", f"{SEEDER}/dags/{DAG}.json", f"{SEEDER}/dags/{DAG}.py"]
     source = (EXAMPLES / SEEDER / "airflow_dags" / f"{DAG}.json").read_bytes()
@@ -146,7 +147,7 @@ def test_the_init_container_serves_one_dag_or_fails_with_one_line(s3, bucket, tm
 
     code, events = run("--once", DAG_SYNC_DAG_ID=DAG)
     served = [e for e in events if e["event"] == "dag"]
-    assert code == 0 and served[0]["package"] == SEEDER and served[0]["requests"] == {"LIST": 1, "GET": 3}
+    assert code == 0 and served[0]["package"] == SEEDER and served[0]["requests"] == {"LIST": 1, "GET": 2}
     assert (dags / SEEDER / "dags" / f"{DAG}.json").is_file()
     assert sorted(p.name for p in dags.iterdir() if not p.name.startswith(".")) == [SEEDER]
 

@@ -28,7 +28,13 @@ from dagfactory_s3.manifest.overlays import own_fields, resolve_tasks
 from dagfactory_s3.manifest.patterns import backtracking
 from dagfactory_s3.manifest.pod_fields import BASE_CONTAINER, FIELDS, HOST_NAMESPACES, override_containers
 from dagfactory_s3.platform import Policy
-from dagfactory_s3.schedule import check_cron, check_timezone, parse_duration, parse_instant
+from dagfactory_s3.schedule import (
+    check_cron,
+    check_data_intervals,
+    check_timezone,
+    parse_duration,
+    parse_instant,
+)
 from dagfactory_s3.schema import schema_problems, to_pointer
 
 __all__ = ["check_document"]
@@ -105,13 +111,20 @@ def _check_rules(
             problems.append(Problem(file, pointer, reason))
 
     schedule = document.get("schedule")
-    if isinstance(schedule, str):
-        reason = check_cron(schedule)
+    cron, where = schedule, "/schedule"
+    if isinstance(schedule, dict) and isinstance(schedule.get("cron"), str):
+        cron, where = schedule["cron"], "/schedule/cron"
+        reason = check_data_intervals(cron) if schedule.get("data_intervals") is True else None
+        if reason:  # the one problem: the cron check would only add "unknown preset" for @continuous
+            problems.append(Problem(file, "/schedule/data_intervals", reason))
+            cron = None
+    if isinstance(cron, str):
+        reason = check_cron(cron)
         if reason:
-            problems.append(Problem(file, "/schedule", reason))
+            problems.append(Problem(file, where, reason))
     elif isinstance(schedule, dict) and isinstance(schedule.get("every"), str):
         _check_duration(schedule["every"], "/schedule/every", file, problems)
-    elif isinstance(schedule, dict):
+    elif isinstance(schedule, dict) and "assets" in schedule:
         _check_assets(schedule.get("assets"), "/schedule/assets", file, problems)
     zone = None
     if "timezone" in document:
@@ -141,7 +154,7 @@ def _check_rules(
     for name, param in document.get("params", {}).items():
         # Airflow refuses params without defaults on time-based schedules only (an asset-triggered
         # timetable "cannot be scheduled").
-        timed = isinstance(schedule, str) or (isinstance(schedule, dict) and "every" in schedule)
+        timed = isinstance(schedule, str) or (isinstance(schedule, dict) and "assets" not in schedule)
         _check_param(name, param, timed, file, problems)
     notify = [(f"/alerts/{k}", v) for k, v in document.get("alerts", {}).items()]
     if "deadline" in document:

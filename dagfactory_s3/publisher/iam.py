@@ -7,8 +7,10 @@ elsewhere), read the other packages' ``metadata.json`` (for DAG-id uniqueness) a
 also read the package's records and content objects in each environment it promotes from
 (``promote`` sends GETs only there). The platform role alone writes ``<env>/_platform/`` (``policy
 publish`` and ``rollback``) and reads the whole environment (``policy plan`` reads every served
-manifest). Airflow (the sync sidecar or the versioned bundle) may only list and read ``<env>/``, and,
-with push delivery, receive and delete the messages of its own event queues (nothing else on SQS).
+manifest). Airflow (the sync sidecar or the versioned bundle) may only list and read ``<env>/``; with
+the versioned bundle, write and read its version indexes (``_bundle/<env>/``, outside every package's
+prefix and verified by every reader); and, with push delivery, receive and delete the messages of its own event queues
+(nothing else on SQS).
 Pure data; no AWS calls.
 """
 
@@ -23,6 +25,7 @@ import orjson
 from dagfactory_s3.errors import ConfigError
 from dagfactory_s3.naming import METADATA, RELEASES_DIR, check_environment, check_package
 from dagfactory_s3.serve.policy import PLATFORM_DIR
+from dagfactory_s3.serve.versions import INDEX_DIR
 
 __all__ = ["airflow_policy", "dumps", "package_policy", "platform_policy", "policies"]
 
@@ -149,9 +152,12 @@ def _check_queue(arn: str) -> None:
     raise ConfigError(f"--queue-arn {arn!r} is not an SQS queue ARN: {hint}")
 
 
-def airflow_policy(bucket: str, environment: str, queue_arns: Sequence[str] = ()) -> dict[str, Any]:
-    """Airflow's sync sidecar or bundle: list and read ``<env>/``; with ``queue_arns`` (push delivery)
-    receive and delete the messages of those queues; nothing else."""
+def airflow_policy(
+    bucket: str, environment: str, queue_arns: Sequence[str] = (), *, bundle_index: bool = False
+) -> dict[str, Any]:
+    """Airflow's sync sidecar or bundle: list and read ``<env>/``; with ``bundle_index`` read and write
+    the versioned bundle's version indexes (``_bundle/<env>/``, nothing else); with ``queue_arns``
+    (push delivery) receive and delete the messages of those queues; nothing else."""
     _check(bucket, environment, None)
     for arn in queue_arns:
         _check_queue(arn)
@@ -162,16 +168,32 @@ def airflow_policy(bucket: str, environment: str, queue_arns: Sequence[str] = ()
         "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
         "Resource": sorted(set(queue_arns)),
     }
+    if not bundle_index:
+        return {
+            "Version": _VERSION,
+            "Statement": [
+                *_read_environment(bucket_arn, environment),
+                *([events] if queue_arns else []),
+                {"Sid": "DenyAllWrites", "Effect": "Deny", "Action": _WRITES, "Resource": f"{bucket_arn}/*"},
+            ],
+        }
+    index = f"{bucket_arn}/{INDEX_DIR}/{environment}/*"
     return {
         "Version": _VERSION,
         "Statement": [
             *_read_environment(bucket_arn, environment),
+            {
+                "Sid": "BundleVersionIndexes",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject"],
+                "Resource": index,
+            },
             *([events] if queue_arns else []),
             {
-                "Sid": "DenyAllWrites",
+                "Sid": "DenyWritesOutsideVersionIndexes",
                 "Effect": "Deny",
                 "Action": _WRITES,
-                "Resource": f"{bucket_arn}/*",
+                "NotResource": index,
             },
         ],
     }
@@ -204,10 +226,12 @@ def policies(
     package: str,
     promote_from: Sequence[str] = (),
     queue_arns: Sequence[str] = (),
+    *,
+    bundle_index: bool = False,
 ) -> dict[str, Any]:
     return {
         "package_ci_role": package_policy(bucket, environment, package, promote_from),
-        "airflow_read_only_role": airflow_policy(bucket, environment, queue_arns),
+        "airflow_read_only_role": airflow_policy(bucket, environment, queue_arns, bundle_index=bundle_index),
     }
 
 

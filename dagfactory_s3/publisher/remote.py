@@ -223,6 +223,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod "
             "--package-name pipeline_processing --promote-from dev "
             "--queue-arn arn:aws:sqs:us-east-1:123456789012:dag-processor-sync",
+            f"airflow-dag-publisher iam-policy {_TARGET} --bundle-index",
             "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod --platform",
         ],
     )
@@ -249,6 +250,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="ARN",
         help="an SQS queue Airflow reads S3 events from (push delivery): adds sqs:ReceiveMessage and "
         "sqs:DeleteMessage on it to Airflow's role, nothing else (repeatable)",
+    )
+    p.add_argument(
+        "--bundle-index",
+        action="store_true",
+        help="Airflow serves through the versioned DAG bundle: lets its role write and read the bundle's "
+        "version indexes (s3://<bucket>/_bundle/<env>/ only), so a task start reads one object",
     )
     p.set_defaults(handler=cmd_iam_policy)
 
@@ -553,14 +560,22 @@ def cmd_iam_policy(args: argparse.Namespace) -> int:
         require(args, "bucket", "environment")
         if args.promote_from:
             raise ConfigError("--promote-from is for a package's CI role, not --platform")
-        if args.queue_arn:
-            raise ConfigError("--queue-arn is for Airflow's role, not --platform")
+        if args.queue_arn or args.bundle_index:
+            flag = "--queue-arn" if args.queue_arn else "--bundle-index"
+            raise ConfigError(f"{flag} is for Airflow's role, not --platform")
         print(iam.dumps({"platform_role": iam.platform_policy(args.bucket, args.environment)}), end="")
         return 0
     require(args, "bucket", "environment", "package_name")
     print(
         iam.dumps(
-            iam.policies(args.bucket, args.environment, args.package_name, args.promote_from, args.queue_arn)
+            iam.policies(
+                args.bucket,
+                args.environment,
+                args.package_name,
+                args.promote_from,
+                args.queue_arn,
+                bundle_index=args.bundle_index,
+            )
         ),
         end="",
     )

@@ -115,7 +115,9 @@ def _unknown(client: Any, bucket: str, environment: str, what: str) -> ConfigErr
     packages = env_packages(client, bucket, environment)
     if packages:
         return ConfigError(f"{what} in {where}; packages there: {', '.join(packages)}")
-    environments = list_prefixes(client, bucket, "")
+    environments = [
+        e for e in list_prefixes(client, bucket, "") if not naming.check_environment(e)
+    ]  # not _bundle/
     known = (
         f"environments in s3://{bucket}/: {', '.join(environments)}"
         if environments

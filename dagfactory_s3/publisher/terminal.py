@@ -106,15 +106,20 @@ def count(n: int, noun: str) -> str:
 def schedule_text(dag: dict[str, Any]) -> str:
     """A DAG summary's schedule as people read it: a cron or preset with the time zone it runs in
     (``0 2 * * * (Europe/Berlin)``, ``@daily (UTC)``), ``every 6h``, ``on all of <assets>`` or
-    ``manual``. A summary without ``timezone`` (a record written before it had one): the cron alone."""
+    ``manual``, with ``, data intervals`` when runs cover the period before them (Airflow 2's meaning).
+    A summary without ``timezone`` (a record written before it had one): the cron alone."""
     schedule, zone = dag.get("schedule"), dag.get("timezone")
     if schedule is None:
         return "manual"
-    if isinstance(schedule, dict):  # an interval or an asset condition
+    suffix = ""
+    if isinstance(schedule, dict):  # a cron object, an interval or an asset condition
+        suffix = ", data intervals" if schedule.get("data_intervals") else ""
         if "every" in schedule:
-            return f"every {schedule['every']}"
-        return f"on {schedule.get('require', 'all')} of {', '.join(schedule['assets'])}"
-    return f"{schedule} ({zone})" if zone and schedule != "@once" else str(schedule)
+            return f"every {schedule['every']}{suffix}"
+        if "assets" in schedule:
+            return f"on {schedule.get('require', 'all')} of {', '.join(schedule['assets'])}"
+        schedule = schedule["cron"]
+    return (f"{schedule} ({zone})" if zone and schedule != "@once" else str(schedule)) + suffix
 
 
 def _size(n: float) -> str:

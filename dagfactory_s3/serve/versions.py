@@ -193,6 +193,84 @@ def parse_version(version: str) -> tuple[str, str]:
     return stamp, digest
 
 
+INDEX_FORMAT = "dagfactory-s3/bundle-index@1"
+INDEX_DIR = "_bundle"  # s3://<bucket>/_bundle/<env>/versions/<digest>.json: outside every <env>/ listing
+MAX_INDEX_BYTES = 64 * 1024 * 1024
+
+
+def index_key(environment: str, digest: str) -> str:
+    """Where the version index of a mapping with ``digest`` lives: content-addressed, at the bucket's
+    root so that no listing of ``<env>/`` (the sidecar's, the bundle's) ever pages through them."""
+    return f"{INDEX_DIR}/{environment}/versions/{digest}.json"
+
+
+@dataclass(frozen=True)
+class Index:
+    """A version's mapping and, per package whose release serves immutable content objects, its served
+    manifests (``dags/<id>.json -> (sha256, S3 version id)``): all a worker needs to lay out the
+    version's tree without reading any package's record. Verified against the version's digest and
+    each package's content digest, so whoever could write it can only make it unusable."""
+
+    mapping: Mapping
+    files: dict[str, dict[str, tuple[str, str | None]]]
+
+    def to_json(self) -> bytes:
+        files = {
+            p: {
+                rest: {"sha256": sha, **({"version_id": vid} if vid else {})}
+                for rest, (sha, vid) in e.items()
+            }
+            for p, e in sorted(self.files.items())
+        }
+        return orjson.dumps(
+            {"format": INDEX_FORMAT, "mapping": self.mapping.to_data(), "files": files},
+            option=orjson.OPT_SORT_KEYS,
+        )
+
+    @classmethod
+    def from_json(cls, raw: bytes, *, file: str, bucket: str, environment: str, digest: str) -> Index:
+        """The index in ``raw``; ConfigError naming what does not hold."""
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"{file}: not JSON: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != INDEX_FORMAT:
+            raise ConfigError(f"{file}: not a bundle version index of format {INDEX_FORMAT!r}")
+        mapping = Mapping.from_data(doc.get("mapping"), file=file)
+        if (mapping.bucket, mapping.environment) != (bucket, environment):
+            raise ConfigError(
+                f"{file}: names s3://{mapping.bucket}/{mapping.environment}/, not this bundle's"
+            )
+        if not mapping.contents or mapping.digest() != digest:
+            raise ConfigError(f"{file}: its mapping does not have the version's digest {digest}")
+        raw_files = doc.get("files")
+        if not isinstance(raw_files, dict):
+            raise ConfigError(f"{file}: files must be an object")
+        files: dict[str, dict[str, tuple[str, str | None]]] = {}
+        for package, entries in raw_files.items():
+            if package == PLATFORM or package not in mapping.releases or not isinstance(entries, dict):
+                raise ConfigError(f"{file}: /files/{package}: not a package of the version")
+            prefix = naming.package_prefix(environment, package)
+            out: dict[str, tuple[str, str | None]] = {}
+            for rest, entry in entries.items():
+                sha = entry.get("sha256") if isinstance(entry, dict) else None
+                vid = entry.get("version_id") if isinstance(entry, dict) else None
+                if (
+                    classify_key(environment, prefix + str(rest)).kind != "dag"
+                    or not str(rest).endswith(".json")
+                    or not isinstance(sha, str)
+                    or not naming.SHA256_RE.fullmatch(sha)
+                    or not (vid is None or isinstance(vid, str))
+                ):
+                    raise ConfigError(f"{file}: /files/{package}/{rest}: not a served manifest entry")
+                out[rest] = (sha, vid)
+            lines = sorted(f"{rest}={sha}" for rest, (sha, _) in out.items())
+            if hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16] != mapping.contents[package]:
+                raise ConfigError(f"{file}: /files/{package}: does not serve what the version names")
+            files[package] = out
+        return cls(mapping, files)
+
+
 Content = Callable[[str, str], str]  # (package, release id) -> content_digest of that release
 
 
@@ -375,6 +453,7 @@ class ReleaseVersions:
         workers: int = 16,
         queue_url: str | None = None,
         full_refresh_interval: float | None = None,
+        version_index: bool = True,
     ) -> None:
         why = naming.check_environment(environment)
         if why or not bucket:
@@ -397,6 +476,10 @@ class ReleaseVersions:
                 f"bundle {name!r}: full_refresh_interval must be a number of seconds > 0, "
                 f"got {full_refresh_interval!r}"
             )
+        if not isinstance(version_index, bool):
+            raise ConfigError(f"bundle {name!r}: version_index must be true or false, got {version_index!r}")
+        self.version_index = version_index
+        self._index_warned = False
         self.queue_url = queue_url
         self.full_refresh_interval = float(full_refresh_interval or 300.0)
         self._poller: EventPoller | None = None
@@ -420,7 +503,7 @@ class ReleaseVersions:
         self._policy_pointer: tuple[str, str] | None = None  # (pointer ETag, policy id) last served
         self._policy_record: policies.PolicyRecord | None = None  # the policy pointer, once read
         self._policy_read = False
-        self.requests = {"LIST": 0, "GET": 0}
+        self.requests = {"LIST": 0, "GET": 0, "PUT": 0}
         self._counting = threading.Lock()
 
     # -- what a caller asks -----------------------------------------------------------------------
@@ -583,6 +666,7 @@ class ReleaseVersions:
         self._save_mapping(version, mapping)
         tree = self.tracking_dir / version
         if not tree.is_dir():
+            self._write_index(mapping)  # before Airflow can name the version: a worker's one GET
             old_tree = self.tracking_dir / current if current else None
             if before.get(PLATFORM) != now.get(PLATFORM):
                 old_tree = None  # another policy: every stub is written anew, so Airflow parses it now
@@ -605,8 +689,18 @@ class ReleaseVersions:
         if dest.is_dir():
             return dest
         start = time.monotonic()
-        mapping = self.local_mapping(version) or self.resolve(version)
-        names = sorted(p for p in mapping.releases if p != PLATFORM)
+        mapping = self.local_mapping(version)
+        index = self._read_index(version) if mapping is None and self.version_index else None
+        if index is not None:
+            mapping = index.mapping
+        elif mapping is None:
+            mapping = self.resolve(version)
+        indexed = index.files if index is not None else {}
+        names = sorted(
+            p
+            for p in mapping.releases
+            if p != PLATFORM and p not in indexed and mapping.contents.get(p) != "tombstone"
+        )
         with ThreadPoolExecutor(max_workers=self.workers) as pool:  # records first, then all content at once
             records = list(pool.map(lambda p: self._record(p, mapping.releases[p]), names))
         changed = [
@@ -624,6 +718,13 @@ class ReleaseVersions:
             records = [r for r in records if r.package not in changed]
         files = {r.package: self._package_files(r, check=False) for r in records if not r.tombstone}
         lazy = {r.package: self._served(r) for r in records if not r.tombstone}
+        for package, entries in indexed.items():  # what the index names: no record read
+            prefix = naming.package_prefix(self.env, package)
+            files[package] = {rest: sha for rest, (sha, _) in entries.items()}
+            lazy[package] = {
+                sha: ServedFile(rest, prefix + rest, prefix + naming.object_name(sha), sha, 0, vid)
+                for rest, (sha, vid) in entries.items()
+            }
         dest.parent.mkdir(parents=True, exist_ok=True)
         self._save_mapping(version, mapping)
         self._build(mapping, files, dest, None, lazy=lazy)
@@ -1100,6 +1201,71 @@ class ReleaseVersions:
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)
             fs.atomic_write(path, orjson.dumps(mapping.to_data(), option=orjson.OPT_INDENT_2))
+
+    def _write_index(self, mapping: Mapping) -> None:
+        """Put the version index of ``mapping`` (see :class:`Index`): each package serving immutable
+        content objects with its manifests. One PUT per new version; a failure costs only the workers'
+        speed (they rebuild the version from history), so it is logged, once until a write succeeds."""
+        if not self.version_index:
+            return
+        files: dict[str, dict[str, tuple[str, str | None]]] = {}
+        for package, release_id in mapping.releases.items():
+            if package == PLATFORM or mapping.contents.get(package) == "tombstone":
+                continue
+            record = self._record(package, release_id)
+            if record.content == releases.CONTENT_OBJECTS:
+                served, _ = served_files(record, self.env)
+                files[package] = {f.rest: (f.sha256, f.version_id) for f in served}
+        key = index_key(self.env, mapping.digest())
+        try:
+            s3.put(
+                self.client, self.bucket, key, Index(mapping, files).to_json(), ContentType="application/json"
+            )
+        except Exception as exc:  # read-only Airflow role, outage: workers fall back to history
+            if not self._index_warned:
+                log.warning(
+                    "bundle %s: version index s3://%s/%s not written (%s); task starts rebuild each version "
+                    "from every package's history instead (grant s3:PutObject on s3://%s/%s/%s/*, or set "
+                    "version_index false: docs/bundle.md)",
+                    self.name,
+                    self.bucket,
+                    key,
+                    exc,
+                    self.bucket,
+                    INDEX_DIR,
+                    self.env,
+                )
+                self._index_warned = True
+            return
+        self._count("PUT")
+        self._index_warned = False
+
+    def _read_index(self, version: str) -> Index | None:
+        """The version's index (one GET), verified; None when it is missing, unreadable or does not
+        match the version (logged): the worker then rebuilds the version from S3 history."""
+        _, digest = parse_version(version)
+        key = index_key(self.env, digest)
+        self._count("GET")
+        try:
+            fetched = s3.get(self.client, self.bucket, key, max_bytes=MAX_INDEX_BYTES, missing_ok=True)
+            if fetched is None:
+                log.info("bundle %s: version %s has no index; rebuilding it from history", self.name, version)
+                return None
+            return Index.from_json(
+                fetched.data,
+                file=f"s3://{self.bucket}/{key}",
+                bucket=self.bucket,
+                environment=self.env,
+                digest=digest,
+            )
+        except Exception as exc:
+            log.warning(
+                "bundle %s: version %s: index not used: %s; rebuilding it from history",
+                self.name,
+                version,
+                exc,
+            )
+            return None
 
     def _clean(self, current: str) -> None:
         """Old refreshed trees (keep the newest few) and cached objects no tree links any more.

@@ -9,8 +9,8 @@ of the environment; a worker needs one DAG. This fetches exactly that, whatever 
 3. a GET of the DAG's manifest, from the content object the record names, checked against its sha256
    and for ownership (:func:`~dagfactory_s3.serve.rules.check_manifest`, what serving needs).
 
-And, when the environment has a platform policy, a GET of its pointer (which carries the current
-policy's bytes). The stub is written, never downloaded. Files land as a full sync lays them out
+And, when the listing shows a platform policy (``_platform/``), a GET of its pointer (which carries
+the current policy's bytes): three requests without a policy, four with one. The stub is written, never downloaded. Files land as a full sync lays them out
 (``<package>/dags/<dag_id>.json`` and ``.py``, the package's ``.airflowignore``, ``_platform/``), each
 written atomically, the manifest before its stub. The serving rules are the sidecar's and the bundle's
 (:mod:`dagfactory_s3.serve.rules`); a DAG the environment does not serve fails with one line.
@@ -62,7 +62,8 @@ def fetch_dag(client: Any, bucket: str, environment: str, dags_folder: Path, dag
     out = Fetched()
     where = f"s3://{bucket}/{environment}/"
     out.requests["LIST"] += 1
-    packages = {p for p in s3.list_prefixes(client, bucket, f"{environment}/") if not naming.check_package(p)}
+    listed = s3.list_prefixes(client, bucket, f"{environment}/")
+    packages = {p for p in listed if not naming.check_package(p)}
     package = naming.dag_id_owner(dag_id, packages)
     if package is None:
         raise SyncError(f"DAG {dag_id!r} is not served from {where}: no package's name starts its id")
@@ -93,7 +94,8 @@ def fetch_dag(client: Any, bucket: str, environment: str, dags_folder: Path, dag
     verdict = check_manifest(body.data, key=wanted.key, package=package, stem=dag_id, full=False)
     if not verdict.serve:
         raise SyncError(f"{wanted.key}: refused: {verdict.reason}")
-    out.policy_id = _serve_policy(client, bucket, environment, dags_folder, out)
+    if policies.PLATFORM_DIR in listed:  # no _platform/ prefix: no policy, and no GET to learn it
+        out.policy_id = _serve_policy(client, bucket, environment, dags_folder, out)
     pkg_dir = dags_folder / package
     dags = pkg_dir / naming.DAGS_DIR
     dags.mkdir(parents=True, exist_ok=True)

@@ -375,7 +375,9 @@ class Reconciler:
             return
         self._empty_warned = True
         try:
-            there = s3.list_prefixes(self.client, self.bucket, "")
+            there = [
+                e for e in s3.list_prefixes(self.client, self.bucket, "") if not naming.check_environment(e)
+            ]
         except StorageError:
             there = []
         self.log(
