@@ -9,6 +9,7 @@ request either returns what it promises (a whole listing, a whole body) or raise
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import re
@@ -54,13 +55,31 @@ def _transport_error() -> type[Exception]:
     return HTTPError
 
 
+@functools.cache
+def _loader() -> Any:
+    """botocore's service models and endpoints, loaded once per process: a new session would parse
+    them again (about 0.1 s of JSON per client, most of a failed ``publish``'s time)."""
+    from botocore.loaders import create_loader
+
+    return create_loader()
+
+
+def session() -> Any:
+    """A fresh botocore session (so the standard chain is read now: environment, profile,
+    ``AWS_ENDPOINT_URL``) sharing the process's loaded service models."""
+    import botocore.session
+
+    core = botocore.session.Session()
+    core.register_component("data_loader", _loader())
+    return core
+
+
 def client(*, max_pool_connections: int = 16, retries: int | None = None) -> Any:
     """A boto3 S3 client from the standard chain (honours AWS_ENDPOINT_URL, AWS_PROFILE, AWS_MAX_ATTEMPTS ...).
 
     Retries: botocore's standard mode; the attempts come from the chain (``AWS_MAX_ATTEMPTS``, the
     profile's ``max_attempts``; 3 by default) unless ``retries`` says otherwise.
     """
-    import boto3
     from botocore.config import Config
 
     config = Config(
@@ -70,7 +89,7 @@ def client(*, max_pool_connections: int = 16, retries: int | None = None) -> Any
         read_timeout=30,
     )
     try:
-        return boto3.session.Session().client("s3", config=config)
+        return session().create_client("s3", config=config)
     except ValueError as exc:  # botocore: "Invalid endpoint: ...", a malformed region name
         if "endpoint" in str(exc).lower():
             raise ConfigError(

@@ -222,8 +222,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             f"airflow-dag-publisher iam-policy {_TARGET} > policies.json",
             "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod "
             "--package-name pipeline_processing --promote-from dev "
-            "--queue-arn arn:aws:sqs:us-east-1:123456789012:dag-processor-sync",
-            f"airflow-dag-publisher iam-policy {_TARGET} --bundle-index",
+            "--queue-arn arn:aws:sqs:us-east-1:123456789012:dag-processor-sync --bundle-index",
             "airflow-dag-publisher iam-policy --bucket etl-airflow-dags --environment prod --platform",
         ],
     )

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote_plus
 
-from dagfactory_s3 import naming
+from dagfactory_s3 import naming, s3
 from dagfactory_s3.errors import StorageError
 from dagfactory_s3.serve.policy import PLATFORM_DIR, POINTER
 
@@ -132,8 +132,8 @@ def _record(record: Any, bucket: str, environment: str, unreleased: bool) -> str
     """``"policy"``, a package name, None (ignored) or ``"drop:<reason>"``."""
     try:
         source, name = record["eventSource"], record["eventName"]
-        s3 = record["s3"]
-        their_bucket, raw_key = s3["bucket"]["name"], s3["object"]["key"]
+        notice = record["s3"]
+        their_bucket, raw_key = notice["bucket"]["name"], notice["object"]["key"]
     except (KeyError, TypeError):
         return "drop:malformed"
     if source != "aws:s3" or not isinstance(name, str) or not isinstance(raw_key, str):
@@ -168,12 +168,11 @@ class Queue:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
             from botocore.config import Config
 
             # Read timeout above the longest long poll (20 s), or botocore cuts the poll short.
             config = Config(retries={"mode": "standard"}, connect_timeout=5, read_timeout=30)
-            self._client = boto3.session.Session().client("sqs", config=config)
+            self._client = s3.session().create_client("sqs", config=config)
         return self._client
 
     def receive(self, wait_seconds: int = 20, *, drain: int = 10) -> Batch:
