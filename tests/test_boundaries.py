@@ -28,6 +28,11 @@ ALLOWED = {
 }
 
 
+# convert's loading subprocess (`python -m dagfactory_s3.convert.load`) and its Airflow 2 compatibility
+# layer: they import Airflow, and only in that subprocess (nothing in the package imports them).
+CONVERT_LOADER = ("dagfactory_s3.convert.load", "dagfactory_s3.convert.compat")
+
+
 def _module(path: Path) -> str:
     return ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
 
@@ -76,14 +81,23 @@ def test_imports_follow_the_dependency_order(module):
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_only_the_factory_imports_airflow(module):
-    """Airflow is imported by dagfactory_s3.factory and dagfactory_s3.bundle alone (type-only imports excepted)."""
+    """Airflow is imported by dagfactory_s3.factory, dagfactory_s3.bundle and convert's loading
+    subprocess alone (type-only imports excepted)."""
     airflow = {t for t in MODULES[module] if t == "airflow" or t.startswith("airflow.")}
-    if module in ("dagfactory_s3.factory", "dagfactory_s3.bundle"):
+    if module in ("dagfactory_s3.factory", "dagfactory_s3.bundle", *CONVERT_LOADER):
         assert airflow
     elif module == "dagfactory_s3.loader":  # TYPE_CHECKING only: checked at run time by test_packaging
         assert airflow <= {"airflow.sdk", "airflow.sdk.DAG"}
     else:
         assert airflow == set()
+
+
+def test_nothing_imports_the_convert_loader():
+    """convert's Airflow modules run only as their own subprocess: no module of the package imports them."""
+    importers = sorted(
+        m for m, targets in MODULES.items() if m not in CONVERT_LOADER and targets & set(CONVERT_LOADER)
+    )
+    assert importers == []
 
 
 def test_no_private_module_is_imported_by_tests():

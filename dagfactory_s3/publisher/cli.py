@@ -18,7 +18,7 @@ import orjson
 
 from dagfactory_s3 import __version__, settings
 from dagfactory_s3.errors import DagFactoryError, ManifestError, Problem
-from dagfactory_s3.publisher import local, policy, remote
+from dagfactory_s3.publisher import convert, local, policy, remote
 from dagfactory_s3.publisher.terminal import add_common
 
 __all__ = ["SETTINGS", "build_parser", "main"]
@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     local.register(sub)
     remote.register(sub)
     policy.register(sub)
+    convert.register(sub)
     return parser
 
 

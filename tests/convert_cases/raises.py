@@ -1,0 +1,3 @@
+"""A DAG file that raises while Airflow imports it."""
+
+raise RuntimeError("this DAG file is broken on purpose")

@@ -1,0 +1,6 @@
+"""A DAG file that never finishes importing (Airflow's import timeout stops it)."""
+
+import time
+
+while True:
+    time.sleep(1)
