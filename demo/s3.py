@@ -39,7 +39,9 @@ def running(state: Path) -> int | None:
         pid = int((state / "pid").read_text())
     except (OSError, ValueError):
         return None
-    ps = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
+    # -ww: the whole command line; ps cuts it at 80 columns without a terminal, and a long venv path
+    # pushed "moto.server" past the cut, so a running server looked gone and was never stopped.
+    ps = subprocess.run(["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True)
     return pid if "moto.server" in ps.stdout else None  # a zombie shows as "[python] <defunct>"
 
 

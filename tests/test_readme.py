@@ -59,3 +59,7 @@ def test_the_tour_runs_end_to_end(tmp_path: Path):
     assert served == ["pipeline_processing_example.json"]
     assert os.path.exists(tmp_path / "job-manifest.v1.json")
     assert stopped, "the tour's `make s3-stop` left .s3/ behind"
+    ps = subprocess.run(["ps", "-ww", "-eo", "pid=,command="], capture_output=True, text=True).stdout
+    assert not [line for line in ps.splitlines() if "moto.server" in line and str(tmp_path) in line], (
+        "the tour's `make s3-stop` left its S3 server running"
+    )
