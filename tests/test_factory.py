@@ -433,6 +433,7 @@ EVERY_POD_FIELD = {
     "pod_override": {"spec": {"dnsPolicy": "ClusterFirst"}},
     "startup_timeout": "5m",
     "get_logs": False,
+    "log_events_on_failure": True,
     "on_finish_action": "keep_pod",
     "do_xcom_push": True,
     "retries": 2,

@@ -36,6 +36,7 @@ _KPO_KEYS = (
     "startup_timeout_seconds",
     "schedule_timeout_seconds",
     "get_logs",
+    "log_events_on_failure",
     "on_finish_action",
     "deferrable",
     "reattach_on_restart",

@@ -207,6 +207,7 @@ def _task(task: Any) -> dict[str, Any]:
                 "startup_timeout_seconds",
                 "schedule_timeout_seconds",
                 "get_logs",
+                "log_events_on_failure",
                 "on_finish_action",
                 "deferrable",
                 "reattach_on_restart",

@@ -91,6 +91,7 @@ _PLAIN = {
     "max_active_tis_per_dagrun": "max_active_tis_per_dagrun",
     "deferrable": "deferrable",
     "get_logs": "get_logs",
+    "log_events_on_failure": "log_events_on_failure",
     "on_finish_action": "on_finish_action",
     "do_xcom_push": "do_xcom_push",
 }

@@ -76,6 +76,7 @@ FIELDS: tuple[PodField, ...] = (
     PodField("pod_override", "full_pod_spec"),
     PodField("startup_timeout", "startup_timeout_seconds"),
     PodField("get_logs", "get_logs", plain=True),
+    PodField("log_events_on_failure", "log_events_on_failure", plain=True),
     PodField("on_finish_action", "on_finish_action", plain=True),
     PodField("do_xcom_push", "do_xcom_push"),
     # the Airflow task
