@@ -96,10 +96,12 @@ def _files(args: argparse.Namespace) -> list[Path]:
     if args.dag_folder is not None:
         if not args.dag_folder.is_dir():
             raise ConfigError(f"{args.dag_folder}: --dag-folder is not a directory")
+        out = args.out_dir.resolve()  # an --out-dir inside the folder holds stubs, never sources
         files += sorted(
             p
             for p in args.dag_folder.rglob("*.py")
             if not any(part.startswith((".", "__")) for part in p.relative_to(args.dag_folder).parts)
+            and not p.resolve().is_relative_to(out)
         )
     if not files:
         raise ConfigError("convert needs --dag-file FILE (repeatable) or --dag-folder DIR")
