@@ -408,13 +408,23 @@ def test_corpus_every_dag_is_converted_without_difference_or_refused_with_a_reas
 
 
 def test_an_out_dir_inside_the_dag_folder_is_not_read_as_sources(tmp_path: Path):
-    """Converting a folder into a folder inside it (and so again and again): the stubs already there are
-    outputs, not DAG files to convert; only the source file is loaded, and it converts."""
+    """Converting a folder into a folder inside it (and so again and again), both given as relative
+    paths: the stubs already there are outputs, not DAG files to convert; only the source file is
+    loaded, and it converts."""
     src = tmp_path / "dags"
     src.mkdir()
     shutil.copy(CASES / "airflow2_nightly.py", src)
     out = src / "airflow_dags"
-    args = ("--dag-folder", str(src), "--package-name", PACKAGE, "--out-dir", str(out), "--output", "json")
+    args = (
+        "--dag-folder",
+        "dags",
+        "--package-name",
+        PACKAGE,
+        "--out-dir",
+        "dags/airflow_dags",
+        "--output",
+        "json",
+    )
     first = convert(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     assert list(out.glob("*.py")), "the first run wrote stubs into the folder it converts"

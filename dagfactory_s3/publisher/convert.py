@@ -189,7 +189,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         raise ConfigError("convert needs Airflow: pip install 'dagfactory-s3[airflow]'")
     args.out_dir.mkdir(parents=True, exist_ok=True)
     # Everything the run writes stays under --out-dir: this folder, removed when it ends.
-    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=args.out_dir))
+    work = Path(tempfile.mkdtemp(prefix=".convert-", dir=args.out_dir.resolve()))  # Airflow wants absolute
     try:
         loaded = _run(files, args, work)
     finally:
