@@ -5,11 +5,17 @@ named ``<T>-<h>``: ``h`` is a digest of bucket, environment and the sorted
 ``package=release_id@content`` lines, where ``content`` digests what the release serves (each served
 file's path and sha256, :func:`content_digest`), so a version names bytes, not only release ids: a
 record rewritten under the same id does not match it. ``T`` is a release-id-style instant no earlier
-than any release of the mapping and than the moment the mapping was read. The mapping is kept three
+than any release of the mapping and than the moment the mapping was read. The mapping is kept four
 ways:
 
-* in Airflow's own records (the bundle's ``BundleVersion`` data, Airflow 3.3+);
+* in Airflow's own records (the bundle's ``BundleVersion`` data, Airflow 3.3+), which Airflow does not
+  hand to workers;
 * locally, in ``mappings/<version>.json``;
+* in S3, in the version's index (:class:`Index`, ``s3://<bucket>/_bundle/<env>/versions/<h>.json``),
+  written by the refreshing process with each new version: the mapping and each package's served
+  manifests, so a worker lays the version out from one GET, no package's record read. A worker trusts
+  it only when it verifies (the mapping's digest is ``h``, each package's files give its content
+  digest); otherwise, or without one, the mapping is rebuilt:
 * implicitly in S3: each package's current record carries the releases it replaced, and large ones
   are kept whole as immutable history objects (``_releases/<id>.json``), so a worker that has only
   the version string takes, per package, the newest kept release whose id is not after ``T`` and
