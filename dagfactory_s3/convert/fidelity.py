@@ -31,8 +31,9 @@ _DAG_KEYS = (
     "is_paused_upon_creation",
     "params",
 )
-# A task's Airflow fields: compared as they are, except the pod name, which the factory sets.
-_KPO_KEYS = (
+# A task's Airflow fields: compared as they are, except the pod name, which the factory sets (the
+# loader reads these and two more: random_name_suffix, do_xcom_push).
+KPO_KEYS = (
     "startup_timeout_seconds",
     "schedule_timeout_seconds",
     "get_logs",
@@ -125,8 +126,8 @@ def differences(
         _diff(f"{where}", a.get("airflow"), b.get("airflow"), out)
         _diff(
             f"{where}",
-            {k: (a.get("kpo_fields") or {}).get(k) for k in _KPO_KEYS},
-            {k: (b.get("kpo_fields") or {}).get(k) for k in _KPO_KEYS},
+            {k: (a.get("kpo_fields") or {}).get(k) for k in KPO_KEYS},
+            {k: (b.get("kpo_fields") or {}).get(k) for k in KPO_KEYS},
             out,
         )
         expand = a.get("expand")

@@ -130,6 +130,8 @@ def _task(task: Any) -> dict[str, Any]:
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
+    from dagfactory_s3.convert import fidelity
+
     out: dict[str, Any] = {
         "task_id": task.task_id,
         "upstream": sorted(task.upstream_task_ids),
@@ -203,18 +205,7 @@ def _task(task: Any) -> dict[str, Any]:
     if out["kpo"]:
         out["kpo_fields"] = {
             key: _plain(getattr(operator, key, None))
-            for key in (
-                "startup_timeout_seconds",
-                "schedule_timeout_seconds",
-                "get_logs",
-                "log_events_on_failure",
-                "on_finish_action",
-                "deferrable",
-                "reattach_on_restart",
-                "durable",
-                "random_name_suffix",
-                "do_xcom_push",
-            )
+            for key in (*fidelity.KPO_KEYS, "random_name_suffix", "do_xcom_push")
         }
         try:
             from kubernetes.client import ApiClient
