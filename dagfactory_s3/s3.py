@@ -26,6 +26,7 @@ from botocore.exceptions import (
 )
 
 from dagfactory_s3.errors import ConfigError, RecordConflict, StorageError
+from dagfactory_s3.naming import check_environment
 
 __all__ = [
     "Listed",
@@ -34,6 +35,7 @@ __all__ = [
     "describe",
     "etag_matches",
     "get",
+    "list_environments",
     "list_objects",
     "list_prefixes",
     "put",
@@ -218,6 +220,12 @@ def list_objects(
                 f"s3://{bucket}: listing truncated without a continuation token; not trusting it"
             )
         kwargs["ContinuationToken"] = token
+
+
+def list_environments(s3: Any, bucket: str) -> list[str]:
+    """The environments a bucket holds: its top-level prefixes that are environment names (not the
+    versioned bundle's ``_bundle/``)."""
+    return [name for name in list_prefixes(s3, bucket, "") if not check_environment(name)]
 
 
 def list_prefixes(s3: Any, bucket: str, prefix: str) -> list[str]:

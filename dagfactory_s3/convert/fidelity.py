@@ -100,32 +100,29 @@ def differences(
     for task_id in sorted(set(mine) & set(theirs)):
         a, b = mine[task_id], theirs[task_id]
         out = []
-        where = ""
+        _diff("upstream", sorted(renames.get(u, u) for u in upstream[a["task_id"]]), b["upstream"], out)
         _diff(
-            f"{where} upstream", sorted(renames.get(u, u) for u in upstream[a["task_id"]]), b["upstream"], out
-        )
-        _diff(
-            f"{where} group",
+            "group",
             [g["id"] for g in a.get("groups", [])],
             [g["id"] for g in b.get("groups", [])],
             out,
         )
-        _diff(f"{where} owner", a.get("owner"), b.get("owner"), out)
+        _diff("owner", a.get("owner"), b.get("owner"), out)
         _diff(
-            f"{where} start_date",
+            "start_date",
             a.get("start_date") or original.get("start_date"),
             b.get("start_date") or converted.get("start_date"),
             out,
         )
         _diff(
-            f"{where} end_date",
+            "end_date",
             a.get("end_date") or original.get("end_date"),
             b.get("end_date") or converted.get("end_date"),
             out,
         )
-        _diff(f"{where}", a.get("airflow"), b.get("airflow"), out)
+        _diff("", a.get("airflow"), b.get("airflow"), out)
         _diff(
-            f"{where}",
+            "",
             {k: (a.get("kpo_fields") or {}).get(k) for k in KPO_KEYS},
             {k: (b.get("kpo_fields") or {}).get(k) for k in KPO_KEYS},
             out,
@@ -139,7 +136,7 @@ def differences(
                     "from_task": renames.get(expand["arguments"]["from_task"]),
                 },
             }
-        _diff(f"{where} expand", expand, b.get("expand"), out)
-        _diff(f"{where} pod", _pod(a.get("pod")), _pod(b.get("pod")), out)
-        found += [(a["task_id"], line.lstrip(" .")) for line in out]
+        _diff("expand", expand, b.get("expand"), out)
+        _diff("pod", _pod(a.get("pod")), _pod(b.get("pod")), out)
+        found += [(a["task_id"], line.lstrip(".")) for line in out]  # "" paths: ".retries: ..."
     return found

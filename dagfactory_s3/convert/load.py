@@ -337,6 +337,7 @@ def _load(path: str) -> dict[str, Any]:
 
 def _convert(files: list[dict[str, Any]], package: str, stage: Path | None) -> None:
     """Map each DAG to a manifest; with ``stage``, prove it: load its stub and compare."""
+    from dagfactory_s3 import manifest as manifests
     from dagfactory_s3 import naming, platform, stub
     from dagfactory_s3.convert import compat, fidelity, mapper
 
@@ -353,7 +354,7 @@ def _convert(files: list[dict[str, Any]], package: str, stage: Path | None) -> N
                 folder = stage / str(len(staged))  # one folder each: two files may define one dag_id
                 folder.mkdir()
                 name = f"{result.manifest['dag_id']}.json"
-                (folder / name).write_bytes(mapper.manifest_bytes(result.manifest))
+                (folder / name).write_bytes(manifests.dumps(result.manifest))
                 py = folder / naming.stub_of(name)
                 py.write_bytes(stub.render(name))
                 staged.append((dag, result.manifest, result.renames, py))

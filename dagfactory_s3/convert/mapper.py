@@ -21,11 +21,12 @@ import orjson
 
 from dagfactory_s3 import manifest as manifests
 from dagfactory_s3.errors import ManifestError
+from dagfactory_s3.manifest.pod_fields import FIELDS
 from dagfactory_s3.platform import DEFAULT as DEFAULT_POLICY
 from dagfactory_s3.platform import Policy
 from dagfactory_s3.schema import schema
 
-__all__ = ["Result", "contracted_upstream", "convert", "duration", "manifest_bytes", "normalize_pod"]
+__all__ = ["Result", "contracted_upstream", "convert", "duration", "normalize_pod"]
 
 KPO = "airflow.providers.cncf.kubernetes.operators.pod.KubernetesPodOperator"
 EMPTY = "airflow.providers.standard.operators.empty.EmptyOperator"
@@ -76,24 +77,10 @@ POD_ATTRS = frozenset(
         "runtime_class_name",
     }
 )
-# Task attribute -> manifest field, when the value is passed as it is.
-_PLAIN = {
-    "retries": "retries",
-    "pool": "pool",
-    "pool_slots": "pool_slots",
-    "priority_weight": "priority_weight",
-    "weight_rule": "weight_rule",
-    "queue": "queue",
-    "trigger_rule": "trigger_rule",
-    "depends_on_past": "depends_on_past",
-    "wait_for_downstream": "wait_for_downstream",
-    "max_active_tis_per_dag": "max_active_tis_per_dag",
-    "max_active_tis_per_dagrun": "max_active_tis_per_dagrun",
-    "deferrable": "deferrable",
-    "get_logs": "get_logs",
-    "log_events_on_failure": "log_events_on_failure",
-    "on_finish_action": "on_finish_action",
-    "do_xcom_push": "do_xcom_push",
+# Operator argument -> manifest field, when the value is passed as it is: the factory's own table
+# (dagfactory_s3.manifest.pod_fields) read backwards, but for what the pod already says.
+_PLAIN = {f.kwarg: f.field for f in FIELDS if f.plain and f.kwarg not in POD_ATTRS} | {
+    "do_xcom_push": "do_xcom_push"
 }
 _DURATIONS = {
     "retry_delay": "retry_delay",
@@ -515,17 +502,15 @@ def _pod_fields(pod: dict[str, Any], do_xcom_push: bool) -> dict[str, Any]:
             raise Refused(f"pod metadata {key!r} is not expressible")
     spec = dict(pod.get("spec", {}))
     containers = spec.pop("containers", [])
-    base, others = containers[0], containers[1:]
+    base, others = dict(containers[0]), containers[1:]
     if do_xcom_push:  # the factory's operator adds the sidecar, its volume and its mount too
         others = [c for c in others if c.get("name") != XCOM_SIDECAR]
-        spec["volumes"] = [v for v in spec.get("volumes", []) if v.get("name") != XCOM_VOLUME]
-        mounts = [m for m in base.get("volumeMounts", []) if m.get("name") != XCOM_VOLUME]
-        base = {**base, "volumeMounts": mounts}
-        for key in ("volumes",):
-            if not spec[key]:
-                del spec[key]
-        if not mounts:
-            del base["volumeMounts"]
+        volumes = [v for v in spec.pop("volumes", []) if v.get("name") != XCOM_VOLUME]
+        mounts = [m for m in base.pop("volumeMounts", []) if m.get("name") != XCOM_VOLUME]
+        if volumes:
+            spec["volumes"] = volumes
+        if mounts:
+            base["volumeMounts"] = mounts
     rest = {}
     for key, value in base.items():
         if key == "name" or (key == "terminationMessagePolicy" and value == "File"):
@@ -777,7 +762,7 @@ def convert(
     document["tasks"] = out_tasks
     try:
         manifests.parse(
-            manifest_bytes(document), file=f"{new_id}.json", package=package, policy=policy, source=True
+            manifests.dumps(document), file=f"{new_id}.json", package=package, policy=policy, source=True
         )
     except ManifestError as exc:
         by_index = {f"/tasks/{i}": t["task_id"] for i, t in enumerate(out_tasks)}
@@ -798,8 +783,3 @@ def _template_mentions(dag_id: str, tasks: list[dict[str, Any]], renames: dict[s
         for old, new in renames.items()
         if old != new and (f"'{old}'" in text or f'\\"{old}\\"' in text)
     ]
-
-
-def manifest_bytes(document: dict[str, Any]) -> bytes:
-    """A manifest as ``generate`` writes one: indented JSON and a final newline."""
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"

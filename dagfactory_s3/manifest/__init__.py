@@ -25,6 +25,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from dagfactory_s3.errors import ManifestError, Problem
 from dagfactory_s3.manifest.decode import decode, read
 from dagfactory_s3.manifest.model import (
@@ -60,6 +62,7 @@ __all__ = [
     "TASK_DEFAULTS",
     "Manifest",
     "Task",
+    "dumps",
     "evaluated_values",
     "load",
     "parse",
@@ -116,6 +119,11 @@ def parse(
     if problems:
         raise ManifestError(problems)
     return Manifest(file=file, raw=raw, data=document, tasks=tasks)
+
+
+def dumps(document: dict[str, Any]) -> bytes:
+    """A manifest file as ``generate`` and ``convert`` write one: indented JSON and a final newline."""
+    return orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
 
 
 def evaluated_values(document: Any) -> tuple[int, int]:

@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from dagfactory_s3 import manifest as manifests
 from dagfactory_s3 import naming, platform, stub
 from dagfactory_s3.errors import ConfigError
 from dagfactory_s3.fs import atomic_write
@@ -251,11 +252,9 @@ def _write(loaded: list[dict[str, Any]], out_dir: Path) -> tuple[list[dict[str, 
                 )
                 manifest = None
             if manifest:
-                from dagfactory_s3.convert.mapper import manifest_bytes
-
                 path = out_dir / naming.manifest_name(manifest["dag_id"])
                 stub_path = out_dir / naming.stub_of(path.name)
-                atomic_write(path, manifest_bytes(manifest))
+                atomic_write(path, manifests.dumps(manifest))
                 atomic_write(stub_path, stub.render(path.name))
                 item.update(manifest=str(path), stub=str(stub_path), converted_dag_id=manifest["dag_id"])
                 lines.append(

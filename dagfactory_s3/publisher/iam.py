@@ -9,8 +9,8 @@ also read the package's records and content objects in each environment it promo
 publish`` and ``rollback``) and reads the whole environment (``policy plan`` reads every served
 manifest). Airflow (the sync sidecar or the versioned bundle) may only list and read ``<env>/``; with
 the versioned bundle, write and read its version indexes (``_bundle/<env>/``, outside every package's
-prefix and verified by every reader); and, with push delivery, receive and delete the messages of its own event queues
-(nothing else on SQS).
+prefix and verified by every reader); and, with push delivery, receive and delete the messages of its
+own event queues (nothing else on SQS).
 Pure data; no AWS calls.
 """
 
@@ -168,33 +168,25 @@ def airflow_policy(
         "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage"],
         "Resource": sorted(set(queue_arns)),
     }
-    if not bundle_index:
-        return {
-            "Version": _VERSION,
-            "Statement": [
-                *_read_environment(bucket_arn, environment),
-                *([events] if queue_arns else []),
-                {"Sid": "DenyAllWrites", "Effect": "Deny", "Action": _WRITES, "Resource": f"{bucket_arn}/*"},
-            ],
-        }
     index = f"{bucket_arn}/{INDEX_DIR}/{environment}/*"
+    indexes = {
+        "Sid": "BundleVersionIndexes",
+        "Effect": "Allow",
+        "Action": ["s3:GetObject", "s3:PutObject"],
+        "Resource": index,
+    }
+    deny = (
+        {"Sid": "DenyWritesOutsideVersionIndexes", "Effect": "Deny", "Action": _WRITES, "NotResource": index}
+        if bundle_index
+        else {"Sid": "DenyAllWrites", "Effect": "Deny", "Action": _WRITES, "Resource": f"{bucket_arn}/*"}
+    )
     return {
         "Version": _VERSION,
         "Statement": [
             *_read_environment(bucket_arn, environment),
-            {
-                "Sid": "BundleVersionIndexes",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject"],
-                "Resource": index,
-            },
+            *([indexes] if bundle_index else []),
             *([events] if queue_arns else []),
-            {
-                "Sid": "DenyWritesOutsideVersionIndexes",
-                "Effect": "Deny",
-                "Action": _WRITES,
-                "NotResource": index,
-            },
+            deny,
         ],
     }
 

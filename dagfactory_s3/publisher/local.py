@@ -229,7 +229,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     }
     if args.job_command:
         document["job"]["command"] = shlex.split(args.job_command)
-    raw = orjson.dumps(document, option=orjson.OPT_INDENT_2) + b"\n"
+    raw = manifests.dumps(document)
     manifests.parse(raw, file=str(manifest_path), package=args.package_name)  # refuse to write bad input
     stub_bytes = stub.render(manifest_path.name)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from dagfactory_s3.publisher.history import history_entries
 from dagfactory_s3.publisher.store import PackageStore, env_packages
 from dagfactory_s3.publisher.transaction import DEFAULT_PARALLELISM, history_ids, parallel
 from dagfactory_s3.release import CONTENT_OBJECTS, Release
-from dagfactory_s3.s3 import list_prefixes
+from dagfactory_s3.s3 import list_environments
 
 __all__ = ["package_statuses", "status"]
 
@@ -115,9 +115,7 @@ def _unknown(client: Any, bucket: str, environment: str, what: str) -> ConfigErr
     packages = env_packages(client, bucket, environment)
     if packages:
         return ConfigError(f"{what} in {where}; packages there: {', '.join(packages)}")
-    environments = [
-        e for e in list_prefixes(client, bucket, "") if not naming.check_environment(e)
-    ]  # not _bundle/
+    environments = list_environments(client, bucket)
     known = (
         f"environments in s3://{bucket}/: {', '.join(environments)}"
         if environments

@@ -67,7 +67,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -178,7 +178,12 @@ def content_digest(record: releases.Release, environment: str) -> str:
     if record.tombstone:
         return "tombstone"
     served, _ = served_files(record, environment)
-    lines = sorted(f"{f.rest}={f.sha256}" for f in served)
+    return _files_digest((f.rest, f.sha256) for f in served)
+
+
+def _files_digest(files: Iterable[tuple[str, str]]) -> str:
+    """The content digest of served files given as ``(dags/<name>, sha256)``."""
+    lines = sorted(f"{rest}={sha}" for rest, sha in files)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
@@ -270,8 +275,7 @@ class Index:
                 ):
                     raise ConfigError(f"{file}: /files/{package}/{rest}: not a served manifest entry")
                 out[rest] = (sha, vid)
-            lines = sorted(f"{rest}={sha}" for rest, (sha, _) in out.items())
-            if hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16] != mapping.contents[package]:
+            if _files_digest((rest, sha) for rest, (sha, _) in out.items()) != mapping.contents[package]:
                 raise ConfigError(f"{file}: /files/{package}: does not serve what the version names")
             files[package] = out
         return cls(mapping, files)
@@ -506,6 +510,8 @@ class ReleaseVersions:
         # package -> its current record (None: it has none), read once, and that object's LastModified
         self._currents: dict[str, tuple[releases.Release | None, float]] = {}
         self._contents: dict[tuple[str, str], str] = {}  # (package, release id) -> content digest
+        # (package, release id) -> its index entries, or None (not immutable content objects)
+        self._indexed: dict[tuple[str, str], dict[str, tuple[str, str | None]] | None] = {}
         self._policy_pointer: tuple[str, str] | None = None  # (pointer ETag, policy id) last served
         self._policy_record: policies.PolicyRecord | None = None  # the policy pointer, once read
         self._policy_read = False
@@ -1218,10 +1224,16 @@ class ReleaseVersions:
         for package, release_id in mapping.releases.items():
             if package == PLATFORM or mapping.contents.get(package) == "tombstone":
                 continue
-            record = self._record(package, release_id)
-            if record.content == releases.CONTENT_OBJECTS:
-                served, _ = served_files(record, self.env)
-                files[package] = {f.rest: (f.sha256, f.version_id) for f in served}
+            memo = (package, release_id)
+            if memo not in self._indexed:  # releases are immutable: each record is read once
+                record = self._record(package, release_id)
+                self._indexed[memo] = (
+                    {f.rest: (f.sha256, f.version_id) for f in served_files(record, self.env)[0]}
+                    if record.content == releases.CONTENT_OBJECTS
+                    else None
+                )
+            if self._indexed[memo] is not None:
+                files[package] = self._indexed[memo]
         key = index_key(self.env, mapping.digest())
         try:
             s3.put(

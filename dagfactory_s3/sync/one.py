@@ -10,9 +10,9 @@ of the environment; a worker needs one DAG. This fetches exactly that, whatever 
    and for ownership (:func:`~dagfactory_s3.serve.rules.check_manifest`, what serving needs).
 
 And, when the listing shows a platform policy (``_platform/``), a GET of its pointer (which carries
-the current policy's bytes): three requests without a policy, four with one. The stub is written, never downloaded. Files land as a full sync lays them out
-(``<package>/dags/<dag_id>.json`` and ``.py``, the package's ``.airflowignore``, ``_platform/``), each
-written atomically, the manifest before its stub. The serving rules are the sidecar's and the bundle's
+the current policy's bytes): three requests without a policy, four with one. The stub is written,
+never downloaded. Files land as a full sync lays them out (``<package>/dags/<dag_id>.json`` and
+``.py``, the package's ``.airflowignore``, ``_platform/``), each written atomically, the manifest before its stub. The serving rules are the sidecar's and the bundle's
 (:mod:`dagfactory_s3.serve.rules`); a DAG the environment does not serve fails with one line.
 """
 

@@ -375,9 +375,7 @@ class Reconciler:
             return
         self._empty_warned = True
         try:
-            there = [
-                e for e in s3.list_prefixes(self.client, self.bucket, "") if not naming.check_environment(e)
-            ]
+            there = s3.list_environments(self.client, self.bucket)
         except StorageError:
             there = []
         self.log(
